@@ -1,0 +1,271 @@
+"""Typed settings for every stage.
+
+Each settings group is a frozen dataclass whose fields carry their own help text (``field(metadata=...)``).
+The same definitions give the CLI flags, the config-file schema (unknown keys are rejected with the list of
+valid ones) and the canonical JSON from which a run directory's name is hashed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from .errors import ConfigError
+
+
+def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, **kw):
+    """A dataclass field with its help text (and allowed values) kept next to it."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple or default_factory for mutable defaults")
+    return field(default=default, metadata={"help": help, "choices": choices}, **kw)
+
+
+class Settings:
+    """Mixin: validation, dict round trip with unknown-key rejection, canonical hashing."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"{type(self).__name__}.{f.name}={value!r} is not one of: {', '.join(choices)}")
+        self.validate()
+
+    def validate(self) -> None:  # overridden by groups with range checks
+        pass
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Settings):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Optional[dict], where: str = ""):
+        where = where or cls.__name__
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # e.g. a field given twice
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(hint, value, where):
+    """Convert JSON/YAML/CLI values to the field's declared type, with a clear error when impossible."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(inner, value, where)
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return hint.from_dict(value, where)
+    if origin in (tuple, Tuple):
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split() if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else str
+        return tuple(_coerce(item, v, where) for v in value)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError
+            return out
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+    return value
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class NeuronConfig(Settings):
+    beta: float = setting(0.5, "membrane decay per step (snnTorch Leaky beta), in [0, 1]")
+    threshold: float = setting(1.0, "firing threshold (> 0)")
+    reset: str = setting("zero", "reset after a spike: zero (what Loihi/Lava implement) or subtract",
+                         choices=("zero", "subtract"))
+    surrogate_alpha: float = setting(2.0, "slope of the ATan surrogate gradient")
+
+    def validate(self):
+        _check(0.0 <= self.beta <= 1.0, f"neuron.beta={self.beta} must be in [0, 1]")
+        _check(self.threshold > 0, f"neuron.threshold={self.threshold} must be > 0")
+        _check(self.surrogate_alpha > 0, f"neuron.surrogate_alpha={self.surrogate_alpha} must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Settings):
+    name: str = setting("mlp", "model from the registry (slt-deploy models lists them)")
+    hidden: Tuple[int, ...] = setting((), "layer widths (MLP units or conv channels); empty = model default")
+    batchnorm: bool = setting(True, "BatchNorm after conv layers (folded into the conv at export)")
+    neuron: NeuronConfig = field(default_factory=NeuronConfig, metadata={"help": "spiking neuron settings"})
+    input_shape: Tuple[int, ...] = setting((), "input shape C,H,W; empty = taken from the dataset")
+    num_classes: int = setting(0, "number of classes; 0 = taken from the dataset")
+
+    def validate(self):
+        _check(all(h > 0 for h in self.hidden), f"model.hidden={self.hidden} must be positive widths")
+        _check(self.num_classes >= 0, f"model.num_classes={self.num_classes} must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig(Settings):
+    dataset: str = setting("mnist", "dataset: mnist, fashion-mnist, cifar10, digits")
+    path: Optional[str] = setting(None, "dataset folder; default: the offline MNIST test split in ../shared")
+    n_train: int = setting(8000, "training samples taken from the split (0 = all)")
+    n_test: int = setting(2000, "test samples taken from the split (0 = all)")
+    encoding: str = setting("direct", "input encoding", choices=("direct", "rate", "latency"))
+    timesteps: int = setting(5, "simulation timesteps T")
+
+    def validate(self):
+        _check(self.timesteps >= 1, f"data.timesteps={self.timesteps} must be >= 1")
+        _check(self.n_train >= 0 and self.n_test >= 0, "data.n_train and data.n_test must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    epochs: int = setting(10, "training epochs per round")
+    batch_size: int = setting(128, "minibatch size")
+    optimizer: str = setting("sgd", "optimizer", choices=("sgd", "adam"))
+    lr: float = setting(0.1, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(5e-4, "L2 weight decay")
+    schedule: str = setting("cosine", "learning-rate schedule over the epochs of a round",
+                            choices=("cosine", "constant"))
+
+    def validate(self):
+        _check(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
+        _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
+        _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
+        _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass(frozen=True)
+class SearchConfig(Settings):
+    method: str = setting("imp", "ticket search method", choices=("dense", "imp", "eb", "random"))
+    rounds: int = setting(4, "IMP pruning rounds (sparsity 1 - (1-prune_fraction)^rounds)")
+    prune_fraction: float = setting(0.25, "IMP: fraction of the surviving weights pruned per round")
+    scope: str = setting("global", "magnitude ranking over all prunable layers or per layer",
+                         choices=("global", "layerwise"))
+    prunable: Tuple[str, ...] = setting((), "names of prunable layers; empty = every conv and linear layer")
+    rewind_epoch: int = setting(1, "IMP: rewind survivors to this epoch of the dense run (0 = initialization)")
+    target_sparsity: float = setting(0.9, "EB and random: sparsity of the ticket, in [0, 1)")
+    eb_queue: int = setting(5, "EB: number of masks kept in the FIFO (q)")
+    eb_tau: float = setting(0.02, "EB: draw the ticket when the max normalized Hamming distance < tau")
+    eb_max_epochs: int = setting(0, "EB: stop searching after this many epochs (0 = train.epochs)")
+    reference: Optional[str] = setting(None, "random: ticket whose per-layer sparsity the random mask copies")
+    early_time: bool = setting(False, "Early-Time: search at a reduced T_early, train the final ticket at T")
+    et_lambda: float = setting(0.6, "ET: pick the smallest t whose normalized KL divergence < lambda")
+    et_epochs: int = setting(2, "ET: training epochs before the KL divergences are measured")
+    et_direction: str = setting("paper", "ET: KL(P_t || P_T) as in the paper, or KL(P_T || P_t) as the "
+                                "official code computes", choices=("paper", "code"))
+    seed: int = setting(0, "random seed (initialization, data order, encodings, random masks)")
+
+    def validate(self):
+        _check(self.rounds >= 0, f"search.rounds={self.rounds} must be >= 0")
+        _check(0.0 < self.prune_fraction < 1.0, f"search.prune_fraction={self.prune_fraction} must be in (0, 1)")
+        _check(0.0 <= self.target_sparsity < 1.0,
+               f"search.target_sparsity={self.target_sparsity} must be in [0, 1)")
+        _check(self.rewind_epoch >= 0, f"search.rewind_epoch={self.rewind_epoch} must be >= 0")
+        _check(self.eb_queue >= 2, f"search.eb_queue={self.eb_queue} must be >= 2")
+        _check(self.eb_tau > 0, f"search.eb_tau={self.eb_tau} must be > 0")
+        _check(self.et_lambda > 0, f"search.et_lambda={self.et_lambda} must be > 0")
+        _check(self.et_epochs >= 1, f"search.et_epochs={self.et_epochs} must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """Everything that determines a search's result; its hash names the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "data"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "training"})
+    search: SearchConfig = field(default_factory=SearchConfig, metadata={"help": "search"})
+
+    def validate(self):
+        if self.search.early_time:
+            _check(self.data.timesteps >= 3,
+                   f"data.timesteps={self.data.timesteps}: Early-Time needs T >= 3 (T_early is chosen in 2..T-1)")
+            _check(self.search.method in ("imp", "eb"),
+                   f"search.early_time works with imp or eb, not {self.search.method}")
+        if self.search.method == "eb":
+            _check(self.search.eb_max_epochs <= self.train.epochs or self.search.eb_max_epochs == 0,
+                   "search.eb_max_epochs must not exceed train.epochs")
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
+
+    def run_name(self) -> str:
+        s = self.search
+        method = s.method + ("+et" if s.early_time else "")
+        return f"{method}_{self.model.name}_{self.data.dataset}_{self.digest()}"
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    """Read a YAML or JSON config file with sections model/data/train/search."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    return RunConfig.from_dict(data or {}, where=str(p))

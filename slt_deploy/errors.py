@@ -1,0 +1,32 @@
+"""User-facing errors.
+
+Everything a user can cause (bad config, missing data, a file that is not a ticket...) raises a subclass of
+:class:`SltError`. The CLI prints its message on one line and exits with code 2; anything else is a bug and
+keeps its traceback.
+"""
+
+
+class SltError(Exception):
+    """An error caused by the user's input; the message names the file, node or parameter."""
+
+    exit_code = 2
+
+
+class ConfigError(SltError):
+    """A setting is unknown, missing or out of range."""
+
+
+class DataError(SltError):
+    """A dataset file is missing, corrupt or in the wrong format."""
+
+
+class TicketError(SltError):
+    """A ticket file is missing, corrupt or not a ticket."""
+
+
+class ExportError(SltError):
+    """A network or graph cannot be exported or read back."""
+
+
+class MissingDependencyError(SltError):
+    """An optional dependency (e.g. Lava) is needed for this feature and is not installed."""
