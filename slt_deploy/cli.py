@@ -1,0 +1,181 @@
+"""The ``slt-deploy`` command line: a thin wrapper over the Python API, one function per subcommand.
+
+User errors (:class:`slt_deploy.errors.SltError`) end the program with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .config import RunConfig, Settings, load_config_file
+from .errors import ConfigError, SltError
+
+# settings whose plain field name would be ambiguous on the command line
+FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path"}
+
+
+def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
+    """One flag per settings field (help text and choices taken from the field itself)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = prefix + (f.name,)
+        hint = hints[f.name]
+        if isinstance(hint, type) and issubclass(hint, Settings):
+            _settings_flags(group, hint, path)
+            continue
+        flag = "--" + FLAG_NAMES.get(path, f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kw = dict(dest="/".join(path), default=argparse.SUPPRESS,
+                  help=f"{f.metadata.get('help', '')} (default: {_show(default)})")
+        if f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
+        elif hint is bool:
+            kw.update(nargs="?", const="true", metavar="BOOL")
+        else:
+            kw["metavar"] = f.name.upper()  # choices, if any, are shown as {a,b}
+        group.add_argument(flag, **kw)
+
+
+def _show(value):
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "auto"
+    return value
+
+
+def run_config_from_args(args: argparse.Namespace, base: Optional[RunConfig] = None) -> RunConfig:
+    """Config file (if any) < base < command-line flags; validated once at the end."""
+    data = (load_config_file(args.config) if getattr(args, "config", None) else (base or RunConfig())).to_dict()
+    for key, value in vars(args).items():
+        if "/" in key:
+            *parents, leaf = key.split("/")
+            node = data
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    return RunConfig.from_dict(data, where="settings")
+
+
+def _add_search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file with sections model/data/train/search")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for name, cls in (("model", RunConfig.__dataclass_fields__["model"].default_factory),
+                      ("data", RunConfig.__dataclass_fields__["data"].default_factory),
+                      ("train", RunConfig.__dataclass_fields__["train"].default_factory),
+                      ("search", RunConfig.__dataclass_fields__["search"].default_factory)):
+        _settings_flags(p.add_argument_group(f"{name} settings"), cls, (name,))
+
+
+# -- subcommands --------------------------------------------------------------------------------------
+
+def cmd_search(args) -> int:
+    from .search import search
+
+    config = run_config_from_args(args)
+    search(config, args.runs_dir, progress=not args.no_progress)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import MODELS
+
+    for spec in MODELS.values():
+        print(f"{spec.name:10s} default widths {','.join(map(str, spec.default_hidden)):20s} {spec.description}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import DATASETS
+
+    for name, loader in DATASETS.items():
+        doc = (loader.__doc__ or "").strip().splitlines()
+        print(f"{name:14s} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .describe import describe_file
+
+    print(describe_file(args.file, as_json=args.json))
+    return 0
+
+
+def cmd_env(args) -> int:
+    from .ticket import library_versions
+
+    versions = library_versions()
+    try:
+        from importlib import metadata
+
+        for dist in ("lava-nc", "lava-dl", "nirtorch", "onnx", "onnxruntime"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = "not installed"
+    finally:
+        print(json.dumps(versions, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slt-deploy",
+        description="Find spiking lottery tickets in snnTorch and deploy them to neuromorphic hardware.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("search", help="search a winning ticket (IMP, Early-Bird, Early-Time, random, dense)",
+                       description="Search a winning ticket. Re-running the same command resumes the run.")
+    _add_search_flags(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the offline MNIST default",
+                       description="Search an IMP ticket on the offline MNIST split and run every later stage.")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--quick", action="store_true", help="fewer epochs and rounds (about a minute)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("inspect", help="print what a ticket (or exported file) holds",
+                       description="Print a ticket's record and per-layer sparsity.")
+    p.add_argument("file", help="a ticket (.safetensors)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("models", help="list the model registry", description="List the registered models.")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("datasets", help="list the dataset loaders", description="List the dataset loaders.")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("env", help="print library versions (for bug reports)",
+                       description="Print the versions of Python and the libraries slt-deploy uses.")
+    p.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SltError as exc:
+        print(f"slt-deploy: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("slt-deploy: interrupted (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Masks and pruning: pure functions from (weights, old mask) to a new mask.
+
+A :class:`Mask` maps a layer name (as in ``model.body``) to a boolean tensor shaped like that layer's weight.
+Only conv and linear weights are ever masked; biases and BatchNorm parameters are never pruned.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Mapping, Tuple
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+class Mask(OrderedDict):
+    """Layer name -> bool tensor. Refuses anything but 0/1 values."""
+
+    def __setitem__(self, name, value):
+        value = torch.as_tensor(value)
+        if value.dtype != torch.bool:
+            if not bool(((value == 0) | (value == 1)).all()):
+                raise ValueError(f"mask for {name} has values other than 0 and 1")
+            value = value.bool()
+        super().__setitem__(name, value.detach().cpu().contiguous())
+
+    @classmethod
+    def ones_like(cls, layers: Mapping[str, nn.Module]) -> "Mask":
+        return cls((name, torch.ones_like(m.weight, dtype=torch.bool)) for name, m in layers.items())
+
+    def kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self.values()))
+
+    def total(self) -> int:
+        return int(sum(m.numel() for m in self.values()))
+
+    def sparsity(self) -> float:
+        total = self.total()
+        return 1.0 - self.kept() / total if total else 0.0
+
+    def layer_sparsity(self) -> Dict[str, float]:
+        return {name: 1.0 - int(m.sum()) / m.numel() for name, m in self.items()}
+
+
+def apply_mask(layers: Mapping[str, nn.Module], mask: Mask) -> None:
+    """Zero the pruned weights in place (and their gradients, so momentum never revives them)."""
+    with torch.no_grad():
+        for name, keep in mask.items():
+            w = layers[name].weight
+            w.mul_(keep.to(w.device, w.dtype))
+            if w.grad is not None:
+                w.grad.mul_(keep.to(w.device, w.dtype))
+
+
+def _scores(layers: Mapping[str, nn.Module], mask: Mask) -> Dict[str, torch.Tensor]:
+    return {name: layers[name].weight.detach().abs().cpu() for name in mask}
+
+
+def _keep_largest(values: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Boolean mask keeping the n_keep largest ``values`` among ``alive`` entries.
+
+    Ties are broken by position (a stable sort), so the result is deterministic and the count is exact.
+    """
+    flat = values.flatten().double()
+    flat = torch.where(alive.flatten(), flat, torch.full_like(flat, -1.0))  # dead entries rank last
+    order = torch.argsort(flat, descending=True, stable=True)
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[order[:n_keep]] = True
+    return keep.view_as(values)
+
+
+def prune_magnitude(layers: Mapping[str, nn.Module], mask: Mask, fraction: float, scope: str) -> Mask:
+    """Remove ``round(fraction * surviving)`` of the surviving weights with the smallest magnitude.
+
+    ``scope="global"`` ranks all prunable weights together (Kim et al.); ``"layerwise"`` prunes the same
+    fraction of each layer's survivors.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"prune fraction {fraction} must be in [0, 1)")
+    scores = _scores(layers, mask)
+    if scope == "layerwise":
+        return Mask((name, _keep_largest(scores[name], mask[name],
+                                         mask[name].sum().item() - round(fraction * mask[name].sum().item())))
+                    for name in mask)
+    if scope != "global":
+        raise ConfigError(f"unknown pruning scope {scope!r}; use global or layerwise")
+    alive = mask.kept()
+    keep = _keep_largest(torch.cat([scores[n].flatten() for n in mask]),
+                         torch.cat([mask[n].flatten() for n in mask]), alive - round(fraction * alive))
+    return _split(keep, mask)
+
+
+def mask_at_sparsity(layers: Mapping[str, nn.Module], names, sparsity: float, scope: str) -> Mask:
+    """Magnitude mask of the given layers at a target sparsity, from scratch (Early-Bird's per-epoch mask)."""
+    dense = Mask((n, torch.ones_like(layers[n].weight, dtype=torch.bool)) for n in names)
+    return prune_magnitude(layers, dense, sparsity, scope)
+
+
+def random_mask(shapes: Mapping[str, Tuple[int, ...]], layer_sparsity: Mapping[str, float],
+                generator: torch.Generator) -> Mask:
+    """Random mask with exactly the given per-layer sparsity (the random-ticket baseline)."""
+    out = Mask()
+    for name, shape in shapes.items():
+        n = int(torch.Size(shape).numel())
+        n_keep = n - round(layer_sparsity[name] * n)
+        keep = torch.zeros(n, dtype=torch.bool)
+        keep[torch.randperm(n, generator=generator)[:n_keep]] = True
+        out[name] = keep.view(shape)
+    return out
+
+
+def hamming_distance(a: Mask, b: Mask) -> float:
+    """Normalized Hamming distance: fraction of mask entries that differ."""
+    if list(a) != list(b):
+        raise ValueError("masks cover different layers")
+    differ = sum(int((a[n] != b[n]).sum()) for n in a)
+    return differ / a.total()
+
+
+def _split(flat_keep: torch.Tensor, like: Mask) -> Mask:
+    out, start = Mask(), 0
+    for name, m in like.items():
+        out[name] = flat_keep[start:start + m.numel()].view(m.shape)
+        start += m.numel()
+    return out

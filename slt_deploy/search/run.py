@@ -1,0 +1,205 @@
+"""The machinery every search method shares: a run directory, seeded models, and resumable training phases.
+
+A *phase* is a stretch of training with a name (``round_03``, ``eb_search``, ``final``...). After every epoch
+it writes a checkpoint (model, optimizer, epoch, history, callback state) atomically; when it ends it writes a
+``done`` file. Re-running the same command skips finished phases and resumes the current one from its last
+checkpoint. Because every random draw is seeded from (seed, phase, epoch), the resumed run finishes with the
+same ticket as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..config import RunConfig
+from ..data import DatasetSplit
+from ..masks import Mask, apply_mask
+from ..models import SpikingNet, build_model, prunable_layers
+from ..paths import RunPaths
+from ..ticket import Ticket, TicketRecord
+from ..train import accuracy, make_optimizer, train_epoch
+from ..utils import atomic_path, derive_seed, write_json_atomic, write_text_atomic
+
+
+def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[torch.optim.Optimizer] = None,
+               extra: Optional[Dict[str, torch.Tensor]] = None) -> None:
+    """Model (and optimizer) state plus JSON metadata in one safetensors file, written atomically."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        opt = optimizer.state_dict()
+        for idx, st in opt["state"].items():
+            for key, value in st.items():
+                tensors[f"optim/{idx}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
+        meta = dict(meta, param_groups=opt["param_groups"])
+    for k, v in (extra or {}).items():
+        tensors[f"extra/{k}"] = v.detach().cpu().contiguous().clone()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
+
+
+def load_state(path, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None
+               ) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    if optimizer is not None and "param_groups" in meta:
+        state: Dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim/"):
+                _, idx, key = k.split("/", 2)
+                state.setdefault(int(idx), {})[key] = v
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
+    return meta, extra
+
+
+class EpochCallback:
+    """Hook run after each epoch of a phase; its state is checkpointed with the phase (Early-Bird's FIFO)."""
+
+    def after_epoch(self, epoch: int, model: SpikingNet) -> bool:
+        """Return True to end the phase early."""
+        return False
+
+    def state(self) -> Tuple[dict, Dict[str, torch.Tensor]]:
+        return {}, {}
+
+    def load(self, meta: dict, tensors: Dict[str, torch.Tensor]) -> None:
+        pass
+
+
+@dataclass
+class PhaseResult:
+    model: SpikingNet
+    seconds: float
+    history: List[dict]
+    epochs_run: int
+    callback_meta: dict = field(default_factory=dict)
+
+
+class SearchContext:
+    """What a search method needs: settings, data, paths, seeded models, phases, round tickets."""
+
+    def __init__(self, config: RunConfig, model_config, split: DatasetSplit, paths: RunPaths,
+                 progress: bool = True, echo: Callable[[str], None] = print):
+        self.config = config
+        self.model_config = model_config  # resolved against the dataset
+        self.split = split
+        self.paths = paths
+        self.progress = progress
+        self.echo = echo
+        self.rounds: List[dict] = []
+
+    # -- models -------------------------------------------------------------------------------------
+    def new_model(self) -> SpikingNet:
+        """The network at initialization; the same weights every time for a given seed."""
+        torch.manual_seed(derive_seed(self.config.search.seed, "init"))
+        return build_model(self.model_config)
+
+    def layers(self, model: SpikingNet):
+        return prunable_layers(model, self.config.search.prunable)
+
+    def dense_mask(self, model: SpikingNet) -> Mask:
+        return Mask.ones_like(self.layers(model))
+
+    # -- training phases ----------------------------------------------------------------------------
+    def train_phase(self, phase: str, model: SpikingNet, mask: Mask, timesteps: int, first_epoch: int = 0,
+                    last_epoch: Optional[int] = None, callback: Optional[EpochCallback] = None,
+                    save_rewind_at: Optional[int] = None) -> PhaseResult:
+        """Train ``model`` (already holding its start weights) on epochs [first_epoch, last_epoch)."""
+        cfg = self.config
+        last_epoch = cfg.train.epochs if last_epoch is None else last_epoch
+        layers = self.layers(model)
+        apply_mask(layers, mask)
+        optimizer = make_optimizer(model, cfg.train)
+        done, ckpt = self.paths.phase_done(phase), self.paths.checkpoint(phase)
+        callback = callback or EpochCallback()
+        if done.exists():
+            meta, extra = load_state(done, model)
+            callback.load(meta.get("callback", {}), extra)
+            return PhaseResult(model, meta["seconds"], meta["history"], meta["epochs_run"], meta.get("callback", {}))
+        history: List[dict] = []
+        seconds, epoch = 0.0, first_epoch
+        if ckpt.exists():
+            meta, extra = load_state(ckpt, model, optimizer)
+            history, seconds, epoch = meta["history"], meta["seconds"], meta["next_epoch"]
+            callback.load(meta.get("callback", {}), extra)
+            self.echo(f"  {phase}: resuming at epoch {epoch + 1}")
+        if save_rewind_at is not None and save_rewind_at == epoch == first_epoch and not self.paths.rewind_state.exists():
+            save_state(self.paths.rewind_state, model, {"epoch": epoch})
+        stop = False
+        while epoch < last_epoch and not stop:
+            start = time.perf_counter()
+            stats = train_epoch(model, self.split.train, cfg.data, cfg.train, optimizer, layers, mask, epoch,
+                                (cfg.search.seed, phase), timesteps, progress=self.progress,
+                                desc=f"{phase} epoch {epoch + 1}/{last_epoch}")
+            stop = callback.after_epoch(epoch, model)
+            epoch += 1
+            seconds += time.perf_counter() - start
+            history.append({"epoch": epoch, "loss": round(stats.loss, 6),
+                            "train_accuracy": round(stats.train_accuracy, 6), "lr": stats.lr})
+            if save_rewind_at is not None and epoch == save_rewind_at:
+                save_state(self.paths.rewind_state, model, {"epoch": epoch})
+            cb_meta, cb_tensors = callback.state()
+            save_state(ckpt, model, {"history": history, "seconds": seconds, "next_epoch": epoch,
+                                     "callback": cb_meta}, optimizer, cb_tensors)
+        cb_meta, cb_tensors = callback.state()
+        epochs_run = epoch - first_epoch
+        save_state(done, model, {"history": history, "seconds": seconds, "epochs_run": epochs_run,
+                                 "callback": cb_meta}, extra=cb_tensors)
+        ckpt.unlink(missing_ok=True)
+        return PhaseResult(model, seconds, history, epochs_run, cb_meta)
+
+    def load_rewind(self, model: SpikingNet) -> int:
+        meta, _ = load_state(self.paths.rewind_state, model)
+        return meta["epoch"]
+
+    # -- results ------------------------------------------------------------------------------------
+    def test_accuracy(self, model: SpikingNet, timesteps: int) -> float:
+        return accuracy(model, self.split.test, self.config.data, timesteps, (self.config.search.seed,))
+
+    def save_ticket(self, path, model: SpikingNet, mask: Mask, *, method: str, round: int, timesteps: int,
+                    wall_time_s: List[float], extra: dict) -> Ticket:
+        """Evaluate at ``timesteps``, snapshot as a ticket, and write it (skipped if it already exists)."""
+        if path.exists():
+            return Ticket.load(path)
+        cfg = self.config
+        record = TicketRecord(
+            model=self.model_config, method=method, hyperparameters=cfg.to_dict(), timesteps=timesteps,
+            encoding=cfg.data.encoding, dataset=cfg.data.dataset, seed=cfg.search.seed, round=round,
+            accuracy=self.test_accuracy(model, timesteps), wall_time_s=[round_(s) for s in wall_time_s],
+            extra=extra)
+        ticket = Ticket.from_model(model, mask, record)
+        ticket.save(path)
+        return ticket
+
+    def log_round(self, label: str, seconds: float, ticket: Optional[Ticket] = None, **facts) -> None:
+        """Append one line to the run's JSON-lines log (rewritten whole, atomically) and echo it."""
+        line = {"label": label, "seconds": round_(seconds), **facts}
+        if ticket is not None:
+            r = ticket.record
+            line.update(round=r.round, method=r.method, sparsity=round_(r.sparsity, 6), accuracy=r.accuracy,
+                        timesteps=r.timesteps, layer_sparsity={k: round_(v, 6) for k, v in r.layer_sparsity.items()})
+        self.rounds.append(line)
+        write_text_atomic(self.paths.log, "".join(json.dumps(x, sort_keys=True) + "\n" for x in self.rounds))
+        text = f"  {label}:"
+        if ticket is not None:
+            text += (f" sparsity {100 * ticket.record.sparsity:6.2f} %  accuracy {100 * ticket.record.accuracy:6.2f} %"
+                     f"  T={ticket.record.timesteps}")
+        text += "".join(f"  {k}={v}" for k, v in facts.items() if not isinstance(v, (list, dict)))
+        self.echo(text + f"  ({seconds:.1f} s)")
+
+
+def round_(x: float, digits: int = 3) -> float:
+    return round(float(x), digits)
+
+
+def write_config(paths: RunPaths, config: RunConfig) -> None:
+    write_json_atomic(paths.config, config.to_dict())

@@ -1,0 +1,107 @@
+"""Training and evaluation of spiking models over time (BPTT with the ATan surrogate).
+
+Loss: cross-entropy of the logits at every timestep, averaged over time (Kim et al.). Prediction: argmax of
+the logits summed over time. Every random draw (batch order, rate-coded spikes) comes from a generator seeded
+by :func:`slt_deploy.utils.generator` with the run seed and the epoch, which makes a resumed run identical to
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import DataConfig, TrainConfig
+from .data import ArrayDataset, batches, encode
+from .masks import Mask, apply_mask
+from .utils import generator
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    lr: float
+    seconds: float
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate of an epoch; a pure function of the epoch so that resuming needs no scheduler state."""
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
+def time_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-timestep cross-entropy averaged over time; ``logits`` is (T, B, classes)."""
+    T = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), labels.repeat(T))
+
+
+def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, train_cfg: TrainConfig,
+                optimizer: torch.optim.Optimizer, layers: Mapping[str, nn.Module], mask: Mask, epoch: int,
+                seed_parts: tuple, timesteps: int, progress: bool = True, desc: str = "") -> EpochStats:
+    """One epoch; pruned weights are zeroed after every step so they stay exactly zero."""
+    start = time.perf_counter()
+    lr = lr_at(train_cfg, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    gen = generator(*seed_parts, "epoch", epoch)
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    n_batches = math.ceil(len(data) / train_cfg.batch_size)
+    bar = tqdm(batches(data, train_cfg.batch_size, shuffle=True, generator=gen), total=n_batches,
+               desc=desc or f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False, disable=not progress,
+               unit="batch")
+    for x, y in bar:
+        x_seq = encode(x, data_cfg.encoding, timesteps, gen)
+        logits = model(x_seq)
+        loss = time_loss(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
+        optimizer.step()
+        apply_mask(layers, mask)  # weight decay / Adam could otherwise move them off zero
+        total_loss += loss.item() * len(y)
+        correct += int((logits.sum(0).argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+    return EpochStats(epoch, total_loss / seen, correct / seen, lr, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, timesteps: int, seed_parts: tuple,
+            batch_size: int = 500, limit: Optional[int] = None) -> torch.Tensor:
+    """Per-step logits (T, N, classes) for the first ``limit`` samples of ``data``."""
+    model.eval()
+    gen = generator(*seed_parts, "eval")
+    outs, n = [], 0
+    for x, _ in batches(data, batch_size, shuffle=False, generator=None):
+        if limit is not None and n >= limit:
+            break
+        if limit is not None:
+            x = x[: limit - n]
+        outs.append(model(encode(x, data_cfg.encoding, timesteps, gen)))
+        n += len(x)
+    return torch.cat(outs, dim=1)
+
+
+def accuracy(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, timesteps: int,
+             seed_parts: tuple) -> float:
+    logits = predict(model, data, data_cfg, timesteps, seed_parts)
+    labels = torch.as_tensor(data.labels[: logits.shape[1]])
+    return float((logits.sum(0).argmax(1) == labels).float().mean())
