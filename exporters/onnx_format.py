@@ -107,14 +107,17 @@ def _body_of(model_or_ticket) -> Tuple[nn.Module, Dict[str, str]]:
     from slt_deploy.ticket import Ticket
 
     if isinstance(model_or_ticket, Ticket):
-        rec = model_or_ticket.record
-        meta = {"model": rec.model.name, "method": rec.method, "sparsity": f"{rec.sparsity:.6f}"}
-        return model_or_ticket.build_model().body, meta
+        return model_or_ticket.build_model().body, _ticket_meta(model_or_ticket)
     if isinstance(model_or_ticket, SpikingNet):
         return model_or_ticket.body, {"model": model_or_ticket.config.name}
     if isinstance(model_or_ticket, nn.Module):
         return model_or_ticket, {}
     raise ExportError(f"expected a Ticket, SpikingNet or torch module, got {type(model_or_ticket).__name__}")
+
+
+def _ticket_meta(ticket) -> Dict[str, str]:
+    rec = ticket.record
+    return {"model": rec.model.name, "method": rec.method, "sparsity": f"{rec.sparsity:.6f}"}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -180,8 +183,7 @@ def _torch_export(module: nn.Module, example: torch.Tensor, tmp: Path, opset: in
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True,
                               training=torch.onnx.TrainingMode.EVAL)
     except Exception as exc:  # the exporter raises many types; the first line names the failing op
-        raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {_first_line(exc)}") from None
     finally:
         module.train(was_training)
 
@@ -198,7 +200,7 @@ def _finish(tmp: Path, props: Dict[str, object]) -> None:
     try:
         onnx.checker.check_model(str(tmp))
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"exported ONNX graph is invalid: {str(exc).strip().splitlines()[0]}") from None
+        raise ExportError(f"exported ONNX graph is invalid: {_first_line(exc)}") from None
 
 
 def _require_close(module: nn.Module, tmp: Path, x: torch.Tensor, tolerance: float, path) -> None:
@@ -228,8 +230,16 @@ def run_onnx(path: Union[str, Path], x: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # the machines running this are small and shared; results do not change
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ExportError(f"{path}: onnxruntime cannot run this model ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _random_input(shape: Sequence[int], seed: int) -> torch.Tensor:
@@ -269,20 +279,23 @@ class HeavisideLeaky(nn.Module):
     - output ``S(U')``.
 
     This is snnTorch's forward with ``surrogate_disable=True`` (the surrogate only changes the backward
-    pass), written without snnTorch's buffer reassignment and autograd Function, which tracing cannot export
-    with a dynamic batch. The state lives in a Python attribute for the length of one unrolled forward.
+    pass). It is re-written rather than traced through because snnTorch keeps the membrane in a buffer that
+    ``reset_mem`` re-creates from the previous call's tensor (a trace would bake in the example's batch size)
+    and fires through an autograd Function. Here the state lives in a plain attribute for the length of one
+    unrolled forward, starting from ``None`` (zero). Equality with snnTorch is checked at every export.
     """
 
     _RESETS = {"zero", "subtract", "none"}
 
     def __init__(self, leaky: snn.Leaky, name: str):
         super().__init__()
-        unsupported = [flag for flag, on in (("inhibition", leaky.inhibition), ("state_quant", bool(leaky.state_quant)),
-                                             ("output=True", leaky.output), ("reset_delay=False", not leaky.reset_delay))
-                       if on]
-        if unsupported or leaky._reset_mechanism not in self._RESETS:
-            raise ExportError(f"layer {name!r}: Leaky option(s) {', '.join(unsupported) or leaky._reset_mechanism} "
-                              f"not supported by the unrolled ONNX exporter")
+        flags = {"inhibition": leaky.inhibition, "state_quant": bool(leaky.state_quant),
+                 "output=True": leaky.output, "reset_delay=False": not leaky.reset_delay,
+                 f"reset_mechanism={leaky._reset_mechanism}": leaky._reset_mechanism not in self._RESETS}
+        unsupported = [flag for flag, on in flags.items() if on]
+        if unsupported:
+            raise ExportError(f"layer {name!r}: Leaky option(s) {', '.join(unsupported)} are not supported by the "
+                              f"unrolled ONNX exporter")
         self.reset_mechanism = leaky._reset_mechanism
         self.register_buffer("beta", leaky.beta.detach().clamp(0, 1).clone())
         self.register_buffer("threshold", leaky.threshold.detach().clone())
@@ -335,10 +348,13 @@ def export_snn_unrolled_onnx(spiking_model, input_shape: Sequence[int], timestep
         raise ExportError(f"timesteps={timesteps} must be >= 1")
     from slt_deploy.ticket import Ticket
 
-    reference = spiking_model.build_model() if isinstance(spiking_model, Ticket) else spiking_model
-    if not isinstance(reference, SpikingNet):
+    if isinstance(spiking_model, Ticket):
+        reference, meta = spiking_model.build_model(), _ticket_meta(spiking_model)
+    elif isinstance(spiking_model, SpikingNet):
+        reference, meta = spiking_model, {"model": spiking_model.config.name}
+    else:
         raise ExportError(f"expected a Ticket or SpikingNet, got {type(spiking_model).__name__}")
-    body, meta = _body_of(reference)
+    body = reference.body
     unrolled = UnrolledSNN(_convert(body, HeavisideLeaky), int(timesteps)).eval()
     props = {"slt_deploy.timesteps": str(timesteps), "slt_deploy.neuron": "snntorch.Leaky, Heaviside spike",
              "slt_deploy.weight_sparsity": f"{_weight_sparsity(body):.6f}",
@@ -401,16 +417,18 @@ def onnx_macs(path_or_model) -> List[LayerMACs]:
     MACs if they are in the known elementwise/data-movement set, otherwise :class:`ExportError`.
     """
     model, source = _load_onnx(path_or_model)
+    _check_ops(model, source)
     graph = _static_graph(model, source)
-    layers = []
+    return [_MAC_HANDLERS[node.op_type](node, _layer_name(node, index), graph)
+            for index, node in enumerate(model.graph.node) if node.op_type in _MAC_HANDLERS]
+
+
+def _check_ops(model, source: str) -> None:
+    """Refuse a graph with an op we cannot count, before spending time on shape inference."""
     for index, node in enumerate(model.graph.node):
-        handler = _MAC_HANDLERS.get(node.op_type)
-        if handler is not None:
-            layers.append(handler(node, _layer_name(node, index), graph))
-        elif node.op_type not in _ZERO_MAC_OPS:
+        if node.op_type not in _MAC_HANDLERS and node.op_type not in _ZERO_MAC_OPS:
             raise ExportError(f"{source}: node {node.name or index!r} has op type {node.op_type}, which MAC "
                               f"counting does not support")
-    return layers
 
 
 def _load_onnx(path_or_model):
@@ -425,8 +443,7 @@ def _load_onnx(path_or_model):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)  # protobuf parses many non-ONNX byte strings without complaint
     except Exception as exc:  # DecodeError, ValidationError, ...: all mean "not a valid ONNX model"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{path}: not a valid ONNX model ({first})") from None
+        raise ExportError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
     return model, str(path)
 
 
@@ -445,7 +462,7 @@ def _static_graph(model, source: str) -> _Graph:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:
-        raise ExportError(f"{source}: ONNX shape inference failed ({str(exc).strip().splitlines()[0]})") from None
+        raise ExportError(f"{source}: ONNX shape inference failed ({_first_line(exc)})") from None
     constants = {t.name: numpy_helper.to_array(t) for t in inferred.graph.initializer}
     for node in inferred.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -527,7 +544,8 @@ _MAC_HANDLERS: Dict[str, Callable[..., LayerMACs]] = {
 
 
 def analytical_macs(module: nn.Module, input_shape: Sequence[int]) -> List[LayerMACs]:
-    """The same per-layer counts computed from the torch module with forward hooks on one zero sample.
+    """The same per-layer counts computed from a (B, *input_shape) -> output torch module (e.g. the ANN twin)
+    with forward hooks on one zero sample, in call order.
 
     Conv2d: ``P * numel(W)`` / ``P * nnz(W)``; Linear: ``R * numel(W)`` / ``R * nnz(W)`` with ``R`` the rows
     per sample (1 for a (B, in) input, reported as Gemm as torch exports it; MatMul otherwise).

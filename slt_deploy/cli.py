@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from .config import RunConfig, Settings, load_config_file
+from .config import RunConfig, Settings, read_config_file
 from .errors import ConfigError, SltError
 
 # settings whose plain field name would be ambiguous on the command line
@@ -49,8 +49,11 @@ def _show(value):
 
 
 def run_config_from_args(args: argparse.Namespace, base: Optional[RunConfig] = None) -> RunConfig:
-    """Config file (if any) < base < command-line flags; validated once at the end."""
-    data = (load_config_file(args.config) if getattr(args, "config", None) else (base or RunConfig())).to_dict()
+    """Defaults (or ``base``) < config file < command-line flags; validated once, at the end."""
+    data, where = (base or RunConfig()).to_dict(), "settings"
+    if getattr(args, "config", None):
+        where = str(args.config)
+        _merge(data, read_config_file(args.config))
     for key, value in vars(args).items():
         if "/" in key:
             *parents, leaf = key.split("/")
@@ -58,7 +61,16 @@ def run_config_from_args(args: argparse.Namespace, base: Optional[RunConfig] = N
             for p in parents:
                 node = node.setdefault(p, {})
             node[leaf] = value
-    return RunConfig.from_dict(data, where="settings")
+    return RunConfig.from_dict(data, where=where)
+
+
+def _merge(into: dict, update: dict) -> None:
+    """Deep merge: sections merge key by key (unknown keys are kept, for from_dict to reject)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _add_search_flags(p: argparse.ArgumentParser) -> None:
@@ -86,6 +98,14 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_ticket
+
+    path = export_ticket(args.ticket, args.format, args.out)
+    print(f"wrote {path}")
     return 0
 
 
@@ -130,8 +150,19 @@ def cmd_env(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (bad choice, unknown flag) as one line, like every other user error."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --epoch must not silently mean --epochs
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"slt-deploy: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="slt-deploy",
         description="Find spiking lottery tickets in snnTorch and deploy them to neuromorphic hardware.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -148,9 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("inspect", help="print what a ticket (or exported file) holds",
-                       description="Print a ticket's record and per-layer sparsity.")
-    p.add_argument("file", help="a ticket (.safetensors)")
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="export a ticket to NIR, ONNX (ANN twin or unrolled SNN) or netx",
+                       description="Export a ticket; the written file is checked against the ticket first.")
+    p.add_argument("ticket", help="a ticket (.safetensors)")
+    p.add_argument("--format", required=True, choices=list(FORMATS), help="output format")
+    p.add_argument("--out", required=True, help="output file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("inspect", help="print what a ticket, NIR graph or ONNX model holds",
+                       description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
+                                   "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
+    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 

@@ -254,18 +254,25 @@ class RunConfig(Settings):
         return f"{method}_{self.model.name}_{self.data.dataset}_{self.digest()}"
 
 
-def load_config_file(path: str | Path) -> RunConfig:
-    """Read a YAML or JSON config file with sections model/data/train/search."""
+def read_config_file(path: str | Path) -> dict:
+    """The raw mapping of a YAML or JSON config file (sections model/data/train/search), not yet validated."""
     import yaml
 
     p = Path(path)
+    yaml_file = p.suffix.lower() in (".yaml", ".yml")
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        data = yaml.safe_load(text) if yaml_file else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
-                          f"{str(exc).splitlines()[0]}") from None
-    return RunConfig.from_dict(data or {}, where=str(p))
+        raise ConfigError(f"{p}: not valid {'YAML' if yaml_file else 'JSON'}: {str(exc).splitlines()[0]}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with sections model/data/train/search")
+    return data
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    return RunConfig.from_dict(read_config_file(path), where=str(path))

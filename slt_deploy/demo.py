@@ -29,4 +29,12 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     result = search(demo_config(quick), out / "runs", progress=progress)
     print()
     print(describe_file(result.ticket_path))
-    return {"ticket": str(result.ticket_path)}
+
+    from .export import export_ticket
+
+    print("\n== 2. export: NIR (the spiking ticket) and ONNX (its ANN counterpart)")
+    nir_path = export_ticket(result.ticket_path, "nir", out / "ticket.nir")
+    onnx_path = export_ticket(result.ticket_path, "onnx", out / "ticket_ann.onnx")
+    print(describe_file(nir_path))
+    print(describe_file(onnx_path))
+    return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path)}

@@ -32,10 +32,59 @@ def describe_ticket(ticket: Ticket) -> Dict:
     return {"record": json.loads(r.to_json()), "layers": layers}
 
 
+def _kind(p: Path) -> str:
+    """What a file is, from its first bytes (extensions lie)."""
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "nir"
+    if p.suffix.lower() == ".onnx":
+        return "onnx"
+    return "ticket"
+
+
+def describe_nir_file(p: Path, as_json: bool) -> str:
+    from .exporters.nir_format import describe_nir, format_table as nir_table, read_nir
+
+    graph = read_nir(p)
+    rows = describe_nir(graph)
+    if as_json:
+        return json.dumps({"metadata": _jsonable(graph.metadata or {}), "nodes": rows}, indent=2, default=str)
+    meta = graph.metadata or {}
+    head = f"NIR graph {p}: {len(graph.nodes)} nodes, {len(graph.edges)} edges"
+    if meta:
+        head += "\n  " + ", ".join(f"{k} {v}" for k, v in sorted(meta.items()) if not isinstance(v, dict))
+    return head + "\n" + nir_table(rows)
+
+
+def describe_onnx_file(p: Path, as_json: bool) -> str:
+    from .exporters.onnx_format import onnx_macs, total_macs
+
+    layers = onnx_macs(p)
+    rows = [{"layer": m.name, "op": m.op_type, "output": "x".join(map(str, m.output_shape)),
+             "weights": m.weight_count, "nonzero": m.nonzero_weights, "dense MACs": m.dense_macs,
+             "effective MACs": m.effective_macs} for m in layers]
+    if as_json:
+        return json.dumps(rows, indent=2)
+    dense, effective = total_macs(layers)
+    return (f"ONNX model {p}: {dense} dense MACs, {effective} effective MACs per sample\n"
+            + format_table(rows, list(rows[0]) if rows else ["layer"]))
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d.items()}
+
+
 def describe_file(path: str | Path, as_json: bool = False) -> str:
+    """A ticket, a NIR graph or an ONNX model, as a table (or JSON)."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise SltError(f"{p}: no such file")
+    kind = _kind(p)
+    if kind == "nir":
+        return describe_nir_file(p, as_json)
+    if kind == "onnx":
+        return describe_onnx_file(p, as_json)
     info = describe_ticket(Ticket.load(p))
     if as_json:
         return json.dumps(info, indent=2)

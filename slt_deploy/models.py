@@ -8,7 +8,8 @@ logit vector; training averages the per-step cross-entropy over time, evaluation
 Choices made for deployment (Loihi/Lava have no max pooling and no BatchNorm):
 - pooling is average pooling placed *before* the neuron (conv -> BN -> pool -> LIF), so every synapse layer
   receives binary spikes and conv+pool is one linear map for the compiler;
-- BatchNorm layers are marked ``fold_into`` the preceding conv/linear, which the exporter folds.
+- BatchNorm always directly follows the conv/linear layer it belongs to and is marked for folding
+  (``fold_bn_into``), so the exporter folds it into that layer's weights and bias.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def leaky(neuron: NeuronConfig) -> snn.Leaky:
         spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha),
         init_hidden=True,
     )
+
+
+def batchnorm_for(layer_name: str, channels: int) -> nn.BatchNorm2d:
+    """A BatchNorm2d marked to be folded into the conv layer ``layer_name`` at export."""
+    bn = nn.BatchNorm2d(channels)
+    bn.fold_bn_into = layer_name
+    return bn
 
 
 def is_neuron(module: nn.Module) -> bool:
@@ -73,13 +81,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, neuron: NeuronConfig):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = batchnorm_for("conv1", c_out)
         self.lif1 = leaky(neuron)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = batchnorm_for("conv2", c_out)
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(OrderedDict(
-                conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=nn.BatchNorm2d(c_out)))
+                conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=batchnorm_for("conv", c_out)))
         else:
             self.shortcut = nn.Identity()
         self.lif2 = leaky(neuron)
@@ -118,7 +126,7 @@ def _check_hidden(cfg: ModelConfig, n: int) -> None:
 def _conv_block(prefix: str, layers: OrderedDict, c_in: int, c_out: int, cfg: ModelConfig, pool: bool):
     layers[f"{prefix}"] = nn.Conv2d(c_in, c_out, 3, padding=1, bias=not cfg.batchnorm)
     if cfg.batchnorm:
-        layers[f"{prefix}_bn"] = nn.BatchNorm2d(c_out)
+        layers[f"{prefix}_bn"] = batchnorm_for(prefix, c_out)
     if pool:
         layers[f"{prefix}_pool"] = nn.AvgPool2d(2)
     layers[f"{prefix}_lif"] = leaky(cfg.neuron)
@@ -185,7 +193,7 @@ def _resnet19(cfg: ModelConfig) -> nn.Module:
     w1, w2, w3, fc = cfg.hidden
     layers = OrderedDict()
     layers["stem"] = nn.Conv2d(c, w1, 3, padding=1, bias=False)
-    layers["stem_bn"] = nn.BatchNorm2d(w1)
+    layers["stem_bn"] = batchnorm_for("stem", w1)
     layers["stem_lif"] = leaky(cfg.neuron)
     c_in = w1
     for stage, (width, blocks, stride) in enumerate(((w1, 3, 1), (w2, 3, 2), (w3, 2, 2)), start=1):

@@ -146,7 +146,10 @@ class Ticket:
             raise TicketError(f"{p}: not a slt-deploy ticket (safetensors file without a ticket record)")
         record = TicketRecord.from_json(meta[META_KEY], str(p))
         state = {k[len("state/"):]: v for k, v in tensors.items() if k.startswith("state/")}
-        mask = Mask((k[len("mask/"):], v) for k, v in tensors.items() if k.startswith("mask/"))
+        try:
+            mask = Mask((k[len("mask/"):], v) for k, v in tensors.items() if k.startswith("mask/"))
+        except ValueError as exc:
+            raise TicketError(f"{p}: {exc}") from None
         for name, keep in mask.items():
             w = state.get(f"body.{name}.weight")
             if w is None or w.shape != keep.shape:

@@ -126,15 +126,15 @@ class SearchContext:
             callback.load(meta.get("callback", {}), extra)
             return PhaseResult(model, meta["seconds"], meta["history"], meta["epochs_run"], meta.get("callback", {}))
         history: List[dict] = []
-        seconds, epoch = 0.0, first_epoch
+        seconds, epoch, stop = 0.0, first_epoch, False
         if ckpt.exists():
             meta, extra = load_state(ckpt, model, optimizer)
             history, seconds, epoch = meta["history"], meta["seconds"], meta["next_epoch"]
+            stop = bool(meta.get("stopped", False))  # a callback ended the phase just before the crash
             callback.load(meta.get("callback", {}), extra)
             self.echo(f"  {phase}: resuming at epoch {epoch + 1}")
         if save_rewind_at is not None and save_rewind_at == epoch == first_epoch and not self.paths.rewind_state.exists():
             save_state(self.paths.rewind_state, model, {"epoch": epoch})
-        stop = False
         while epoch < last_epoch and not stop:
             start = time.perf_counter()
             stats = train_epoch(model, self.split.train, cfg.data, cfg.train, optimizer, layers, mask, epoch,
@@ -149,7 +149,7 @@ class SearchContext:
                 save_state(self.paths.rewind_state, model, {"epoch": epoch})
             cb_meta, cb_tensors = callback.state()
             save_state(ckpt, model, {"history": history, "seconds": seconds, "next_epoch": epoch,
-                                     "callback": cb_meta}, optimizer, cb_tensors)
+                                     "stopped": stop, "callback": cb_meta}, optimizer, cb_tensors)
         cb_meta, cb_tensors = callback.state()
         epochs_run = epoch - first_epoch
         save_state(done, model, {"history": history, "seconds": seconds, "epochs_run": epochs_run,

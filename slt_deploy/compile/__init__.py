@@ -1,0 +1,67 @@
+"""Compiler: NIR graph -> lowered network (a Lava-free IR) -> Lava processes.
+
+``lower(graph, target)`` gives a :class:`~slt_deploy.compile.ir.LoweredNetwork` (documented with the
+equations in :mod:`slt_deploy.compile.ir`); ``run_lava(lowered, x)`` runs it in Lava (imported only then).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .errors import CompileError
+from .ir import TARGETS, FIRST_LAYER_MODES, LayerQuant, LoweredNetwork
+from .lower import conv_matrix, lower_float, pool_matrix
+from .quantize import quantize
+
+__all__ = ["CompileError", "LoweredNetwork", "LayerQuant", "TARGETS", "FIRST_LAYER_MODES", "lower", "run_lava",
+           "conv_matrix", "pool_matrix", "first_mismatch"]
+
+
+def lower(graph, target: str = "floating_pt", *, first_layer: str = "host", sparse_below: float = 0.5,
+          netx_compatible: bool = False) -> LoweredNetwork:
+    """Lower a NIR graph for Lava.
+
+    ``target``: ``floating_pt`` or ``fixed_pt`` (Loihi bit-accurate). ``first_layer``: ``host`` computes the
+    first synapse layer off-chip and injects currents (real-valued, direct-encoded input); ``chip`` keeps it on
+    chip and expects binary spike input. Synapse matrices with density below ``sparse_below`` become Lava
+    ``Sparse``, the others ``Dense``. ``netx_compatible`` (fixed_pt) restricts the quantization to what the
+    lava-dl netx format can carry (weight_exp 0, bias_exp 6).
+    """
+    if target not in TARGETS:
+        raise CompileError(f"target {target!r} is not one of: {', '.join(TARGETS)}")
+    net = lower_float(graph, first_layer=first_layer, sparse_below=sparse_below)
+    return quantize(net, netx_compatible=netx_compatible) if target == "fixed_pt" else net
+
+
+def run_lava(lowered: LoweredNetwork, x, **kwargs):
+    """Run ``x`` (N, T, *input_shape) through Lava; see :func:`slt_deploy.lava_backend.run_lava`."""
+    from ..lava_backend import run_lava as _run
+
+    return _run(lowered, x, **kwargs)
+
+
+def first_mismatch(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
+                   layers: Optional[Sequence[str]] = None) -> Optional[str]:
+    """None when every layer's (N, T, ...) spikes agree, else a line naming the first differing layer and step.
+
+    Layers are checked in ``layers`` order (default: ``expected``'s), and within a layer the earliest step over
+    all samples is reported, since a difference propagates to later steps and layers.
+    """
+    for name in layers or list(expected):
+        if name not in actual:
+            return f"layer {name!r}: missing from the compiled run"
+        a, e = np.asarray(actual[name]), np.asarray(expected[name])
+        if a.shape != e.shape:
+            return f"layer {name!r}: shape {a.shape} != reference {e.shape}"
+        diff = a.reshape(a.shape[0], a.shape[1], -1) != e.reshape(e.shape[0], e.shape[1], -1)
+        if diff.any():
+            steps = np.flatnonzero(diff.any(axis=(0, 2)))
+            t = int(steps[0])
+            samples = np.flatnonzero(diff[:, t].any(axis=1))
+            k = int(samples[0])
+            neurons = np.flatnonzero(diff[k, t])
+            return (f"layer {name!r}: first mismatch at step {t} (sample {k}, {neurons.size} neuron(s), first "
+                    f"flat index {int(neurons[0])}); {int(diff.sum())} differing spikes in the layer")
+    return None

@@ -1,0 +1,280 @@
+"""Floating-point IR -> Loihi fixed-point IR (the ``fixed_pt`` target), one scale per layer.
+
+What is chosen per population (a layer of LIF neurons), and why:
+
+- **Threshold folding.** With reset to zero, dividing a neuron's incoming weights, bias and threshold by its
+  threshold changes nothing, so every population is quantized in threshold units: ``R = W / theta`` (per row),
+  ``r = bias / theta``, threshold 1. Per-neuron thresholds therefore cost nothing (one ``vth`` per process).
+- **Scale = vth.** In Lava ``a_in = mantissa << weight_exp`` is compared against ``vth << 6`` after ``<< 6``,
+  so the effective normalized weight is ``mantissa * 2**weight_exp / vth``. The compiler picks the integer
+  ``vth`` and ``weight_exp`` and sets ``mantissa = q(R * vth / 2**weight_exp)``; the threshold is then exact by
+  construction and all error sits in the 8-bit mantissas. ``q`` rounds half to even, to even integers for
+  mixed-sign matrices (Lava drops their LSB: values in [-256, 254]) and to integers in [0, 255] otherwise.
+- **weight_exp** is the exponent closest to 0 for which the largest weight gets a mantissa of at least 128
+  while ``vth`` stays in [2**8, 2**14]: a threshold resolution finer than the weights' and 2**23 / (vth << 6)
+  >= 8 thresholds of headroom before the 24-bit voltage saturates. ``netx_compatible`` forces 0 (netx has no
+  weight exponent for dense layers) and bias_exp 6 (netx's fixed ``bias_exp``).
+- **vth** (and so the mantissa scale) is the candidate in that window minimizing the squared error of the
+  normalized weights and biases. A binary ticket (nonzero weights exactly +-alpha) always gets exactly two
+  mantissa levels +-m, and the search picks the m / vth closest to alpha / theta.
+- **bias_exp** is the smallest exponent in 0..7 whose 13-bit mantissa holds ``64 * vth * r``.
+- **Decays** ``dv = round(4096 (1 - decay))`` (must be <= 4095), ``du = 4095`` (no current memory; Lava adds
+  one) for LIF/IF, ``du = round(4096 (1 - alpha)) - 1`` for CubaLIF.
+- **Host-fed first population**: the host sends ``round(4096 / theta_i * current_i)``, ``vth = 4096``.
+- **Readout**: ``a = q(W * K)`` with the largest mantissa in [128, 254]; logits are ``a / K + bias`` on the
+  host (the bias stays in float).
+
+Values no exponent can fit raise :class:`CompileError` naming the layer and the value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from typing import List, Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import CompileError
+from .ir import (A_IN_LIMIT, ACT_SHIFT, BIAS_EXP_MAX, BIAS_MANT_MAX, DECAY_MAX, DECAY_UNITY, VTH_MAX,
+                 WEIGHT_EXP_RANGE, LayerQuant, LoweredNetwork, Population, Projection)
+
+HOST_VTH = 4096               # threshold mantissa of the host-fed population: currents in theta / 4096
+VTH_WINDOW = (2 ** 8, 2 ** 14)
+MIN_MANTISSA = 128            # the largest weight uses at least 8 bits (7 + sign for mixed matrices)
+NETX_BIAS_EXP = 6
+MAX_CANDIDATES = 4096
+ACT_SHIFT_UNITS = 2 ** ACT_SHIFT  # v is in units of a_in << 6
+
+
+def quantize_values(x: np.ndarray, mixed: bool) -> np.ndarray:
+    """Lava weight mantissas: round half to even; even integers for mixed-sign matrices."""
+    return (2.0 * np.round(x / 2.0) if mixed else np.round(x)).astype(np.int64)
+
+
+def _data(m) -> np.ndarray:
+    return m.data if sp.issparse(m) else np.asarray(m)[np.asarray(m) != 0]
+
+
+def _is_mixed(m) -> bool:
+    d = _data(m)
+    return bool(d.size) and bool((d < 0).any()) and bool((d > 0).any())
+
+
+def _decays(pop: Population) -> Tuple[np.ndarray, np.ndarray, float]:
+    dv = np.round(pop.dv * DECAY_UNITY).astype(np.int64)
+    du = np.round(pop.du * DECAY_UNITY).astype(np.int64) - 1  # Lava decays u by du + 1
+    bad = (dv < 0) | (dv > DECAY_MAX)
+    if bad.any():
+        decay = 1.0 - float(pop.dv[bad][0])
+        raise CompileError(f"layer {pop.name!r}: voltage decay {decay:.6g} needs dv={int(dv[bad][0])}, outside "
+                           f"Loihi's 12-bit range 0..{DECAY_MAX} (decay must be >= 1/4096)")
+    bad = (du < 0) | (du > DECAY_MAX)
+    if bad.any():
+        raise CompileError(f"layer {pop.name!r}: current decay {1.0 - float(pop.du[bad][0]):.6g} needs "
+                           f"du={int(du[bad][0])}, outside Loihi's range 0..{DECAY_MAX} (a current that never "
+                           f"decays cannot be mapped)")
+    err = max(float(np.abs((DECAY_UNITY - dv) / DECAY_UNITY - (1.0 - pop.dv)).max()),
+              float(np.abs((DECAY_UNITY - du - 1) / DECAY_UNITY - (1.0 - pop.du)).max()))
+    return du, dv, err
+
+
+def _bias_exp(layer: str, bias_eff: np.ndarray, fixed: Optional[int]) -> Tuple[np.ndarray, int]:
+    """(mantissas, exponent) with |mantissa| <= 4095; the smallest exponent in 0..7 unless ``fixed``."""
+    top = float(np.abs(bias_eff).max()) if bias_eff.size else 0.0
+    exps = [fixed] if fixed is not None else range(BIAS_EXP_MAX + 1)
+    for k in exps:
+        mant = np.round(bias_eff / 2.0 ** k)
+        if float(np.abs(mant).max(initial=0.0)) <= BIAS_MANT_MAX:
+            return mant.astype(np.int64), int(k)
+    limit = BIAS_MANT_MAX * 2 ** (fixed if fixed is not None else BIAS_EXP_MAX)
+    raise CompileError(f"layer {layer!r}: bias {top:.6g} (in Loihi voltage units) exceeds the 13-bit bias "
+                       f"mantissa x 2**{exps[-1] if fixed is not None else BIAS_EXP_MAX} = {limit}; the bias "
+                       f"is too large relative to the threshold")
+
+
+def _choose_exp(layer: str, max_r: float, m_top: int, netx: bool) -> Tuple[int, int, int]:
+    """(weight_exp, vth_lo, vth_hi): the vth candidates that give the largest weight a mantissa in range."""
+    def span(e, lo_m):
+        return int(np.ceil(lo_m * 2.0 ** e / max_r)), int(np.floor(m_top * 2.0 ** e / max_r))
+
+    if netx:
+        lo, hi = span(0, MIN_MANTISSA)
+        lo, hi = max(lo, 1), min(hi, VTH_MAX)
+        if hi < 1:
+            raise CompileError(f"layer {layer!r}: max |weight| / threshold = {max_r:.6g} > {m_top}; it needs "
+                               f"weight_exp > 0, which the netx format cannot carry")
+        if lo > hi:
+            raise CompileError(f"layer {layer!r}: threshold / max |weight| = {1 / max_r:.6g} needs vth > "
+                               f"{VTH_MAX} with weight_exp = 0 (netx)")
+        return 0, lo, hi
+    exps = sorted(range(WEIGHT_EXP_RANGE[0], WEIGHT_EXP_RANGE[1] + 1), key=lambda e: (abs(e), -e))
+    for e in exps:  # inside the preferred window: threshold resolution >= 2**8, headroom >= 8 thresholds
+        lo, hi = span(e, MIN_MANTISSA)
+        lo, hi = max(lo, VTH_WINDOW[0]), min(hi, VTH_WINDOW[1])
+        if lo <= hi:
+            return e, lo, hi
+    best = None
+    for e in exps:  # anywhere in Loihi's range, most resolution first
+        lo, hi = span(e, 1)
+        lo, hi = max(lo, 1), min(hi, VTH_MAX)
+        if lo <= hi and (best is None or hi > best[2]):
+            best = (e, max(lo, int(np.ceil(MIN_MANTISSA * 2.0 ** e / max_r)) if hi >= MIN_MANTISSA else lo), hi)
+    if best is None:
+        ratio = 1.0 / max_r
+        raise CompileError(f"layer {layer!r}: threshold / max |weight| = {ratio:.6g} does not fit Loihi: vth "
+                           f"would be {m_top * 2.0 ** WEIGHT_EXP_RANGE[1] * ratio:.6g} at weight_exp "
+                           f"{WEIGHT_EXP_RANGE[1]} and {m_top * 2.0 ** WEIGHT_EXP_RANGE[0] * ratio:.6g} at "
+                           f"{WEIGHT_EXP_RANGE[0]} (needs 1..{VTH_MAX})")
+    warnings.warn(f"layer {layer!r}: threshold / max |weight| = {1 / max_r:.4g} leaves vth={best[2]} outside "
+                  f"[{VTH_WINDOW[0]}, {VTH_WINDOW[1]}]; fixed-point resolution or headroom is reduced")
+    return best
+
+
+def _candidates(lo: int, hi: int, cost: int) -> np.ndarray:
+    n = hi - lo + 1
+    limit = max(64, min(MAX_CANDIDATES, int(2e7 // max(cost, 1))))
+    if n <= limit:
+        return np.arange(lo, hi + 1)
+    return np.unique(np.round(np.linspace(lo, hi, limit)).astype(np.int64))
+
+
+def _unique(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    return np.unique(values, return_counts=True) if values.size else (values, values.astype(np.int64))
+
+
+def _quantize_population(pop: Population, incoming: List[Projection], netx: bool):
+    """Choose weight_exp, vth, bias_exp for one chip-fed population; returns (new pop, new projections, record)."""
+    du, dv, decay_err = _decays(pop)
+    inv = 1.0 / pop.vth
+    norm = [sp.csr_matrix(sp.diags(inv) @ sp.csr_matrix(p.weight)) for p in incoming]
+    r = pop.bias_mant * inv
+    mixed = [_is_mixed(m) for m in norm]
+    m_top = 254 if any(mixed) else 255
+    max_r = max((float(np.abs(m.data).max()) for m in norm if m.nnz), default=0.0)
+    if max_r == 0.0:  # no weights at all: only the bias drives the layer
+        e, cands = 0, np.array([VTH_WINDOW[0]])
+    else:
+        e, lo, hi = _choose_exp(pop.name, max_r, m_top, netx)
+        uniq = [_unique(m.data) for m in norm]
+        cands = _candidates(lo, hi, sum(u[0].size for u in uniq) + int(np.count_nonzero(r)))
+    fixed_bexp = NETX_BIAS_EXP if netx else None
+    best = None
+    for vth in cands:
+        k = vth / 2.0 ** e  # mantissa per unit of normalized weight
+        sse, ref = 0.0, 0.0
+        if max_r:
+            for (vals, counts), mix in zip(uniq, mixed):
+                q = quantize_values(vals * k, mix)
+                sse += float((counts * (q / k - vals) ** 2).sum())
+                ref += float((counts * vals ** 2).sum())
+        try:
+            bmant, bexp = _bias_exp(pop.name, ACT_SHIFT_UNITS * vth * r, fixed_bexp)
+        except CompileError:
+            continue
+        bias_sse = float(((bmant * 2.0 ** bexp / (ACT_SHIFT_UNITS * vth) - r) ** 2).sum())
+        score = sse + bias_sse
+        if best is None or score < best[0] - 1e-15 * max(score, 1.0):
+            best = (score, int(vth), bmant, bexp, sse, ref)
+    if best is None:  # every candidate failed the bias range: report it for the natural choice
+        _bias_exp(pop.name, ACT_SHIFT_UNITS * cands[-1] * r, fixed_bexp)
+    _, vth, bmant, bexp, sse, ref = best
+    k = vth / 2.0 ** e
+    new_projs, levels, top_mant, a_max = [], set(), 0, np.zeros(pop.size)
+    for p, m, mix in zip(incoming, norm, mixed):
+        q = sp.csr_matrix((quantize_values(m.data * k, mix), m.indices, m.indptr), shape=m.shape)
+        q.eliminate_zeros()
+        levels.update(np.unique(q.data).tolist())
+        top_mant = max(top_mant, int(np.abs(q.data).max(initial=0)))
+        pos, neg = q.maximum(0).sum(axis=1).A1, (-q.minimum(0)).sum(axis=1).A1
+        a_max += np.maximum(pos, neg) * 2.0 ** e
+        weight = q if sp.issparse(p.weight) else q.toarray()
+        new_projs.append(replace(p, weight=weight, weight_exp=e, scale=k))
+    worst = float(a_max.max(initial=0.0))
+    if worst >= A_IN_LIMIT:
+        warnings.warn(f"layer {pop.name!r}: if every excitatory (or inhibitory) input spiked in the same step, "
+                      f"a_in = {worst:.0f} would exceed 2**17 and Loihi's 24-bit current would wrap")
+    n = pop.size
+    new_pop = replace(pop, du=du, dv=dv, vth=np.full(n, vth, np.int64), bias_mant=bmant,
+                      bias_exp=np.full(n, bexp, np.int64))
+    record = LayerQuant(layer=pop.name, scale=float(k * 2.0 ** e), weight_exp=e, max_mantissa=top_mant,
+                        weight_levels=len(levels), vth=vth, bias_exp=bexp, du=int(du.max()), dv=int(dv.max()),
+                        weight_error=float(np.sqrt(sse / ref)) if ref else 0.0,
+                        threshold_error=0.0, decay_error=decay_err,
+                        note="per-neuron thresholds folded into weights" if np.unique(pop.vth).size > 1 else "")
+    return new_pop, new_projs, record
+
+
+
+def _quantize_host(net: LoweredNetwork, pop: Population):
+    du, dv, decay_err = _decays(pop)
+    scale = HOST_VTH / pop.vth
+    bmant, bexp = _bias_exp(pop.name, ACT_SHIFT_UNITS * scale * pop.bias_mant, None)
+    n = pop.size
+    new_pop = replace(pop, du=du, dv=dv, vth=np.full(n, HOST_VTH, np.int64), bias_mant=bmant,
+                      bias_exp=np.full(n, bexp, np.int64))
+    host = replace(net.host, scale=scale, limit=float(A_IN_LIMIT - 1))
+    record = LayerQuant(layer=pop.name, scale=float(scale.max()), weight_exp=0, max_mantissa=0, weight_levels=0,
+                        vth=HOST_VTH, bias_exp=bexp, du=int(du.max()), dv=int(dv.max()), weight_error=0.0,
+                        threshold_error=0.5 / HOST_VTH, decay_error=decay_err,
+                        note=f"host layer {net.host.name}: currents rounded to threshold/{HOST_VTH}")
+    return new_pop, host, record
+
+
+def _quantize_readout(net: LoweredNetwork, incoming: List[Projection]):
+    mats = [sp.csr_matrix(p.weight) for p in incoming]
+    mixed = [_is_mixed(m) for m in mats]
+    m_top = 254 if any(mixed) else 255
+    max_w = max((float(np.abs(m.data).max()) for m in mats if m.nnz), default=0.0)
+    uniq = [_unique(m.data) for m in mats]
+    best = (np.inf, 1.0, 0.0, 0.0)
+    if max_w:
+        step = 2 if any(mixed) else 1
+        for top in range(MIN_MANTISSA, m_top + 1, step):
+            k = top / max_w
+            sse = sum(float((c * (quantize_values(v * k, mx) / k - v) ** 2).sum()) for (v, c), mx in zip(uniq, mixed))
+            if sse < best[0]:
+                best = (sse, k, sse, sum(float((c * v ** 2).sum()) for v, c in uniq))
+    _, k, sse, ref = best
+    new, levels, top_mant = [], set(), 0
+    for p, m, mix in zip(incoming, mats, mixed):
+        q = sp.csr_matrix((quantize_values(m.data * k, mix), m.indices, m.indptr), shape=m.shape)
+        q.eliminate_zeros()
+        levels.update(np.unique(q.data).tolist())
+        top_mant = max(top_mant, int(np.abs(q.data).max(initial=0)))
+        new.append(replace(p, weight=q if sp.issparse(p.weight) else q.toarray(), weight_exp=0, scale=k))
+    n = int(np.prod(net.readout.nir_shape))
+    readout = replace(net.readout, scale=np.full(n, k))
+    record = LayerQuant(layer=net.readout.name, scale=float(k), weight_exp=0, max_mantissa=top_mant,
+                        weight_levels=len(levels), vth=0, bias_exp=0, du=0, dv=0,
+                        weight_error=float(np.sqrt(sse / ref)) if ref else 0.0, threshold_error=0.0,
+                        decay_error=0.0, note="logits = a / scale + float bias on the host")
+    return new, readout, record
+
+
+def quantize(net: LoweredNetwork, *, netx_compatible: bool = False) -> LoweredNetwork:
+    """The fixed_pt version of a floating_pt :class:`LoweredNetwork` (see the module docstring)."""
+    if net.target != "floating_pt":
+        raise CompileError(f"quantize expects a floating_pt network, got {net.target}")
+    projections = {id(p): p for p in net.projections}
+    pops, records, host = [], [], net.host
+    for pop in net.populations:
+        incoming = net.incoming(pop.name)
+        if host is not None and host.target == pop.name:
+            new_pop, host, rec = _quantize_host(net, pop)
+        else:
+            new_pop, new_projs, rec = _quantize_population(pop, incoming, netx_compatible)
+            projections.update({id(old): new for old, new in zip(incoming, new_projs)})
+        pops.append(new_pop)
+        records.append(rec)
+    readout = net.readout
+    if readout.kind == "current":
+        incoming = net.incoming(readout.name)
+        new_projs, readout, rec = _quantize_readout(net, incoming)
+        projections.update({id(old): new for old, new in zip(incoming, new_projs)})
+        records.append(rec)
+    return replace(net, target="fixed_pt", populations=tuple(pops),
+                   projections=tuple(projections[id(p)] for p in net.projections), readout=readout, host=host,
+                   quantization=tuple(records),
+                   metadata={**net.metadata, "netx_compatible": bool(netx_compatible)})

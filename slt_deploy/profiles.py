@@ -1,0 +1,468 @@
+"""Hardware profiles: one YAML data file per target, validated on load into frozen dataclasses.
+
+Every number a cost estimate uses lives in a profile file (``hardware_profiles/*.yaml``), never in code, and
+carries its source and a status. A profile looks like::
+
+    name: loihi
+    kind: neuromorphic            # neuromorphic | ann | reference (costs both sides with one convention)
+    description: Intel Loihi (1), 14 nm
+    mapping: partition            # how a network is placed on cores (see slt_deploy.mapping)
+    figures:                      # per-event energies, powers, latencies
+      synaptic_op: {value: 23.6, unit: pJ, source: "Davies et al., IEEE Micro 2018, Table 2",
+                    status: pre-silicon, note: "minimum"}
+    limits:                       # architecture limits, memories, precisions
+      cores: {value: 128, unit: count, source: "...", status: published}
+    synapse_format:               # optional: Loihi-style per-axon synapse entries (see slt_deploy.mapping)
+      word_bits: {value: 64, unit: bits, source: "...", status: published}
+
+Each entry is ``{value, unit, source, status, note}``. ``value: null`` marks a figure nobody has published
+(status ``unknown``) or one a convention leaves out (status ``excluded``); costs never invent it, they report
+it as unknown. Units are checked against the set allowed for that entry and converted to SI (J, W, s) or to
+bits/counts when used. Users can pass their own file to :func:`load_profile`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from .errors import SltError
+
+
+class ProfileError(SltError):
+    """A hardware profile is missing, malformed or out of range; the message names the file and field."""
+
+
+# ------------------------------------------------------------------------------------------------ schema
+
+ENERGY_UNITS = {"pJ": 1e-12, "nJ": 1e-9, "uJ": 1e-6}
+POWER_UNITS = {"W": 1.0, "mW": 1e-3, "uW": 1e-6}
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+BIT_UNITS = {"bits": 1, "bytes": 8, "KiB": 8 * 1024}
+COUNT_UNITS = {"count": 1, "Ki": 1024}
+
+KINDS = ("neuromorphic", "ann", "reference")
+MAPPINGS = ("partition", "layer_per_core", "chip", "none")
+ENCODINGS = ("dense", "sparse", "runlength", "binary")
+
+STATUSES = {
+    "measured": "published measurement on silicon",
+    "pre-silicon": "published pre-silicon (simulated or designed) figure",
+    "published": "published specification or per-operation figure (paper, datasheet, library documentation)",
+    "derived": "arithmetic on published figures; the note gives the arithmetic",
+    "estimate": "estimate by us; the note gives the reasoning",
+    "unverified": "reported by secondary sources only; the note says so",
+    "unknown": "no public figure; value must be null",
+    "excluded": "left out by this profile's convention; value must be null; the note says why",
+    "included": "already counted in another figure; value must be 0; the note names which",
+}
+_NEEDS_NOTE = ("derived", "estimate", "unverified", "excluded", "included")
+_NULL_STATUSES = ("unknown", "excluded")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What one entry may hold: its units (name -> scale to the base unit), value type and range."""
+
+    units: Mapping[str, float]
+    value_type: str           # "number", "int", "ints" (int or one int per core), "names", "bool"
+    minimum: float
+    help: str
+    exclusive_minimum: bool = False
+
+
+def _energy(help: str) -> _Spec:
+    return _Spec(ENERGY_UNITS, "number", 0.0, help)
+
+
+FIGURES: Dict[str, _Spec] = {
+    "synaptic_op": _energy("energy of one effective synaptic operation with a binary (spike) input: one "
+                           "accumulate of one nonzero weight (an AC)"),
+    "mac": _energy("energy of one effective multiply-accumulate with a real-valued input (the first layer of "
+                   "a direct-encoded SNN; every layer of an ANN)"),
+    "neuron_update": _energy("energy of one neuron's state update in one timestep"),
+    "spike_out": _energy("energy of one output spike, generated and routed to its destination"),
+    "memory_access": _energy("energy of one weight read from memory, charged once per synaptic op or MAC, for "
+                             "targets whose op energy leaves memory out"),
+    "static_power": _Spec(POWER_UNITS, "number", 0.0, "static (leakage and idle) power of the chip"),
+    "timestep_latency": _Spec(TIME_UNITS, "number", 0.0, "wall time of one SNN timestep", exclusive_minimum=True),
+    "inference_latency": _Spec(TIME_UNITS, "number", 0.0, "wall time of one ANN inference",
+                               exclusive_minimum=True),
+}
+
+_SNN_FIGURES = ("synaptic_op", "mac", "neuron_update", "spike_out", "memory_access", "static_power",
+                "timestep_latency")
+_ANN_FIGURES = ("mac", "memory_access", "static_power", "inference_latency")
+REQUIRED_FIGURES: Dict[str, Tuple[str, ...]] = {
+    "neuromorphic": _SNN_FIGURES,
+    "ann": _ANN_FIGURES,
+    "reference": _SNN_FIGURES + ("inference_latency",),
+}
+
+LIMITS: Dict[str, _Spec] = {
+    "cores": _Spec(COUNT_UNITS, "int", 1, "number of cores"),
+    "neurons_per_core": _Spec(COUNT_UNITS, "ints", 1, "neurons (compartments, neuron-memory entries) per core; "
+                              "a list gives one value per core"),
+    "synaptic_memory_per_core": _Spec(BIT_UNITS, "ints", 1, "synaptic (weight) memory per core"),
+    "kernel_memory_per_core": _Spec(COUNT_UNITS, "ints", 1, "kernel (weight) memory entries per core"),
+    "kernel_address_pow2": _Spec({}, "bool", 0, "kernel memory is addressed with kernel size and output "
+                                 "channels each rounded up to a power of two"),
+    "fan_in_per_core": _Spec(COUNT_UNITS, "int", 1, "input axons per core"),
+    "fan_out_per_core": _Spec(COUNT_UNITS, "int", 1, "output axons per core (one per neuron and destination core)"),
+    "neurons_per_chip": _Spec(COUNT_UNITS, "int", 1, "neurons per chip"),
+    "synapses_per_chip": _Spec(COUNT_UNITS, "int", 1, "synapses per chip"),
+    "input_channels": _Spec(COUNT_UNITS, "int", 1, "input channels of the chip"),
+    "hidden_neurons": _Spec(COUNT_UNITS, "int", 1, "hidden neurons of the chip"),
+    "output_neurons": _Spec(COUNT_UNITS, "int", 1, "output neurons of the chip"),
+    "weight_bits": _Spec(BIT_UNITS, "int", 1, "bits per stored weight (the deployment precision)"),
+    "neuron_state_bits": _Spec(BIT_UNITS, "int", 1, "bits of state per neuron"),
+    "encodings": _Spec({}, "names", 0, f"synapse encodings the target stores: {', '.join(ENCODINGS)}"),
+    "weight_sharing": _Spec({}, "bool", 0, "conv kernels are stored once per layer (true) or every synapse "
+                            "of the unrolled layer is stored (false)"),
+}
+_PER_CORE_LISTS = ("neurons_per_core", "synaptic_memory_per_core", "kernel_memory_per_core")
+_COMMON_LIMITS = ("weight_bits", "neuron_state_bits", "encodings", "weight_sharing")
+REQUIRED_LIMITS: Dict[str, Tuple[str, ...]] = {
+    "partition": ("cores", "neurons_per_core", "synaptic_memory_per_core", "fan_in_per_core",
+                  "fan_out_per_core") + _COMMON_LIMITS,
+    "layer_per_core": ("cores", "neurons_per_core", "kernel_memory_per_core", "kernel_address_pow2")
+    + _COMMON_LIMITS,
+    "chip": ("input_channels", "hidden_neurons", "output_neurons") + _COMMON_LIMITS,
+    "none": _COMMON_LIMITS,
+}
+
+SYNAPSE_FORMAT: Dict[str, _Spec] = {
+    "word_bits": _Spec(BIT_UNITS, "int", 1, "entries are rounded up to whole words of this size"),
+    "entry_prefix_bits": _Spec(BIT_UNITS, "int", 0, "fixed prefix of every synapse entry"),
+    "max_synapses_per_entry": _Spec(COUNT_UNITS, "int", 1, "synapses one entry can hold"),
+    "index_bits_min": _Spec(BIT_UNITS, "int", 0, "smallest neuron-index field"),
+    "index_bits_max": _Spec(BIT_UNITS, "int", 1, "largest neuron-index field"),
+    "skip_bits_min": _Spec(BIT_UNITS, "int", 0, "smallest run-length skip field"),
+    "skip_bits_max": _Spec(BIT_UNITS, "int", 1, "largest run-length skip field"),
+    "delay_bits": _Spec(BIT_UNITS, "int", 0, "synaptic delay bits stored per synapse"),
+}
+
+_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+# ------------------------------------------------------------------------------------------------ types
+
+@dataclass(frozen=True)
+class Figure:
+    """One per-event energy, power or latency: ``value`` in ``unit`` (None when unknown)."""
+
+    name: str
+    value: Optional[float]
+    unit: str
+    source: str
+    status: str
+    note: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def si(self) -> Optional[float]:
+        """The value in J, W or s (None when unknown)."""
+        if self.value is None:
+            return None
+        return self.value * FIGURES[self.name].units[self.unit]
+
+
+LimitValue = Union[None, int, bool, Tuple[int, ...], Tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One architecture limit or synapse-format constant (None when unknown)."""
+
+    name: str
+    value: LimitValue
+    unit: str
+    source: str
+    status: str
+    note: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def scaled(self) -> LimitValue:
+        """The value in base units (bits or counts); lists are scaled element-wise; names and flags unchanged."""
+        spec = LIMITS.get(self.name) or SYNAPSE_FORMAT[self.name]
+        if self.value is None or not spec.units:
+            return self.value
+        scale = int(spec.units[self.unit])
+        if isinstance(self.value, tuple):
+            return tuple(v * scale for v in self.value)
+        return self.value * scale
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A validated hardware profile. ``figures``/``limits``/``synapse_format`` are read-only mappings."""
+
+    name: str
+    kind: str
+    description: str
+    mapping: str
+    figures: Mapping[str, Figure]
+    limits: Mapping[str, Limit]
+    synapse_format: Mapping[str, Limit]
+    path: str
+
+    def figure(self, name: str) -> Optional[Figure]:
+        """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""
+        if name not in FIGURES:
+            raise KeyError(f"unknown figure {name!r}; figures: {', '.join(FIGURES)}")
+        return self.figures.get(name)
+
+    def energy(self, name: str) -> Optional[float]:
+        """A figure in SI units (J, W, s), or None when unknown or not listed."""
+        fig = self.figure(name)
+        return fig.si() if fig is not None else None
+
+    def limit(self, name: str) -> LimitValue:
+        """A limit in base units (bits, counts), or None when unknown or not listed."""
+        if name not in LIMITS:
+            raise KeyError(f"unknown limit {name!r}; limits: {', '.join(LIMITS)}")
+        lim = self.limits.get(name)
+        return lim.scaled() if lim is not None else None
+
+    def format_constant(self, name: str) -> Optional[int]:
+        lim = self.synapse_format.get(name)
+        return lim.scaled() if lim is not None else None
+
+    @property
+    def encodings(self) -> Tuple[str, ...]:
+        return tuple(self.limit("encodings") or ())
+
+    def to_dict(self) -> dict:
+        """Plain dict in the YAML file's shape (lists for tuples), e.g. to embed in a report."""
+        def entries(section: Mapping[str, Any]) -> dict:
+            out = {}
+            for name, e in section.items():
+                value = list(e.value) if isinstance(e.value, tuple) else e.value
+                out[name] = {"value": value, "unit": e.unit, "source": e.source, "status": e.status, "note": e.note}
+            return out
+
+        data = {"name": self.name, "kind": self.kind, "description": self.description, "mapping": self.mapping,
+                "figures": entries(self.figures), "limits": entries(self.limits)}
+        if self.synapse_format:
+            data["synapse_format"] = entries(self.synapse_format)
+        return data
+
+    def unknown_figures(self) -> Tuple[str, ...]:
+        return tuple(n for n, f in self.figures.items() if f.value is None and f.status == "unknown")
+
+    def unknown_limits(self) -> Tuple[str, ...]:
+        return tuple(n for n, l in self.limits.items() if l.value is None)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def _profiles_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("slt_deploy.hardware_profiles")))
+
+
+def _shipped() -> Dict[str, Path]:
+    return {p.stem: p for p in sorted(_profiles_dir().glob("*.yaml"))}
+
+
+def profile_names() -> List[str]:
+    """Names of the profiles shipped with the package."""
+    return list(_shipped())
+
+
+def list_profiles() -> List[HardwareProfile]:
+    """Every shipped profile, loaded and validated, sorted by name."""
+    return [load_profile(path) for path in _shipped().values()]
+
+
+def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
+    """Load a shipped profile by name, or any profile file by path (``.yaml``/``.yml`` or an existing file)."""
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    text = str(name_or_path)
+    path = Path(text)
+    if isinstance(name_or_path, Path) or path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+        return _load_file(path)
+    shipped = _shipped()
+    if text not in shipped:
+        raise ProfileError(f"unknown hardware profile {text!r}; available: {', '.join(shipped)} "
+                           f"(or pass the path of a profile YAML file)")
+    return _load_file(shipped[text])
+
+
+def _load_file(path: Path) -> HardwareProfile:
+    import yaml
+
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read hardware profile ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_profile(data, where=str(path))
+
+
+def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
+    """Validate a profile's parsed YAML (a mapping) and build the :class:`HardwareProfile`."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: a profile must be a mapping with keys {', '.join(_TOP_KEYS)}")
+    _no_unknown(data, _TOP_KEYS, where, "")
+    for key in ("name", "kind", "description", "mapping", "figures", "limits"):
+        if key not in data:
+            raise ProfileError(f"{where}: missing required field {key!r}")
+    name = _text(data["name"], where, "name")
+    if not _NAME_RE.match(name):
+        raise ProfileError(f"{where}: name {name!r} must be lowercase letters, digits, '-' or '_'")
+    kind = _choice(data["kind"], KINDS, where, "kind")
+    mapping = _choice(data["mapping"], MAPPINGS, where, "mapping")
+    description = _text(data["description"], where, "description")
+
+    figures = _section(data["figures"], FIGURES, REQUIRED_FIGURES[kind], where, "figures", Figure)
+    limits = _section(data["limits"], LIMITS, REQUIRED_LIMITS[mapping], where, "limits", Limit)
+    fmt_data = data.get("synapse_format")
+    synapse_format = ({} if fmt_data is None else
+                      _section(fmt_data, SYNAPSE_FORMAT, tuple(SYNAPSE_FORMAT), where, "synapse_format", Limit))
+    _check_consistency(limits, synapse_format, mapping, where)
+    return HardwareProfile(name=name, kind=kind, description=description, mapping=mapping,
+                           figures=types.MappingProxyType(figures), limits=types.MappingProxyType(limits),
+                           synapse_format=types.MappingProxyType(synapse_format), path=where)
+
+
+def _no_unknown(data: dict, valid, where: str, prefix: str) -> None:
+    unknown = sorted(str(k) for k in set(data) - set(valid))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                           f"valid keys: {', '.join(valid)}")
+
+
+def _text(value: Any, where: str, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ProfileError(f"{where}: {field} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _choice(value: Any, choices, where: str, field: str) -> str:
+    if value not in choices:
+        raise ProfileError(f"{where}: {field}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def _section(data: Any, specs: Mapping[str, _Spec], required: Tuple[str, ...], where: str, section: str, cls):
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: {section} must be a mapping of entry name -> "
+                           f"{{value, unit, source, status, note}}")
+    _no_unknown(data, specs, where, f"{section}.")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ProfileError(f"{where}: {section}.{missing[0]} is missing (required here: {', '.join(required)}; "
+                           f"use value: null with status: unknown when no figure is known)")
+    return {key: _entry(key, data[key], specs[key], where, f"{section}.{key}", cls) for key in data}
+
+
+def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: {field} must be a mapping with keys {', '.join(_ENTRY_KEYS)}")
+    _no_unknown(data, _ENTRY_KEYS, where, f"{field}.")
+    for key in ("value", "source", "status") + (("unit",) if spec.units else ()):
+        if key not in data:
+            raise ProfileError(f"{where}: {field}.{key} is missing")
+    status = _choice(data["status"], tuple(STATUSES), where, f"{field}.status")
+    source = _text(data["source"], where, f"{field}.source")
+    note = data.get("note") or ""
+    if not isinstance(note, str):
+        raise ProfileError(f"{where}: {field}.note must be a string")
+    if status in _NEEDS_NOTE and not note.strip():
+        raise ProfileError(f"{where}: {field}.note is required when status is {status} ({STATUSES[status]})")
+    unit = data.get("unit")
+    if spec.units:
+        if unit not in spec.units:
+            raise ProfileError(f"{where}: {field}.unit {unit!r} is not allowed; use one of: "
+                               f"{', '.join(spec.units)}")
+    elif unit not in (None, "", "-"):
+        raise ProfileError(f"{where}: {field} takes no unit, got {unit!r}")
+    value = data["value"]
+    if value is None:
+        if status not in _NULL_STATUSES:
+            raise ProfileError(f"{where}: {field}.value is null but status is {status}; "
+                               f"use status unknown (no public figure) or excluded")
+    else:
+        if status in _NULL_STATUSES:
+            raise ProfileError(f"{where}: {field}.value must be null when status is {status}, got {value!r}")
+        value = _value(value, spec, where, f"{field}.value")
+        if status == "included" and value != 0:
+            raise ProfileError(f"{where}: {field}.value must be 0 when status is included (counted elsewhere)")
+    return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
+               note=note.strip())
+
+
+def _value(value: Any, spec: _Spec, where: str, field: str):
+    kind = spec.value_type
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ProfileError(f"{where}: {field} must be true or false, got {value!r}")
+        return value
+    if kind == "names":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ProfileError(f"{where}: {field} must be a non-empty list of: {', '.join(ENCODINGS)}")
+        bad = [v for v in value if v not in ENCODINGS]
+        if bad or len(set(value)) != len(value):
+            raise ProfileError(f"{where}: {field} {value!r} must list distinct encodings from: "
+                               f"{', '.join(ENCODINGS)}")
+        return tuple(value)
+    if kind == "ints" and isinstance(value, list):
+        if not value:
+            raise ProfileError(f"{where}: {field} must not be an empty list")
+        return tuple(_number(v, spec, where, field, integer=True) for v in value)
+    return _number(value, spec, where, field, integer=kind in ("int", "ints"))
+
+
+def _number(value: Any, spec: _Spec, where: str, field: str, integer: bool):
+    if isinstance(value, str):  # YAML 1.1 reads "1e-12" (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise ProfileError(f"{where}: {field} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProfileError(f"{where}: {field} must be a finite number, got {value!r}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ProfileError(f"{where}: {field} must be an integer, got {value!r}")
+        value = int(value)
+    if value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum):
+        rel = ">" if spec.exclusive_minimum else ">="
+        raise ProfileError(f"{where}: {field}={value!r} is out of range (must be {rel} {spec.minimum:g})")
+    return value
+
+
+def _check_consistency(limits: Dict[str, Limit], fmt: Dict[str, Limit], mapping: str, where: str) -> None:
+    cores = limits.get("cores")
+    for name in _PER_CORE_LISTS:
+        lim = limits.get(name)
+        if lim is None or not isinstance(lim.value, tuple):
+            continue
+        if mapping == "partition":
+            raise ProfileError(f"{where}: limits.{name}.value must be one number: mapping partition assumes "
+                               f"identical cores")
+        if cores is None or cores.value is None or len(lim.value) != cores.value:
+            raise ProfileError(f"{where}: limits.{name}.value lists {len(lim.value)} cores but limits.cores is "
+                               f"{cores.value if cores else None}")
+    for low, high in (("index_bits_min", "index_bits_max"), ("skip_bits_min", "skip_bits_max")):
+        if fmt and fmt[low].value > fmt[high].value:
+            raise ProfileError(f"{where}: synapse_format.{low}={fmt[low].value} exceeds {high}={fmt[high].value}")
+    enc = limits.get("encodings")
+    if enc is not None and enc.value and "runlength" in enc.value and not fmt:
+        raise ProfileError(f"{where}: limits.encodings lists runlength, which needs a synapse_format section")

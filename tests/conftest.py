@@ -1,0 +1,25 @@
+"""Shared test helpers (kept minimal): the installed ``slt-deploy`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def slt_deploy_exe() -> str:
+    """The console script of this environment (next to the interpreter running the tests)."""
+    exe = Path(sys.executable).with_name("slt-deploy")
+    found = str(exe) if exe.exists() else shutil.which("slt-deploy")
+    assert found, "the slt-deploy console script is not installed (pip install -e .)"
+    return found
+
+
+@pytest.fixture
+def cli_env() -> dict:
+    """Environment for CLI subprocesses: one thread (deterministic and polite on a shared machine)."""
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
