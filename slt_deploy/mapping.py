@@ -68,6 +68,9 @@ from .activity import SynapseLayer
 from .profiles import HardwareProfile, load_profile
 
 ALPHA_BITS = 32  # a binary layer's scale alpha is stored as one float32 (a format choice, not hardware)
+# Unrolling keeps ~3 int64 per synapse in memory; past this many the per-core check is skipped and reported as
+# unchecked (a software guard, not a hardware limit).
+MAX_UNROLLED_SYNAPSES = 50_000_000
 
 
 def ceil_log2(n: int) -> int:
@@ -413,6 +416,21 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
         notes.append("weight_sharing true: each core is charged the whole kernel of its layer")
     state = profile.limit("neuron_state_bits")
 
+    # cheap checks first: neurons alone may already need more cores than the chip has
+    lower, running, failures = 0, 0, []
+    for pop, group in pops.items():
+        lower += -(-group[0].neurons // limit["neurons_per_core"])
+        if limit["cores"] is not None and lower > limit["cores"] and not failures:
+            failures.append(f"{_label(pop, group)}: the network needs at least {lower} cores for its neurons "
+                            f"(limit passed here), cores = {limit['cores']}")
+    if failures:
+        return MappingResult(profile.name, False, None, (), tuple(failures), tuple(unchecked), tuple(notes))
+    bound = sum(l.nonzero_weights * (math.prod(l.output_shape[1:]) if l.kind == "conv" else 1) for l in layers)
+    if bound > MAX_UNROLLED_SYNAPSES:
+        unchecked.append(f"per-core limits: up to {bound} unrolled synapses exceed the "
+                         f"{MAX_UNROLLED_SYNAPSES} this model unrolls (mapping.MAX_UNROLLED_SYNAPSES)")
+        return MappingResult(profile.name, None, lower, (), (), tuple(unchecked), tuple(notes))
+
     synapses = {pop: _population_synapses(group) for pop, group in pops.items()}
     consumers: Dict[str, List[SynapseLayer]] = {}
     for layer in layers:
@@ -420,7 +438,6 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
             consumers.setdefault(layer.source, []).append(layer)
     chunk: Dict[str, int] = {}
     placed: Dict[str, PopulationMapping] = {}
-    failures: List[str] = []
 
     for pop in reversed(list(pops)):  # consumers first: output axons depend on where the targets sit
         group = pops[pop]
