@@ -7,8 +7,6 @@ stream) and population ``p`` handles it at column ``k*T + t + p.lag`` of its rec
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 
 from .errors import CompileError
@@ -91,7 +89,3 @@ def readout_values(net: LoweredNetwork, current: np.ndarray) -> np.ndarray:
             logits[:, step] = y
     return logits.reshape(logits.shape[:2] + tuple(r.nir_shape))
 
-
-def split_shape(x) -> Tuple[int, int]:
-    x = np.shape(x)
-    return int(x[0]), int(x[1])
