@@ -15,8 +15,11 @@ Definitions (NeuroBench 2.3.0, per sample, summed over timesteps; REFERENCE.md s
   when every input element of the run is in {-1, 0, 1} (``input_binary``) and MACs otherwise, so a
   direct-encoded first layer counts as MACs. (NeuroBench classifies per layer call; a layer's input type
   never changes between steps here, so classifying per layer over the run is the same.)
+  A real-valued input that is identical at every step (direct encoding) is computed once per sample and its
+  result fed every step (Kim et al.; the SNN energy papers' "first-layer FLOPs"), so that layer's MACs and
+  dense ops count one step (``computed_once``).
 - ``dense_ops``        = the same count with every input and weight nonzero: ``sum(conv2d(1, 1)) * T``,
-  ``in * out * T`` for linear.
+  ``in * out * T`` for linear (times 1 instead of T for a layer computed once).
 - ``neuron_updates``   = neurons x T (every neuron updates every step; the non-spiking readout integrates).
 - ``output_spikes``    = nonzero outputs of the population's spiking neuron (0 for the readout).
 
@@ -138,6 +141,7 @@ class LayerActivity:
     neurons: int
     fan_in: int
     fan_out: int
+    computed_once: bool = False  # real-valued input identical at every step: computed once per sample
 
     @property
     def effective_acs(self) -> float:
@@ -239,7 +243,8 @@ def count_from_spikes(layers: Sequence[SynapseLayer], inputs: Mapping[str, torch
         out.append(LayerActivity(
             name=layer.name, kind=layer.kind, population=layer.population,
             input_events=counts["events"] / batch, effective_synops=counts["effective"] / batch,
-            dense_ops=counts["dense"] * steps, input_binary=counts["binary"],
+            dense_ops=counts["dense"] * counts["steps_computed"], input_binary=counts["binary"],
+            computed_once=counts["steps_computed"] == 1 and steps > 1,
             neuron_updates=float(layer.neurons * steps) if first else 0.0, output_spikes=n_spikes,
             weights=layer.weights, nonzero_weights=layer.nonzero_weights, neurons=layer.neurons,
             fan_in=layer.fan_in, fan_out=layer.fan_out))
@@ -255,6 +260,10 @@ def _count_layer(layer: SynapseLayer, x: torch.Tensor) -> dict:
     m = (layer.weight.detach() != 0).to(device=x.device, dtype=torch.float32)
     binary = bool(((x == 0) | (x == 1) | (x == -1)).all())
     events = float(torch.count_nonzero(x))
+    # A real-valued input that is the same at every step (direct encoding) is computed once and its result
+    # fed to the neurons every step, as Kim et al. and the SNN energy papers do; only then is it counted once.
+    if not binary and x.shape[0] > 1 and bool((x == x[:1]).all()):
+        x = x[:1]
     effective = 0.0
     # one step at a time: vectorized over the batch, memory bounded by one step's activity
     for x_t in x:
@@ -276,7 +285,7 @@ def _count_layer(layer: SynapseLayer, x: torch.Tensor) -> dict:
         dense = float(dense_out.sum())
     else:
         dense = float(m.numel())
-    return {"events": events, "effective": effective, "dense": dense, "binary": binary}
+    return {"events": events, "effective": effective, "dense": dense, "binary": binary, "steps_computed": x.shape[0]}
 
 
 def merge_activity(items: Sequence[NetworkActivity]) -> NetworkActivity:
@@ -301,14 +310,14 @@ def merge_activity(items: Sequence[NetworkActivity]) -> NetworkActivity:
             dense_ops=layer.dense_ops, input_binary=all(a.layers[i].input_binary for a in items),
             neuron_updates=layer.neuron_updates, output_spikes=avg(i, "output_spikes"), weights=layer.weights,
             nonzero_weights=layer.nonzero_weights, neurons=layer.neurons, fan_in=layer.fan_in,
-            fan_out=layer.fan_out))
+            fan_out=layer.fan_out, computed_once=all(a.layers[i].computed_once for a in items)))
     return NetworkActivity(layers=tuple(layers), timesteps=base.timesteps, samples=total, source=base.source)
 
 
 # ----------------------------------------------------------------------------- snnTorch networks
 
 @dataclass
-class _Chain:
+class LayerChain:
     """A synapse layer as found in the body: core conv/linear plus the linear ops folded into it."""
 
     name: str
@@ -326,13 +335,13 @@ def _is_neuron(module: nn.Module) -> bool:
     return isinstance(module, snn.SpikingNeuron)
 
 
-def _parse(body: nn.Module) -> List[_Chain]:
+def _parse(body: nn.Module) -> List[LayerChain]:
     """Synapse layers of a SpikingNet body (Conv2d/Linear/BatchNorm/AvgPool2d/Leaky/Flatten/ResidualBlock)."""
     from .models import ResidualBlock
 
-    chains: List[_Chain] = []
+    chains: List[LayerChain] = []
     pending: List[nn.Module] = []   # pooling/flatten on spikes, waiting for the next Linear
-    open_: List[_Chain] = []        # chains waiting for their neuron
+    open_: List[LayerChain] = []        # chains waiting for their neuron
     last_pop: List[Optional[str]] = [None]
 
     def handle(name: str, m: nn.Module) -> None:
@@ -344,7 +353,7 @@ def _parse(body: nn.Module) -> List[_Chain]:
         elif isinstance(m, (nn.Conv2d, nn.Linear)):
             if isinstance(m, nn.Conv2d) and pending:
                 raise CountError(f"layer {name}: pooling or flatten before a conv is not supported")
-            chain = _Chain(name, m, pending[0] if pending else m, last_pop[0], pre=list(pending))
+            chain = LayerChain(name, m, pending[0] if pending else m, last_pop[0], pre=list(pending))
             pending.clear()
             open_.append(chain)
             chains.append(chain)
@@ -375,13 +384,13 @@ def _parse(body: nn.Module) -> List[_Chain]:
         if open_ or pending:
             raise CountError(f"residual block {name} must follow a neuron")
         src, lif1, lif2 = last_pop[0], f"{name}.lif1", f"{name}.lif2"
-        chains.append(_Chain(f"{name}.conv1", block.conv1, block.conv1, src, post=[block.bn1], target=lif1))
-        chains.append(_Chain(f"{name}.conv2", block.conv2, block.conv2, lif1, post=[block.bn2], target=lif2))
+        chains.append(LayerChain(f"{name}.conv1", block.conv1, block.conv1, src, post=[block.bn1], target=lif1))
+        chains.append(LayerChain(f"{name}.conv2", block.conv2, block.conv2, lif1, post=[block.bn2], target=lif2))
         if isinstance(block.shortcut, nn.Sequential):
-            chains.append(_Chain(f"{name}.shortcut.conv", block.shortcut.conv, block.shortcut.conv, src,
+            chains.append(LayerChain(f"{name}.shortcut.conv", block.shortcut.conv, block.shortcut.conv, src,
                                  post=[block.shortcut.bn], target=lif2))
         else:  # identity skip: a one-to-one synapse layer with unit weights
-            chains.append(_Chain(f"{name}.shortcut", None, block, src, target=lif2))
+            chains.append(LayerChain(f"{name}.shortcut", None, block, src, target=lif2))
         last_pop[0] = lif2
 
     handle("", body)
@@ -409,7 +418,7 @@ def _pool_params(pool: nn.AvgPool2d, name: str) -> Tuple[Tuple[int, int], Tuple[
     return kernel, _pair(pool.stride if pool.stride is not None else pool.kernel_size)
 
 
-def _deploy(chain: _Chain, input_shape: Tuple[int, ...]) -> SynapseLayer:
+def deploy_chain(chain: LayerChain, input_shape: Tuple[int, ...]) -> SynapseLayer:
     """The chain as one conv/linear map: BN scales folded into the weights, pooling into kernel and stride.
 
     conv (kernel K, stride s, padding p) followed by AvgPool (kernel k, stride t) is one conv with kernel
@@ -528,7 +537,7 @@ def count_snntorch(model: nn.Module, x_seq: torch.Tensor, source: str = "snntorc
     """
     _check_input(x_seq)
     chains, inputs, spikes = _record(model, x_seq)
-    layers = [_deploy(c, tuple(inputs[c.name].shape[2:])) for c in chains]
+    layers = [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains]
     return count_from_spikes(layers, inputs, spikes, source=source)
 
 
@@ -537,4 +546,4 @@ def synapse_layers(model: nn.Module, input_shape: Sequence[int]) -> List[Synapse
     x = torch.zeros((1, 1, *input_shape), dtype=next(model.parameters()).dtype,
                     device=next(model.parameters()).device)
     chains, inputs, _ = _record(model, x)
-    return [_deploy(c, tuple(inputs[c.name].shape[2:])) for c in chains]
+    return [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains]

@@ -109,6 +109,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
+                          samples=args.samples, progress=not args.no_progress)
+    for path in (result.markdown, result.html, result.json, *result.plots.values()):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_profiles(args) -> int:
+    from .report import profiles_table
+
+    print(profiles_table())
+    return 0
+
+
 def cmd_models(args) -> int:
     from .models import MODELS
 
@@ -194,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("report", help="accuracy, energy, memory and fit of tickets per hardware profile vs the ANN",
+                       description="Simulate each ticket (or NIR graph) on test samples, count its operations and "
+                                   "cost it on each profile against the ANN; writes report.md/.html/.json + plots.")
+    p.add_argument("inputs", nargs="+", metavar="TICKET_OR_NIR", help="tickets (.safetensors) or NIR graphs")
+    p.add_argument("--ann", metavar="ANN.onnx", help="ANN to compare with (default: ANN twin of the first ticket)")
+    p.add_argument("--profiles", nargs="+", required=True, metavar="NAME_OR_FILE",
+                   help="profile names (see: slt-deploy profiles) or profile YAML files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",
+                       description="List the shipped hardware profiles with every figure's value, status and source.")
+    p.set_defaults(func=cmd_profiles)
 
     p = sub.add_parser("models", help="list the model registry", description="List the registered models.")
     p.set_defaults(func=cmd_models)

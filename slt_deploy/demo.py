@@ -37,4 +37,15 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     onnx_path = export_ticket(result.ticket_path, "onnx", out / "ticket_ann.onnx")
     print(describe_file(nir_path))
     print(describe_file(onnx_path))
-    return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path)}
+
+    from .paths import RunPaths
+    from .report import build_report
+
+    print("\n== 3. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
+    report = build_report([RunPaths(result.run_dir).round_ticket(0), result.ticket_path], ann=onnx_path,
+                          profiles=["cmos45", "loihi", "loihi2", "truenorth", "fp32-45nm", "int8-45nm"],
+                          out=out / "report", samples=500, progress=progress)
+    print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
+    print(f"wrote {report.html}")
+    return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path),
+            "report": str(report.html)}

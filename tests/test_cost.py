@@ -413,3 +413,21 @@ def test_breakdown_to_dict_is_plain():
     d = snn_energy(activity(acs=10, macs=2), "cmos45").to_dict()
     assert d["components"] == pytest.approx({"synaptic_op": 9e-12, "mac": 9.2e-12}) and d["complete"] is True
     assert d["total"] == pytest.approx(18.2e-12)
+
+
+def test_constant_real_valued_input_is_computed_once_but_spikes_every_step():
+    """Direct encoding: the same real-valued input every step is one computation per sample (Kim et al.)."""
+    w = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])  # nonzero weights per input column: 1, 0, 2
+    layer = A.SynapseLayer("fc", "linear", w, (3,), (2,), None, None)
+    x = torch.tensor([0.5, 0.7, 0.0]).expand(4, 1, 3)  # T=4, B=1, identical at every step
+    (direct,) = A.count_from_spikes([layer], {"fc": x}).layers
+    assert direct.computed_once and not direct.input_binary
+    assert direct.effective_macs == 1.0  # input 0 hits 1 weight, input 1 hits none, input 2 is zero
+    assert direct.dense_ops == 6.0 and direct.input_events == 8.0  # dense once; events are still per step
+    varying = x.clone()
+    varying[3, 0, 1] = 0.9  # one step differs: nothing can be reused, every step is computed
+    (each_step,) = A.count_from_spikes([layer], {"fc": varying}).layers
+    assert not each_step.computed_once and each_step.effective_macs == 4.0 and each_step.dense_ops == 24.0
+    spikes = torch.tensor([1.0, 0.0, 1.0]).expand(4, 1, 3)  # binary input is never folded: 2 ACs per step
+    (binary,) = A.count_from_spikes([layer], {"fc": spikes}).layers
+    assert binary.input_binary and not binary.computed_once and binary.effective_acs == 4 * 3.0

@@ -1,0 +1,325 @@
+"""The deployment report: its numbers are the cost model applied to counts measured on a real run.
+
+Tiny tickets (digits 8x8 -> 32 LIF -> 10, T = 4) are built here; every expected number is recomputed
+independently from activity/cost/mapping, or by hand for the 45 nm formula.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from slt_deploy.activity import count_snntorch, synapse_layers
+from slt_deploy.config import DataConfig, ModelConfig
+from slt_deploy.cost import ann_energy_from_layers, snn_energy
+from slt_deploy.data import encode, load_dataset
+from slt_deploy.exporters.nir_format import ticket_to_nir, write_nir
+from slt_deploy.exporters.onnx_format import export_onnx, export_ticket_onnx, ann_twin, onnx_macs
+from slt_deploy.mapping import layer_memory
+from slt_deploy.masks import Mask, apply_mask, prune_magnitude
+from slt_deploy.models import build_model, prunable_layers, resolve_config
+from slt_deploy.profiles import ProfileError, load_profile, profile_names
+from slt_deploy.report import ReportError, build_report, profiles_table
+from slt_deploy.ticket import Ticket, TicketRecord
+
+MY_CHIP = Path(__file__).resolve().parents[1] / "examples" / "my_chip.yaml"
+T = 4
+SAMPLES = 60      # one simulated batch (report.SIM_BATCH = 100), so the counts are not re-averaged
+PROFILES = ["loihi", "fp32-45nm", "xylo", str(MY_CHIP)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; these networks are too small to gain from threads
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_ticket(path: Path, method: str, prune: float = 0.0, round_: int = 0, hidden=(32,),
+                input_shape=(1, 8, 8), accuracy: float = 0.5) -> Path:
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=hidden), input_shape, 10))
+    with torch.no_grad():
+        model.body.fc1.weight.mul_(4.0)  # an untrained layer barely spikes; the counts should see spikes
+    layers = prunable_layers(model)
+    mask = Mask.ones_like(layers)
+    if prune:
+        mask = prune_magnitude(layers, mask, prune, "layerwise")
+        apply_mask(layers, mask)
+    data = DataConfig(dataset="digits", timesteps=T)
+    record = TicketRecord(model=model.config, method=method, dataset="digits", timesteps=T, round=round_,
+                          accuracy=accuracy, hyperparameters={"data": data.to_dict()})
+    return Ticket.from_model(model, mask, record).save(path)
+
+
+@pytest.fixture(scope="module")
+def tickets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tickets")
+    paths = {"dense": make_ticket(root / "dense.safetensors", "dense"),
+             "imp": make_ticket(root / "imp.safetensors", "imp", prune=0.5, round_=2, accuracy=0.25),
+             "random": make_ticket(root / "random.safetensors", "random", prune=0.8)}
+    paths["nir"] = write_nir(ticket_to_nir(paths["imp"]), root / "imp.nir")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def report(tickets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    inputs = [tickets["dense"], tickets["imp"], tickets["random"], tickets["nir"]]
+    result = build_report(inputs, profiles=PROFILES, out=out, samples=SAMPLES, progress=False)
+    return result, json.loads(result.json.read_text())
+
+
+@pytest.fixture(scope="module")
+def first_samples():
+    test = load_dataset(DataConfig(dataset="digits")).test
+    x = torch.from_numpy(test.images[:SAMPLES]).float() / 255.0
+    return encode(x, "direct", T), torch.from_numpy(test.labels[:SAMPLES])
+
+
+def net_entry(data: dict, file: Path) -> dict:
+    return next(n for n in data["networks"] if n["file"] == str(file))
+
+
+# ------------------------------------------------------------------------------------------- numbers
+
+def test_energy_is_the_cost_model_on_independent_counts(report, tickets, first_samples):
+    _, data = report
+    x_seq, labels = first_samples
+    for key in ("dense", "imp", "random"):
+        model = Ticket.load(tickets[key]).build_model()
+        activity = count_snntorch(model, x_seq)
+        entry = net_entry(data, tickets[key])
+        assert entry["activity"]["per_sample"]["output_spikes"] > 0  # the run really spiked
+        assert entry["activity"]["per_sample"]["effective_macs"] == activity.effective_macs
+        assert entry["activity"]["per_sample"]["effective_acs"] == activity.effective_acs
+        for spec in ("loihi", "xylo", MY_CHIP):
+            profile = load_profile(spec)
+            assert entry["energy"][profile.name] == snn_energy(activity, profile).to_dict()
+        with torch.no_grad():
+            correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
+        assert entry["accuracy_measured"] == correct / SAMPLES and entry["samples"] == SAMPLES
+        assert entry["accuracy"] == Ticket.load(tickets[key]).record.accuracy
+
+
+def test_ann_energy_is_the_cost_model_on_the_twin_macs(report, tickets, tmp_path):
+    _, data = report
+    macs = onnx_macs(export_ticket_onnx(tickets["dense"], tmp_path / "twin.onnx"))
+    assert data["ann"]["dense_macs"] == 8 * 8 * 32 + 32 * 10
+    assert data["ann"]["energy"]["fp32-45nm"] == ann_energy_from_layers(macs, "fp32-45nm").to_dict()
+    assert set(data["ann"]["energy"]) == {"fp32-45nm"}  # chips do not run the ANN
+
+
+def test_components_sum_to_the_total(report):
+    _, data = report
+    breakdowns = [data["ann"]["convention_45nm"], *data["ann"]["energy"].values()]
+    for n in data["networks"]:
+        breakdowns += [n["convention_45nm"]["snn"], *n["energy"].values()]
+    for b in breakdowns:
+        assert math.isclose(sum(b["components"].values()), b["total"], rel_tol=1e-12, abs_tol=0)
+        assert b["complete"] == (not b["unknown"])
+
+
+def test_45nm_percent_is_the_papers_formula(report, tickets, first_samples):
+    _, data = report
+    x_seq, _ = first_samples
+    e_ann = 4.6e-12 * (8 * 8 * 32 + 32 * 10)  # E_ANN = 4.6 pJ x dense MACs
+    for key in ("dense", "imp", "random"):
+        a = count_snntorch(Ticket.load(tickets[key]).build_model(), x_seq)
+        # direct encoding: the first layer's synaptic ops are MACs, the readout's (spike inputs) are ACs
+        assert a.effective_macs == a.layer("fc1").effective_synops
+        assert a.effective_acs == a.layer("readout").effective_synops
+        e_snn = 4.6e-12 * a.effective_macs + 0.9e-12 * a.effective_acs
+        assert net_entry(data, tickets[key])["convention_45nm"]["percent_of_ann"] == pytest.approx(
+            100 * e_snn / e_ann, rel=1e-12)
+    # pruning removes synaptic ops: the IMP ticket costs less than the dense one on the same samples
+    assert (net_entry(data, tickets["imp"])["convention_45nm"]["percent_of_ann"]
+            < net_entry(data, tickets["dense"])["convention_45nm"]["percent_of_ann"])
+
+
+def test_nir_input_counts_equal_its_ticket(report, tickets):
+    _, data = report
+    nir, ticket = net_entry(data, tickets["nir"]), net_entry(data, tickets["imp"])
+    assert nir["kind"] == "nir" and nir["activity"]["source"] == "nir-executor"
+    assert nir["activity"]["per_sample"] == ticket["activity"]["per_sample"]
+    without_notes = lambda energy: {k: {**v, "notes": None} for k, v in energy.items()}  # notes name the backend
+    assert without_notes(nir["energy"]) == without_notes(ticket["energy"])
+    assert nir["accuracy_measured"] == ticket["accuracy_measured"]
+    assert nir["accuracy"] == ticket["accuracy"] and nir["sparsity"] == pytest.approx(ticket["sparsity"])
+
+
+def test_nir_conv_graph_with_pooling_counts_equal_its_ticket(tmp_path):
+    """conv-BN-avgpool-LIF twice, then linear: NIR's pooling nodes are folded like the ticket's AvgPool2d."""
+    from slt_deploy.report import load_network, simulate
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="convnet", hidden=(4, 8, 16)), (1, 8, 8), 10))
+    with torch.no_grad():  # amplify the untrained layers so that every population spikes
+        model.body.conv1_bn.running_var.fill_(0.05)
+        model.body.conv2_bn.running_var.fill_(0.05)
+        model.body.conv2.weight.mul_(3.0)
+        model.body.fc1.weight.mul_(4.0)
+    layers = prunable_layers(model)
+    mask = prune_magnitude(layers, Mask.ones_like(layers), 0.5, "layerwise")
+    apply_mask(layers, mask)
+    record = TicketRecord(model=model.config, method="imp", dataset="digits", timesteps=T,
+                          hyperparameters={"data": DataConfig(dataset="digits", timesteps=T).to_dict()})
+    ticket = Ticket.from_model(model, mask, record).save(tmp_path / "conv.safetensors")
+    graph = write_nir(ticket_to_nir(ticket), tmp_path / "conv.nir")
+    a, b = simulate(load_network(ticket), 40, progress=False), simulate(load_network(graph), 40, progress=False)
+    assert [l.name for l in b.activity.layers] == ["conv1", "conv2", "fc1", "readout"]
+    for la, lb in zip(a.activity.layers, b.activity.layers):
+        assert la == lb
+        assert la.effective_synops > 0 and (la.output_spikes > 0 or la.name == "readout")
+    assert a.accuracy == b.accuracy
+
+
+def test_memory_and_fit(report, tickets):
+    _, data = report
+    entry = net_entry(data, tickets["imp"])
+    layers = synapse_layers(Ticket.load(tickets["imp"]).build_model(), (1, 8, 8))
+    loihi = load_profile("loihi")
+    memory = entry["memory"]["loihi"]
+    for got, layer in zip(memory["layers"], layers):
+        expected = layer_memory(layer, loihi)
+        assert got["bits"] == expected.bits and got["best"] == expected.best
+    totals = {e: sum(l["bits"][e] for l in memory["layers"]) for e in loihi.encodings}
+    assert memory["totals"] == totals and memory["best_encoding"] == min(totals, key=totals.get)
+    assert entry["mapping"]["loihi"]["fits"] is True and entry["mapping"]["loihi"]["cores_used"] == 2
+    # Xylo has 16 input channels: the 64-pixel input layer fails, and the verdict names layer and limit
+    assert entry["mapping"]["xylo"]["verdict"] == "xylo: does not fit: layer fc1: 64 inputs, input_channels = 16"
+    assert "fp32-45nm" not in entry["mapping"] and "fp32-45nm" not in entry["energy"]
+
+
+def test_unknown_figures_are_listed_never_invented(report, tickets):
+    result, data = report
+    loihi = data["profiles"]["loihi"]
+    assert set(loihi["unknown_figures"]) == {"mac", "static_power", "timestep_latency"}
+    dense = net_entry(data, tickets["dense"])["energy"]["loihi"]
+    # the direct-encoded first layer runs MACs, for which Loihi has no figure: a lower bound, mac unknown
+    assert "mac" in dense["unknown"] and "mac" not in dense["components"] and not dense["complete"]
+    assert loihi["unknown_in_report"] == ["mac", "static_power"]
+    xylo = data["profiles"]["xylo"]
+    assert xylo["unknown_in_report"] and all(b == 0 for n in data["networks"]
+                                             for b in [n["energy"]["xylo"]["total"]])
+    assert data["profiles"]["fp32-45nm"]["unknown_in_report"] == ["static_power"]
+    # a pair with an unknown figure on either side gets no percentage
+    assert all(r["percent"] is None and "unknown" in r["note"] for r in data["ratios"])
+    md = result.markdown.read_text()
+    assert "| loihi | mac, static_power, timestep_latency |" in md
+    assert ">= " in md
+
+
+def test_custom_profile_file_works(report, tickets):
+    result, data = report
+    profile = load_profile(MY_CHIP)
+    for fig in profile.figures.values():  # every figure known and sourced, its reasoning given
+        assert fig.value is not None and fig.source and fig.status in ("estimate", "included") and fig.note
+    chip = data["profiles"][profile.name]
+    assert chip["given_as"] == str(MY_CHIP) and chip["unknown_figures"] == []
+    assert all(n["energy"][profile.name]["complete"] for n in data["networks"])
+    assert net_entry(data, tickets["dense"])["mapping"][profile.name]["fits"] is True
+    assert f"### {profile.name}" in result.markdown.read_text()
+
+
+def test_files_and_side_by_side_table(report, tickets):
+    result, data = report
+    out = result.json.parent
+    for name in ("report.json", "report.md", "report.html", "energy_breakdown.png",
+                 "accuracy_sparsity_energy.png", "ann_twin.onnx"):
+        assert (out / name).is_file(), name
+    for png in result.plots.values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+    labels = [n["label"] for n in data["networks"]]
+    assert labels == ["dense SNN", "imp 50.0 % (imp.safetensors)", "random 80.0 %", "imp 50.0 % (imp.nir)"]
+    assert net_entry(data, tickets["dense"])["dense"] is True
+    page = result.html.read_text()
+    assert page.count("<table>") >= 5 and "<th>% of ANN (45 nm)</th>" in page
+    assert all(f"<td>{label}</td>" in page for label in ["ANN", *labels])
+    assert '<img src="energy_breakdown.png"' in page and '<img src="accuracy_sparsity_energy.png"' in page
+    md = result.markdown.read_text()
+    assert "| ANN | ann_twin.onnx |" in md and "## SNN energy as % of ANN energy" in md
+
+
+def test_given_ann_is_used_and_no_twin_is_written(tickets, tmp_path):
+    ann = export_ticket_onnx(tickets["imp"], tmp_path / "imp_ann.onnx")  # a sparse ANN: zero-skipping helps
+    out = tmp_path / "out"
+    result = build_report([tickets["dense"]], ann=ann, profiles=["cmos45"], out=out, samples=20, progress=False)
+    entry = result.data["ann"]
+    assert entry["origin"] == "given with --ann" and entry["file"] == str(ann)
+    assert entry["energy"]["cmos45"] == ann_energy_from_layers(onnx_macs(ann), "cmos45").to_dict()
+    skip = entry["energy_skip_zeros"]["cmos45"]
+    assert skip["total"] < entry["energy"]["cmos45"]["total"] and skip["counts"]["mac"] == entry["effective_macs"]
+    assert not (out / "ann_twin.onnx").exists() and result.data["ratios"] == []
+    assert (out / "report.md").read_text().count("| ANN | imp_ann.onnx |") == 1
+
+
+# -------------------------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("hidden, input_shape, problem", [
+    ((8,), (1, 28, 28), r"input shape \(1, 28, 28\) vs \(1, 8, 8\)"),
+    ((32, 16), (1, 8, 8), r"3 vs 2 conv/linear layers"),
+])
+def test_ann_that_does_not_match_is_refused(tickets, tmp_path, hidden, input_shape, problem):
+    other = Ticket.load(make_ticket(tmp_path / "other.safetensors", "dense", hidden=hidden, input_shape=input_shape))
+    onnx_path = export_onnx(ann_twin(other), input_shape, tmp_path / "other.onnx")
+    out = tmp_path / "out"
+    with pytest.raises(ReportError, match=rf"ANN .*other\.onnx does not match .*dense\.safetensors: {problem}"):
+        build_report([tickets["dense"]], ann=onnx_path, profiles=["loihi"], out=out, progress=False)
+    assert not out.exists()  # checked before anything is simulated or written
+
+
+def test_unknown_profile_lists_the_valid_names(tickets, tmp_path):
+    with pytest.raises(ProfileError, match=r"unknown hardware profile 'loihi3'; available: .*loihi2.*xylo"):
+        build_report([tickets["dense"]], profiles=["loihi3"], out=tmp_path / "out", progress=False)
+
+
+def test_bad_profile_file_is_refused(tickets, tmp_path):
+    data = yaml.safe_load(MY_CHIP.read_text())
+    data["figures"]["synaptic_op"]["value"] = -1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"bad\.yaml: figures\.synaptic_op\.value=-1 is out of range"):
+        build_report([tickets["dense"]], profiles=[str(bad)], out=tmp_path / "out", progress=False)
+    data["figures"]["synaptic_op"].update(value=8, unit="pW")
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"figures\.synaptic_op\.unit 'pW' is not allowed"):
+        build_report([tickets["dense"]], profiles=[str(bad)], out=tmp_path / "out", progress=False)
+
+
+def test_onnx_as_input_is_refused(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x07")
+    with pytest.raises(ReportError, match=r"model\.onnx: an ONNX model is the ANN side; pass it with --ann"):
+        build_report([path], profiles=["loihi"], out=tmp_path / "out", progress=False)
+
+
+def test_profiles_table_lists_every_figure_with_status_and_source():
+    text = profiles_table()
+    for name in profile_names():
+        assert f"\n{name} (" in f"\n{text}"
+    assert re.search(r"\n  synaptic_op +23\.6 +pJ +pre-silicon +Davies et al\., IEEE Micro 38\(1\) 2018, Table 2\n",
+                     text)
+    assert re.search(r"\n  mac +null +pJ +unknown +Davies", text)
+    assert not re.search(r" \n", text)  # no trailing blanks
+
+
+def test_batches_are_merged_into_a_per_sample_mean(tickets):
+    from slt_deploy.report import SIM_BATCH, load_network, simulate
+
+    n = SIM_BATCH + 20  # two batches
+    measured = simulate(load_network(tickets["random"]), n, progress=False)
+    test = load_dataset(DataConfig(dataset="digits")).test
+    x_seq = encode(torch.from_numpy(test.images[:n]).float() / 255.0, "direct", T)
+    whole = count_snntorch(Ticket.load(tickets["random"]).build_model(), x_seq)
+    assert measured.samples == n and measured.activity.samples == n
+    for attr in ("effective_acs", "effective_macs", "neuron_updates", "output_spikes", "dense_ops"):
+        assert getattr(measured.activity, attr) == pytest.approx(getattr(whole, attr), rel=1e-12), attr
