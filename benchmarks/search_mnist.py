@@ -38,7 +38,10 @@ def main() -> None:
     ap.add_argument("--eb-sparsity", type=float, default=0.957)
     ap.add_argument("--runs-dir", default="benchmarks/runs")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 makes CPU time a fair measure on a shared machine")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     base = RunConfig(model=ModelConfig(name=args.model), data=DataConfig(),
                      train=TrainConfig(epochs=args.epochs),
@@ -46,19 +49,21 @@ def main() -> None:
     results = {"command": "python benchmarks/search_mnist.py " + " ".join(
                    f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
                "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, "
-                          f"torch {torch.__version__} threads {torch.get_num_threads()}, CPU",
+                          f"torch {torch.__version__} threads {torch.get_num_threads()}, CPU, load average at "
+                          f"start {os.getloadavg()[0]:.2f}",
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "config": base.to_dict(), "methods": {}}
 
     def run(label, search_cfg):
         cfg = base.replace(search=search_cfg)
         print(f"\n### {label}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = search(cfg, args.runs_dir, progress=False)
+        cpu = time.process_time() - c0
         rounds = [json.loads(line) for line in (res.run_dir / "log.jsonl").read_text().splitlines()]
         entry = {"run_dir": str(res.run_dir), "accuracy": res.ticket.record.accuracy,
                  "sparsity": res.ticket.record.sparsity, "search_time_s": sum(res.ticket.record.wall_time_s),
-                 "invocation_s": time.perf_counter() - t0, "extra": {k: v for k, v in res.ticket.record.extra.items()
+                 "invocation_s": time.perf_counter() - t0, "invocation_cpu_s": cpu, "extra": {k: v for k, v in res.ticket.record.extra.items()
                                                                       if not isinstance(v, list)},
                  "rounds": [{k: r.get(k) for k in ("label", "sparsity", "accuracy", "timesteps", "seconds")}
                             for r in rounds]}
@@ -87,9 +92,12 @@ def main() -> None:
                       "imp": imp_t.accuracy, "random": rnd["accuracy"]})
     imp_time = results["methods"]["imp"]["search_time_s"]
     et_time = results["methods"]["imp+et"]["search_time_s"]
+    # CPU time of the invocation (only meaningful when the run started from scratch): robust to other
+    # processes on a shared machine, unlike wall time
+    cpu_ratio = results["methods"]["imp+et"]["invocation_cpu_s"] / results["methods"]["imp"]["invocation_cpu_s"]
     results["summary"] = {
         "dense_accuracy": dense_acc, "table": table,
-        "imp_et_time_ratio": et_time / imp_time,
+        "imp_et_time_ratio": et_time / imp_time, "imp_et_cpu_time_ratio": cpu_ratio,
         "imp_et_final_accuracy": imp_et.ticket.record.accuracy, "imp_final_accuracy": imp.ticket.record.accuracy,
         "t_early": imp_et.ticket.record.extra.get("t_early"),
     }
@@ -102,7 +110,8 @@ def main() -> None:
     for row in table:
         print(f"round {row['round']:2d}  sparsity {100 * row['sparsity']:.1f} %  IMP {100 * row['imp']:.2f} %  "
               f"random {100 * row['random']:.2f} %")
-    print(f"IMP+ET / IMP search time {results['summary']['imp_et_time_ratio']:.2f}  (T_early "
+    print(f"IMP+ET / IMP search wall time {results['summary']['imp_et_time_ratio']:.2f}, CPU time "
+          f"{cpu_ratio:.2f}  (T_early "
           f"{results['summary']['t_early']}), final accuracy IMP+ET {100 * imp_et.ticket.record.accuracy:.2f} % vs "
           f"IMP {100 * imp.ticket.record.accuracy:.2f} %")
 
