@@ -6,7 +6,7 @@ equations in :mod:`slt_deploy.compile.ir`); ``run_lava(lowered, x)`` runs it in 
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 

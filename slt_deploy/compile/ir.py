@@ -169,7 +169,8 @@ class Projection:
     weight: Matrix            # (n_target, n_source), Lava flat order; float64, or int64 mantissas
     weight_exp: int = 0
     delay: int = 1            # Lava steps between the source's spike and the target's input
-    scale: float = 1.0        # fixed_pt: mantissa ~= scale * float weight / 2**weight_exp (1.0 in float)
+    scale: float = 1.0        # fixed_pt: mantissa = q(scale * weight / target threshold) (readout: no
+                              # threshold); 1.0 in float
 
     @property
     def nnz(self) -> int:

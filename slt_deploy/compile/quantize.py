@@ -127,7 +127,7 @@ def _choose_exp(layer: str, max_r: float, m_top: int, netx: bool) -> Tuple[int, 
                            f"would be {m_top * 2.0 ** WEIGHT_EXP_RANGE[1] * ratio:.6g} at weight_exp "
                            f"{WEIGHT_EXP_RANGE[1]} and {m_top * 2.0 ** WEIGHT_EXP_RANGE[0] * ratio:.6g} at "
                            f"{WEIGHT_EXP_RANGE[0]} (needs 1..{VTH_MAX})")
-    warnings.warn(f"layer {layer!r}: threshold / max |weight| = {1 / max_r:.4g} leaves vth={best[2]} outside "
+    warnings.warn(f"layer {layer!r}: threshold / max |weight| = {1 / max_r:.4g} allows only vth <= {best[2]}, outside "
                   f"[{VTH_WINDOW[0]}, {VTH_WINDOW[1]}]; fixed-point resolution or headroom is reduced")
     return best
 
@@ -161,7 +161,7 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
         cands = _candidates(lo, hi, sum(u[0].size for u in uniq) + int(np.count_nonzero(r)))
     fixed_bexp = NETX_BIAS_EXP if netx else None
     best = None
-    for vth in cands:
+    for vth in cands[::-1]:  # largest first: on a tie the largest weight keeps the largest mantissa
         k = vth / 2.0 ** e  # mantissa per unit of normalized weight
         sse, ref = 0.0, 0.0
         if max_r:
@@ -231,7 +231,7 @@ def _quantize_readout(net: LoweredNetwork, incoming: List[Projection]):
     best = (np.inf, 1.0, 0.0, 0.0)
     if max_w:
         step = 2 if any(mixed) else 1
-        for top in range(MIN_MANTISSA, m_top + 1, step):
+        for top in range(m_top, MIN_MANTISSA - 1, -step):  # largest first: ties keep the most precision
             k = top / max_w
             sse = sum(float((c * (quantize_values(v * k, mx) / k - v) ** 2).sum()) for (v, c), mx in zip(uniq, mixed))
             if sse < best[0]:

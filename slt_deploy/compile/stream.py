@@ -22,7 +22,8 @@ def as_array(x) -> np.ndarray:
 def check_input(net: LoweredNetwork, x) -> np.ndarray:
     x = as_array(x)
     if x.ndim < 2 or tuple(x.shape[2:]) != tuple(net.input.nir_shape):
-        raise CompileError(f"input of shape {x.shape} does not match (N, T, {', '.join(map(str, net.input.nir_shape))})")
+        dims = ", ".join(map(str, net.input.nir_shape))
+        raise CompileError(f"input of shape {x.shape} does not match (N, T, {dims})")
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise CompileError(f"input of shape {x.shape} has no samples or no timesteps")
     if not np.isfinite(x).all():

@@ -1,0 +1,728 @@
+"""Fast batched simulator of a :class:`~slt_deploy.compile.ir.LoweredNetwork`, bit-exact with Lava ``fixed_pt``.
+
+Lava steps every process once per time step and streams samples back to back; this module computes the same
+numbers for many samples at once. It needs neither Lava nor torch, only the lowered network.
+
+Why a batch of independent samples is exact
+-------------------------------------------
+In Lava, population ``p`` handles sample ``k``, reference step ``t`` at Lava step ``1 + k*T + t + p.lag``, resets
+its ``u`` and ``v`` to 0 right before a sample's first step, and every synapse layer adds one step of delay,
+which ``lag = source.lag + 1`` absorbs exactly (see :mod:`slt_deploy.compile.ir`). So within a sample,
+population ``p`` at step ``t`` receives ``W @ s_source[t]`` of the *same* sample and step, and nothing crosses
+from one sample to the next. The network is therefore simulated layer by layer: one matrix product gives a
+population's input for all samples and steps, then a loop over the ``T`` steps runs its neurons, vectorized
+over samples and neurons. Outputs come back aligned with the reference steps, in the same form as
+:func:`slt_deploy.lava_backend.run_lava` (so :func:`slt_deploy.compile.first_mismatch` compares them).
+
+Equations (those of :mod:`slt_deploy.compile.ir`, with what Lava's numpy models do on top)
+----------------------------------------------------------------------------------------
+Synapses (``lava.proc.dense/sparse.models``, bit-accurate models), projection ``W`` with exponent ``e``::
+
+    W_eff  = Lava's clip_weights + truncate_weights of W, per (target group, source group) block:
+             mixed-sign block -> clip to [-256, 255] then floor to even; one sign -> clip to 0..255 (or -255..0)
+    a_p    = int32( shift(W_eff[:, g] @ s_src[g], e) summed over the source groups g )
+    shift(x, e) = x << e (e > 0), x >> -e (floor) otherwise; applied per Lava process, so per source group
+
+(a Lava process is a group of neurons sharing du, dv, vth; the floor shift of a sum differs from the sum of
+the floor shifts, so the per-group split matters only when ``e < 0`` and the source has several groups).
+``int32(.)`` is the wrap of Lava's int32 message channels.
+
+Neurons, fixed_pt (``PyLifResetModelBitAcc``), all integers::
+
+    a_in = int32(sum_p a_p [+ host current])
+    x    = trunc0(u * (4096 - (du + 1)) / 4096) + (a_in << 6)
+    u    = x - 2**24 if x > 2**23 else x + 2**24 if x <= -2**23 else x      (Lava's one-step 24-bit wrap)
+    v    = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
+    s    = v > (vth << 6) ;  v[s] = 0
+
+with ``trunc0`` rounding toward zero. While ``|a_in| <= 2**17`` (the compiler's ``A_IN_LIMIT``) nothing leaves
+24 bits; above it, the int32 products and sums Lava computes are wrapped as Lava wraps them (``a_in << 6``,
+``decayed u + that``, and the three-term voltage sum), in int64. The common case (``du = 4095``, no current
+memory, and ``|a_in| <= 2**17``) has no wrap at all and runs in float64, which is exact because every value is
+an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only where a bound proves it idle.
+
+Neurons, floating_pt (``PyLifResetModelFloat``), in float64 and in Lava's operation order::
+
+    u = u * (1 - du) ; u = u + a_in ;  v = v * (1 - dv) + u + bias_mant ;  s = v > vth ;  v[s] = 0
+
+Host layer and readout: the host currents (``round_half_even(scale * (W x + b))`` in fixed_pt) are computed
+with the very operations of :func:`slt_deploy.compile.stream.input_stream`, the function whose output the Lava
+backend feeds to Lava (identical values, tested), once per sample for a direct-encoded input (the same at every
+step); the logits come from :func:`slt_deploy.compile.stream.readout_values` (``a / scale + bias``, then the
+optional LI filter).
+
+floating_pt is exact against Lava only up to float64 summation order (numpy BLAS here, Lava sums the columns of
+the spiking inputs); a spike can differ only where a membrane lies within ~1e-15 of its threshold.
+
+Activity counts
+---------------
+:class:`LayerCounts` (per sample, summed over steps) are measured on the deployed matrices: input events,
+effective synaptic operations (nonzero input x nonzero weight pairs), output spikes and neuron updates.
+:func:`count_activity` instead feeds the recorded spikes to :func:`slt_deploy.activity.count_from_spikes`
+with the snnTorch model's synapse layers, giving the energy report's ``NetworkActivity``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from .compile.errors import CompileError
+from .compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
+    Population, Projection
+from .compile.stream import check_input, input_stream, readout_values, to_nir_order
+from .errors import SltError
+
+if TYPE_CHECKING:  # the activity module (and torch) are only needed by the adapter at the end
+    from .activity import NetworkActivity, SynapseLayer
+
+__all__ = ["SimError", "FastSim", "SimResult", "LayerCounts", "simulate", "activity_inputs", "count_activity",
+           "lava_weights"]
+
+DECAY_SHIFT = 12                       # decays are MSB-aligned to 12 bits: x * d >> 12
+U_WRAP = 2 ** STATE_BITS               # 2**24
+U_HALF = 2 ** (STATE_BITS - 1)         # 2**23
+MIXED_RANGE = (-256, 255)              # Lava clip_weights(num_bits=8), mixed sign; then the LSB is dropped
+SINGLE_SIGN_MAX = 255
+
+
+class SimError(SltError):
+    """The simulator cannot run this network (the message names the layer). Bad input raises
+    :class:`~slt_deploy.compile.CompileError`, exactly as ``run_lava`` does."""
+
+
+# --------------------------------------------------------------------------------------- integer helpers
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """int64 -> the value an int32 would hold (two's complement wrap), as Lava's int32 arrays and channels do."""
+    return ((x + 2 ** 31) & (2 ** 32 - 1)) - 2 ** 31
+
+
+def _decay(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """trunc0(x * keep / 4096) in int64: adding 4095 to negative products turns the floor shift into a
+    truncation toward zero, Lava's ``sign(p) * (|p| >> 12)`` without the two extra passes."""
+    p = x * keep
+    return (p + ((p >> 63) & (DECAY_UNITY - 1))) >> DECAY_SHIFT
+
+
+def _wrap24(x: np.ndarray) -> np.ndarray:
+    """Lava's current wrap: one subtraction or addition of 2**24, not a full modulo (see the module doc)."""
+    return np.where(x > U_HALF, x - U_WRAP, np.where(x <= -U_HALF, x + U_WRAP, x))
+
+
+def _shift(x: np.ndarray, exp: int) -> np.ndarray:
+    return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
+
+
+def _sign_mode(values: np.ndarray) -> str:
+    """lava.utils.weightutils.determine_sign_mode; an all-zero block counts as excitatory there too."""
+    neg, pos = bool((values < 0).any()), bool((values > 0).any())
+    return "mixed" if neg and pos else "inhibitory" if neg else "excitatory"
+
+
+def lava_weights(values: np.ndarray) -> np.ndarray:
+    """What Lava's Dense/Sparse (``num_weight_bits=8``) do to one block's integer weights before use."""
+    w = np.asarray(values, dtype=np.int64)
+    mode = _sign_mode(w)
+    if mode == "mixed":
+        return (np.clip(w, *MIXED_RANGE) >> 1) << 1
+    if mode == "inhibitory":
+        return -np.clip(-w, 0, SINGLE_SIGN_MAX)
+    return np.clip(w, 0, SINGLE_SIGN_MAX)
+
+
+# ------------------------------------------------------------------------------------------ the pieces
+
+@dataclass
+class _Synapse:
+    """One projection ready to apply: effective weights split into column blocks (one per source group)."""
+
+    proj: Projection
+    blocks: List[Tuple[Optional[np.ndarray], object]]  # (source columns or None for all, W_eff[:, cols].T)
+    exp: int
+    col_nnz: np.ndarray                                  # nonzero effective weights per source neuron
+
+    def current(self, spikes: np.ndarray, fixed: bool) -> np.ndarray:
+        """(M, n_source) bool spikes -> (M, n_target) synaptic output (int64 shifted sums in fixed point).
+
+        Integer weights times 0/1 spikes are summed in floating point: every partial sum is an integer below
+        2**24 (float32, chosen only when 256 * fan-in < 2**24) or 2**53 (float64), so the result is exact
+        whatever order BLAS or scipy sum in. The int32 wrap of Lava's channel is applied by the caller.
+        """
+        total = None
+        for cols, w in self.blocks:
+            s = spikes if cols is None else spikes[:, cols]
+            if sp.issparse(w):
+                acc = (_spike_matrix(s) @ w).toarray()
+            else:
+                acc = s.astype(w.dtype) @ w
+            if fixed:
+                acc = _shift(acc.astype(np.int64), self.exp)
+            total = acc if total is None else total + acc
+        return total
+
+
+def _spike_matrix(s: np.ndarray) -> sp.csr_matrix:
+    """A bool (M, n) array as a csr matrix of ones, built directly (scipy's converter makes two passes)."""
+    flat = np.flatnonzero(s)
+    indptr = np.zeros(s.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(s, axis=1), out=indptr[1:])
+    return sp.csr_matrix((np.ones(flat.size), flat % s.shape[1], indptr), shape=s.shape)
+
+
+def _groups(net: LoweredNetwork, name: str, size: int) -> List[np.ndarray]:
+    """Lava processes of a population (by (du, dv, vth)); the input and the readout are one process each."""
+    for pop in net.populations:
+        if pop.name == name:
+            return pop.groups()
+    return [np.arange(size)]
+
+
+def _effective_matrix(proj: Projection, src_groups, tgt_groups):
+    """The weights Lava really uses: clip/truncate per (target group, source group) block, as the backend
+    builds one Dense/Sparse process per block."""
+    csr = sp.csr_matrix(proj.weight, dtype=np.int64)
+    coo = csr.tocoo()
+    data = coo.data.copy()
+    if len(src_groups) == 1 and len(tgt_groups) == 1:
+        data = lava_weights(data)
+    else:
+        tgt_of = np.empty(csr.shape[0], np.int64)
+        src_of = np.empty(csr.shape[1], np.int64)
+        for g, idx in enumerate(tgt_groups):
+            tgt_of[idx] = g
+        for g, idx in enumerate(src_groups):
+            src_of[idx] = g
+        block = tgt_of[coo.row] * len(src_groups) + src_of[coo.col]
+        for b in np.unique(block):
+            sel = block == b
+            data[sel] = lava_weights(data[sel])
+    out = sp.csr_matrix((data, (coo.row, coo.col)), shape=csr.shape)
+    out.eliminate_zeros()
+    return out
+
+
+DENSE_MIN_DENSITY = 1 / 50     # below it, a sparse product beats BLAS on binary spikes (measured, 2 cores)
+DENSE_MAX_ENTRIES = 2 ** 24     # and dense weights stay below 64 MB (float32)
+FLOAT32_EXACT = 2 ** 24         # float32 represents every integer up to this exactly
+
+
+def _layout(csr: sp.csr_matrix, fixed: bool) -> Tuple[bool, type]:
+    """(dense, dtype) for the blocks of a (n_target, n_source) matrix, chosen by speed only (both are exact).
+
+    Fixed point uses float32 when every partial sum of spikes times weights is an integer below 2**24
+    (|mantissa| <= 256, so 256 * fan-in < 2**24).
+    """
+    n_tgt, n_src = csr.shape
+    size = n_tgt * n_src
+    dense = size <= DENSE_MAX_ENTRIES and csr.nnz >= DENSE_MIN_DENSITY * size
+    return dense, np.float32 if fixed and 256 * n_src < FLOAT32_EXACT else np.float64
+
+
+def _stored(block: sp.csr_matrix, dense: bool, dtype: type):
+    """A block transposed to (n_source, n_target), so ``spikes (M, n_source) @ stored`` needs no conversion."""
+    if dense:
+        return np.ascontiguousarray(block.T.toarray(), dtype=dtype)
+    return sp.csr_matrix(block.T, dtype=np.float64)
+
+
+def _synapse(net: LoweredNetwork, proj: Projection, fixed: bool) -> _Synapse:
+    n_tgt, n_src = proj.weight.shape
+    src_groups = _groups(net, proj.source, n_src)
+    if fixed:
+        csr = _effective_matrix(proj, src_groups, _groups(net, proj.target, n_tgt))
+        exp = int(proj.weight_exp)
+    else:
+        csr, exp = sp.csr_matrix(proj.weight, dtype=np.float64), 0
+        csr.eliminate_zeros()
+    col_nnz = np.diff(csr.tocsc().indptr).astype(np.float64)
+    dense, dtype = _layout(csr, fixed)
+    if fixed and exp < 0 and len(src_groups) > 1:
+        # the floor shift is applied to each Lava process's sum, so each source group is summed on its own
+        blocks = [(idx, _stored(csr[:, idx], dense, dtype)) for idx in src_groups]
+    else:
+        blocks = [(None, _stored(csr, dense, dtype))]
+    return _Synapse(proj, blocks, exp, col_nnz)
+
+
+@dataclass
+class _Neurons:
+    """Per-neuron constants of one population, broadcast over the samples."""
+
+    pop: Population
+    fixed: bool
+    keep_u: np.ndarray   # fixed: 4096 - (du + 1); float: 1 - du
+    keep_v: np.ndarray   # fixed: 4096 - dv;       float: 1 - dv
+    bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
+    vth: np.ndarray      # fixed: vth << 6;        float: vth
+
+    @classmethod
+    def of(cls, pop: Population, fixed: bool) -> "_Neurons":
+        if fixed:
+            mant, bexp = pop.bias_mant.astype(np.int64), pop.bias_exp.astype(np.int64)
+            bias = np.where(bexp >= 0, mant << np.maximum(bexp, 0), mant >> np.maximum(-bexp, 0))
+            keep_u = DECAY_UNITY - (pop.du.astype(np.int64) + 1)
+            keep_v = DECAY_UNITY - pop.dv.astype(np.int64)
+            return cls(pop, True, keep_u, keep_v, bias, pop.vth.astype(np.int64) << ACT_SHIFT)
+        return cls(pop, False, 1.0 - pop.du.astype(np.float64), 1.0 - pop.dv.astype(np.float64),
+                   pop.bias_mant.astype(np.float64), pop.vth.astype(np.float64))
+
+    def run(self, a_in: np.ndarray, steps: int, events: Dict[str, int]) -> np.ndarray:
+        """(N, T, n) input currents -> (N, T, n) bool spikes; state starts at zero (Lava's per-sample reset).
+
+        ``a_in`` may be (N, 1, n): the same input at every one of the ``steps`` (a direct-encoded host layer).
+        ``events`` (fixed_pt) accumulates how often the 24-bit limits acted: ``u_wraps``, ``v_clips``, and the
+        largest ``|a_in|`` seen (``a_in_peak``).
+        """
+        if not self.fixed:
+            return self._run_float(a_in, steps)
+        # above 2**17, a_in << 6 no longer fits 24 bits and Lava's int32 sums can wrap: emulate them
+        peak = int(np.abs(a_in).max()) if a_in.size else 0
+        wide = peak > A_IN_LIMIT
+        u_decays = bool((self.keep_u != 0).any())  # du = 4095 (snnTorch Leaky) keeps no current
+        shifted = a_in << ACT_SHIFT
+        if wide:
+            shifted = _wrap32(shifted)
+        if u_decays or wide:
+            out, wraps, clips = self._run_general(shifted, steps, u_decays, wide)
+        else:
+            out, wraps, clips = self._run_plain(shifted, steps, self._may_clip(peak, steps))
+        events["u_wraps"] = events.get("u_wraps", 0) + wraps
+        events["v_clips"] = events.get("v_clips", 0) + clips
+        events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
+        return out
+
+    def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
+        """No current memory and |a_in| <= 2**17: u = a_in << 6 needs no wrap, so v = decay(v) + (u + bias).
+
+        The hot loop of snnTorch-style networks, run in float64 because every value is an integer far below
+        2**53: ``v * (keep / 4096)`` is the exact dyadic ``v * keep / 2**12`` (|v * keep| < 2**35), ``trunc``
+        of it is Lava's trunc0, and sums, the clip and the comparison are exact too. Reset multiplies by
+        the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used).
+        """
+        n_samples, t_in, n = shifted.shape
+        drive = (shifted + self.bias).astype(np.float64)
+        keep = self.keep_v / float(DECAY_UNITY)
+        vth = self.vth.astype(np.float64)
+        v = np.zeros((n_samples, n))
+        below = np.empty((n_samples, n), dtype=bool)
+        out = np.empty((n_samples, steps, n), dtype=bool)
+        clips = 0
+        for t in range(steps):
+            np.multiply(v, keep, out=v)
+            np.trunc(v, out=v)
+            np.add(v, drive[:, t if t_in > 1 else 0], out=v)
+            if clipping:
+                clips += int(np.count_nonzero(v > V_LIMIT)) + int(np.count_nonzero(v < -V_LIMIT))
+                np.clip(v, -V_LIMIT, V_LIMIT, out=v)
+            np.less_equal(v, vth, out=below)
+            np.multiply(v, below, out=v)
+            np.logical_not(below, out=out[:, t])
+        return out, 0, clips
+
+    def _run_general(self, shifted: np.ndarray, steps: int, u_decays: bool, wide: bool):
+        """Current memory (CubaLIF) and/or |a_in| > 2**17: Lava's 24-bit current wrap and int32 sums."""
+        n_samples, t_in, n = shifted.shape
+        u = np.zeros((n_samples, n), np.int64)
+        v = np.zeros((n_samples, n), np.int64)
+        out = np.empty((n_samples, steps, n), dtype=bool)
+        wraps = clips = 0
+        for t in range(steps):
+            x = shifted[:, t if t_in > 1 else 0]
+            if u_decays:
+                x = x + _decay(u, self.keep_u)
+                if wide:
+                    x = _wrap32(x)
+            u = _wrap24(x)
+            wraps += int(np.count_nonzero(u != x))
+            y = _decay(v, self.keep_v) + u + self.bias
+            if wide:
+                y = _wrap32(y)
+            v = np.clip(y, -V_LIMIT, V_LIMIT)
+            clips += int(np.count_nonzero(v != y))
+            s = np.greater(v, self.vth, out=out[:, t])
+            v[s] = 0
+        return out, wraps, clips
+
+    def _may_clip(self, peak: int, steps: int) -> bool:
+        """Whether v can reach +-(2**23 - 1) when u = a_in << 6 with |a_in| <= peak (saves the clip when not).
+
+        trunc0 never grows |v|, so |v_t| <= B * min(t, 4096 / dv) with B = (peak << 6) + max|bias|; below
+        2**23 - 1 the clip cannot act and skipping it is exact.
+        """
+        drive = (peak << ACT_SHIFT) + int(np.abs(self.bias).max(initial=0))
+        dv = int((DECAY_UNITY - self.keep_v).min(initial=0))
+        horizon = steps if dv <= 0 else min(steps, -(-DECAY_UNITY // dv))
+        return drive * horizon > V_LIMIT
+
+    def _run_float(self, a_in: np.ndarray, steps: int) -> np.ndarray:
+        n_samples, t_in, n = a_in.shape
+        u = np.zeros((n_samples, n))
+        v = np.zeros((n_samples, n))
+        out = np.empty((n_samples, steps, n), dtype=bool)
+        for t in range(steps):
+            u = u * self.keep_u
+            u = u + a_in[:, t if t_in > 1 else 0]
+            v = v * self.keep_v + u + self.bias
+            s = v > self.vth
+            v[s] = 0.0
+            out[:, t] = s
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class LayerCounts:
+    """Activity of one synapse layer of the deployed network, per sample, summed over the T steps.
+
+    The definitions are :mod:`slt_deploy.activity`'s, applied to the deployed (quantized) matrices:
+    ``input_events``: nonzero inputs (spikes, or nonzero pixels for the host layer); ``effective_synops``:
+    (nonzero input, nonzero effective weight) pairs, ``sum_t sum_i [x_i != 0] * nnz(W[:, i])``; they are ACs
+    when ``input_binary`` and MACs otherwise, and a real-valued input identical at every step (direct
+    encoding) is computed once per sample, so its synops count one step (``computed_once``).
+    ``output_spikes``: spikes of the target population (0 for the readout); ``neuron_updates``: target
+    neurons x T, carried by the first layer into each target only.
+    """
+
+    name: str
+    source: str
+    target: str
+    input_events: float
+    effective_synops: float
+    input_binary: bool
+    output_spikes: float
+    neuron_updates: float
+    neurons: int
+    nonzero_weights: int
+    computed_once: bool = False
+
+
+@dataclass
+class SimResult:
+    """A simulation, aligned like :class:`slt_deploy.lava_backend.LavaResult`: index [k, t] = sample k, step t."""
+
+    outputs: np.ndarray                 # (N, T, *output_shape): per-step logits (or spikes for a spiking readout)
+    spikes: Dict[str, np.ndarray]       # population -> (N, T, *nir_shape) int8 spikes (empty if not recorded)
+    readout_current: np.ndarray         # (N, T, n): raw readout synapse output (integers in fixed_pt)
+    target: str
+    steps: int                          # Lava steps the same run would take: N*T + latency
+    latency: int
+    counts: Tuple[LayerCounts, ...] = ()
+    limits: Dict[str, Dict[str, int]] = field(default_factory=dict)  # fixed_pt: pop -> u_wraps, v_clips, a_in_peak
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+    def predictions(self) -> np.ndarray:
+        """Class per sample: logits summed over time (the project's evaluation rule)."""
+        return self.outputs.reshape(self.outputs.shape[0], self.outputs.shape[1], -1).sum(axis=1).argmax(axis=1)
+
+    def layer_counts(self, name: str) -> LayerCounts:
+        for c in self.counts:
+            if c.name == name:
+                return c
+        raise KeyError(f"no layer {name!r}; layers: {', '.join(c.name for c in self.counts)}")
+
+
+# ------------------------------------------------------------------------------------------- simulator
+
+CHUNK_ELEMENTS = 2 ** 24  # default chunk: about this many (sample, step, neuron) entries per layer array
+
+
+def _nir_order(pop: Population, spikes: np.ndarray) -> np.ndarray:
+    """(N, T, n) bool spikes in Lava order -> int8 (N, T, *nir_shape); 1-D populations need no permutation."""
+    if len(pop.nir_shape) <= 1:
+        return spikes.view(np.int8).reshape(spikes.shape[:2] + tuple(pop.nir_shape))
+    return to_nir_order(pop, spikes.view(np.int8))
+
+
+class _Totals(NamedTuple):
+    """One layer's counts over one chunk (all its samples and steps)."""
+
+    events: float
+    synops: float
+    binary: bool
+    synops_one_step: Optional[float] = None  # host layer fed the same input at every step: one step's synops
+
+
+def _layer_totals(inputs: np.ndarray, col_nnz: np.ndarray) -> _Totals:
+    """Input events, effective synops and whether the input is binary, over all rows of ``inputs`` (M, n)."""
+    active = inputs if inputs.dtype == bool else inputs != 0
+    per_input = np.count_nonzero(active, axis=0).astype(np.float64)
+    events = float(per_input.sum())
+    binary = inputs.dtype == bool or events == np.count_nonzero(np.abs(inputs) == 1)  # all of them +-1
+    return _Totals(events, float(per_input @ col_nnz), binary)
+
+
+class FastSim:
+    """A :class:`LoweredNetwork` prepared once (effective weights, neuron constants), run on many inputs.
+
+    ``FastSim(lowered).run(x)`` with ``x`` (N, T, *input_shape) in NIR order, like ``run_lava``.
+    """
+
+    def __init__(self, lowered: LoweredNetwork):
+        if lowered.target not in TARGETS:
+            raise SimError(f"target {lowered.target!r} is not one of: {', '.join(TARGETS)}")
+        self.net = lowered
+        self.fixed = lowered.target == "fixed_pt"
+        self._check_lags()
+        self.neurons = {p.name: _Neurons.of(p, self.fixed) for p in lowered.populations}
+        self.synapses = {p.target: [] for p in lowered.projections}
+        for proj in lowered.projections:
+            self.synapses[proj.target].append(_synapse(lowered, proj, self.fixed))
+        host = lowered.host
+        self.host_nnz = None  # nonzero host weights per input, in NIR order (the caller's x needs no permutation)
+        self.host_weight = None
+        if host is not None:
+            self.host_nnz = np.empty(lowered.input.size)
+            self.host_nnz[lowered.input.nir_index] = np.diff(host.weight.tocsc().indptr)
+            # the same matrix with its column indices renamed from Lava to NIR input order: every row keeps its
+            # entries in their stored order, so each current is summed exactly as input_stream sums it
+            w = host.weight
+            self.host_weight = sp.csr_matrix((w.data, lowered.input.nir_index[w.indices], w.indptr), shape=w.shape)
+
+    def _check_lags(self) -> None:
+        """Every projection must span exactly one Lava step (lag + 1), else samples would not be independent."""
+        net = self.net
+        lags = {net.input.name: 0, net.readout.name: net.readout.lag}
+        lags.update({p.name: p.lag for p in net.populations})
+        done = {net.input.name}
+        for pop in net.populations:
+            for proj in net.incoming(pop.name):
+                if proj.source not in done:
+                    raise SimError(f"projection {proj.name!r}: source {proj.source!r} comes after its target "
+                                   f"{pop.name!r}; recurrent networks are not supported")
+            done.add(pop.name)
+        for proj in net.projections:
+            if proj.source not in lags or proj.target not in lags:
+                raise SimError(f"projection {proj.name!r} connects unknown layers {proj.source!r} -> "
+                               f"{proj.target!r}")
+            span = lags[proj.target] - lags[proj.source]
+            if span != 1 or proj.delay != 1:
+                raise SimError(f"projection {proj.name!r}: {proj.source!r} (lag {lags[proj.source]}) -> "
+                               f"{proj.target!r} (lag {lags[proj.target]}) with delay {proj.delay}; only one-step "
+                               f"synapse layers are simulated")
+
+    def run(self, x, *, record_spikes: bool = True, count: bool = True, chunk: Optional[int] = None,
+            blas_threads: Optional[int] = 1) -> SimResult:
+        """Simulate ``x`` (N, T, *input_shape, NIR order), ``chunk`` samples at a time.
+
+        ``chunk`` (default: as many samples as keep each layer's (samples x T x neurons) arrays near 2**24
+        elements) bounds memory only; results do not depend on it. ``blas_threads`` caps BLAS threads during
+        the run (None: leave them); the default of 1 is the faster choice for these products (thousands of rows
+        by hundreds), twice as fast as 2 threads on a loaded 2-core machine. Raises CompileError for input the
+        Lava backend would refuse (same checks, same messages).
+        """
+        with _blas_limit(blas_threads):
+            return self._run(x, record_spikes, count, chunk)
+
+    def _run(self, x, record_spikes: bool, count: bool, chunk: Optional[int]) -> SimResult:
+        start = time.perf_counter()
+        x = check_input(self.net, x)
+        n, steps = x.shape[:2]
+        if chunk is None:
+            widest = max([self.net.input.size] + [p.size for p in self.net.populations])
+            chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
+        if chunk < 1:
+            raise SimError(f"chunk={chunk} must be >= 1")
+        limits: Dict[str, Dict[str, int]] = {p.name: {} for p in self.net.populations}
+        try:
+            parts = [self._run_chunk(x[i:i + chunk], count, limits) for i in range(0, n, chunk)]
+        except CompileError:
+            input_stream(self.net, x)  # the same error for the whole input: sample numbers as run_lava gives them
+            raise
+        def joined(arrays):  # one chunk (the usual case) needs no copy
+            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+        outputs = joined([p[0] for p in parts])
+        current = joined([p[1] for p in parts])
+        spikes = {name: joined([p[2][name] for p in parts]) for name in parts[0][2]} if record_spikes else {}
+        counts = self._counts([p[3] for p in parts], n, steps) if count else ()
+        return SimResult(outputs=outputs, spikes=spikes, readout_current=current, target=self.net.target,
+                         steps=n * steps + self.net.latency, latency=self.net.latency, counts=counts,
+                         limits=limits if self.fixed else {}, seconds={"total": time.perf_counter() - start})
+
+    # one chunk of samples --------------------------------------------------------------------------
+
+    def _run_chunk(self, x: np.ndarray, count: bool, limits: Dict[str, Dict[str, int]]):
+        """(outputs, readout current, {population: NIR-order spikes}, (layer totals, population spike totals))."""
+        net = self.net
+        n, steps = x.shape[:2]
+        m = n * steps
+        stream, once = self._stream(x)          # (N, T or 1, n): host currents or input spikes, Lava order
+        rows: Dict[str, np.ndarray] = {}        # layer -> (N*T, n) bool spikes, Lava order
+        totals: Dict[str, _Totals] = {}
+        host = None
+        if net.host is None:
+            rows[net.input.name] = stream.reshape(m, -1) != 0
+        else:
+            host = stream
+            if count:  # counted on the distinct steps only, then scaled: same numbers, less work
+                distinct = x[:, :1] if once else x
+                one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
+                repeat = steps if once else 1
+                totals[net.host.name] = _Totals(one.events * repeat, one.synops * repeat, one.binary,
+                                                one.synops if once else None)
+        spikes: Dict[str, np.ndarray] = {}
+        for pop in net.populations:
+            fed = host if net.host is not None and net.host.target == pop.name else None
+            a_in = self._input_current(pop.name, (n, steps, pop.size), rows, fed, totals if count else None)
+            s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
+            rows[pop.name] = s.reshape(m, pop.size)
+            spikes[pop.name] = _nir_order(pop, s)
+        if net.readout.kind == "current":
+            shape = (n, steps, int(np.prod(net.readout.nir_shape)))
+            current = self._input_current(net.readout.name, shape, rows, None, totals if count else None)
+            current = current.astype(np.float64)
+            outputs = readout_values(net, current.copy())
+        else:
+            current = np.zeros((n, steps, 0))
+            outputs = spikes[net.readout.source].astype(np.float64)
+        fired = {name: float(np.count_nonzero(r)) for name, r in rows.items()}
+        return outputs, current, spikes, (totals, fired)
+
+    def _stream(self, x: np.ndarray) -> Tuple[np.ndarray, bool]:
+        """(input_stream of the chunk as (N, T, n), or (N, 1, n) when computed once per sample; which one).
+
+        Direct encoding repeats each sample at every step. Every (sample, step) current is computed on its own
+        (same operations, same order), so computing one step per sample gives the same values for every step.
+        """
+        net = self.net
+        n, steps = x.shape[:2]
+        if net.host is None:
+            return input_stream(net, x)[:, :n * steps].T.reshape(n, steps, -1), False
+        once = steps > 1 and bool((x == x[:, :1]).all())
+        distinct = x[:, :1] if once else x
+        cur = self._host_currents(distinct.reshape(-1, net.input.size))
+        if self.fixed:
+            if bool((np.abs(cur) > net.host.limit).any()):
+                input_stream(net, x)  # raises the backend's error (naming the sample and step)
+            cur = cur.astype(np.int64)
+        return cur.T.reshape(n, 1 if once else steps, -1), once
+
+    def _host_currents(self, flat: np.ndarray) -> np.ndarray:
+        """(M, n_input) inputs in NIR order -> (n_host, M) host currents, input_stream's arithmetic op for op.
+
+        ``W x + b`` (floating_pt), then ``round_half_even(scale * .)`` (fixed_pt), with the same scipy product
+        (columns are independent and each is summed in W's stored order) and the same elementwise operations,
+        so the values are identical (tests compare them); done in place and without input_stream's reordering
+        copies of x, it takes a third of the time.
+        """
+        host = self.net.host
+        cur = self.host_weight @ np.ascontiguousarray(flat.T)  # scipy wants each input's values contiguous
+        np.add(cur, host.bias[:, None], out=cur)
+        if self.fixed:
+            np.multiply(cur, host.scale[:, None], out=cur)
+            np.round(cur, out=cur)
+        return cur
+
+    def _input_current(self, target: str, shape: Tuple[int, int, int], rows, host: Optional[np.ndarray], totals):
+        """Lava's a_in of ``target``, (N, T, n): its synapse outputs summed (plus the host current, which may be
+        (N, 1, n) when every step is the same and nothing else feeds the target)."""
+        a_in = host
+        for syn in self.synapses.get(target, []):
+            src = rows[syn.proj.source]
+            if totals is not None:
+                totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)
+            cur = syn.current(src, self.fixed).reshape(shape)
+            a_in = cur if a_in is None else a_in + cur
+        if a_in is None:  # no synapse at all: only the bias drives the layer
+            return np.zeros(shape, np.int64 if self.fixed else np.float64)
+        if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
+            # Lava's channels and its a_in array are int32: values beyond it wrap (sums of wraps = wrap of sums)
+            a_in = _wrap32(a_in)
+        return a_in
+
+    # counts ------------------------------------------------------------------------------------------
+
+    def _counts(self, parts, n: int, steps: int) -> Tuple[LayerCounts, ...]:
+        net = self.net
+        layers: List[Tuple[str, str, str, int]] = []  # (name, source, target, nonzero weights)
+        if net.host is not None:
+            layers.append((net.host.name, net.input.name, net.host.target, int(net.host.weight.nnz)))
+        for pop_name in [p.name for p in net.populations] + [net.readout.name]:
+            for syn in self.synapses.get(pop_name, []):
+                layers.append((syn.proj.name, syn.proj.source, syn.proj.target, int(syn.col_nnz.sum())))
+        out, seen = [], set()
+        for name, source, target, nnz in layers:
+            chunks = [totals[name] for totals, _ in parts]
+            events = sum(c.events for c in chunks)
+            binary = all(c.binary for c in chunks)
+            # activity.py's rule: a real-valued input identical at every step of the run is computed once
+            once = steps > 1 and not binary and all(c.synops_one_step is not None for c in chunks)
+            synops = sum(c.synops_one_step if once else c.synops for c in chunks)
+            first = target not in seen
+            seen.add(target)
+            is_pop = target != net.readout.name
+            neurons = net.population(target).size if is_pop else int(np.prod(net.readout.nir_shape))
+            spikes = sum(fired[target] for _, fired in parts) if (is_pop and first) else 0.0
+            out.append(LayerCounts(name=name, source=source, target=target, input_events=events / n,
+                                   effective_synops=synops / n, input_binary=binary, output_spikes=spikes / n,
+                                   neuron_updates=float(neurons * steps) if first else 0.0, neurons=neurons,
+                                   nonzero_weights=nnz, computed_once=once))
+        return tuple(out)
+
+
+def simulate(lowered: LoweredNetwork, x, *, record_spikes: bool = True, count: bool = True,
+             chunk: Optional[int] = None, blas_threads: Optional[int] = 1) -> SimResult:
+    """Simulate ``x`` (N, T, *input_shape) through ``lowered``; see :class:`FastSim` and the module docstring."""
+    return FastSim(lowered).run(x, record_spikes=record_spikes, count=count, chunk=chunk,
+                                blas_threads=blas_threads)
+
+
+_BLAS_CONTROLLER = None  # threadpoolctl's view of the loaded BLAS libraries, built once (it scans them, ~8 ms)
+
+
+def _blas_limit(threads: Optional[int]):
+    """A context capping BLAS threads (threadpoolctl comes with scikit-learn); a no-op without it."""
+    global _BLAS_CONTROLLER
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
+
+
+# ------------------------------------------------------------------------------------- activity adapter
+
+def activity_inputs(result: SimResult, x, layers: Sequence["SynapseLayer"]):
+    """The ``(inputs, spikes)`` mappings :func:`slt_deploy.activity.count_from_spikes` takes, from a simulation.
+
+    ``x`` is the (N, T, *input_shape) input the simulation ran on and ``layers`` the model's synapse layers
+    (:func:`slt_deploy.activity.synapse_layers`); population names are the NIR node names, which are the
+    snnTorch module names. Tensors are (T, N, ...) as the counter expects.
+    """
+    import torch
+
+    if not result.spikes:
+        raise SimError("the simulation recorded no spikes; run it with record_spikes=True")
+    x_seq = torch.as_tensor(np.asarray(x, dtype=np.float64)).transpose(0, 1)
+    spikes = {name: torch.from_numpy(np.ascontiguousarray(s.swapaxes(0, 1))) for name, s in result.spikes.items()}
+    inputs: Dict[str, torch.Tensor] = {}
+    for layer in layers:
+        if layer.source is None:
+            inputs[layer.name] = x_seq
+        elif layer.source in spikes:
+            inputs[layer.name] = spikes[layer.source]
+        else:
+            raise SimError(f"layer {layer.name}: its source population {layer.source!r} was not simulated; "
+                           f"simulated: {', '.join(spikes)}")
+    return inputs, spikes
+
+
+def count_activity(result: SimResult, x, layers: Sequence["SynapseLayer"],
+                   source: str = "fastsim") -> "NetworkActivity":
+    """``activity.count_from_spikes`` on a simulation's spikes (see :func:`activity_inputs`)."""
+    from .activity import count_from_spikes
+
+    inputs, spikes = activity_inputs(result, x, layers)
+    return count_from_spikes(layers, inputs, spikes, source=source)
+
