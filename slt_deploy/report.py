@@ -49,14 +49,13 @@ from .mapping import binary_bits, layer_memory, map_network
 from .profiles import FIGURES, HardwareProfile, list_profiles, load_profile
 from .ticket import Ticket
 from .utils import atomic_path, generator, write_json_atomic, write_text_atomic
+from .workload import encoded_test_samples, nir_data, nir_metadata, test_samples, ticket_data
 
 PathLike = Union[str, Path]
 
 FORMAT = "slt-deploy.report/1"
 # The SNN papers' 45 nm convention is itself a profile (hardware_profiles/cmos45.yaml): no numbers live here.
 CONVENTION_PROFILE = "cmos45"
-# Samples simulated at once: recorded activity of a batch is held in memory (a software bound, not hardware).
-SIM_BATCH = 100
 FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html", "ann_twin": "ann_twin.onnx",
          "energy_breakdown": "energy_breakdown.png", "accuracy_sparsity_energy": "accuracy_sparsity_energy.png"}
 
@@ -222,14 +221,6 @@ def load_network(path: PathLike) -> Network:
     return _nir_network(p) if is_hdf5 else _ticket_network(p)
 
 
-def _ticket_data(ticket: Ticket) -> DataConfig:
-    """The ticket's own data settings, with the record's encoding and T (what the ticket was evaluated at)."""
-    r = ticket.record
-    raw = r.hyperparameters.get("data")
-    cfg = DataConfig.from_dict(raw, where="ticket hyperparameters.data") if raw else DataConfig(dataset=r.dataset)
-    return cfg.replace(encoding=r.encoding, timesteps=r.timesteps)
-
-
 def _ticket_network(p: Path) -> Network:
     from .models import prunable_layers
 
@@ -237,7 +228,7 @@ def _ticket_network(p: Path) -> Network:
     r = ticket.record
     layers = len(prunable_layers(ticket.build_model()))
     return Network(path=p, kind="ticket", method=r.method, sparsity=float(r.sparsity), round=r.round,
-                   record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=_ticket_data(ticket),
+                   record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=ticket_data(ticket),
                    seed=r.seed, input_shape=tuple(r.model.input_shape), num_classes=r.model.num_classes,
                    weight_layers=layers, ticket=ticket)
 
@@ -246,11 +237,8 @@ def _nir_network(p: Path) -> Network:
     from .exporters.nir_format import read_nir
 
     graph = read_nir(p)
-    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in (graph.metadata or {}).items()}
-    missing = [k for k in ("dataset", "encoding", "timesteps") if k not in meta]
-    if missing:
-        raise ReportError(f"{p}: NIR metadata lacks {', '.join(missing)}; the report needs them to run the "
-                          f"graph on its dataset (graphs written by slt-deploy export carry them)")
+    meta = nir_metadata(graph)
+    data = nir_data(graph, p)
     weights = [n for n in graph.nodes.values() if isinstance(n, _NIR_WEIGHTS)]
     inputs = [n for n in graph.nodes.values() if isinstance(n, nir.Input)]
     outputs = [n for n in graph.nodes.values() if isinstance(n, nir.Output)]
@@ -261,7 +249,6 @@ def _nir_network(p: Path) -> Network:
     if sparsity is None:  # a graph from another tool: measure it on the stored weights
         sizes = [np.asarray(n.weight).size for n in weights]
         sparsity = 1.0 - sum(np.count_nonzero(n.weight) for n in weights) / sum(sizes) if sizes else 0.0
-    data = _nir_data(meta).replace(encoding=str(meta["encoding"]), timesteps=int(meta["timesteps"]))
     return Network(path=p, kind="nir", method=str(meta.get("method", "nir")), sparsity=float(sparsity),
                    round=int(meta.get("round", -1)), record_accuracy=meta.get("accuracy"),
                    timesteps=int(meta["timesteps"]), encoding=str(meta["encoding"]), data=data,
@@ -274,49 +261,14 @@ def _nir_shape(types: dict) -> Tuple[int, ...]:
     return tuple(int(d) for d in np.asarray(next(iter(types.values()))).ravel())
 
 
-def _nir_data(meta: dict) -> DataConfig:
-    """Data settings of the ticket the graph was exported from when it still loads (it knows the dataset's
-    folder), else the dataset named in the graph's metadata at its default location."""
-    source = meta.get("source")
-    if isinstance(source, str) and Path(source).is_file():
-        try:
-            return _ticket_data(Ticket.load(source))
-        except TicketError:
-            pass  # the graph's own metadata below is complete; its source is only a hint for the data folder
-    return DataConfig(dataset=str(meta["dataset"]))
-
-
 # ----------------------------------------------------------------------------------------- simulation
 
 def _test_samples(net: Network, samples: int, progress: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) batches of the first ``samples`` test samples of the network's dataset, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    from .data import batches, load_dataset
-
-    test = load_dataset(net.data).test
-    n = min(samples, len(test))
-    if n < samples:
-        warnings.warn(f"{net.path}: the test split has {len(test)} samples; the report uses all of them, "
-                      f"not {samples}")
-    with tqdm(total=n, desc=f"simulate {net.path.name}", unit="sample", disable=not progress, leave=False) as bar:
-        seen = 0
-        for x, y in batches(test, SIM_BATCH, shuffle=False):
-            x, y = x[: n - seen], y[: n - seen]
-            if not len(y):
-                break
-            yield x, y
-            seen += len(y)
-            bar.update(len(y))
+    return test_samples(net.data, samples, progress, f"simulate {net.path.name}", str(net.path))
 
 
 def _encoded(net: Network, samples: int, progress: bool):
-    """(x_seq, y) with the network's encoding and T; one seeded generator, so rate spikes are reproducible."""
-    from .data import encode
-
-    gen = generator(net.seed, "report", "encode")
-    for x, y in _test_samples(net, samples, progress):
-        yield encode(x, net.encoding, net.timesteps, gen), y
+    return encoded_test_samples(net.data, samples, net.seed, progress, f"simulate {net.path.name}", str(net.path))
 
 
 def _merged(parts: List[NetworkActivity]) -> NetworkActivity:

@@ -313,7 +313,8 @@ def test_profiles_table_lists_every_figure_with_status_and_source():
 
 
 def test_batches_are_merged_into_a_per_sample_mean(tickets):
-    from slt_deploy.report import SIM_BATCH, load_network, simulate
+    from slt_deploy.report import load_network, simulate
+    from slt_deploy.workload import BATCH as SIM_BATCH
 
     n = SIM_BATCH + 20  # two batches
     measured = simulate(load_network(tickets["random"]), n, progress=False)
