@@ -109,6 +109,18 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from .simulate import simulate
+    from .utils import write_json_atomic
+
+    result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress)
+    print(result.summary())
+    if args.json:
+        write_json_atomic(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import build_report
 
@@ -211,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
+
+    from .simulate import BACKENDS
+
+    p = sub.add_parser("simulate", help="run a NIR graph in Lava (float / Loihi fixed point), the fast simulator "
+                                        "or the reference, and check it against the reference",
+                       description="Compile a NIR graph once, stream its test samples through it and report "
+                                   "accuracy, agreement with the snnTorch-exact reference, spikes per layer, "
+                                   "samples/s.")
+    p.add_argument("model", metavar="MODEL.nir", help="a NIR graph (e.g. from slt-deploy export --format nir)")
+    p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
+    p.add_argument("--samples", type=int, default=100, help="test samples (default: 100)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("report", help="accuracy, energy, memory and fit of tickets per hardware profile vs the ANN",
                        description="Simulate each ticket (or NIR graph) on test samples, count its operations and "

@@ -1,6 +1,8 @@
 """The main job end to end on the offline default (the MNIST test split in ../shared/data/mnist).
 
-Each stage of the pipeline adds its step here, reading the artifact the previous stage wrote.
+search (IMP ticket) -> export (NIR + ONNX) -> compile and simulate (Lava float, Loihi fixed point, fast
+simulator; each checked against the snnTorch-exact reference) -> report (energy, memory, fit per profile).
+Each step reads the artifact the previous one wrote.
 """
 
 from __future__ import annotations
@@ -38,14 +40,27 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     print(describe_file(nir_path))
     print(describe_file(onnx_path))
 
+    from .simulate import simulate
+    from .utils import write_json_atomic
+    from .workload import test_set_size
+
+    print("\n== 3. compile and simulate: Lava float and Loihi fixed point, the fast bit-exact simulator")
+    simulations = {}
+    for backend, samples in (("lava-float", 100), ("lava-fixed", 100),
+                             ("fast-fixed", test_set_size(demo_config(quick).data))):
+        sim = simulate(nir_path, backend, samples=samples, progress=progress)
+        simulations[backend] = sim.to_dict()
+        print(sim.summary().split("\n  target=")[0])
+    write_json_atomic(out / "simulate.json", simulations)
+
     from .paths import RunPaths
     from .report import build_report
 
-    print("\n== 3. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
+    print("\n== 4. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
     report = build_report([RunPaths(result.run_dir).round_ticket(0), result.ticket_path], ann=onnx_path,
                           profiles=["cmos45", "loihi", "loihi2", "truenorth", "fp32-45nm", "int8-45nm"],
                           out=out / "report", samples=500, progress=progress)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
     print(f"wrote {report.html}")
     return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path),
-            "report": str(report.html)}
+            "simulate": str(out / "simulate.json"), "report": str(report.html)}

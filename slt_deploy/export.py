@@ -37,9 +37,11 @@ def _onnx_snn(ticket: Ticket, ticket_path: Path, out: Path) -> Path:
 
 
 def _netx(ticket: Ticket, ticket_path: Path, out: Path) -> Path:
-    from .exporters.netx_format import export_ticket_netx
+    from .exporters.netx_format import write_netx
+    from .exporters.nir_format import ticket_to_nir
 
-    return export_ticket_netx(ticket, out, source=str(ticket_path))
+    write_netx(ticket_to_nir(ticket, source=str(ticket_path)), out)
+    return out
 
 
 FORMATS: Dict[str, Callable[[Ticket, Path, Path], Path]] = {
