@@ -1,4 +1,4 @@
-"""Shared test helpers (kept minimal): the installed ``slt-deploy`` command, run as a real subprocess."""
+"""Shared test helpers: one torch thread, and the installed ``slt-deploy`` command run as a real subprocess."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +24,13 @@ def slt_deploy_exe() -> str:
 def cli_env() -> dict:
     """Environment for CLI subprocesses: one thread (deterministic and polite on a shared machine)."""
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The machine is shared and the test networks are too small to gain from threads; one thread also keeps
+    float reductions in one order across runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,14 +19,6 @@ from slt_deploy.cli import build_parser, main, run_config_from_args
 from slt_deploy.config import RunConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def call(argv, capsys):
     """(exit code, stdout, stderr) of ``slt-deploy argv`` run in-process."""
     try:

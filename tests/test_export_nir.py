@@ -30,14 +30,6 @@ from slt_deploy.ticket import Ticket, TicketRecord
 T = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; these networks are too small to gain from threads
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)  # default-initialized layers draw from the global generator, seeded anew per process

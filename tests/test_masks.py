@@ -20,14 +20,6 @@ from slt_deploy.models import build_model, prunable_layers, resolve_config
 from slt_deploy.train import make_optimizer, train_epoch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def linear(weight) -> nn.Linear:
     weight = torch.as_tensor(weight, dtype=torch.float32)
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)

@@ -34,14 +34,6 @@ SAMPLES = 60      # one simulated batch (report.SIM_BATCH = 100), so the counts 
 PROFILES = ["loihi", "fp32-45nm", "xylo", str(MY_CHIP)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; these networks are too small to gain from threads
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_ticket(path: Path, method: str, prune: float = 0.0, round_: int = 0, hidden=(32,),
                 input_shape=(1, 8, 8), accuracy: float = 0.5) -> Path:
     torch.manual_seed(0)

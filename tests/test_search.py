@@ -32,14 +32,6 @@ from slt_deploy.search.run import SearchContext, load_state
 from slt_deploy.ticket import FORMAT, Ticket, TicketRecord
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def quiet(_line: str) -> None:
     pass
 

@@ -14,7 +14,7 @@ import torch
 
 from ..masks import Mask, hamming_distance, mask_at_sparsity
 from ..ticket import Ticket
-from .early_time import select_early_time
+from .early_time import search_timesteps
 from .run import EpochCallback
 
 
@@ -61,12 +61,7 @@ def run_eb(ctx) -> Ticket:
     cfg, s = ctx.config, ctx.config.search
     T = cfg.data.timesteps
     method = "eb+et" if s.early_time else "eb"
-    times, extra, T_search = [], {}, T
-    if s.early_time:
-        et = select_early_time(ctx)
-        T_search = et.t_early
-        times.append(et.seconds)
-        extra = {"t_early": et.t_early, "et_kl_normalized": et.normalized, "et_direction": s.et_direction}
+    T_search, times, extra = search_timesteps(ctx)
 
     model = ctx.new_model()
     watch = EarlyBirdWatch(ctx.layers, ctx.layers(model), s.target_sparsity, s.scope, s.eb_queue, s.eb_tau)

@@ -65,3 +65,13 @@ def select_early_time(ctx) -> EarlyTime:
     ctx.log_round("early-time probe", phase.seconds, t_early=result.t_early, kl=result.kl,
                   kl_normalized=result.normalized, direction=cfg.search.et_direction)
     return result
+
+
+def search_timesteps(ctx):
+    """(T used by the search, wall times so far, ticket facts): T_early with Early-Time, else the full T."""
+    s = ctx.config.search
+    if not s.early_time:
+        return ctx.config.data.timesteps, [], {}
+    et = select_early_time(ctx)
+    return et.t_early, [et.seconds], {"t_early": et.t_early, "et_kl_normalized": et.normalized,
+                                      "et_direction": s.et_direction}

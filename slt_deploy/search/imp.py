@@ -10,20 +10,14 @@ from __future__ import annotations
 
 from ..masks import prune_magnitude
 from ..ticket import Ticket
-from .early_time import select_early_time
+from .early_time import search_timesteps
 
 
 def run_imp(ctx) -> Ticket:
     cfg, s = ctx.config, ctx.config.search
     T = cfg.data.timesteps
     method = "imp+et" if s.early_time else "imp"
-    times, extra = [], {}
-    T_search = T
-    if s.early_time:
-        et = select_early_time(ctx)
-        T_search = et.t_early
-        times.append(et.seconds)
-        extra = {"t_early": et.t_early, "et_kl_normalized": et.normalized, "et_direction": s.et_direction}
+    T_search, times, extra = search_timesteps(ctx)
 
     # round 0: dense training, remembering the rewind point
     model = ctx.new_model()
