@@ -29,6 +29,7 @@ MAC definitions (per sample, one forward pass; biases are not counted, as in Neu
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -173,6 +174,11 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: Union[str, 
     return Path(path)
 
 
+# torch >= 2.9 defaults to the dynamo exporter (which needs onnxscript); the TorchScript exporter is what
+# torch 2.3 (Lava's pin) uses, so ask for it explicitly where the argument exists: one exporter on every torch.
+_TORCHSCRIPT_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
+
 def _torch_export(module: nn.Module, example: torch.Tensor, tmp: Path, opset: int, axes: dict) -> None:
     was_training = module.training
     module.eval()
@@ -181,7 +187,7 @@ def _torch_export(module: nn.Module, example: torch.Tensor, tmp: Path, opset: in
             # EVAL training mode lets the exporter fold BatchNorm into the preceding conv
             torch.onnx.export(module, (example,), str(tmp), opset_version=opset, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True,
-                              training=torch.onnx.TrainingMode.EVAL)
+                              training=torch.onnx.TrainingMode.EVAL, **_TORCHSCRIPT_EXPORTER)
     except Exception as exc:  # the exporter raises many types; the first line names the failing op
         raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {_first_line(exc)}") from None
     finally:
