@@ -199,6 +199,63 @@ def test_fixed_point_host_layer_and_readout():
     assert net.quantization[-1].layer == "output"
 
 
+def test_multi_process_source_keeps_weight_exp_non_negative():
+    """Tiny weights (0.002 per threshold) need weight_exp -2 in the vth window [2**8, 2**14]. Fed by a source
+    with two decays (two Lava processes), whose group sums Lava would floor one by one, the layer takes
+    weight_exp 0 and vth above 2**14 instead, with the same 8-bit weight precision."""
+    ws = [np.full((4, 3), 0.9), np.full((4, 4), 0.002)]
+    single = lower(chain(ws), "fixed_pt", first_layer="chip")
+    assert single.quantization[1].weight_exp == -2 and single.quantization[1].vth <= 2 ** 14
+    multi = lower(chain(ws, beta=np.array([0.5, 0.25, 0.5, 0.25])), "fixed_pt", first_layer="chip")
+    assert len(multi.populations[0].groups()) == 2
+    q = multi.quantization[1]
+    assert (q.weight_exp, multi.projections[1].weight_exp) == (0, 0)
+    assert 2 ** 14 < q.vth < 2 ** 17 and q.max_mantissa >= 128 and "multi-process source" in q.note
+    assert q.weight_error <= single.quantization[1].weight_error + 1e-3
+    # weights too small for 8 bits even at vth = 2**17 - 1 keep the negative exponent (exact per group)
+    tiny = lower(chain([ws[0], np.full((4, 4), 0.0006)], beta=np.array([0.5, 0.25, 0.5, 0.25])), "fixed_pt",
+                 first_layer="chip")
+    assert tiny.quantization[1].weight_exp < 0
+
+
+def test_readout_beyond_the_synapse_channel_is_refused(monkeypatch):
+    from slt_deploy.compile import ir
+
+    g = chain([np.ones((2, 2))], readout=np.array([[1.0, 1.0], [0.5, -1.0]]))
+    net = lower(g, "fixed_pt")
+    worst = int(np.abs(net.projections[-1].dense()).max()) * 2  # row 0: two positive mantissas of 254
+    monkeypatch.setattr(ir, "READOUT_LIMIT", worst)
+    lower(g, "fixed_pt")  # exactly at the limit: fine
+    monkeypatch.setattr(ir, "READOUT_LIMIT", worst - 1)
+    with pytest.raises(CompileError, match=rf"readout 'output': output 0 could reach {worst} .*int32"):
+        lower(g, "fixed_pt")
+
+
+def test_lava_process_limits_are_checked_before_lava_starts():
+    from slt_deploy.compile import run_lava
+    from slt_deploy.lava_backend import MAX_GROUPS_PER_POPULATION, check_lava_limits, lava_process_count
+
+    n = MAX_GROUPS_PER_POPULATION + 8
+    thr = 1.0 + 0.01 * np.arange(n)
+    g = chain([np.full((n, 3), 0.5)], thr=thr)
+    x = np.zeros((1, 2, 3))
+    with pytest.raises(CompileError, match=rf"layer 'lif0': {n} distinct \(du, dv, vth\) combinations \({n} "
+                                           rf"distinct threshold\(s\), 1 distinct decay.*target='fixed_pt'"):
+        run_lava(lower(g, first_layer="chip"), x)
+    fixed = lower(g, "fixed_pt", first_layer="chip")  # thresholds folded: one process
+    assert check_lava_limits(fixed) == lava_process_count(fixed) == 6  # LIF + recorder, feeder, 2 synapses, sink
+    decays = chain([np.full((n, 3), 0.5)], beta=np.linspace(0.2, 0.9, n))
+    with pytest.raises(CompileError, match="lif0.*per-neuron decays cannot be folded"):
+        check_lava_limits(lower(decays, "fixed_pt", first_layer="chip"))
+    # blocks between groups: 2 x 30 groups -> 900 synapse processes
+    m = 30
+    wide = chain([np.full((m, 3), 0.5), np.full((m, m), 0.1)], beta=np.linspace(0.2, 0.9, m))
+    with pytest.raises(CompileError, match=r"needs \d+ Lava processes .* MAX_LAVA_PROCESSES=512"):
+        check_lava_limits(lower(wide, "fixed_pt", first_layer="chip"))
+    with pytest.raises(CompileError, match="chunk_samples=0"):
+        run_lava(fixed, x, chunk_samples=0)
+
+
 # --------------------------------------------------------------------------------------- refused input
 
 

@@ -473,7 +473,8 @@ def test_fixed_pt_matches_lava(case):
 
 def test_negative_exponent_case_needs_the_per_process_shift():
     """The floor shift of a sum is not the sum of the floor shifts: summing all source groups before shifting
-    (what the IR docstring writes) changes spikes here, while the per-process shift matches Lava above."""
+    changes spikes here, while the per-process shift (the IR's rule) matches Lava above. The weights are too
+    small for the quantizer's weight_exp >= 0 alternative, so the negative exponent stays."""
     net, x = case_network(CASE["neg-exp-groups"])
     sim = FastSim(net)
     exact = sim.run(x)

@@ -7,6 +7,7 @@ samples streamed through one run) and the checks share those runs through module
 import multiprocessing
 import warnings
 from collections import OrderedDict
+from dataclasses import replace
 
 import nir
 import numpy as np
@@ -16,6 +17,7 @@ from torch import nn
 
 from slt_deploy import lava_backend
 from slt_deploy.compile import CompileError, first_mismatch, lower, run_lava
+from slt_deploy.fastsim import simulate
 from slt_deploy.compile.reference import record_snntorch
 from slt_deploy.compile.stream import align, input_stream, readout_values, to_nir_order
 from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
@@ -32,9 +34,14 @@ DT = 1e-4
 
 # --------------------------------------------------------------------------------- IR reference (numpy)
 
-def simulate_ir(net, x):
-    """Step-by-step numpy implementation of the equations in slt_deploy.compile.ir (independent of Lava)."""
+def simulate_ir(net, x, per_group=True):
+    """Step-by-step numpy implementation of the equations in slt_deploy.compile.ir (independent of Lava).
+
+    fixed_pt synapses shift each source group's sum (one Lava process each); ``per_group=False`` shifts the
+    whole sum instead, the rule the IR once documented, to show where the two differ."""
     fixed = net.target == "fixed_pt"
+    groups = {p.name: p.groups() if per_group else [np.arange(p.size)] for p in net.populations}
+    groups[net.input.name] = [np.arange(net.input.size)]
     n, t = x.shape[:2]
     stream = input_stream(net, x)
     total = stream.shape[1]
@@ -74,10 +81,13 @@ def simulate_ir(net, x):
         out[:, c] = sum((sent[i] for i, pr in enumerate(net.projections) if pr.target == net.readout.name),
                         np.zeros(out.shape[0]))
         for i, pr in enumerate(net.projections):
-            acc = pr.weight @ spikes[pr.source]
-            if fixed:
-                acc = acc.astype(np.int64)
-                acc = acc << pr.weight_exp if pr.weight_exp > 0 else acc >> -pr.weight_exp
+            if not fixed:
+                buf[i] = pr.weight @ spikes[pr.source]
+                continue
+            acc = np.zeros(pr.weight.shape[0], np.int64)
+            for g in groups[pr.source]:
+                part = (pr.weight[:, g] @ spikes[pr.source][g]).astype(np.int64)
+                acc += part << pr.weight_exp if pr.weight_exp > 0 else part >> -pr.weight_exp
             buf[i] = acc
     spikes = {p.name: to_nir_order(p, align(rec[p.name], p.lag, n, t)) for p in net.populations}
     logits = readout_values(net, align(out, net.readout.lag, n, t)) if net.readout.kind == "current" else None
@@ -182,6 +192,18 @@ def test_fixed_point_lava_matches_ir_equations_bit_for_bit(name, request, mnist)
     assert (result.predictions() == float_logits.sum(axis=1).argmax(axis=1)).mean() >= 0.8
 
 
+def test_chunked_run_equals_one_run(mlp, mnist):
+    """16 samples as chunks of 6, 6 and 4 on one built network (host input, lags 0..2, readout latency 3)."""
+    net, whole = lava_run("mlp", mlp, mnist, "fixed_pt")
+    chunked = run_lava(net, mnist.transpose(0, 1), chunk_samples=6)
+    assert (chunked.chunks, whole.chunks, chunked.steps) == (3, 1, whole.steps)
+    assert chunked.processes == whole.processes == lava_backend.lava_process_count(net)
+    for name, s in whole.spikes.items():
+        np.testing.assert_array_equal(chunked.spikes[name], s)
+    np.testing.assert_array_equal(chunked.readout_current, whole.readout_current)
+    np.testing.assert_array_equal(chunked.outputs, whole.outputs)
+
+
 def test_float_lava_matches_ir_equations(mlp, mnist):
     net, result = lava_run("mlp", mlp, mnist, "floating_pt")
     logits, spikes = simulate_ir(net, mnist.transpose(0, 1).numpy())
@@ -247,14 +269,40 @@ def test_per_neuron_parameters_run_as_groups():
               thr=[np.array([1.0, 1.5, 1.0, 1.5, 1.0, 1.5]), np.array([0.5, 1.0, 1.0, 2.0])],
               readout=rng.normal(0, 1, (3, 4)))
     x = (rng.random((4, 6, 5)) < 0.5).astype(np.float64)
-    for target in ("floating_pt", "fixed_pt"):
+    for target, chunk in (("floating_pt", 256), ("fixed_pt", 3)):  # chunks of 3 + 1 samples, spike input
         net = lower(g, target, first_layer="chip")
-        result = run_lava(net, x)
+        result = run_lava(net, x, chunk_samples=chunk)
         assert result.processes > 8  # several LIF processes per layer
+        assert result.processes == lava_backend.lava_process_count(net)
         logits, spikes = simulate_ir(net, x)
         assert first_mismatch(result.spikes, spikes) is None, target
         np.testing.assert_allclose(result.outputs, logits, atol=1e-9)
         assert result.spikes["lif0"].mean() > 0.05
+
+
+def test_negative_weight_exp_shifts_each_source_process():
+    """lif0: two neurons with different decays (two Lava processes) firing at every step; lif1 gets weights
+    [12, 12] with weight_exp -3, IF (dv = 0), vth 5 (320 after << 6). Lava floors each process's sum:
+    a = (12 >> 3) + (12 >> 3) = 2, u = 128 -> v = 128, 256, 384 (spike) ...: spikes at t = 2, 5. Flooring
+    the total would give a = 24 >> 3 = 3, u = 192 -> spikes at t = 1, 3, 5."""
+    g = chain([np.array([[1.2], [1.2]]), np.array([[0.5, 0.5]])], beta=[np.array([0.5, 0.25]), 0.5])
+    net = lower(g, "fixed_pt", first_layer="chip")
+    assert len(net.populations[0].groups()) == 2
+    proj = replace(net.projections[1], weight=np.array([[12, 12]]), weight_exp=-3)
+    lif1 = replace(net.populations[1], dv=np.zeros(1, np.int64), vth=np.full(1, 5), bias_mant=np.zeros(1, np.int64))
+    net = replace(net, populations=(net.populations[0], lif1),
+                  projections=(net.projections[0], proj, net.projections[2]))
+    x = np.ones((2, 6, 1))
+    result = run_lava(net, x)
+    expected = np.zeros((2, 6, 1), np.int8)
+    expected[:, [2, 5]] = 1
+    assert (result.spikes["lif0"] == 1).all()
+    np.testing.assert_array_equal(result.spikes["lif1"], expected)
+    _, ir_spikes = simulate_ir(net, x)
+    assert first_mismatch(result.spikes, ir_spikes) is None
+    assert first_mismatch(result.spikes, simulate(net, x).spikes) is None
+    _, whole_sum = simulate_ir(net, x, per_group=False)
+    assert whole_sum["lif1"][0, :, 0].tolist() == [0, 1, 0, 1, 0, 1]
 
 
 # ----------------------------------------------------------------------------------------------- netx

@@ -29,10 +29,20 @@ staggering.
 
 Synapses (projection ``p`` from ``src`` into ``dst``)
 ------------------------------------------------------
-``a_p[tau] = W_p @ s_src[tau - 1]`` (floating_pt) or
-``a_p[tau] = shift(W_p @ s_src[tau - 1], weight_exp_p)`` (fixed_pt: ``W_p`` integer mantissas, ``shift(x, e) =
-x << e`` for ``e > 0`` and the arithmetic (floor) ``x >> -e`` otherwise; Lava applies it to the *sum*).
-A population's input is ``a_in[tau] = sum_p a_p[tau]`` (plus the host current for the host-fed population).
+The backend builds one Lava Dense/Sparse process per (source group, target group) block, where the groups of a
+population are its Lava LIF processes (:meth:`Population.groups`; the input and the readout are one group each).
+Each process shifts *its own* sum, so the exponent applies per source group ``g``::
+
+    a_p[tau] = W_p @ s_src[tau - 1]                                               (floating_pt)
+    a_p[tau] = sum_g int32( shift(W_p[:, g] @ s_src[g][tau - 1], weight_exp_p) )  (fixed_pt)
+
+with ``W_p`` integer mantissas (Lava's per-block clip/truncation leaves the compiler's mantissas unchanged),
+``shift(x, e) = x << e`` for ``e > 0`` and the arithmetic (floor) ``x >> -e`` otherwise, and ``int32`` the wrap
+of Lava's message channel (never reached below the compiler's ``A_IN_LIMIT`` warning). For ``weight_exp >= 0``
+or a one-group source this is ``shift(W_p @ s_src, e)``; for ``weight_exp < 0`` and several source groups the
+floors of the group sums are *not* the floor of the total (the quantizer avoids that case where it costs no
+weight precision, see :mod:`slt_deploy.compile.quantize`). A population's input is
+``a_in[tau] = sum_p a_p[tau]`` (plus the host current for the host-fed population).
 
 Neurons (Lava LIF, one ``du``, ``dv``, ``vth`` per Lava process; the IR keeps per-neuron arrays and the backend
 groups neurons with equal values into one process each)
@@ -66,6 +76,9 @@ Readout (non-spiking)
 The readout is the summed output of the projections into it, read straight from the synapses each step::
 
     logits[k, t] = a_readout[tau] / readout.scale + readout.bias
+
+In fixed_pt ``a_readout`` is exact: weight_exp is 0 and every row's worst case (sum of its positive, or of its
+negative, mantissas) stays within ``READOUT_LIMIT`` (checked by the quantizer), so no channel wraps.
     (then, if readout.decay is set, y_t = decay * y_{t-1} + gain * logits_t on the host: a NIR LI node)
 """
 
@@ -96,6 +109,10 @@ WEIGHT_EXP_RANGE = (-8, 7)
 WEIGHT_MIXED = (-256, 254)            # mixed-sign 8-bit weights lose the LSB: even values only
 WEIGHT_UNSIGNED = 255                 # single-sign weights: 0..255 (or -255..0)
 A_IN_LIMIT = 2 ** (STATE_BITS - 1 - ACT_SHIFT)  # |a_in| < 2**17, else u = a_in << 6 wraps
+# Largest |readout current| one synapse process may send. Lava's bit-accurate Dense/Sparse declare a_out as
+# np.int32 with precision=16 (lava.proc.dense.models); the precision is not enforced by the CPU models, and the
+# channel carries the port's np.int32, so values wrap beyond 2**31 - 1 (the recorder sums its channels in float).
+READOUT_LIMIT = 2 ** 31 - 1
 
 
 def lava_order(nir_shape: Shape) -> Tuple[Shape, np.ndarray]:

@@ -14,6 +14,13 @@ What is chosen per population (a layer of LIF neurons), and why:
   while ``vth`` stays in [2**8, 2**14]: a threshold resolution finer than the weights' and 2**23 / (vth << 6)
   >= 8 thresholds of headroom before the 24-bit voltage saturates. ``netx_compatible`` forces 0 (netx has no
   weight exponent for dense layers) and bias_exp 6 (netx's fixed ``bias_exp``).
+- **Several source processes.** Lava shifts each source group's sum on its own (see
+  :mod:`slt_deploy.compile.ir`), so with ``weight_exp < 0`` a population fed by a multi-group source (several
+  decays) gets the floor of every group's sum, not of the total. Exact either way, but when the weights would
+  need a negative exponent, such a population takes ``weight_exp = 0`` with ``vth`` above the window (up to
+  ``2**17 - 1``) instead, as long as the largest weight still gets a mantissa >= 128: the same weight
+  precision, no per-group floors, and 2**17 / vth (1 to 8) thresholds of voltage headroom instead of >= 8
+  (the ``LayerQuant`` note says so). Smaller weights keep the negative exponent.
 - **vth** (and so the mantissa scale) is the candidate in that window minimizing the squared error of the
   normalized weights and biases. A binary ticket (nonzero weights exactly +-alpha) always gets exactly two
   mantissa levels +-m, and the search picks the m / vth closest to alpha / theta.
@@ -22,7 +29,8 @@ What is chosen per population (a layer of LIF neurons), and why:
   one) for LIF/IF, ``du = round(4096 (1 - alpha)) - 1`` for CubaLIF.
 - **Host-fed first population**: the host sends ``round(4096 / theta_i * current_i)``, ``vth = 4096``.
 - **Readout**: ``a = q(W * K)`` with the largest mantissa in [128, 254]; logits are ``a / K + bias`` on the
-  host (the bias stays in float).
+  host (the bias stays in float). A row whose positive (or negative) mantissas could sum beyond
+  ``READOUT_LIMIT`` (the int32 channel) raises :class:`CompileError` naming the readout.
 
 Values no exponent can fit raise :class:`CompileError` naming the layer and the value.
 """
@@ -37,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import CompileError
+from . import ir
 from .ir import (A_IN_LIMIT, ACT_SHIFT, BIAS_EXP_MAX, BIAS_MANT_MAX, DECAY_MAX, DECAY_UNITY, VTH_MAX,
                  WEIGHT_EXP_RANGE, LayerQuant, LoweredNetwork, Population, Projection)
 
@@ -144,8 +153,19 @@ def _unique(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.unique(values, return_counts=True) if values.size else (values, values.astype(np.int64))
 
 
-def _quantize_population(pop: Population, incoming: List[Projection], netx: bool):
-    """Choose weight_exp, vth, bias_exp for one chip-fed population; returns (new pop, new projections, record)."""
+def _nonneg_span(max_r: float, m_top: int) -> Optional[Tuple[int, int]]:
+    """vth range above the window that keeps weight_exp = 0 and the largest mantissa >= 128, or None."""
+    lo = max(int(np.ceil(MIN_MANTISSA / max_r)), VTH_WINDOW[1])
+    hi = min(int(np.floor(m_top / max_r)), VTH_MAX)
+    return (lo, hi) if lo <= hi else None
+
+
+def _quantize_population(pop: Population, incoming: List[Projection], netx: bool, multi_source: bool = False):
+    """Choose weight_exp, vth, bias_exp for one chip-fed population; returns (new pop, new projections, record).
+
+    ``multi_source``: some source population has several Lava processes (groups), so a negative weight_exp
+    would floor each group's sum separately; weight_exp 0 is preferred then when it costs no weight precision.
+    """
     du, dv, decay_err = _decays(pop)
     inv = 1.0 / pop.vth
     norm = [sp.csr_matrix(sp.diags(inv) @ sp.csr_matrix(p.weight)) for p in incoming]
@@ -153,30 +173,49 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
     mixed = [_is_mixed(m) for m in norm]
     m_top = 254 if any(mixed) else 255
     max_r = max((float(np.abs(m.data).max()) for m in norm if m.nnz), default=0.0)
+    fixed_bexp = NETX_BIAS_EXP if netx else None
+    uniq = [_unique(m.data) for m in norm]
+
+    def fit(e: int, cands: np.ndarray):
+        best = None
+        for vth in cands[::-1]:  # largest first: on a tie the largest weight keeps the largest mantissa
+            k = vth / 2.0 ** e  # mantissa per unit of normalized weight
+            sse, ref = 0.0, 0.0
+            if max_r:
+                for (vals, counts), mix in zip(uniq, mixed):
+                    q = quantize_values(vals * k, mix)
+                    sse += float((counts * (q / k - vals) ** 2).sum())
+                    ref += float((counts * vals ** 2).sum())
+            try:
+                bmant, bexp = _bias_exp(pop.name, ACT_SHIFT_UNITS * vth * r, fixed_bexp)
+            except CompileError:
+                continue
+            bias_sse = float(((bmant * 2.0 ** bexp / (ACT_SHIFT_UNITS * vth) - r) ** 2).sum())
+            score = sse + bias_sse
+            if best is None or score < best[0] - 1e-15 * max(score, 1.0):
+                best = (score, int(vth), bmant, bexp, sse, ref)
+        return best
+
+    def candidates(lo, hi):
+        return _candidates(lo, hi, sum(u[0].size for u in uniq) + int(np.count_nonzero(r)))
+
+    note = "per-neuron thresholds folded into weights" if np.unique(pop.vth).size > 1 else ""
+    best = None
     if max_r == 0.0:  # no weights at all: only the bias drives the layer
         e, cands = 0, np.array([VTH_WINDOW[0]])
     else:
         e, lo, hi = _choose_exp(pop.name, max_r, m_top, netx)
-        uniq = [_unique(m.data) for m in norm]
-        cands = _candidates(lo, hi, sum(u[0].size for u in uniq) + int(np.count_nonzero(r)))
-    fixed_bexp = NETX_BIAS_EXP if netx else None
-    best = None
-    for vth in cands[::-1]:  # largest first: on a tie the largest weight keeps the largest mantissa
-        k = vth / 2.0 ** e  # mantissa per unit of normalized weight
-        sse, ref = 0.0, 0.0
-        if max_r:
-            for (vals, counts), mix in zip(uniq, mixed):
-                q = quantize_values(vals * k, mix)
-                sse += float((counts * (q / k - vals) ** 2).sum())
-                ref += float((counts * vals ** 2).sum())
-        try:
-            bmant, bexp = _bias_exp(pop.name, ACT_SHIFT_UNITS * vth * r, fixed_bexp)
-        except CompileError:
-            continue
-        bias_sse = float(((bmant * 2.0 ** bexp / (ACT_SHIFT_UNITS * vth) - r) ** 2).sum())
-        score = sse + bias_sse
-        if best is None or score < best[0] - 1e-15 * max(score, 1.0):
-            best = (score, int(vth), bmant, bexp, sse, ref)
+        cands = candidates(lo, hi)
+        span = _nonneg_span(max_r, m_top) if e < 0 and multi_source and not netx else None
+        if span is not None:
+            best = fit(0, candidates(*span))
+            if best is not None:
+                e = 0
+                note = "; ".join(filter(None, [note, f"weight_exp 0 kept for a multi-process source: vth "
+                                                     f"{best[1]} > 2**14, {2 ** 17 / best[1]:.3g} thresholds of "
+                                                     f"voltage headroom"]))
+    if best is None:
+        best = fit(e, cands)
     if best is None:  # every candidate failed the bias range: report it for the natural choice
         _bias_exp(pop.name, ACT_SHIFT_UNITS * cands[-1] * r, fixed_bexp)
     _, vth, bmant, bexp, sse, ref = best
@@ -201,8 +240,7 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
     record = LayerQuant(layer=pop.name, scale=float(k * 2.0 ** e), weight_exp=e, max_mantissa=top_mant,
                         weight_levels=len(levels), vth=vth, bias_exp=bexp, du=int(du.max()), dv=int(dv.max()),
                         weight_error=float(np.sqrt(sse / ref)) if ref else 0.0,
-                        threshold_error=0.0, decay_error=decay_err,
-                        note="per-neuron thresholds folded into weights" if np.unique(pop.vth).size > 1 else "")
+                        threshold_error=0.0, decay_error=decay_err, note=note)
     return new_pop, new_projs, record
 
 
@@ -245,6 +283,12 @@ def _quantize_readout(net: LoweredNetwork, incoming: List[Projection]):
         top_mant = max(top_mant, int(np.abs(q.data).max(initial=0)))
         new.append(replace(p, weight=q if sp.issparse(p.weight) else q.toarray(), weight_exp=0, scale=k))
     n = int(np.prod(net.readout.nir_shape))
+    worst, row = _readout_worst_case(new, n)
+    if worst > ir.READOUT_LIMIT:
+        raise CompileError(f"readout {net.readout.name!r}: output {row} could reach {worst} (every positive or "
+                           f"every negative weight of the row active at once, mantissas scaled by {k:.6g}), beyond "
+                           f"the {ir.READOUT_LIMIT} Lava's int32 synapse channel carries; the readout fan-in is "
+                           f"too large")
     readout = replace(net.readout, scale=np.full(n, k))
     record = LayerQuant(layer=net.readout.name, scale=float(k), weight_exp=0, max_mantissa=top_mant,
                         weight_levels=len(levels), vth=0, bias_exp=0, du=0, dv=0,
@@ -253,20 +297,36 @@ def _quantize_readout(net: LoweredNetwork, incoming: List[Projection]):
     return new, readout, record
 
 
+def _readout_worst_case(projections: List[Projection], n: int) -> Tuple[int, int]:
+    """(largest |readout current| one projection can send, its row): the larger of a row's positive and
+    negative mantissa sums (weight_exp is 0). Each projection, and each of its Lava processes, has its own
+    int32 channel; a whole projection bounds every block of it."""
+    worst, row = 0, 0
+    for p in projections:
+        q = sp.csr_matrix(p.weight).astype(np.int64)
+        reach = np.maximum(q.maximum(0).sum(axis=1).A1, (-q.minimum(0)).sum(axis=1).A1) * 2 ** max(p.weight_exp, 0)
+        if reach.size and int(reach.max()) > worst:
+            worst, row = int(reach.max()), int(reach.argmax())
+    return worst, row
+
+
 def quantize(net: LoweredNetwork, *, netx_compatible: bool = False) -> LoweredNetwork:
     """The fixed_pt version of a floating_pt :class:`LoweredNetwork` (see the module docstring)."""
     if net.target != "floating_pt":
         raise CompileError(f"quantize expects a floating_pt network, got {net.target}")
     projections = {id(p): p for p in net.projections}
     pops, records, host = [], [], net.host
+    groups = {}  # quantized population -> number of Lava processes (sources come first in execution order)
     for pop in net.populations:
         incoming = net.incoming(pop.name)
         if host is not None and host.target == pop.name:
             new_pop, host, rec = _quantize_host(net, pop)
         else:
-            new_pop, new_projs, rec = _quantize_population(pop, incoming, netx_compatible)
+            multi = any(groups.get(p.source, 1) > 1 for p in incoming)
+            new_pop, new_projs, rec = _quantize_population(pop, incoming, netx_compatible, multi)
             projections.update({id(old): new for old, new in zip(incoming, new_projs)})
         pops.append(new_pop)
+        groups[new_pop.name] = len(new_pop.groups())
         records.append(rec)
     readout = net.readout
     if readout.kind == "current":

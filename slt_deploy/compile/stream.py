@@ -35,11 +35,13 @@ def total_steps(net: LoweredNetwork, n: int, t: int) -> int:
     return n * t + net.latency
 
 
-def input_stream(net: LoweredNetwork, x) -> np.ndarray:
+def input_stream(net: LoweredNetwork, x, *, pad: bool = True, first_sample: int = 0) -> np.ndarray:
     """(n, N*T + latency): host currents for the first population or input spikes, Lava flat order.
 
     floating_pt host currents are ``W x + b``; fixed_pt ones are ``round(scale * (W x + b))`` (half to even),
-    checked against Loihi's a_in range. Spike input must be 0/1.
+    checked against Loihi's a_in range. Spike input must be 0/1. Every column is computed on its own, so a
+    slice of samples gives the same columns as the whole input: ``pad=False`` leaves out the ``latency`` zero
+    columns and ``first_sample`` numbers the samples in error messages (both for streaming in chunks).
     """
     x = check_input(net, x)
     n, t = x.shape[:2]
@@ -53,6 +55,7 @@ def input_stream(net: LoweredNetwork, x) -> np.ndarray:
             bad = np.flatnonzero(worst > host.limit)
             if bad.size:
                 k, step = divmod(int(bad[0]), t)
+                k += first_sample
                 raise CompileError(f"layer {host.target!r}: host current {worst[bad[0]]:.0f} (sample {k}, step "
                                    f"{step}) exceeds Loihi's a_in range {host.limit:.0f} (the 24-bit current "
                                    f"would wrap); inputs are too large for the threshold")
@@ -63,8 +66,9 @@ def input_stream(net: LoweredNetwork, x) -> np.ndarray:
             raise CompileError("first_layer='chip' needs binary spike input (0/1); real-valued (direct) input "
                                "needs first_layer='host'")
         data = flat.T.astype(np.int64 if net.target == "fixed_pt" else np.float64)
-    pad = np.zeros((data.shape[0], net.latency), dtype=data.dtype)
-    return np.concatenate([data, pad], axis=1)
+    if not pad:
+        return data
+    return np.concatenate([data, np.zeros((data.shape[0], net.latency), dtype=data.dtype)], axis=1)
 
 
 def align(recording: np.ndarray, lag: int, n: int, t: int) -> np.ndarray:
