@@ -48,7 +48,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..models import ResidualBlock
-from ..utils import atomic_path
+from ..utils import atomic_path, registrar
 
 FORMAT = "slt-deploy.nir/1"
 DEFAULT_DT = 1e-4
@@ -119,14 +119,7 @@ _UNSUPPORTED: Dict[type, str] = {
 }
 
 
-def _handles(*types: type):
-    def wrap(fn: Handler) -> Handler:
-        for t in types:
-            if t in _HANDLERS:
-                raise ValueError(f"NIR export handler for {t.__name__} registered twice")
-            _HANDLERS[t] = fn
-        return fn
-    return wrap
+_handles = registrar(_HANDLERS, "NIR export handler")
 
 
 def _lookup(table: Dict[type, Any], module: nn.Module):

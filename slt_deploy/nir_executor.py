@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ExportError
+from .utils import registrar
 from .exporters.nir_format import DEFAULT_DT, RESET_MODES, predecessors, topological_order
 
 # (input, state) -> (output, new state); the state is None at the first step of a run.
@@ -44,14 +45,7 @@ Op = Callable[[torch.Tensor, Any], Tuple[torch.Tensor, Any]]
 _COMPILERS: Dict[type, Callable[[str, Any, float], Op]] = {}
 
 
-def _compiles(*types: type):
-    def wrap(fn):
-        for t in types:
-            if t in _COMPILERS:
-                raise ValueError(f"NIR executor handler for {t.__name__} registered twice")
-            _COMPILERS[t] = fn
-        return fn
-    return wrap
+_compiles = registrar(_COMPILERS, "NIR executor handler")
 
 
 def _tensor(value, dtype=torch.float32) -> torch.Tensor:

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Dict, Iterator
 
 import torch
 
@@ -57,3 +57,18 @@ def derive_seed(*parts) -> int:
 
 def generator(*parts) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def registrar(table: Dict[type, Callable], what: str) -> Callable:
+    """A decorator factory ``@handles(TypeA, TypeB)`` that registers one handler per type in ``table``
+    (the exporter, compiler and executor each keep one handler per layer or node type) and refuses a type
+    registered twice."""
+    def handles(*types: type):
+        def wrap(fn):
+            for t in types:
+                if t in table:
+                    raise ValueError(f"{what} for {t.__name__} registered twice")
+                table[t] = fn
+            return fn
+        return wrap
+    return handles

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from ..errors import ExportError
 from ..exporters.nir_format import DEFAULT_DT, predecessors, topological_order
+from ..utils import registrar
 from .errors import CompileError
 from .ir import (FIRST_LAYER_MODES, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
                  Readout, Shape, lava_order)
@@ -164,14 +165,7 @@ UNSUPPORTED: Dict[type, str] = {
 }
 
 
-def handles(*types: type):
-    def wrap(fn: Handler) -> Handler:
-        for t in types:
-            if t in HANDLERS:
-                raise ValueError(f"compile handler for {t.__name__} registered twice")
-            HANDLERS[t] = fn
-        return fn
-    return wrap
+handles = registrar(HANDLERS, "compile handler")
 
 
 def _one_input(name: str, node, inputs: List[_Signal]) -> _Signal:
