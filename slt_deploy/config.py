@@ -152,19 +152,24 @@ class ModelConfig(Settings):
     neuron: NeuronConfig = field(default_factory=NeuronConfig, metadata={"help": "spiking neuron settings"})
     input_shape: Tuple[int, ...] = setting((), "input shape C,H,W; empty = taken from the dataset")
     num_classes: int = setting(0, "number of classes; 0 = taken from the dataset")
+    spiking: bool = setting(True, "false = the ANN twin: ReLU in place of every LIF neuron (MPLT / LT baselines)")
+    patch_keep: float = setting(1.0, "spikformer: fraction of patches kept before the encoder (MultiSp level 1)")
+    binary_activations: bool = setting(False, "spikformer: binarize the ConvPEP output (MultiSp level 3)")
 
     def validate(self):
         _check(all(h > 0 for h in self.hidden), f"model.hidden={self.hidden} must be positive widths")
         _check(self.num_classes >= 0, f"model.num_classes={self.num_classes} must be >= 0")
+        _check(0.0 < self.patch_keep <= 1.0, f"model.patch_keep={self.patch_keep} must be in (0, 1]")
 
 
 @dataclass(frozen=True)
 class DataConfig(Settings):
-    dataset: str = setting("mnist", "dataset: mnist, fashion-mnist, cifar10, digits")
+    dataset: str = setting("mnist", "dataset (slt-deploy datasets lists them)")
     path: Optional[str] = setting(None, "dataset folder; default: the offline MNIST test split in ../shared")
     n_train: int = setting(8000, "training samples taken from the split (0 = all)")
     n_test: int = setting(2000, "test samples taken from the split (0 = all)")
-    encoding: str = setting("direct", "input encoding", choices=("direct", "rate", "latency"))
+    encoding: str = setting("direct", "input encoding; event datasets are already spikes and use events",
+                            choices=("direct", "rate", "latency", "events"))
     timesteps: int = setting(5, "simulation timesteps T")
 
     def validate(self):
@@ -192,14 +197,16 @@ class TrainConfig(Settings):
 
 @dataclass(frozen=True)
 class SearchConfig(Settings):
-    method: str = setting("imp", "ticket search method", choices=("dense", "imp", "eb", "random"))
+    method: str = setting("imp", "ticket search method; biprop = score-based binary ticket in the untrained "
+                          "network (MPSLT, or MPLT with model.spiking=false)",
+                          choices=("dense", "imp", "eb", "random", "biprop"))
     rounds: int = setting(4, "IMP pruning rounds (sparsity 1 - (1-prune_fraction)^rounds)")
     prune_fraction: float = setting(0.25, "IMP: fraction of the surviving weights pruned per round")
     scope: str = setting("global", "magnitude ranking over all prunable layers or per layer",
                          choices=("global", "layerwise"))
     prunable: Tuple[str, ...] = setting((), "names of prunable layers; empty = every conv and linear layer")
     rewind_epoch: int = setting(1, "IMP: rewind survivors to this epoch of the dense run (0 = initialization)")
-    target_sparsity: float = setting(0.9, "EB and random: sparsity of the ticket, in [0, 1)")
+    target_sparsity: float = setting(0.9, "EB, random and biprop: sparsity of the ticket, in [0, 1)")
     eb_queue: int = setting(5, "EB: number of masks kept in the FIFO (q)")
     eb_tau: float = setting(0.02, "EB: draw the ticket when the max normalized Hamming distance < tau")
     eb_max_epochs: int = setting(0, "EB: stop searching after this many epochs (0 = train.epochs)")
@@ -243,7 +250,8 @@ class RunConfig(Settings):
                    "search.eb_max_epochs must not exceed train.epochs")
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Only the settings that differ from their defaults, so adding a setting renames no existing run."""
+        return json.dumps(_non_default(self), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
@@ -252,6 +260,21 @@ class RunConfig(Settings):
         s = self.search
         method = s.method + ("+et" if s.early_time else "")
         return f"{method}_{self.model.name}_{self.data.dataset}_{self.digest()}"
+
+
+def _non_default(settings: Settings) -> dict:
+    out = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, Settings):
+            nested = _non_default(value)
+            if nested:
+                out[f.name] = nested
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if value != default:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def read_config_file(path: str | Path) -> dict:

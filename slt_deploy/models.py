@@ -38,6 +38,15 @@ def leaky(neuron: NeuronConfig) -> snn.Leaky:
     )
 
 
+def activation(cfg: ModelConfig) -> nn.Module:
+    """The model's nonlinearity: the LIF neuron, or ReLU for the ANN twin (``model.spiking=false``).
+
+    The ANN twin keeps the same layers, names and time loop (its output is the same at every step of a
+    direct-encoded input), so every search method and the cost comparison treat SNN and ANN alike.
+    """
+    return leaky(cfg.neuron) if cfg.spiking else nn.ReLU()
+
+
 def batchnorm_for(layer_name: str, channels: int) -> nn.BatchNorm2d:
     """A BatchNorm2d marked to be folded into the conv layer ``layer_name`` at export."""
     bn = nn.BatchNorm2d(channels)
@@ -78,11 +87,11 @@ class ResidualBlock(nn.Module):
     The two branches are summed *before* the second neuron, so in NIR the block is two edges into one LIF.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int, neuron: NeuronConfig):
+    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = batchnorm_for("conv1", c_out)
-        self.lif1 = leaky(neuron)
+        self.lif1 = activation(cfg)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
         self.bn2 = batchnorm_for("conv2", c_out)
         if stride != 1 or c_in != c_out:
@@ -90,7 +99,7 @@ class ResidualBlock(nn.Module):
                 conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=batchnorm_for("conv", c_out)))
         else:
             self.shortcut = nn.Identity()
-        self.lif2 = leaky(neuron)
+        self.lif2 = activation(cfg)
 
     def forward(self, x):
         out = self.lif1(self.bn1(self.conv1(x)))
@@ -129,7 +138,7 @@ def _conv_block(prefix: str, layers: OrderedDict, c_in: int, c_out: int, cfg: Mo
         layers[f"{prefix}_bn"] = batchnorm_for(prefix, c_out)
     if pool:
         layers[f"{prefix}_pool"] = nn.AvgPool2d(2)
-    layers[f"{prefix}_lif"] = leaky(cfg.neuron)
+    layers[f"{prefix}_lif"] = activation(cfg)
 
 
 @register_model("mlp", (300, 100), "Flatten -> Linear/LIF per hidden width -> Linear readout (LeNet-300-100)")
@@ -139,7 +148,7 @@ def _mlp(cfg: ModelConfig) -> nn.Module:
     width = c * h * w
     for i, hidden in enumerate(cfg.hidden, start=1):
         layers[f"fc{i}"] = nn.Linear(width, hidden)
-        layers[f"fc{i}_lif"] = leaky(cfg.neuron)
+        layers[f"fc{i}_lif"] = activation(cfg)
         width = hidden
     layers["readout"] = nn.Linear(width, cfg.num_classes)
     return nn.Sequential(layers)
@@ -156,7 +165,7 @@ def _convnet(cfg: ModelConfig) -> nn.Module:
     _conv_block("conv2", layers, c1, c2, cfg, pool=True)
     layers["flatten"] = nn.Flatten()
     layers["fc1"] = nn.Linear(c2 * (h // 4) * (w // 4), fc)
-    layers["fc1_lif"] = leaky(cfg.neuron)
+    layers["fc1_lif"] = activation(cfg)
     layers["readout"] = nn.Linear(fc, cfg.num_classes)
     return nn.Sequential(layers)
 
@@ -180,7 +189,7 @@ def _vgg16(cfg: ModelConfig) -> nn.Module:
     if features == 0:
         raise ConfigError(f"model vgg16 needs inputs of at least 32x32, got {h}x{w}")
     layers["fc1"] = nn.Linear(features, cfg.hidden[-1])
-    layers["fc1_lif"] = leaky(cfg.neuron)
+    layers["fc1_lif"] = activation(cfg)
     layers["readout"] = nn.Linear(cfg.hidden[-1], cfg.num_classes)
     return nn.Sequential(layers)
 
@@ -194,16 +203,16 @@ def _resnet19(cfg: ModelConfig) -> nn.Module:
     layers = OrderedDict()
     layers["stem"] = nn.Conv2d(c, w1, 3, padding=1, bias=False)
     layers["stem_bn"] = batchnorm_for("stem", w1)
-    layers["stem_lif"] = leaky(cfg.neuron)
+    layers["stem_lif"] = activation(cfg)
     c_in = w1
     for stage, (width, blocks, stride) in enumerate(((w1, 3, 1), (w2, 3, 2), (w3, 2, 2)), start=1):
         for b in range(blocks):
-            layers[f"layer{stage}_{b}"] = ResidualBlock(c_in, width, stride if b == 0 else 1, cfg.neuron)
+            layers[f"layer{stage}_{b}"] = ResidualBlock(c_in, width, stride if b == 0 else 1, cfg)
             c_in = width
     layers["pool"] = nn.AvgPool2d(kernel_size=(h // 4, w // 4))
     layers["flatten"] = nn.Flatten()
     layers["fc1"] = nn.Linear(c_in, fc)
-    layers["fc1_lif"] = leaky(cfg.neuron)
+    layers["fc1_lif"] = activation(cfg)
     layers["readout"] = nn.Linear(fc, cfg.num_classes)
     return nn.Sequential(layers)
 

@@ -108,12 +108,15 @@ def test_same_settings_give_the_same_run_name_whatever_their_source(tmp_path):
 
 
 def test_default_settings_digest_is_pinned():
-    # The run directory's name is a hash of the canonical settings. Pinned (as open_lth pins its hashes) so
-    # that any change to the settings schema -- a field added, renamed, or its default changed -- is noticed:
-    # it renames every run directory, so existing runs would no longer be found and resumed. If the change
-    # is intended, update the value here (and say so in the changelog).
-    assert RunConfig().digest() == "dfcca22da4"
-    assert RunConfig().run_name() == "imp_mlp_mnist_dfcca22da4"
+    # The run directory's name is a hash of the settings that differ from their defaults. Pinned (as open_lth
+    # pins its hashes) so that a change that would rename existing runs -- a default changed, a field renamed
+    # -- is noticed; adding a new setting with a default must not rename anything.
+    assert RunConfig().canonical_json() == "{}"
+    assert RunConfig().digest() == "44136fa355"
+    assert RunConfig().run_name() == "imp_mlp_mnist_44136fa355"
+    lr = RunConfig.from_dict({"train": {"lr": 0.05}, "model": {"spiking": True}})
+    assert lr.canonical_json() == '{"train":{"lr":0.05}}'
+    assert lr.digest() == "69542c6751"
 
 
 # ------------------------------------------------------------------------------------------- bad input
