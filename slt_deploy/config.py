@@ -259,7 +259,8 @@ class RunConfig(Settings):
     def run_name(self) -> str:
         s = self.search
         method = s.method + ("+et" if s.early_time else "")
-        return f"{method}_{self.model.name}_{self.data.dataset}_{self.digest()}"
+        model = self.model.name + ("" if self.model.spiking else "-ann")
+        return f"{method}_{model}_{self.data.dataset}_{self.digest()}"
 
 
 def _non_default(settings: Settings) -> dict:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+import torch
+
 from .errors import SltError
 from .ticket import Ticket
 
@@ -25,10 +27,13 @@ def describe_ticket(ticket: Ticket) -> Dict:
     layers = []
     for name, layer in prunable_layers(model).items():
         w = layer.weight.detach()
+        magnitudes = torch.unique(w[w != 0].abs())
         layers.append({"layer": name, "type": type(layer).__name__, "shape": "x".join(map(str, w.shape)),
                        "weights": w.numel(), "nonzero": int((w != 0).sum()),
                        "sparsity": f"{100 * r.layer_sparsity.get(name, 0.0):.2f} %",
-                       "masked": "yes" if name in ticket.mask else "no"})
+                       "masked": "yes" if name in ticket.mask else "no",
+                       # a binary (multi-prize) layer: every nonzero weight is +-alpha
+                       "binary": f"+-{float(magnitudes[0]):.6g}" if len(magnitudes) == 1 else "no"})
     return {"record": json.loads(r.to_json()), "layers": layers}
 
 
@@ -100,4 +105,4 @@ def describe_file(path: str | Path, as_json: bool = False) -> str:
             f"  accuracy  {acc}   sparsity {100 * r['sparsity']:.2f} %   search time {sum(r['wall_time_s']):.1f} s",
             ""]
     return "\n".join(head) + format_table(info["layers"], ["layer", "type", "shape", "weights", "nonzero",
-                                                          "sparsity", "masked"])
+                                                          "sparsity", "masked", "binary"])

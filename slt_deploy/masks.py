@@ -98,6 +98,22 @@ def mask_at_sparsity(layers: Mapping[str, nn.Module], names, sparsity: float, sc
     return prune_magnitude(layers, dense, sparsity, scope)
 
 
+def score_mask(scores: Mapping[str, torch.Tensor], sparsity: float, scope: str) -> Mask:
+    """Keep the largest ``|score|`` entries: ``n - round(sparsity * n)`` of each layer (``layerwise``) or of all
+    layers together (``global``); the count is exact (ties broken by position)."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity {sparsity} must be in [0, 1)")
+    magnitude = {n: s.detach().abs().cpu() for n, s in scores.items()}
+    if scope == "layerwise":
+        return Mask((n, _keep_largest(m, torch.ones_like(m, dtype=torch.bool), m.numel() - round(sparsity * m.numel())))
+                    for n, m in magnitude.items())
+    if scope != "global":
+        raise ConfigError(f"unknown pruning scope {scope!r}; use global or layerwise")
+    flat = torch.cat([m.flatten() for m in magnitude.values()])
+    keep = _keep_largest(flat, torch.ones_like(flat, dtype=torch.bool), flat.numel() - round(sparsity * flat.numel()))
+    return _split(keep, Mask((n, torch.ones_like(m, dtype=torch.bool)) for n, m in magnitude.items()))
+
+
 def random_mask(shapes: Mapping[str, Tuple[int, ...]], layer_sparsity: Mapping[str, float],
                 generator: torch.Generator) -> Mask:
     """Random mask with exactly the given per-layer sparsity (the random-ticket baseline)."""

@@ -1,8 +1,8 @@
 """Stage 1 -- search: find a winning ticket of a spiking network.
 
 Methods (registry :data:`METHODS`): ``dense`` (no pruning), ``imp`` (iterative magnitude pruning with
-rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline); ``search.early_time`` adds Early-Time
-to imp or eb. :func:`search` validates everything before it creates the run directory, then runs the method;
+rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline), ``biprop`` (binary multi-prize ticket
+of the untrained network: MPSLT, or MPLT for an ANN twin); ``search.early_time`` adds Early-Time to imp or eb. :func:`search` validates everything before it creates the run directory, then runs the method;
 running it again with the same settings resumes (or returns) the same run.
 """
 
@@ -20,6 +20,7 @@ from ..models import build_model, prunable_layers, resolve_config
 from ..paths import RunPaths
 from ..ticket import Ticket
 from .baselines import reference_sparsity, run_dense, run_random
+from .biprop import run_biprop
 from .early_bird import run_eb
 from .imp import run_imp
 from .run import SearchContext, write_config
@@ -29,6 +30,7 @@ METHODS: Dict[str, Callable[[SearchContext], Ticket]] = {
     "imp": run_imp,
     "eb": run_eb,
     "random": run_random,
+    "biprop": run_biprop,
 }
 
 
