@@ -511,6 +511,8 @@ def _ann_accuracy(ann: AnnModel, net: Network, samples: int) -> float:
 
     correct, n = 0, 0
     for x, y in _test_samples(net, samples, progress=False):
+        if x.dim() == 5:  # event frames (B, T, C, H, W): a frame-based ANN sees the event-count image
+            x = x.sum(1)
         logits = run_onnx(ann.path, x.numpy())
         correct += int((torch.from_numpy(logits).argmax(1) == y).sum())
         n += len(y)

@@ -9,7 +9,9 @@ Backends (registry :data:`BACKENDS`):
 ``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.fastsim` (bit-exact with ``lava-fixed``)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.fastsim`
 
-A dataset is compiled once and streamed through one run. The result reports accuracy, agreement with the
+A dataset is compiled once and streamed through one run. Event data (``events`` encoding) is binary
+spikes and enters the chip directly (``first_layer="chip"``); other encodings feed the first layer's currents
+from the host. The result reports accuracy, agreement with the
 reference (predictions, spikes per layer, the first differing layer and step), spikes per layer and
 samples per second.
 """
@@ -90,11 +92,11 @@ def _reference(graph, x: np.ndarray) -> BackendRun:
 
 
 def _compiled(target: str, engine: str) -> Callable:
-    def run(graph, x: np.ndarray) -> BackendRun:
+    def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
         from .compile import lower
 
         start = time.perf_counter()
-        lowered = lower(graph, target)
+        lowered = lower(graph, target, first_layer=first_layer)
         if engine == "lava":
             from .compile import run_lava
 
@@ -154,7 +156,10 @@ def simulate(nir_path: str | Path, backend: str, samples: int = 100, progress: b
     x, y = np.concatenate(xs), np.concatenate(ys)
 
     reference = _reference(graph, x)
-    run = reference if backend == "reference" else BACKENDS[backend](graph, x)
+    # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
+    # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
+    first_layer = "chip" if data.encoding == "events" else "host"
+    run = reference if backend == "reference" else BACKENDS[backend](graph, x, first_layer=first_layer)
     pred = run.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     ref_pred = reference.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     spike_layers = [n for n in _spiking_nodes(graph) if n in reference.spikes]

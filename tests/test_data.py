@@ -252,7 +252,8 @@ def test_missing_folder_and_file(tmp_path):
 
 def test_unknown_dataset():
     with pytest.raises(DataError, match=r"data\.dataset='svhn' is unknown; valid datasets: "
-                                        r"cifar10, digits, fashion-mnist, mnist"):
+                                        r"cifar10, cifar10dvs, digits, dvsgesture, event-mnist, fashion-mnist, "
+                                        r"mnist, nmnist$"):
         D.load_dataset(DataConfig(dataset="svhn"))
 
 
