@@ -48,6 +48,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..models import ResidualBlock
+from ..spikformer import Spikformer, deployment_advice
 from ..utils import atomic_path, registrar
 
 FORMAT = "slt-deploy.nir/1"
@@ -107,8 +108,8 @@ class _Builder:
 Handler = Callable[[_Builder, str, nn.Module, _Signal], _Signal]
 _HANDLERS: Dict[type, Handler] = {}
 
-# Layers with no NIR counterpart, and what to use instead.
-_UNSUPPORTED: Dict[type, str] = {
+# Layers with no NIR counterpart, and what to use instead (a function of the layer where that depends on it).
+_UNSUPPORTED: Dict[type, Any] = {
     nn.MaxPool1d: "Loihi and NIR have no max pooling; use nn.AvgPool2d",
     nn.MaxPool2d: "Loihi and NIR have no max pooling; use nn.AvgPool2d",
     nn.AdaptiveMaxPool2d: "Loihi and NIR have no max pooling; use nn.AvgPool2d",
@@ -116,6 +117,8 @@ _UNSUPPORTED: Dict[type, str] = {
     nn.ReLU: "an ANN activation has no NIR node; use snn.Leaky",
     nn.LayerNorm: "no NIR node and nothing to fold it into; use BatchNorm directly after a conv/linear",
     nn.GroupNorm: "no NIR node and nothing to fold it into; use BatchNorm directly after a conv/linear",
+    # refused as a whole, before any node is built: the attention is the part no NIR graph can hold
+    Spikformer: deployment_advice,
 }
 
 
@@ -135,6 +138,8 @@ def _export(b: _Builder, name: str, module: nn.Module, signal: _Signal) -> _Sign
         return handler(b, name, module, signal)
     kind = type(module).__name__
     advice = _lookup(_UNSUPPORTED, module)
+    if callable(advice):
+        advice = advice(module)
     if advice is None:
         supported = ", ".join(sorted({t.__name__ for t in _HANDLERS}))
         advice = f"no NIR mapping; supported layers: {supported}"
@@ -482,6 +487,10 @@ def ticket_to_nir(ticket, source: Optional[str] = None, dt: float = DEFAULT_DT):
         source = source or str(ticket)
         ticket = Ticket.load(ticket)  # raises TicketError for a file that is not a ticket
     record = ticket.record
+    if not record.model.spiking:
+        raise ExportError(f"{source or 'ticket'}: an ANN ticket (model.spiking=false, method {record.method}) has no "
+                          "spiking neurons to map to NIR or Lava; export it with --format onnx (and give that file "
+                          "to slt-deploy report --ann to cost tickets against it)")
     model = ticket.build_model()
     metadata = {
         "method": record.method, "sparsity": float(record.sparsity), "timesteps": int(record.timesteps),

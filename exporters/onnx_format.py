@@ -20,6 +20,8 @@ MAC definitions (per sample, one forward pass; biases are not counted, as in Neu
 - Gemm (Linear): ``dense = in * out = numel(W)``, ``effective = nnz(W)``.
 - MatMul with a constant weight ``(K, N)``: ``dense = R * K * N``, ``effective = R * nnz(W)``, where ``R`` is
   the number of rows per sample (product of the output dims between batch and last).
+- MatMul of two activations (spiking self-attention: ``q @ k^T``, ``attn @ v``): no weight to be sparse, so
+  ``dense = effective = numel(output) * K`` per sample, with ``K`` the contracted dimension; weight counts 0.
 - BatchNorm: 0 MACs. torch's exporter folds it into the preceding conv in eval mode (the folded weights keep
   the mask's zeros as long as no BN scale is exactly zero); a BatchNormalization node that remains (no conv
   before it) is an elementwise affine map and is not a synaptic operation. Pooling, ReLU, Add and other
@@ -62,7 +64,15 @@ def _keep(module: nn.Module, name: str) -> nn.Module:
 # Containers are walked into; their children are converted by the same table.
 _PASSTHROUGH = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.ReLU,
                 nn.Identity, nn.Dropout)
-_CONTAINERS = (nn.Sequential, ResidualBlock)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, ResidualBlock)
+
+
+def _declared_traceable(module: nn.Module) -> bool:
+    """A model's own module may declare ``onnx_traceable = True`` in its class body (not inherited, for the
+    reason above): its forward is plain torch ops on its own tensors and children (e.g. the spikformer's
+    attention), so it is walked into like a container; its children are checked by the same table and the
+    neurons among them converted wherever they sit."""
+    return vars(type(module)).get("onnx_traceable", False) is True
 
 
 def _convert(body: nn.Module, neuron_rule: Callable[[snn.Leaky, str], nn.Module]) -> nn.Module:
@@ -83,10 +93,11 @@ def _convert(body: nn.Module, neuron_rule: Callable[[snn.Leaky, str], nn.Module]
 
 def _check_supported(body: nn.Module, rules: Dict[type, Callable]) -> None:
     for name, module in body.named_modules():
-        if type(module) not in rules:
+        if type(module) not in rules and not _declared_traceable(module):
             supported = ", ".join(sorted(t.__name__ for t in rules))
             raise ExportError(f"layer {name or '(root)'!r} ({type(module).__name__}) is not supported by the "
-                              f"ONNX exporter; supported: {supported}")
+                              f"ONNX exporter; supported: {supported} (and model modules whose class declares "
+                              f"onnx_traceable = True)")
 
 
 def _check_finite(module: nn.Module) -> None:
@@ -413,7 +424,8 @@ def total_macs(layers: Iterable[LayerMACs]) -> Tuple[int, int]:
 # Ops with no synaptic (weight x input) products; see the module docstring for BatchNormalization.
 _ZERO_MAC_OPS = frozenset({
     "Relu", "Add", "Sub", "Mul", "Div", "Neg", "Greater", "Less", "Cast", "Where", "Clip", "Sigmoid",
-    "AveragePool", "GlobalAveragePool", "BatchNormalization", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+    "AveragePool", "GlobalAveragePool", "ReduceMean", "BatchNormalization", "Flatten", "Reshape", "Squeeze",
+    "Unsqueeze",
     "Concat", "Split", "Slice", "Gather", "Transpose", "Identity", "Constant", "ConstantOfShape", "Shape",
     "Expand", "Dropout",
 })
@@ -547,9 +559,16 @@ def _gemm_macs(node, name: str, graph: _Graph) -> LayerMACs:
 
 
 def _matmul_macs(node, name: str, graph: _Graph) -> LayerMACs:
-    """MatMul X (..., K) @ W (K, N): dense = R * K * N, effective = R * nnz(W), R = rows per sample."""
-    w = _weight(node, 1, graph)
+    """MatMul X (..., K) @ W (K, N): dense = R * K * N, effective = R * nnz(W), R = rows per sample;
+    X (..., M, K) @ Y (..., K, N), both activations: dense = effective = numel(output) * K."""
     out = _output_shape(node, graph)
+    if not any(i in graph.constants for i in node.input[:2]):
+        left = graph.shapes.get(node.input[0])
+        if left is None:
+            raise ExportError(f"{graph.source}: node {node.name!r} (MatMul) has no static input shape")
+        macs = math.prod(out) * left[-1]
+        return LayerMACs(name, "MatMul", macs, macs, 0, 0, out)
+    w = _weight(node, 1, graph)
     rows = math.prod(out[:-1])
     nnz = int(np.count_nonzero(w))
     return LayerMACs(name, "MatMul", rows * w.size, rows * nnz, int(w.size), nnz, out)

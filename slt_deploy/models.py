@@ -113,16 +113,21 @@ class ModelSpec:
     build: Callable[[ModelConfig], nn.Module]  # returns the body; config is fully resolved
     default_hidden: Tuple[int, ...]
     description: str
+    options: Tuple[str, ...] = ()  # the model-specific settings (of MODEL_OPTIONS) the model uses
+
+
+# ModelConfig settings that only some models use; setting one for another model is an error, not ignored
+MODEL_OPTIONS = ("patch_keep", "binary_activations")
 
 
 MODELS: Dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, default_hidden: Tuple[int, ...], description: str):
+def register_model(name: str, default_hidden: Tuple[int, ...], description: str, options: Tuple[str, ...] = ()):
     def wrap(fn):
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelSpec(name, fn, default_hidden, description)
+        MODELS[name] = ModelSpec(name, fn, default_hidden, description, tuple(options))
         return fn
     return wrap
 
@@ -220,6 +225,12 @@ def _resnet19(cfg: ModelConfig) -> nn.Module:
 def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int) -> ModelConfig:
     """Fill in what the model config leaves to the dataset or the model's defaults."""
     spec = model_spec(cfg.name)
+    defaults = ModelConfig()
+    for option in MODEL_OPTIONS:
+        if option not in spec.options and getattr(cfg, option) != getattr(defaults, option):
+            users = [m.name for m in MODELS.values() if option in m.options]
+            raise ConfigError(f"model.{option}={getattr(cfg, option)!r} applies to {', '.join(users)}, "
+                              f"not to model {cfg.name}")
     return cfg.replace(
         hidden=tuple(cfg.hidden) or spec.default_hidden,
         input_shape=tuple(cfg.input_shape) or tuple(input_shape),
@@ -253,3 +264,6 @@ def prunable_layers(model: SpikingNet, names: Tuple[str, ...] = ()) -> Dict[str,
         raise ConfigError(f"search.prunable: unknown layer(s) {', '.join(unknown)}; "
                           f"conv/linear layers of this model: {', '.join(layers)}")
     return OrderedDict((n, layers[n]) for n in names)
+
+
+from . import spikformer  # noqa: E402,F401  (last: registers "spikformer", which builds on this module)

@@ -224,8 +224,11 @@ def load_network(path: PathLike) -> Network:
 def _ticket_network(p: Path) -> Network:
     from .models import prunable_layers
 
+    from .exporters.nir_format import ticket_to_nir
+
     ticket = Ticket.load(p)
     r = ticket.record
+    ticket_to_nir(ticket, source=str(p))  # what cannot be deployed (attention, an ANN) says so here, in one line
     layers = len(prunable_layers(ticket.build_model()))
     return Network(path=p, kind="ticket", method=r.method, sparsity=float(r.sparsity), round=r.round,
                    record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=ticket_data(ticket),

@@ -159,3 +159,14 @@ def test_sparsity_out_of_range_is_one_line_and_exit_2(tmp_path, capsys, flag, me
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ann_ticket_is_refused_for_nir_and_report_with_what_to_do(tmp_path, capsys):
+    result = search(biprop_config(spiking=False, timesteps=1, epochs=1), tmp_path / "runs", progress=False,
+                    echo=quiet)
+    for argv in (["export", str(result.ticket_path), "--format", "nir", "--out", str(tmp_path / "a.nir")],
+                 ["report", str(result.ticket_path), "--profiles", "cmos45", "--out", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "ANN ticket (model.spiking=false" in err and "--format onnx" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
