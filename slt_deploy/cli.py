@@ -94,6 +94,30 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import load_sweep, run_sweep
+
+    spec = load_sweep(args.file)
+    changes = {}
+    if args.serial:
+        changes.update(executor="serial", address=None)
+    if args.address:
+        changes.update(executor="ray", address=args.address)
+    if args.max_concurrent is not None:
+        changes["max_concurrent"] = args.max_concurrent
+    spec = spec.with_options(**changes)
+    result = run_sweep(spec, progress=not args.no_progress)
+    for path in (result.results_json, result.results_csv, result.summary, *result.plots.values(),
+                 *([result.report] if result.report else [])):
+        print(f"wrote {path}")
+    if result.failed:
+        names = ", ".join(r["run_name"] for r in result.failed)
+        print(f"slt-deploy: error: {len(result.failed)} of {len(result.rows)} sweep jobs failed: {names} "
+              f"(errors in {result.results_json}; each job's log in its run directory)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -200,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search a winning ticket. Re-running the same command resumes the run.")
     _add_search_flags(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("sweep", help="run many searches (a grid and/or list of settings) as Ray tasks",
+                       description="Expand a sweep file into searches and run them as Ray tasks, on this machine "
+                                   "(default) or an existing Ray cluster. Finished runs are never rerun: re-running "
+                                   "the command resumes the sweep. Writes results.json/.csv, plots and summary.md; "
+                                   "exits 1 naming the jobs that failed.")
+    p.add_argument("file", metavar="SWEEP.yaml", help="sweep file: base settings, grid and/or jobs, options "
+                                                      "(see examples/sweep_methods.yaml)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", help="run on this Ray cluster (auto or HOST:PORT) instead "
+                                         "of a local Ray runtime")
+    where.add_argument("--serial", action="store_true", help="run the jobs one after the other in this process, "
+                                                             "without Ray")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="jobs in flight at once (default: the file's "
+                                                                     "max_concurrent; 0 = as the resources allow)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line per event (failures are "
+                                                              "still printed)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the offline MNIST default",
                        description="Search an IMP ticket on the offline MNIST split and run every later stage.")
