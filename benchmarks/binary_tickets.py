@@ -13,11 +13,7 @@ Runs resume: re-running skips finished searches (run directories are kept under 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -25,6 +21,8 @@ import torch
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.search import search
 from slt_deploy.utils import write_json_atomic
+
+from provenance import add_run_args, provenance
 
 
 def main() -> None:
@@ -35,21 +33,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20, help="score-training epochs of biprop")
     ap.add_argument("--dense-epochs", type=int, default=10, help="training epochs of the dense baselines")
     ap.add_argument("--sparsities", default="0.3,0.5,0.7,0.9")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs-dir", default="benchmarks/runs")
-    ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--threads", type=int, default=1)
+    add_run_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     hidden = tuple(int(h) for h in args.hidden.split(","))
     events = args.dataset == "event-mnist"
     data = DataConfig(dataset=args.dataset, encoding="events" if events else "direct", timesteps=args.timesteps)
-    results = {"command": "python benchmarks/binary_tickets.py " + " ".join(
-                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, torch "
-                          f"{torch.__version__} threads {torch.get_num_threads()}, CPU",
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": {}}
+    results = {**provenance("binary_tickets.py", args), "runs": {}}
 
     def run(label: str, spiking: bool, search_cfg: SearchConfig, train: TrainConfig) -> None:
         # event data is a spike train: the ANN twin sees it step by step too, so only direct input drops to T=1

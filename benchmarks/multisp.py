@@ -13,10 +13,7 @@ Runs resume: re-running skips finished searches (run directories are kept under 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -25,6 +22,8 @@ from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, 
 from slt_deploy.search import search
 from slt_deploy.spikformer import convpep_layers
 from slt_deploy.utils import write_json_atomic
+
+from provenance import add_run_args, provenance
 
 
 def main() -> None:
@@ -35,20 +34,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--patch-keep", type=float, default=0.5)
     ap.add_argument("--pep-sparsity", type=float, default=0.5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs-dir", default="benchmarks/runs")
-    ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--threads", type=int, default=1)
+    add_run_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     hidden = tuple(int(h) for h in args.hidden.split(","))
     train = TrainConfig(epochs=args.epochs, optimizer="adam", lr=args.lr, weight_decay=0.0)
-    results = {"command": "python benchmarks/multisp.py " + " ".join(
-                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, torch "
-                          f"{torch.__version__} threads {torch.get_num_threads()}, CPU",
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": {}}
+    results = {**provenance("multisp.py", args), "runs": {}}
 
     def run(label: str, spiking: bool, multisp: bool) -> None:
         model = ModelConfig(name="spikformer", hidden=hidden, spiking=spiking,
