@@ -67,9 +67,13 @@ class SpikingNet(nn.Module):
         self.config = config
 
     def reset_state(self) -> None:
+        """Before each sequence: every neuron's membrane to zero, and every module that keeps other
+        per-sequence state (a ``start_sequence`` method, e.g. the Spikformer's patch score) told so."""
         for module in self.body.modules():
             if is_neuron(module):
                 module.reset_mem()
+            elif callable(getattr(module, "start_sequence", None)):
+                module.start_sequence()
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self.reset_state()

@@ -23,7 +23,6 @@ exporters refuse this model (:func:`deployment_advice`) while both ONNX exports 
 
 from __future__ import annotations
 
-import weakref
 from typing import Tuple
 
 import torch
@@ -124,8 +123,7 @@ class PatchSelect(nn.Module):
     deployed network means the dropped patches' encoder work is gone for every input, which is the saving
     patch sparsity is for. So ``activity`` is a buffer, like BatchNorm's running statistics: an exponential
     running average (momentum 0.1) of the mean ConvPEP output of each patch position over the training data,
-    updated once per training sequence (see :meth:`Spikformer.forward`; the ANN twin, which has no state to
-    tell sequences apart or to protect, updates at every call); eval only reads it. The kept set is
+    updated at the first step of each training sequence (:meth:`Spikformer.start_sequence`); eval only reads it. The kept set is
     its top ``n_keep`` positions (ties broken by position), in grid order. With ``n_keep == n_patches`` the
     tokens pass unchanged (the dense model).
     """
@@ -264,17 +262,14 @@ class Spikformer(nn.Module):
         self.select = PatchSelect(n, keep)
         self.blocks = nn.ModuleList(EncoderBlock(dim, heads, cfg) for _ in range(depth))
         self.readout = nn.Linear(dim, cfg.num_classes)
-        self._sequence_state = None  # weak reference to the first neuron's membrane after the last step
+        self._first_step = True
 
-    def _new_sequence(self) -> bool:
-        """True at the first step of a sequence: SpikingNet.reset_state gives every Leaky a new membrane
-        tensor, so the first ConvPEP neuron's membrane is no longer the one this body saw after its last step.
-        The ANN twin has no state: every call is its own forward pass."""
-        mem = getattr(self.pep.conv1_lif, "mem", None)
-        return mem is None or self._sequence_state is None or self._sequence_state() is not mem
+    def start_sequence(self) -> None:
+        """Called by SpikingNet.reset_state before every sequence (the ANN twin's too)."""
+        self._first_step = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = self.training and self._new_sequence()
+        update, self._first_step = self.training and self._first_step, False
         features = self.pep(x)
         if update:  # once per training sequence, so every step of a sample sees the same kept patches
             self.select.update(features)
@@ -283,9 +278,6 @@ class Spikformer(nn.Module):
         tokens = self.select(tokens)                                    # (B, kept patches, D)
         for block in self.blocks:
             tokens = block(tokens)
-        if self.training:
-            mem = getattr(self.pep.conv1_lif, "mem", None)
-            self._sequence_state = weakref.ref(mem) if isinstance(mem, torch.Tensor) else None
         return self.readout(tokens.mean(1))
 
 
