@@ -64,7 +64,8 @@ class ScoredNet(nn.Module):
         """Per-layer alpha in float32, the precision the baked weights are stored in."""
         out = {}
         for name in self.layer_names:
-            w, keep = self._weight(name), mask[name].to(self._weight(name).device)
+            w = self._weight(name)
+            keep = mask[name].to(w.device)
             out[name] = float((w.abs() * keep).sum() / keep.sum().clamp(min=1))
         return out
 
