@@ -24,7 +24,7 @@ import torch
 
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.export import export_ticket
-from slt_deploy.profiles import profile_names
+from slt_deploy.cost.profiles import profile_names
 from slt_deploy.report import build_report
 from slt_deploy.search import search
 from slt_deploy.simulate import simulate

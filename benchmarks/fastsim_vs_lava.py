@@ -1,4 +1,4 @@
-"""Samples per second of the fast simulator (slt_deploy.fastsim) vs Lava fixed_pt, on the same network and samples.
+"""Samples per second of the fast simulator (slt_deploy.simulate.fastsim) vs Lava fixed_pt, on the same network and samples.
 
 The network is the MNIST MLP ticket shape (784-300-100-10, LeNet-300-100): either a ticket file (``--ticket``)
 or, by default, an untrained snnTorch MLP with a global magnitude mask at ``--sparsity`` whose hidden layers are
@@ -37,12 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slt_deploy.compile import first_mismatch, lower, run_lava
+from slt_deploy.compile import first_mismatch, lower
+
+from slt_deploy.simulate.lava import run_lava
 from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.exporters.nir_format import network_to_nir, ticket_to_nir
-from slt_deploy.fastsim import FastSim
-from slt_deploy.masks import apply_mask, mask_at_sparsity
+from slt_deploy.simulate.fastsim import FastSim
+from slt_deploy.search.masks import apply_mask, mask_at_sparsity
 from slt_deploy.models import build_model, prunable_layers, resolve_config
 
 INPUT_SHAPE = (1, 28, 28)

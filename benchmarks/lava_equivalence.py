@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slt_deploy.compile import first_mismatch, lower, run_lava
+from slt_deploy.compile import first_mismatch, lower
+
+from slt_deploy.simulate.lava import run_lava
 from slt_deploy.compile.reference import record_snntorch
 from slt_deploy.config import DataConfig, ModelConfig, TrainConfig
 from slt_deploy.data import encode, load_mnist
 from slt_deploy.exporters.nir_format import network_to_nir
-from slt_deploy.masks import Mask, prune_magnitude
+from slt_deploy.search.masks import Mask, prune_magnitude
 from slt_deploy.models import build_model, prunable_layers
-from slt_deploy.train import make_optimizer, train_epoch
+from slt_deploy.search.train import make_optimizer, train_epoch
 
 
 def train(cfg: ModelConfig, data, epochs: int, sparsity: float, seed: int):

@@ -20,7 +20,7 @@ import torch
 
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.search import search
-from slt_deploy.spikformer import convpep_layers
+from slt_deploy.models.spikformer import convpep_layers
 from slt_deploy.utils import write_json_atomic
 
 from provenance import add_run_args, provenance

@@ -16,7 +16,7 @@ from slt_deploy.data import batches, encode, load_dataset
 from slt_deploy.describe import describe_file
 from slt_deploy.export import export_ticket
 from slt_deploy.exporters.nir_format import read_nir
-from slt_deploy.nir_executor import NIRExecutor
+from slt_deploy.simulate.reference import NIRExecutor
 from slt_deploy.ticket import Ticket
 
 if len(sys.argv) > 1:

@@ -21,7 +21,7 @@ Conventions (the same as snnTorch's own exporter, so other NIR tools read our fi
   ``s_t = [v_t > thr]``. NIR only knows reset-to-``v_reset``, which equals ``zero``. The trained mechanism is
   written to each neuron node's metadata ``"reset"``: ``zero``, ``subtract``, ``none`` (pure integration) or
   ``hold`` (snnTorch ``Synaptic`` with zero reset: the membrane is held at ``v_reset`` for the whole step
-  after a spike, input included). Consumers must honour it; :mod:`slt_deploy.nir_executor` does.
+  after a spike, input included). Consumers must honour it; :mod:`slt_deploy.simulate.reference` does.
 - BatchNorm is folded into the conv/linear layer it directly follows, in float64, then cast to float32:
   ``s = gamma / sqrt(var + eps)``, ``w' = w s``, ``b' = (b - mean) s + beta``.
 - The non-spiking readout (the last ``Linear``) is an ``Affine`` node wired straight to the ``Output`` node,
@@ -48,7 +48,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..models import ResidualBlock
-from ..spikformer import Spikformer, deployment_advice
+from ..models.spikformer import Spikformer, deployment_advice
 from ..utils import atomic_path, registrar
 
 FORMAT = "slt-deploy.nir/1"

@@ -125,10 +125,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def export_formats() -> Dict[str, Callable]:
+    """The export stage's writers and the compile stage's (netx is written from the compiled network)."""
+    from . import compile, export
+
+    return {**export.FORMATS, **compile.FORMATS}
+
+
 def cmd_export(args) -> int:
     from .export import export_ticket
 
-    path = export_ticket(args.ticket, args.format, args.out)
+    path = export_ticket(args.ticket, args.format, args.out, formats=export_formats())
     print(f"wrote {path}")
     return 0
 
@@ -250,12 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_demo)
 
-    from .export import FORMATS
-
     p = sub.add_parser("export", help="export a ticket to NIR, ONNX (ANN twin or unrolled SNN) or netx",
                        description="Export a ticket; the written file is checked against the ticket first.")
     p.add_argument("ticket", help="a ticket (.safetensors)")
-    p.add_argument("--format", required=True, choices=list(FORMATS), help="output format")
+    p.add_argument("--format", required=True, choices=list(export_formats()), help="output format")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
 

@@ -42,7 +42,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
 
     from .simulate import simulate
     from .utils import write_json_atomic
-    from .workload import test_set_size
+    from .simulate.workload import test_set_size
 
     print("\n== 3. compile and simulate: Lava float and Loihi fixed point, the fast bit-exact simulator")
     simulations = {}

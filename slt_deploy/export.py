@@ -1,10 +1,10 @@
-"""Stage 2 -- export: a ticket to the hand-off formats of deployment.
+"""The export stage: a ticket to the hand-off formats of deployment (takes a ticket, gives files).
 
 ``nir``      the spiking network as a NIR graph (sparse and binary weights exact, with metadata)
 ``onnx``     the ANN counterpart (same architecture and mask, ReLU for LIF) for cost comparison / edge runtimes
 ``onnx-snn`` the SNN unrolled over the ticket's T timesteps, for standard edge runtimes
-``netx``     lava-dl netx HDF5 (Intel's Loihi 2 flow)
-Every writer checks what it wrote against the ticket it came from before the file appears.
+Every writer checks what it wrote against the ticket it came from before the file appears. The lava-dl netx
+HDF5 file is written from the *compiled* network, so it belongs to the next stage (:mod:`slt_deploy.compile`).
 """
 
 from __future__ import annotations
@@ -36,26 +36,22 @@ def _onnx_snn(ticket: Ticket, ticket_path: Path, out: Path) -> Path:
                                     metadata={"slt_deploy.source_ticket": str(ticket_path)})
 
 
-def _netx(ticket: Ticket, ticket_path: Path, out: Path) -> Path:
-    from .exporters.netx_format import write_netx
-    from .exporters.nir_format import ticket_to_nir
-
-    write_netx(ticket_to_nir(ticket, source=str(ticket_path)), out)
-    return out
-
-
 FORMATS: Dict[str, Callable[[Ticket, Path, Path], Path]] = {
     "nir": _nir,
     "onnx": _onnx,
     "onnx-snn": _onnx_snn,
-    "netx": _netx,
 }
 
 
-def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path) -> Path:
-    """Write the ticket at ``ticket_path`` in format ``fmt`` to ``out`` (atomically)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; available: {', '.join(FORMATS)}")
+def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path,
+                  formats: Dict[str, Callable[[Ticket, Path, Path], Path]] = FORMATS) -> Path:
+    """Write the ticket at ``ticket_path`` in format ``fmt`` to ``out`` (atomically).
+
+    ``formats`` is the writer table (default: this stage's); the command line adds the compile stage's
+    (``netx``, see :data:`slt_deploy.compile.FORMATS`).
+    """
+    if fmt not in formats:
+        raise ConfigError(f"unknown export format {fmt!r}; available: {', '.join(formats)}")
     ticket_path = Path(ticket_path)
     ticket = Ticket.load(ticket_path)
-    return FORMATS[fmt](ticket, ticket_path, Path(out))
+    return formats[fmt](ticket, ticket_path, Path(out))

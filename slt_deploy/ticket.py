@@ -16,17 +16,47 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
+from torch import nn
 
 from .config import ModelConfig
 from .errors import ConfigError, SltError, TicketError
-from .masks import Mask
 from .utils import atomic_path
 
 FORMAT = "slt-deploy.ticket/1"
 META_KEY = "slt_deploy.ticket"
+
+
+class Mask(OrderedDict):
+    """Layer name -> bool tensor. Refuses anything but 0/1 values."""
+
+    def __setitem__(self, name, value):
+        value = torch.as_tensor(value)
+        if value.dtype != torch.bool:
+            if not bool(((value == 0) | (value == 1)).all()):
+                raise ValueError(f"mask for {name} has values other than 0 and 1")
+            value = value.bool()
+        super().__setitem__(name, value.detach().cpu().contiguous())
+
+    @classmethod
+    def ones_like(cls, layers: Mapping[str, nn.Module]) -> "Mask":
+        return cls((name, torch.ones_like(m.weight, dtype=torch.bool)) for name, m in layers.items())
+
+    def kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self.values()))
+
+    def total(self) -> int:
+        return int(sum(m.numel() for m in self.values()))
+
+    def sparsity(self) -> float:
+        total = self.total()
+        return 1.0 - self.kept() / total if total else 0.0
+
+    def layer_sparsity(self) -> Dict[str, float]:
+        return {name: 1.0 - int(m.sum()) / m.numel() for name, m in self.items()}
 
 
 @dataclass

@@ -11,12 +11,12 @@ from slt_deploy.cli import main
 from slt_deploy.compile import lower
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.errors import ConfigError
-from slt_deploy.masks import score_mask
+from slt_deploy.search.masks import score_mask
 from slt_deploy.models import is_neuron
 from slt_deploy.search import search
 from slt_deploy.search.biprop import ScoredNet
 from slt_deploy.ticket import Ticket
-from slt_deploy.train import make_optimizer, train_epoch
+from slt_deploy.search.train import make_optimizer, train_epoch
 
 from slt_deploy.data import load_dataset
 from slt_deploy.models import resolve_config

@@ -232,8 +232,8 @@ def test_readout_beyond_the_synapse_channel_is_refused(monkeypatch):
 
 
 def test_lava_process_limits_are_checked_before_lava_starts():
-    from slt_deploy.compile import run_lava
-    from slt_deploy.lava_backend import MAX_GROUPS_PER_POPULATION, check_lava_limits, lava_process_count
+    from slt_deploy.simulate.lava import run_lava
+    from slt_deploy.simulate.lava import MAX_GROUPS_PER_POPULATION, check_lava_limits, lava_process_count
 
     n = MAX_GROUPS_PER_POPULATION + 8
     thr = 1.0 + 0.01 * np.arange(n)

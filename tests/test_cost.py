@@ -15,12 +15,12 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from slt_deploy import activity as A
-from slt_deploy import mapping as M
+from slt_deploy.cost import activity as A
+from slt_deploy.cost import mapping as M
 from slt_deploy.config import ModelConfig, NeuronConfig
 from slt_deploy.cost import ann_energy, ann_energy_from_layers, energy_ratio, snn_energy
 from slt_deploy.models import SpikingNet, build_model, leaky
-from slt_deploy.profiles import ProfileError, load_profile
+from slt_deploy.cost.profiles import ProfileError, load_profile
 
 # Linear 3 -> 2; nonzero weights per input column: 1, 0, 2
 W_LIN = torch.tensor([[1.0, 0.0, 2.0],

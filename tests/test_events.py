@@ -432,7 +432,7 @@ def event_nir(tmp_path_factory):
 def snntorch_run(result):
     """Predictions and per-layer spikes (N, T, n) of the snnTorch ticket on the event-mnist test samples."""
     from slt_deploy.ticket import Ticket
-    from slt_deploy.workload import ticket_data
+    from slt_deploy.simulate.workload import ticket_data
 
     test = D.load_dataset(ticket_data(result.ticket)).test
     model = Ticket.load(result.ticket_path).build_model().eval()
@@ -485,7 +485,7 @@ def test_report_on_an_event_ticket_runs_the_ann_twin_on_event_count_images(event
     from slt_deploy.cli import main
     from slt_deploy.exporters.onnx_format import ann_twin
     from slt_deploy.ticket import Ticket
-    from slt_deploy.workload import ticket_data
+    from slt_deploy.simulate.workload import ticket_data
 
     result, _ = event_nir
     out = tmp_path / "report"

@@ -22,9 +22,9 @@ from slt_deploy.data import default_mnist_dir, read_idx
 from slt_deploy.errors import ExportError, SltError
 from slt_deploy.exporters.nir_format import (DEFAULT_DT, describe_nir, format_table, network_to_nir, read_nir,
                                              ticket_to_nir, write_nir)
-from slt_deploy.masks import Mask, apply_mask, mask_at_sparsity
+from slt_deploy.search.masks import Mask, apply_mask, mask_at_sparsity
 from slt_deploy.models import SpikingNet, build_model, prunable_layers
-from slt_deploy.nir_executor import NIRExecutor
+from slt_deploy.simulate.reference import NIRExecutor
 from slt_deploy.ticket import Ticket, TicketRecord
 
 T = 5

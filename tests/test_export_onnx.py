@@ -21,7 +21,7 @@ from slt_deploy.errors import ExportError
 from slt_deploy.exporters.onnx_format import (LayerMACs, analytical_macs, ann_twin, check_onnx, export_onnx,
                                               export_snn_unrolled_onnx, export_ticket_onnx, onnx_macs, run_onnx,
                                               total_macs)
-from slt_deploy.masks import Mask, apply_mask, random_mask
+from slt_deploy.search.masks import Mask, apply_mask, random_mask
 from slt_deploy.models import build_model, prunable_layers, resolve_config
 from slt_deploy.ticket import Ticket, TicketRecord
 

@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from slt_deploy.activity import count_snntorch, synapse_layers
+from slt_deploy.cost.activity import count_snntorch, synapse_layers
 from slt_deploy.compile import CompileError, first_mismatch, lower
 from slt_deploy.compile.reference import record_snntorch
 from slt_deploy.compile.stream import input_stream
 from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.exporters.nir_format import network_to_nir
-from slt_deploy.fastsim import FastSim, SimError, count_activity, lava_weights, simulate
-from slt_deploy.masks import apply_mask, mask_at_sparsity
+from slt_deploy.cost.activity import count_simulation
+from slt_deploy.simulate.fastsim import FastSim, SimError, lava_weights, simulate
+from slt_deploy.search.masks import apply_mask, mask_at_sparsity
 from slt_deploy.models import build_model, prunable_layers, resolve_config
-from slt_deploy.nir_executor import NIRExecutor
+from slt_deploy.simulate.reference import NIRExecutor
 
 DT = 1e-4
 
@@ -443,7 +444,7 @@ def test_activity_adapter_matches_the_snntorch_counter(mnist):
     model, _, net, x = ticket_run("mlp", mnist, "floating_pt")
     sim = simulate(net, x)
     layers = synapse_layers(model, (1, 28, 28))
-    ours = count_activity(sim, x, layers)
+    ours = count_simulation(sim, x, layers)
     ref = count_snntorch(model, torch.from_numpy(x).float().transpose(0, 1))
     assert ours.source == "fastsim" and [l.name for l in ours.layers] == [l.name for l in ref.layers]
     for a, b in zip(ours.layers, ref.layers):
@@ -463,7 +464,7 @@ def test_activity_adapter_matches_the_snntorch_counter(mnist):
 @pytest.mark.lava
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
 def test_fixed_pt_matches_lava(case):
-    from slt_deploy.compile import run_lava
+    from slt_deploy.simulate.lava import run_lava
 
     net, x = case_network(case)
     sim = simulate(net, x)
@@ -491,7 +492,7 @@ def test_negative_exponent_case_needs_the_per_process_shift():
 @pytest.mark.lava
 @pytest.mark.parametrize("kind", ["mlp", "convnet"])
 def test_fixed_pt_matches_lava_on_mnist_tickets(kind, mnist):
-    from slt_deploy.compile import run_lava
+    from slt_deploy.simulate.lava import run_lava
 
     _, _, net, x = ticket_run(kind, mnist, "fixed_pt")
     sim = simulate(net, x)
@@ -503,7 +504,7 @@ def test_fixed_pt_matches_lava_on_mnist_tickets(kind, mnist):
 
 @pytest.mark.lava
 def test_floating_pt_matches_lava(mnist):
-    from slt_deploy.compile import run_lava
+    from slt_deploy.simulate.lava import run_lava
 
     _, _, net, x = ticket_run("mlp", mnist, "floating_pt")
     sim, lava = simulate(net, x), run_lava(net, x)

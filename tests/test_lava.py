@@ -15,9 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from slt_deploy import lava_backend
-from slt_deploy.compile import CompileError, first_mismatch, lower, run_lava
-from slt_deploy.fastsim import simulate
+from slt_deploy.simulate import lava as lava_backend
+from slt_deploy.compile import CompileError, first_mismatch, lower
+from slt_deploy.simulate.lava import run_lava
+from slt_deploy.simulate.fastsim import simulate
 from slt_deploy.compile.reference import record_snntorch
 from slt_deploy.compile.stream import align, input_stream, readout_values, to_nir_order
 from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig

@@ -15,9 +15,9 @@ from torch import nn
 from slt_deploy.config import DataConfig, ModelConfig, TrainConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import ConfigError
-from slt_deploy.masks import Mask, apply_mask, hamming_distance, mask_at_sparsity, prune_magnitude, random_mask
+from slt_deploy.search.masks import Mask, apply_mask, hamming_distance, mask_at_sparsity, prune_magnitude, random_mask
 from slt_deploy.models import build_model, prunable_layers, resolve_config
-from slt_deploy.train import make_optimizer, train_epoch
+from slt_deploy.search.train import make_optimizer, train_epoch
 
 
 def linear(weight) -> nn.Linear:

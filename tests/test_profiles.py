@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slt_deploy.profiles import (ENCODINGS, FIGURES, LIMITS, REQUIRED_FIGURES, REQUIRED_LIMITS, STATUSES,
+from slt_deploy.cost.profiles import (ENCODINGS, FIGURES, LIMITS, REQUIRED_FIGURES, REQUIRED_LIMITS, STATUSES,
                                  HardwareProfile, ProfileError, list_profiles, load_profile, profile_names)
 
 EXPECTED = {"loihi", "loihi2", "truenorth", "dynapcnn", "xylo", "cmos45", "int8-45nm", "fp32-45nm"}

@@ -15,16 +15,16 @@ import pytest
 import torch
 import yaml
 
-from slt_deploy.activity import count_snntorch, synapse_layers
+from slt_deploy.cost.activity import count_snntorch, synapse_layers
 from slt_deploy.config import DataConfig, ModelConfig
 from slt_deploy.cost import ann_energy_from_layers, snn_energy
 from slt_deploy.data import encode, load_dataset
 from slt_deploy.exporters.nir_format import ticket_to_nir, write_nir
 from slt_deploy.exporters.onnx_format import export_onnx, export_ticket_onnx, ann_twin, onnx_macs
-from slt_deploy.mapping import layer_memory
-from slt_deploy.masks import Mask, apply_mask, prune_magnitude
+from slt_deploy.cost.mapping import layer_memory
+from slt_deploy.search.masks import Mask, apply_mask, prune_magnitude
 from slt_deploy.models import build_model, prunable_layers, resolve_config
-from slt_deploy.profiles import ProfileError, load_profile, profile_names
+from slt_deploy.cost.profiles import ProfileError, load_profile, profile_names
 from slt_deploy.report import ReportError, build_report, profiles_table
 from slt_deploy.ticket import Ticket, TicketRecord
 
@@ -306,7 +306,7 @@ def test_profiles_table_lists_every_figure_with_status_and_source():
 
 def test_batches_are_merged_into_a_per_sample_mean(tickets):
     from slt_deploy.report import load_network, simulate
-    from slt_deploy.workload import BATCH as SIM_BATCH
+    from slt_deploy.simulate.workload import BATCH as SIM_BATCH
 
     n = SIM_BATCH + 20  # two batches
     measured = simulate(load_network(tickets["random"]), n, progress=False)

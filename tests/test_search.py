@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import TicketError
-from slt_deploy.masks import Mask, apply_mask, prune_magnitude
+from slt_deploy.search.masks import Mask, apply_mask, prune_magnitude
 from slt_deploy.models import resolve_config
 from slt_deploy.paths import RunPaths
 from slt_deploy.search import search

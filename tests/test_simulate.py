@@ -14,7 +14,7 @@ from slt_deploy.cli import main
 from slt_deploy.config import DataConfig, ModelConfig
 from slt_deploy.data import encode, load_dataset
 from slt_deploy.export import export_ticket
-from slt_deploy.masks import Mask, apply_mask, prune_magnitude
+from slt_deploy.search.masks import Mask, apply_mask, prune_magnitude
 from slt_deploy.models import build_model, prunable_layers, resolve_config
 from slt_deploy.simulate import simulate
 from slt_deploy.ticket import Ticket, TicketRecord

@@ -18,11 +18,11 @@ from slt_deploy.config import DataConfig, ModelConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import ConfigError
 from slt_deploy.exporters.onnx_format import ann_twin, onnx_macs, run_onnx
-from slt_deploy.masks import Mask
+from slt_deploy.search.masks import Mask
 from slt_deploy.models import build_model, prunable_layers, resolve_config
-from slt_deploy.spikformer import convpep_layers
+from slt_deploy.models.spikformer import convpep_layers
 from slt_deploy.ticket import Ticket, TicketRecord
-from slt_deploy.train import time_loss
+from slt_deploy.search.train import time_loss
 
 TINY = (16, 1, 2)   # embed_dim, depth, heads
 MNIST = (1, 28, 28)  # 7 x 7 = 49 patches

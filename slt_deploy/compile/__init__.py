@@ -1,11 +1,16 @@
-"""Compiler: NIR graph -> lowered network (a Lava-free IR) -> Lava processes.
+"""The compile stage: NIR graph -> lowered network (a Lava-free IR) -> Loihi fixed-point quantization.
 
-``lower(graph, target)`` gives a :class:`~slt_deploy.compile.ir.LoweredNetwork` (documented with the
-equations in :mod:`slt_deploy.compile.ir`); ``run_lava(lowered, x)`` runs it in Lava (imported only then).
+Takes a NIR graph (from the export stage); gives a :class:`~slt_deploy.compile.ir.LoweredNetwork`
+(documented with the equations in :mod:`slt_deploy.compile.ir`) that the simulate stage runs
+(:func:`slt_deploy.simulate.lava.run_lava` builds the Lava processes from it), and the lava-dl netx file
+(:data:`FORMATS`, written by :mod:`slt_deploy.exporters.netx_format`). Modules: :mod:`.lower` (NIR -> IR),
+:mod:`.quantize` (fixed point), :mod:`.stream` (input/output order and timing), :mod:`.reference` (the
+snnTorch recording a compiled network is checked against).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -15,7 +20,7 @@ from .ir import TARGETS, FIRST_LAYER_MODES, LayerQuant, LoweredNetwork
 from .lower import conv_matrix, lower_float, pool_matrix
 from .quantize import quantize
 
-__all__ = ["CompileError", "LoweredNetwork", "LayerQuant", "TARGETS", "FIRST_LAYER_MODES", "lower", "run_lava",
+__all__ = ["CompileError", "LoweredNetwork", "LayerQuant", "TARGETS", "FIRST_LAYER_MODES", "FORMATS", "lower",
            "conv_matrix", "pool_matrix", "first_mismatch"]
 
 
@@ -35,11 +40,16 @@ def lower(graph, target: str = "floating_pt", *, first_layer: str = "host", spar
     return quantize(net, netx_compatible=netx_compatible) if target == "fixed_pt" else net
 
 
-def run_lava(lowered: LoweredNetwork, x, **kwargs):
-    """Run ``x`` (N, T, *input_shape) through Lava; see :func:`slt_deploy.lava_backend.run_lava`."""
-    from ..lava_backend import run_lava as _run
+def _netx(ticket, ticket_path: Path, out: Path) -> Path:
+    from ..exporters.netx_format import write_netx
+    from ..exporters.nir_format import ticket_to_nir
 
-    return _run(lowered, x, **kwargs)
+    write_netx(ticket_to_nir(ticket, source=str(ticket_path)), out)
+    return out
+
+
+#: Files written from the compiled network, with the export stage's writer signature (ticket, path, out).
+FORMATS = {"netx": _netx}
 
 
 def first_mismatch(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],

@@ -1,7 +1,7 @@
 """The lowered network: a small, typed, Lava-free description of what runs on Loihi.
 
 :func:`slt_deploy.compile.lower` turns a NIR graph into a :class:`LoweredNetwork`; the Lava backend
-(:mod:`slt_deploy.lava_backend`) builds processes from it, and a simulator can reproduce Lava's results from it
+(:mod:`slt_deploy.simulate.lava`) builds processes from it, and a simulator can reproduce Lava's results from it
 alone. Every array is numpy (weights may be ``scipy.sparse.csr_matrix``); nothing here imports Lava or torch.
 
 Order and shapes

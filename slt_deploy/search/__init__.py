@@ -1,4 +1,8 @@
-"""Stage 1 -- search: find a winning ticket of a spiking network.
+"""The search stage: find a winning ticket of a spiking network.
+
+Takes a :class:`~slt_deploy.config.RunConfig` (model, data, training and search settings); gives a ticket
+(:mod:`slt_deploy.ticket`) in a run directory named by the configuration. Modules: one per method, plus
+:mod:`.masks` (mask operations), :mod:`.train` (the training loop) and :mod:`.run` (checkpoints, resuming).
 
 Methods (registry :data:`METHODS`): ``dense`` (no pruning), ``imp`` (iterative magnitude pruning with
 rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline), ``biprop`` (binary multi-prize ticket
@@ -72,7 +76,7 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
     start = time.perf_counter()
     ticket = METHODS[config.search.method](ctx)
     ticket.save(paths.ticket)
-    from ..plots import plot_accuracy_vs_sparsity
+    from .plots import plot_accuracy_vs_sparsity
 
     plot_accuracy_vs_sparsity(ctx.rounds, paths.plot, title=paths.root.name)
     echo(f"ticket {paths.ticket}: sparsity {100 * ticket.record.sparsity:.2f} %, accuracy "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..masks import random_mask
+from .masks import random_mask
 from ..ticket import Ticket
 from ..utils import generator
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..masks import Mask, score_mask
+from .masks import Mask, score_mask
 from ..models import SpikingNet, build_model
 from ..ticket import Ticket
 from ..utils import derive_seed

@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import torch
 
-from ..masks import Mask, hamming_distance, mask_at_sparsity
+from .masks import Mask, hamming_distance, mask_at_sparsity
 from ..ticket import Ticket
 from .early_time import search_timesteps
 from .run import EpochCallback

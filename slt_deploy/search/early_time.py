@@ -15,7 +15,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..train import predict
+from .train import predict
 
 PROBE_SAMPLES = 1000  # training samples on which the divergences are measured
 

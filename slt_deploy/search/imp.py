@@ -8,7 +8,7 @@ Early-Time the rounds run at T_early and the last mask is trained once more at t
 
 from __future__ import annotations
 
-from ..masks import prune_magnitude
+from .masks import prune_magnitude
 from ..ticket import Ticket
 from .early_time import search_timesteps
 

@@ -20,11 +20,11 @@ from safetensors.torch import save_file
 
 from ..config import RunConfig
 from ..data import DatasetSplit
-from ..masks import Mask, apply_mask
+from .masks import Mask, apply_mask
 from ..models import SpikingNet, build_model, prunable_layers
 from ..paths import RunPaths
 from ..ticket import Ticket, TicketRecord
-from ..train import accuracy, make_optimizer, train_epoch
+from .train import accuracy, make_optimizer, train_epoch
 from ..utils import atomic_path, derive_seed, write_json_atomic, write_text_atomic
 
 

@@ -6,13 +6,13 @@ carries its source and a status. A profile looks like::
     name: loihi
     kind: neuromorphic            # neuromorphic | ann | reference (costs both sides with one convention)
     description: Intel Loihi (1), 14 nm
-    mapping: partition            # how a network is placed on cores (see slt_deploy.mapping)
+    mapping: partition            # how a network is placed on cores (see slt_deploy.cost.mapping)
     figures:                      # per-event energies, powers, latencies
       synaptic_op: {value: 23.6, unit: pJ, source: "Davies et al., IEEE Micro 2018, Table 2",
                     status: pre-silicon, note: "minimum"}
     limits:                       # architecture limits, memories, precisions
       cores: {value: 128, unit: count, source: "...", status: published}
-    synapse_format:               # optional: Loihi-style per-axon synapse entries (see slt_deploy.mapping)
+    synapse_format:               # optional: Loihi-style per-axon synapse entries (see slt_deploy.cost.mapping)
       word_bits: {value: 64, unit: bits, source: "...", status: published}
 
 Each entry is ``{value, unit, source, status, note}``. ``value: null`` marks a figure nobody has published
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import SltError
+from ..errors import SltError
+from ..utils import format_table
 
 
 class ProfileError(SltError):
@@ -466,3 +467,19 @@ def _check_consistency(limits: Dict[str, Limit], fmt: Dict[str, Limit], mapping:
     enc = limits.get("encodings")
     if enc is not None and enc.value and "runlength" in enc.value and not fmt:
         raise ProfileError(f"{where}: limits.encodings lists runlength, which needs a synapse_format section")
+
+
+def profiles_table() -> str:
+    """Every shipped profile: name, kind, description, then each figure's value, unit, status and source."""
+    blocks = []
+    for p in list_profiles():
+        rows = [{"figure": f.name, "value": "null" if f.value is None else f"{f.value:g}", "unit": f.unit,
+                 "status": f.status, "source": f.source} for f in p.figures.values()]
+        head = f"{p.name} ({p.kind}, mapping {p.mapping}): {p.description}"
+        blocks.append(head + "\n" + _indent(format_table(rows, ["figure", "value", "unit", "status", "source"])))
+    return "\n\n".join(blocks)
+
+
+
+def _indent(text: str) -> str:
+    return "\n".join(("  " + line).rstrip() for line in text.splitlines())

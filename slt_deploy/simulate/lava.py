@@ -38,10 +38,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from .compile.errors import CompileError
-from .compile.ir import LoweredNetwork
-from .compile.stream import align, check_input, input_stream, readout_values, to_nir_order, total_steps
-from .errors import MissingDependencyError
+from ..compile.errors import CompileError
+from ..compile.ir import LoweredNetwork
+from ..compile.stream import align, check_input, input_stream, readout_values, to_nir_order, total_steps
+from ..errors import MissingDependencyError
 
 INSTALL_HINT = "install Lava with: pip install 'slt-deploy[lava]' (lava-nc 0.10 needs Python 3.10)"
 
@@ -537,7 +537,7 @@ def run_netx(path, lowered: LoweredNetwork, x, *, num_layers=None) -> Tuple[Dict
         from lava.lib.dl import netx
     except ImportError as exc:
         raise MissingDependencyError(f"lava-dl netx is not available ({exc}); {INSTALL_HINT}") from None
-    from .exporters.netx_format import netx_reset_offset
+    from ..exporters.netx_format import netx_reset_offset
 
     start = time.perf_counter()
     if num_layers is None:  # every spiking layer; the readout (the last entry, netx's integrator) is left out

@@ -1,13 +1,13 @@
-"""Stage 4 -- simulate: run a NIR graph on its test data with a chosen backend and check it against the
+"""The simulate() entry: run a NIR graph on its test data with a chosen backend and check it against the
 reference, the snnTorch-exact NIR executor.
 
 Backends (registry :data:`BACKENDS`):
 
-``reference``   :class:`~slt_deploy.nir_executor.NIRExecutor` (float32, spike-exact with the snnTorch ticket)
+``reference``   :class:`~slt_deploy.simulate.reference.NIRExecutor` (float32, spike-exact with the snnTorch ticket)
 ``lava-float``  compiled to Lava ``floating_pt`` processes and run in Lava (expected: spike-identical)
 ``lava-fixed``  compiled to Loihi fixed point, run in Lava's bit-accurate ``fixed_pt`` models
-``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.fastsim` (bit-exact with ``lava-fixed``)
-``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.fastsim`
+``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``)
+``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
 
 A dataset is compiled once and streamed through one run. Event data (``events`` encoding) is binary
 spikes and enters the chip directly (``first_layer="chip"``); other encodings feed the first layer's currents
@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .workload import encoded_test_samples, nir_data, nir_metadata
 
 
@@ -76,7 +76,7 @@ class SimulationResult:
 
 
 def _reference(graph, x: np.ndarray) -> BackendRun:
-    from .nir_executor import NIRExecutor
+    from .reference import NIRExecutor
 
     start = time.perf_counter()
     executor = NIRExecutor(graph)
@@ -93,12 +93,12 @@ def _reference(graph, x: np.ndarray) -> BackendRun:
 
 def _compiled(target: str, engine: str) -> Callable:
     def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
-        from .compile import lower
+        from ..compile import lower
 
         start = time.perf_counter()
         lowered = lower(graph, target, first_layer=first_layer)
         if engine == "lava":
-            from .compile import run_lava
+            from .lava import run_lava
 
             result = run_lava(lowered, x)
         else:
@@ -138,8 +138,8 @@ def _agreement(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -
 
 def simulate(nir_path: str | Path, backend: str, samples: int = 100, progress: bool = True) -> SimulationResult:
     """Run the NIR graph at ``nir_path`` on its first ``samples`` test samples with ``backend``."""
-    from .compile import first_mismatch
-    from .exporters.nir_format import read_nir
+    from ..compile import first_mismatch
+    from ..exporters.nir_format import read_nir
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")

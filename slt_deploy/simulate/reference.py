@@ -29,16 +29,16 @@ Several edges into a node are summed. Stateful nodes keep their state across the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ExportError
-from .utils import registrar
-from .exporters.nir_format import DEFAULT_DT, RESET_MODES, predecessors, topological_order
+from ..errors import ExportError
+from ..utils import registrar
+from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, predecessors, topological_order
 
 # (input, state) -> (output, new state); the state is None at the first step of a run.
 Op = Callable[[torch.Tensor, Any], Tuple[torch.Tensor, Any]]
@@ -300,3 +300,96 @@ class NIRExecutor:
         if record:
             return result, {name: torch.stack(v) for name, v in trace.items()}
         return result
+
+
+# ------------------------------------------------------------------ the graph as synapse layers
+
+# NIR node kinds the activity counter knows
+WEIGHT_NODES = (nir.Affine, nir.Linear, nir.Conv2d)
+_NIR_SPIKING = (nir.LIF, nir.IF, nir.CubaLIF)
+_NIR_READOUT = (nir.LI, nir.I)   # non-spiking readouts (leaky integrator, integrator)
+
+
+@dataclass(frozen=True)
+class SynapseChain:
+    """One synapse layer of a NIR graph: its weight node (None: an identity edge between two populations),
+    the node whose recorded output is its input (``tap``), the pooling folded into it, and its populations."""
+
+    name: str
+    node: Any
+    tap: str
+    source: Optional[str]
+    pre: Tuple[Any, ...] = ()        # AvgPool2d nodes between the tap and a Linear/Affine
+    post: Tuple[Any, ...] = ()       # AvgPool2d nodes between a Conv2d and its neuron
+    target: Optional[str] = None     # spiking node; None for the non-spiking readout
+
+
+def _one(names: List[str], node: str, direction: str, where: str) -> str:
+    if len(names) != 1:
+        raise ExportError(f"{where}: node {node!r} has {len(names)} {direction}s; synapse "
+                          f"layers with one input and one output path")
+    return names[0]
+
+
+def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
+    """Synapse layers of a NIR graph, in execution order, the way the activity counter (:mod:`slt_deploy.cost.activity`) sees a ticket:
+    weight node (Affine/Linear/Conv2d) fed by the Input or a spiking node through Flatten/AvgPool2d, feeding
+    a spiking node (through AvgPool2d/Flatten) or, for the readout, the Output (directly or through LI).
+    A spiking node fed straight by another (a residual identity skip) is a one-to-one layer."""
+    preds = predecessors(graph)
+    succs: Dict[str, List[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        succs[src].append(dst)
+    chains: List[SynapseChain] = []
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if isinstance(node, WEIGHT_NODES):
+            chains.append(_weight_chain(name, graph, preds, succs, where))
+        elif isinstance(node, _NIR_SPIKING):
+            for p in preds[name]:
+                if isinstance(graph.nodes[p], _NIR_SPIKING + (nir.Input,)):
+                    source = p if isinstance(graph.nodes[p], _NIR_SPIKING) else None
+                    chains.append(SynapseChain(f"{p}->{name}", None, p, source, target=name))
+    targets = {c.target for c in chains}
+    for name, node in graph.nodes.items():
+        if isinstance(node, _NIR_SPIKING) and name not in targets:
+            raise ExportError(f"{where}: spiking node {name!r} is not fed by a weight node; its synapses "
+                              f"cannot be counted")
+    if not chains:
+        raise ExportError(f"{where}: the graph has no Affine, Linear or Conv2d node")
+    return chains
+
+
+def _weight_chain(name: str, graph, preds, succs, where: str) -> SynapseChain:
+    pre: List[Any] = []
+    tap = _one(preds[name], name, "input", where)
+    while isinstance(graph.nodes[tap], (nir.Flatten, nir.AvgPool2d)):
+        if isinstance(graph.nodes[tap], nir.AvgPool2d):
+            pre.insert(0, graph.nodes[tap])
+        tap = _one(preds[tap], tap, "input", where)
+    if not isinstance(graph.nodes[tap], _NIR_SPIKING + (nir.Input,)):
+        raise ExportError(f"{where}: weight node {name!r} is fed by {tap!r} ({type(graph.nodes[tap]).__name__}); "
+                          f"supported are inputs from the Input or a spiking node via Flatten/AvgPool2d")
+    if pre and isinstance(graph.nodes[name], nir.Conv2d):
+        raise ExportError(f"{where}: pooling before conv node {name!r} cannot be folded into it")
+    post: List[Any] = []
+    nxt = _one(succs[name], name, "output", where)
+    while isinstance(graph.nodes[nxt], (nir.Flatten, nir.AvgPool2d)):
+        if isinstance(graph.nodes[nxt], nir.AvgPool2d):
+            post.append(graph.nodes[nxt])
+        nxt = _one(succs[nxt], nxt, "output", where)
+    target = _target(name, nxt, graph, succs, where)
+    source = tap if isinstance(graph.nodes[tap], _NIR_SPIKING) else None
+    return SynapseChain(name, graph.nodes[name], tap, source, tuple(pre), tuple(post), target)
+
+
+def _target(name: str, nxt: str, graph, succs, where: str) -> Optional[str]:
+    node = graph.nodes[nxt]
+    if isinstance(node, _NIR_SPIKING):
+        return nxt
+    if isinstance(node, nir.Output):
+        return None
+    if isinstance(node, _NIR_READOUT) and all(isinstance(graph.nodes[s], nir.Output) for s in succs[nxt]):
+        return None  # a leaky-integrator readout: non-spiking, like an Affine wired to the Output
+    raise ExportError(f"{where}: weight node {name!r} feeds {nxt!r} ({type(node).__name__}); supported are "
+                      f"a spiking node or the Output after it")

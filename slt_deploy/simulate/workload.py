@@ -13,10 +13,10 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
-from .config import DataConfig
-from .errors import SltError, TicketError
-from .ticket import Ticket
-from .utils import generator
+from ..config import DataConfig
+from ..errors import SltError, TicketError
+from ..ticket import Ticket
+from ..utils import generator
 
 # Samples run at once: recorded activity of a batch is held in memory (a software bound, not hardware).
 BATCH = 100
@@ -58,7 +58,7 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
     """(x, y) batches of the first ``samples`` test samples of ``data``, with a progress bar."""
     from tqdm.auto import tqdm
 
-    from .data import batches, load_dataset
+    from ..data import batches, load_dataset
 
     test = load_dataset(data).test
     n = min(samples, len(test))
@@ -79,7 +79,7 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
 def encoded_test_samples(data: DataConfig, samples: int, seed: int, progress: bool, desc: str, where: str = ""
                          ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """(x_seq (T, B, ...), y) with ``data``'s encoding and T; one seeded generator, so rate spikes reproduce."""
-    from .data import encode
+    from ..data import encode
 
     gen = generator(seed, "workload", "encode")
     for x, y in test_samples(data, samples, progress, desc, where):
@@ -87,6 +87,6 @@ def encoded_test_samples(data: DataConfig, samples: int, seed: int, progress: bo
 
 
 def test_set_size(data: DataConfig) -> int:
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return len(load_dataset(data).test)

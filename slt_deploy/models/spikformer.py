@@ -28,9 +28,10 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .errors import ConfigError
-from .models import SpikingNet, _check_hidden, activation, batchnorm_for, register_model
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .layers import SpikingNet, activation, batchnorm_for
+from .registry import _check_hidden, register_model
 
 PATCH_SIZE = 4           # two 2x2 average poolings in the ConvPEP
 MLP_RATIO = 4

@@ -6,7 +6,7 @@ folded into the synapse layer the way a neuromorphic compiler deploys it (Lava h
 process): conv -> BN -> AvgPool becomes one conv with a larger kernel and stride, AvgPool -> Flatten ->
 Linear one linear map on the unpooled spikes. Counts are taken on these deployed layers.
 
-Definitions (NeuroBench 2.3.0, per sample, summed over timesteps; REFERENCE.md section 7):
+Definitions (NeuroBench 2.3.0, per sample, summed over timesteps; hardware_profiles/SOURCES.md section 7):
 
 - ``input_events``     = number of nonzero input elements.
 - ``effective_synops`` = number of (nonzero input x nonzero weight) pairs. For a conv, with ``a = [x != 0]``
@@ -36,13 +36,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import nir
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import SltError
+from ..errors import SltError
+
+if TYPE_CHECKING:
+    from ..simulate.fastsim import SimResult
+    from ..simulate.reference import SynapseChain
 
 
 class CountError(SltError):
@@ -337,7 +343,7 @@ def _is_neuron(module: nn.Module) -> bool:
 
 def _parse(body: nn.Module) -> List[LayerChain]:
     """Synapse layers of a SpikingNet body (Conv2d/Linear/BatchNorm/AvgPool2d/Leaky/Flatten/ResidualBlock)."""
-    from .models import ResidualBlock
+    from ..models import ResidualBlock
 
     chains: List[LayerChain] = []
     pending: List[nn.Module] = []   # pooling/flatten on spikes, waiting for the next Linear
@@ -547,3 +553,76 @@ def synapse_layers(model: nn.Module, input_shape: Sequence[int]) -> List[Synapse
                     device=next(model.parameters()).device)
     chains, inputs, _ = _record(model, x)
     return [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains]
+
+
+# ----------------------------------------------------------------- NIR graphs (reference executor)
+
+def _ints(value, n: int = 2) -> Tuple[int, ...]:
+    arr = np.asarray(value).ravel()
+    return tuple(int(v) for v in (np.repeat(arr, n) if arr.size == 1 else arr))
+
+
+def _torch_core(node, where: str) -> nn.Module:
+    """The weight node as the torch layer the activity counter folds (only its weight and geometry count)."""
+    w = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
+    if isinstance(node, nir.Conv2d):
+        if isinstance(node.padding, str):
+            raise CountError(f"{where}: conv padding {node.padding!r} is not supported; give explicit padding")
+        groups = int(node.groups)
+        layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=_ints(node.stride),
+                          padding=_ints(node.padding), dilation=_ints(node.dilation), groups=groups, bias=False)
+    else:
+        layer = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    layer.weight = nn.Parameter(w, requires_grad=False)
+    return layer
+
+
+def _torch_pool(node) -> nn.AvgPool2d:
+    return nn.AvgPool2d(_ints(node.kernel_size), _ints(node.stride), _ints(node.padding))
+
+
+def nir_synapse_layer(chain: "SynapseChain", input_shape: Tuple[int, ...], where: str) -> SynapseLayer:
+    """Fold the chain exactly as the activity counter folds a ticket's layers (deploy_chain, reused
+    rather than copied), so a NIR graph and its ticket can never disagree."""
+    if chain.node is None and len(input_shape) != 3:
+        raise CountError(f"{where}: identity edge {chain.name} between non-conv populations is not supported")
+    core = None if chain.node is None else _torch_core(chain.node, where)
+    spec = LayerChain(chain.name, core, core or nn.Identity(), chain.source,
+                      pre=[_torch_pool(p) for p in chain.pre], post=[_torch_pool(p) for p in chain.post],
+                      target=chain.target)
+    try:
+        return deploy_chain(spec, input_shape)
+    except CountError as exc:
+        raise CountError(f"{where}: {exc}") from None
+
+
+# ------------------------------------------------------------- compiled simulations (fast simulator)
+
+def simulation_inputs(result: "SimResult", x, layers: Sequence[SynapseLayer]):
+    """The ``(inputs, spikes)`` mappings :func:`slt_deploy.cost.activity.count_from_spikes` takes, from a simulation.
+
+    ``x`` is the (N, T, *input_shape) input the simulation ran on and ``layers`` the model's synapse layers
+    (:func:`slt_deploy.cost.activity.synapse_layers`); population names are the NIR node names, which are the
+    snnTorch module names. Tensors are (T, N, ...) as the counter expects.
+    """
+    if not result.spikes:
+        raise CountError("the simulation recorded no spikes; run it with record_spikes=True")
+    x_seq = torch.as_tensor(np.asarray(x, dtype=np.float64)).transpose(0, 1)
+    spikes = {name: torch.from_numpy(np.ascontiguousarray(s.swapaxes(0, 1))) for name, s in result.spikes.items()}
+    inputs: Dict[str, torch.Tensor] = {}
+    for layer in layers:
+        if layer.source is None:
+            inputs[layer.name] = x_seq
+        elif layer.source in spikes:
+            inputs[layer.name] = spikes[layer.source]
+        else:
+            raise CountError(f"layer {layer.name}: its source population {layer.source!r} was not simulated; "
+                           f"simulated: {', '.join(spikes)}")
+    return inputs, spikes
+
+
+def count_simulation(result: "SimResult", x, layers: Sequence[SynapseLayer],
+                     source: str = "fastsim") -> NetworkActivity:
+    """:func:`count_from_spikes` on a fast-simulator run (:class:`slt_deploy.simulate.fastsim.SimResult`)."""
+    inputs, spikes = simulation_inputs(result, x, layers)
+    return count_from_spikes(layers, inputs, spikes, source=source)

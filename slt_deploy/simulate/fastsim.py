@@ -12,7 +12,7 @@ population ``p`` at step ``t`` receives ``W @ s_source[t]`` of the *same* sample
 from one sample to the next. The network is therefore simulated layer by layer: one matrix product gives a
 population's input for all samples and steps, then a loop over the ``T`` steps runs its neurons, vectorized
 over samples and neurons. Outputs come back aligned with the reference steps, in the same form as
-:func:`slt_deploy.lava_backend.run_lava` (so :func:`slt_deploy.compile.first_mismatch` compares them).
+:func:`slt_deploy.simulate.lava.run_lava` (so :func:`slt_deploy.compile.first_mismatch` compares them).
 
 Equations (those of :mod:`slt_deploy.compile.ir`, with what Lava's numpy models do on top)
 ----------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ Activity counts
 ---------------
 :class:`LayerCounts` (per sample, summed over steps) are measured on the deployed matrices: input events,
 effective synaptic operations (nonzero input x nonzero weight pairs), output spikes and neuron updates.
-:func:`count_activity` instead feeds the recorded spikes to :func:`slt_deploy.activity.count_from_spikes`
+:func:`slt_deploy.cost.activity.count_simulation` instead feeds the recorded spikes to the cost stage's counter
 with the snnTorch model's synapse layers, giving the energy report's ``NetworkActivity``.
 """
 
@@ -67,21 +67,19 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from .compile.errors import CompileError
-from .compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
+from ..compile.errors import CompileError
+from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
     Population, Projection
-from .compile.stream import check_input, input_stream, readout_values, to_nir_order
-from .errors import SltError
+from ..compile.stream import check_input, input_stream, readout_values, to_nir_order
+from ..errors import SltError
 
-if TYPE_CHECKING:  # the activity module (and torch) are only needed by the adapter at the end
-    from .activity import NetworkActivity, SynapseLayer
 
-__all__ = ["SimError", "FastSim", "SimResult", "LayerCounts", "simulate", "activity_inputs", "count_activity",
+__all__ = ["SimError", "FastSim", "SimResult", "LayerCounts", "simulate",
            "lava_weights"]
 
 DECAY_SHIFT = 12                       # decays are MSB-aligned to 12 bits: x * d >> 12
@@ -381,7 +379,7 @@ class _Neurons:
 class LayerCounts:
     """Activity of one synapse layer of the deployed network, per sample, summed over the T steps.
 
-    The definitions are :mod:`slt_deploy.activity`'s, applied to the deployed (quantized) matrices:
+    The definitions are :mod:`slt_deploy.cost.activity`'s, applied to the deployed (quantized) matrices:
     ``input_events``: nonzero inputs (spikes, or nonzero pixels for the host layer); ``effective_synops``:
     (nonzero input, nonzero effective weight) pairs, ``sum_t sum_i [x_i != 0] * nnz(W[:, i])``; they are ACs
     when ``input_binary`` and MACs otherwise, and a real-valued input identical at every step (direct
@@ -405,7 +403,7 @@ class LayerCounts:
 
 @dataclass
 class SimResult:
-    """A simulation, aligned like :class:`slt_deploy.lava_backend.LavaResult`: index [k, t] = sample k, step t."""
+    """A simulation, aligned like :class:`slt_deploy.simulate.lava.LavaResult`: index [k, t] = sample k, step t."""
 
     outputs: np.ndarray                 # (N, T, *output_shape): per-step logits (or spikes for a spiking readout)
     spikes: Dict[str, np.ndarray]       # population -> (N, T, *nir_shape) int8 spikes (empty if not recorded)
@@ -689,40 +687,3 @@ def _blas_limit(threads: Optional[int]):
     if _BLAS_CONTROLLER is None:
         _BLAS_CONTROLLER = ThreadpoolController()
     return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
-
-
-# ------------------------------------------------------------------------------------- activity adapter
-
-def activity_inputs(result: SimResult, x, layers: Sequence["SynapseLayer"]):
-    """The ``(inputs, spikes)`` mappings :func:`slt_deploy.activity.count_from_spikes` takes, from a simulation.
-
-    ``x`` is the (N, T, *input_shape) input the simulation ran on and ``layers`` the model's synapse layers
-    (:func:`slt_deploy.activity.synapse_layers`); population names are the NIR node names, which are the
-    snnTorch module names. Tensors are (T, N, ...) as the counter expects.
-    """
-    import torch
-
-    if not result.spikes:
-        raise SimError("the simulation recorded no spikes; run it with record_spikes=True")
-    x_seq = torch.as_tensor(np.asarray(x, dtype=np.float64)).transpose(0, 1)
-    spikes = {name: torch.from_numpy(np.ascontiguousarray(s.swapaxes(0, 1))) for name, s in result.spikes.items()}
-    inputs: Dict[str, torch.Tensor] = {}
-    for layer in layers:
-        if layer.source is None:
-            inputs[layer.name] = x_seq
-        elif layer.source in spikes:
-            inputs[layer.name] = spikes[layer.source]
-        else:
-            raise SimError(f"layer {layer.name}: its source population {layer.source!r} was not simulated; "
-                           f"simulated: {', '.join(spikes)}")
-    return inputs, spikes
-
-
-def count_activity(result: SimResult, x, layers: Sequence["SynapseLayer"],
-                   source: str = "fastsim") -> "NetworkActivity":
-    """``activity.count_from_spikes`` on a simulation's spikes (see :func:`activity_inputs`)."""
-    from .activity import count_from_spikes
-
-    inputs, spikes = activity_inputs(result, x, layers)
-    return count_from_spikes(layers, inputs, spikes, source=source)
-

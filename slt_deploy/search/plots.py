@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-from .utils import atomic_path
+from ..utils import atomic_path
 
 
 def plot_accuracy_vs_sparsity(rounds: List[dict], path: str | Path, title: str = "") -> None:

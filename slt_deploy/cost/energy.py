@@ -1,6 +1,6 @@
 """Energy per inference: counted events x the profile's per-event energies, broken down by component.
 
-SNN side (:func:`snn_energy`), per sample, from a :class:`~slt_deploy.activity.NetworkActivity`::
+SNN side (:func:`snn_energy`), per sample, from a :class:`~slt_deploy.cost.activity.NetworkActivity`::
 
     E = synaptic_op   x effective ACs (synaptic ops of layers whose input is binary spikes)
       + mac           x effective MACs (synaptic ops of layers with real-valued input, e.g. direct encoding)
@@ -19,7 +19,7 @@ where MACs are the dense count (every weight multiplied, what a dense accelerato
 A component whose figure is unknown (``value: null``) is left out and named in ``unknown``, so the total is
 then a lower bound (``complete`` is False). Figures a profile's convention excludes, or that cannot be used
 (static power without a latency), are named in ``unused``. With the ``cmos45`` profile (MAC 4.6 pJ, AC 0.9
-pJ, everything else excluded) this is the SNN literature's formula (REFERENCE.md section 7)::
+pJ, everything else excluded) this is the SNN literature's formula (hardware_profiles/SOURCES.md section 7)::
 
     E_SNN = 4.6 pJ x MACs of real-valued-input layers + 0.9 pJ x SOPs,   E_ANN = 4.6 pJ x MACs,
 

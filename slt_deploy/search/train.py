@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import DataConfig, TrainConfig
-from .data import ArrayDataset, batches, encode
+from ..config import DataConfig, TrainConfig
+from ..data import ArrayDataset, batches, encode
 from .masks import Mask, apply_mask
-from .utils import generator
+from ..utils import generator
 
 
 @dataclass(frozen=True)

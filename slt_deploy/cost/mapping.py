@@ -21,7 +21,7 @@ stores the synapses into its neurons from the input axons that reach it (``axons
 
 - dense: ``axons * n_core * b`` (a full axon x neuron matrix); binary (a crossbar): ``axons * n_core``;
   sparse (CSR by axon): ``nnz * (b + ceil(log2(n_core))) + (axons + 1) * ceil(log2(nnz + 1))``.
-- with a ``synapse_format`` section (Loihi, Intel NxTF; REFERENCE.md section 7), each axon's synapses into
+- with a ``synapse_format`` section (Loihi, Intel NxTF; hardware_profiles/SOURCES.md section 7), each axon's synapses into
   the core are stored as entries of at most ``E`` (= ``max_synapses_per_entry``, 60) synapses; each entry has
   ``P`` (= ``entry_prefix_bits``, 10) prefix bits and is rounded up to whole ``word_bits`` (64-bit) words.
   ``i`` (index bits) = ``ceil(log2(n_core))`` clamped to [``index_bits_min``, ``index_bits_max``] (6-10):

@@ -1,0 +1,111 @@
+"""Spiking models (snnTorch) and their registry.
+
+Every model is a :class:`SpikingNet`: a ``body`` made of ordinary torch layers and snnTorch ``Leaky`` neurons
+(``init_hidden=True``, so the body is an ``nn.Sequential``-style network that exporters can walk), run for T
+steps by :meth:`SpikingNet.forward`. The last layer is a non-spiking readout: its output at each step is the
+logit vector; training averages the per-step cross-entropy over time, evaluation sums the logits over time.
+
+Choices made for deployment (Loihi/Lava have no max pooling and no BatchNorm):
+- pooling is average pooling placed *before* the neuron (conv -> BN -> pool -> LIF), so every synapse layer
+  receives binary spikes and conv+pool is one linear map for the compiler;
+- BatchNorm always directly follows the conv/linear layer it belongs to and is marked for folding
+  (``fold_bn_into``), so the exporter folds it into that layer's weights and bias.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator, Tuple
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from ..config import ModelConfig, NeuronConfig
+
+
+
+
+def leaky(neuron: NeuronConfig) -> snn.Leaky:
+    """The project's neuron: snnTorch Leaky, ATan surrogate, hidden state kept inside the module."""
+    return snn.Leaky(
+        beta=neuron.beta,
+        threshold=neuron.threshold,
+        reset_mechanism=neuron.reset,
+        spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha),
+        init_hidden=True,
+    )
+
+
+def activation(cfg: ModelConfig) -> nn.Module:
+    """The model's nonlinearity: the LIF neuron, or ReLU for the ANN twin (``model.spiking=false``).
+
+    The ANN twin keeps the same layers, names and time loop (its output is the same at every step of a
+    direct-encoded input), so every search method and the cost comparison treat SNN and ANN alike.
+    """
+    return leaky(cfg.neuron) if cfg.spiking else nn.ReLU()
+
+
+def batchnorm_for(layer_name: str, channels: int) -> nn.BatchNorm2d:
+    """A BatchNorm2d marked to be folded into the conv layer ``layer_name`` at export."""
+    bn = nn.BatchNorm2d(channels)
+    bn.fold_bn_into = layer_name
+    return bn
+
+
+def is_neuron(module: nn.Module) -> bool:
+    return isinstance(module, snn.SpikingNeuron)
+
+
+class SpikingNet(nn.Module):
+    """Runs ``body`` for every timestep of a (T, B, ...) input and returns the (T, B, classes) logits."""
+
+    def __init__(self, body: nn.Module, config: ModelConfig):
+        super().__init__()
+        self.body = body
+        self.config = config
+
+    def reset_state(self) -> None:
+        """Before each sequence: every neuron's membrane to zero, and every module that keeps other
+        per-sequence state (a ``start_sequence`` method, e.g. the Spikformer's patch score) told so."""
+        for module in self.body.modules():
+            if is_neuron(module):
+                module.reset_mem()
+            elif callable(getattr(module, "start_sequence", None)):
+                module.start_sequence()
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        self.reset_state()
+        return torch.stack([self.body(x_t) for x_t in x_seq])
+
+    def neurons(self) -> Iterator[Tuple[str, nn.Module]]:
+        for name, module in self.body.named_modules():
+            if is_neuron(module):
+                yield name, module
+
+
+class ResidualBlock(nn.Module):
+    """ResNet-19 basic block: conv-BN-LIF-conv-BN, plus a (1x1 conv-BN when shapes change) shortcut, then LIF.
+
+    The two branches are summed *before* the second neuron, so in NIR the block is two edges into one LIF.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = batchnorm_for("conv1", c_out)
+        self.lif1 = activation(cfg)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
+        self.bn2 = batchnorm_for("conv2", c_out)
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(OrderedDict(
+                conv=nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn=batchnorm_for("conv", c_out)))
+        else:
+            self.shortcut = nn.Identity()
+        self.lif2 = activation(cfg)
+
+    def forward(self, x):
+        out = self.lif1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.lif2(out + self.shortcut(x))
