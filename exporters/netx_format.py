@@ -24,6 +24,7 @@ network and ``1`` when the first synapses are on chip (:func:`netx_reset_offset`
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +35,7 @@ from ..compile.errors import CompileError
 from ..compile.ir import LoweredNetwork, Population, Projection
 from ..compile.lower import conv_matrix
 from ..errors import ExportError
-from ..utils import atomic_path
+from ..utils import check_output_path, write_bytes_atomic
 
 NETX_BIAS_EXP = 6
 
@@ -118,7 +119,11 @@ def lowered_to_netx(net: LoweredNetwork, path, graph=None) -> Path:
         return incoming[0]
 
     pops = list(net.populations)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    check_output_path(path)
+    # built in memory, written by Python: HDF5 writing straight to a full disk can crash the process
+    # (see exporters.nir_format.write_nir); a Python write raises ENOSPC, reported in one line
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         root = f.create_group("layer")
         count = 0
 
@@ -186,6 +191,7 @@ def lowered_to_netx(net: LoweredNetwork, path, graph=None) -> Path:
                     _neuron(g, pop)
                 prev_shape_3d = False
             prev_name = target
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

@@ -32,6 +32,7 @@ Conventions (the same as snnTorch's own exporter, so other NIR tools read our fi
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections import OrderedDict, deque
@@ -49,7 +50,7 @@ from torch import nn
 from ..errors import ExportError
 from ..models import ResidualBlock
 from ..models.spikformer import Spikformer, deployment_advice
-from ..utils import atomic_path, registrar
+from ..utils import check_output_path, registrar, write_bytes_atomic
 
 FORMAT = "slt-deploy.nir/1"
 DEFAULT_DT = 1e-4
@@ -553,13 +554,20 @@ def predecessors(graph) -> Dict[str, List[str]]:
 # ---------------------------------------------------------------------------------------------------------
 
 def write_nir(graph, path) -> Path:
-    """Write ``graph`` to ``path`` (HDF5) atomically: a crash leaves the old file or the new one."""
+    """Write ``graph`` to ``path`` (HDF5) atomically: a crash leaves the old file or the new one.
+
+    The HDF5 file is built in memory and its bytes written by Python: HDF5's C library writing straight to a
+    full disk crashed the process (segfault, h5py 3.16), where a Python write raises ENOSPC, which
+    :func:`~slt_deploy.utils.atomic_path` turns into one line naming the file.
+    """
     path = Path(path)
+    check_output_path(path)
+    buffer = io.BytesIO()
     try:
-        with atomic_path(path) as tmp:
-            nir.write(tmp, graph)
+        nir.write(buffer, graph)
     except (TypeError, ValueError) as exc:  # h5py refuses a metadata value (e.g. None, a list of str)
         raise ExportError(f"{path}: cannot write NIR graph: {str(exc).splitlines()[0]}") from None
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

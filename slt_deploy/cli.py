@@ -142,8 +142,10 @@ def cmd_export(args) -> int:
 
 def cmd_simulate(args) -> int:
     from .simulate import simulate
-    from .utils import write_json_atomic
+    from .utils import check_output_path, write_json_atomic
 
+    if args.json:
+        check_output_path(args.json)  # before the simulation, not after it
     result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress)
     print(result.summary())
     if args.json:

@@ -30,3 +30,8 @@ class ExportError(SltError):
 
 class MissingDependencyError(SltError):
     """An optional dependency (e.g. Lava) is needed for this feature and is not installed."""
+
+
+class OutputError(SltError):
+    """An output file or folder cannot be written: it is not a regular file, its folder is missing or not
+    writable, or the disk is full."""

@@ -14,6 +14,7 @@ from typing import Callable, Dict
 
 from .errors import ConfigError
 from .ticket import Ticket
+from .utils import check_output_path
 
 
 def _nir(ticket: Ticket, ticket_path: Path, out: Path) -> Path:
@@ -52,6 +53,7 @@ def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path,
     """
     if fmt not in formats:
         raise ConfigError(f"unknown export format {fmt!r}; available: {', '.join(formats)}")
+    check_output_path(out)  # before any work: a device, FIFO or unwritable folder is refused here
     ticket_path = Path(ticket_path)
     ticket = Ticket.load(ticket_path)
     return formats[fmt](ticket, ticket_path, Path(out))

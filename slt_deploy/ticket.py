@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ConfigError, SltError, TicketError
-from .utils import atomic_path
+from .utils import write_bytes_atomic
 
 FORMAT = "slt-deploy.ticket/1"
 META_KEY = "slt_deploy.ticket"
@@ -149,12 +149,13 @@ class Ticket:
         return model.eval()
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         tensors = {f"state/{k}": v.contiguous() for k, v in self.state.items()}
         tensors.update({f"mask/{k}": v.contiguous() for k, v in self.mask.items()})
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={META_KEY: self.record.to_json()})
+        # serialized in memory and written by Python, so a full disk or a read-only folder is an OSError
+        # (one line, see utils.atomic_path), not the Rust writer's SafetensorError
+        write_bytes_atomic(path, save(tensors, metadata={META_KEY: self.record.to_json()}))
         return Path(path)
 
     @classmethod

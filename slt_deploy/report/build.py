@@ -22,7 +22,7 @@ from ..errors import SltError
 from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
 from ..ticket import Ticket
-from ..utils import atomic_path, write_json_atomic, write_text_atomic
+from ..utils import atomic_path, check_output_dir, check_output_path, write_json_atomic, write_text_atomic
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
 from ..simulate.workload import encoded_test_samples, nir_data, nir_metadata, test_samples, ticket_data
 from .plots import plot_accuracy_sparsity_energy, plot_energy_breakdown
@@ -131,10 +131,13 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
         raise ReportError("report: give at least one hardware profile (--profiles NAME_OR_FILE ...)")
     if samples < 1:
         raise ReportError(f"report: samples={samples} must be >= 1")
+    out = Path(out)
+    check_output_dir(out)  # before anything is simulated: the folder, then each file it will hold
+    for name in FILES.values():
+        check_output_path(out / name)
     loaded = _load_profiles(profiles)
     convention = load_profile(CONVENTION_PROFILE)
     networks = [load_network(p) for p in inputs]
-    out = Path(out)
     with tempfile.TemporaryDirectory(prefix="slt-report-") as scratch:
         ann_model = _ann_model(ann, networks, Path(scratch))
         for net in networks:

@@ -12,14 +12,15 @@ running it again with the same settings resumes (or returns) the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
 from ..data import load_dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..models import build_model, prunable_layers, resolve_config
 from ..paths import RunPaths
 from ..ticket import Ticket
@@ -28,6 +29,7 @@ from .biprop import run_biprop
 from .early_bird import run_eb
 from .imp import run_imp
 from .run import SearchContext, write_config
+from ..utils import check_output_dir, output_error, remove_stale_temp_files
 
 METHODS: Dict[str, Callable[[SearchContext], Ticket]] = {
     "dense": run_dense,
@@ -45,40 +47,77 @@ class SearchResult:
     ticket: Ticket
 
 
-def _check_settings(config: RunConfig, ctx: SearchContext) -> None:
+def _check_settings(config: RunConfig, ctx: SearchContext, models: Optional[dict] = None) -> None:
     """Everything that can be wrong with the settings, checked before anything is written."""
     s = config.search
     if s.method not in METHODS:
         raise ConfigError(f"unknown method {s.method!r}; available: {', '.join(METHODS)}")
-    model = build_model(ctx.model_config)
+    models = {} if models is None else models
+    model = models.get(ctx.model_config)
+    if model is None:
+        model = models[ctx.model_config] = build_model(ctx.model_config)
     prunable_layers(model, s.prunable)  # unknown layer names -> ConfigError
     if s.method == "imp" and s.rewind_epoch >= config.train.epochs:
         raise ConfigError(f"search.rewind_epoch={s.rewind_epoch} must be < train.epochs={config.train.epochs}")
     if s.method == "random":
-        reference_sparsity(ctx, model)
+        reference_sparsity(ctx, model)  # the reference ticket exists, is a ticket and fits this model
+
+
+def check_search(config: RunConfig, runs_dir: str | Path = "runs", cache: Optional[dict] = None) -> None:
+    """Every check :func:`search` makes before it writes anything: the runs folder is writable, the data loads,
+    the model builds with its prunable layers, cross-field rules, the reference ticket. A sweep runs it over all
+    its jobs before the first one starts; ``cache`` (one dict for all of them) keeps the datasets and models
+    that several jobs share (a dataset is loaded once for every T: the shapes do not depend on T)."""
+    _context(config, runs_dir, cache=cache)
+
+
+def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, echo: Callable[[str], None] = print,
+             cache: Optional[dict] = None) -> SearchContext:
+    cache = {} if cache is None else cache
+    check_output_dir(runs_dir)
+    splits = cache.setdefault("splits", {})
+    data_key = dataclasses.replace(config.data, timesteps=1)  # T bins event data but changes no shape
+    split = splits.get(data_key)
+    if split is None:
+        split = splits[data_key] = load_dataset(config.data)
+    model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
+    paths = RunPaths(Path(runs_dir) / config.run_name())
+    ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
+    _check_settings(config, ctx, cache.setdefault("models", {}))
+    return ctx
 
 
 def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
            echo: Callable[[str], None] = print) -> SearchResult:
-    """Run (or resume) the search described by ``config``; returns the final ticket."""
-    split = load_dataset(config.data)
-    model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
-    paths = RunPaths(Path(runs_dir) / config.run_name())
-    ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
-    _check_settings(config, ctx)
+    """Run (or resume) the search described by ``config``; returns the final ticket.
 
+    A write that fails (full disk, folder turned read-only) ends it with one :class:`OutputError` line that
+    says how to resume: the run directory keeps every finished epoch.
+    """
+    ctx = _context(config, runs_dir, progress=progress, echo=echo)
+    paths, model_config = ctx.paths, ctx.model_config
     resumed = paths.config.exists()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    write_config(paths, config)
-    echo(f"{'resuming' if resumed else 'search'} {paths.root}  ({config.search.method}"
-         f"{'+et' if config.search.early_time else ''}, {model_config.name}, {config.data.dataset}, "
-         f"T={config.data.timesteps}, seed {config.search.seed})")
-    start = time.perf_counter()
-    ticket = METHODS[config.search.method](ctx)
-    ticket.save(paths.ticket)
-    from .plots import plot_accuracy_vs_sparsity
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temp_files(paths.root)
+        write_config(paths, config)
+        echo(f"{'resuming' if resumed else 'search'} {paths.root}  ({config.search.method}"
+             f"{'+et' if config.search.early_time else ''}, {model_config.name}, {config.data.dataset}, "
+             f"T={config.data.timesteps}, seed {config.search.seed})")
+        if stale:
+            echo(f"  removed {len(stale)} temporary file(s) left by an interrupted write")
+        start = time.perf_counter()
+        ticket = METHODS[config.search.method](ctx)
+        ticket.save(paths.ticket)
+        from .plots import plot_accuracy_vs_sparsity
 
-    plot_accuracy_vs_sparsity(ctx.rounds, paths.plot, title=paths.root.name)
+        plot_accuracy_vs_sparsity(ctx.rounds, paths.plot, title=paths.root.name)
+    except (OutputError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is None:
+            raise
+        text = str(exc) if isinstance(exc, OutputError) else str(output_error(exc.filename or paths.root, exc))
+        raise OutputError(f"{text}; the search so far is kept in {paths.root}: make room or fix the folder, "
+                          f"then run the same command again to resume") from None
     echo(f"ticket {paths.ticket}: sparsity {100 * ticket.record.sparsity:.2f} %, accuracy "
          f"{100 * ticket.record.accuracy:.2f} %, search time {sum(ticket.record.wall_time_s):.1f} s "
          f"(this invocation {time.perf_counter() - start:.1f} s)")

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..config import RunConfig
 from ..data import DatasetSplit
@@ -25,7 +25,7 @@ from ..models import SpikingNet, build_model, prunable_layers
 from ..paths import RunPaths
 from ..ticket import Ticket, TicketRecord
 from .train import accuracy, make_optimizer, train_epoch
-from ..utils import atomic_path, derive_seed, write_json_atomic, write_text_atomic
+from ..utils import derive_seed, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -40,8 +40,7 @@ def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[tor
         meta = dict(meta, param_groups=opt["param_groups"])
     for k, v in (extra or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous().clone()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
+    write_bytes_atomic(path, save(tensors, metadata={"meta": json.dumps(meta)}))  # see Ticket.save
 
 
 def load_state(path, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None
