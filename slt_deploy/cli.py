@@ -97,7 +97,7 @@ def cmd_search(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import load_sweep, run_sweep
 
-    spec = load_sweep(args.file)
+    spec = load_sweep(args.file, yes=args.yes)
     changes = {}
     if args.serial:
         changes.update(executor="serial", address=None)
@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "max_concurrent; 0 = as the resources allow)")
     p.add_argument("--no-progress", action="store_true", help="no progress line per event (failures are "
                                                               "still printed)")
+    p.add_argument("--yes", action="store_true", help="run a sweep of more than 10,000 jobs")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the offline MNIST default",

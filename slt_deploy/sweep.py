@@ -104,6 +104,8 @@ class SweepOptions(Settings):
                                    "process, without Ray", choices=("ray", "serial"))
     address: Optional[str] = setting(None, "Ray cluster to run on (auto or HOST:PORT); "
                                            "null = start a local Ray runtime on this machine")
+    connect_timeout_s: float = setting(60.0, "seconds to wait for the Ray cluster at address to answer before "
+                                              "the sweep gives up")
     max_concurrent: int = setting(0, "jobs in flight at once; 0 = as many as the resources allow")
     retries: int = setting(1, "times a failed job (exception or killed worker) is run again")
     resources: Resources = field(default_factory=Resources, metadata={"help": "resources reserved per job"})
@@ -114,6 +116,8 @@ class SweepOptions(Settings):
             raise ConfigError(f"max_concurrent={self.max_concurrent} must be >= 0")
         if self.retries < 0:
             raise ConfigError(f"retries={self.retries} must be >= 0")
+        if not self.connect_timeout_s > 0:
+            raise ConfigError(f"connect_timeout_s={self.connect_timeout_s} must be > 0")
         if self.executor == "serial" and self.address:
             raise ConfigError(f"executor=serial runs in this process; it cannot use address={self.address!r}")
 
@@ -162,7 +166,11 @@ class SweepSpec:
 
 # ------------------------------------------------------------------------------------------ expansion
 
-def load_sweep(path: str | Path) -> SweepSpec:
+#: A grid with more jobs than this runs only when asked twice (``--yes``): a typo in a grid can mean days of work.
+MAX_JOBS_WITHOUT_YES = 10_000
+
+
+def load_sweep(path: str | Path, yes: bool = False) -> SweepSpec:
     """Read and expand a sweep file; any problem is one ConfigError naming the file and the key."""
     import yaml
 
@@ -176,11 +184,13 @@ def load_sweep(path: str | Path) -> SweepSpec:
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
         raise ConfigError(f"{p}: not valid {kind}: {' '.join(str(exc).split())}") from None
-    return parse_sweep(data, where=str(p), name=p.stem)
+    return parse_sweep(data, where=str(p), name=p.stem, yes=yes)
 
 
-def parse_sweep(data: Any, where: str = "sweep", name: str = "sweep") -> SweepSpec:
-    """Expand a sweep mapping (the content of a sweep file) into validated, deduplicated jobs."""
+def parse_sweep(data: Any, where: str = "sweep", name: str = "sweep", yes: bool = False) -> SweepSpec:
+    """Expand a sweep mapping (the content of a sweep file) into validated, deduplicated jobs.
+
+    More than :data:`MAX_JOBS_WITHOUT_YES` jobs are refused (before they are expanded) unless ``yes``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(_top_keys())}")
     unknown = sorted(set(map(str, data)) - set(_top_keys()))
@@ -219,6 +229,12 @@ def parse_sweep(data: Any, where: str = "sweep", name: str = "sweep") -> SweepSp
         entry_flats.append(_flatten(entry, f"{where}: jobs[{i}]"))
     if not axes and entry_flats == [{}]:
         raise ConfigError(f"{where}: nothing to run: give grid (dotted key -> list of values) and/or jobs")
+    expanded_count = math.prod(len(values) for _, values in axes) * len(entry_flats)
+    if expanded_count > MAX_JOBS_WITHOUT_YES and not yes:
+        sizes = " x ".join(f"{len(values)} {key}" for key, values in axes)
+        raise ConfigError(f"{where}: the sweep expands to {expanded_count:,} jobs ({sizes or 'grid'}"
+                          f"{f' x {len(entry_flats)} jobs entries' if len(entry_flats) > 1 else ''}), more than "
+                          f"{MAX_JOBS_WITHOUT_YES:,}: pass --yes to run them all")
 
     points: List[Dict[str, Any]] = [{}]
     for key, values in axes:
@@ -261,6 +277,117 @@ def parse_sweep(data: Any, where: str = "sweep", name: str = "sweep") -> SweepSp
                 jobs[job.run_name] = job
     return SweepSpec(name=name, options=options, jobs=tuple(jobs.values()), swept=tuple(swept),
                      duplicates=duplicates, source=where)
+
+
+# ------------------------------------------------------------------------------------- whole-sweep checks
+
+AGGREGATE_FILES = ("results.json", "results.csv", "summary.md")
+
+
+def check_sweep(spec: SweepSpec) -> None:
+    """Check the whole sweep before its first job: any problem is one error naming the sweep file and the job.
+
+    Every job goes through the checks :func:`slt_deploy.search.check_search` makes before a search writes
+    anything (data that loads, prunable layer names, ``rewind_epoch < epochs``, the reference ticket...);
+    ``runs_dir``, ``out`` and the files written there must be writable, and the report's profiles must load.
+    """
+    from .search import check_search
+    from .utils import check_output_dir, check_output_path
+
+    where = spec.source or spec.name
+    try:
+        check_output_dir(spec.runs_dir)
+        check_output_dir(spec.out_dir)
+        for name in AGGREGATE_FILES:
+            check_output_path(spec.out_dir / name)
+        if spec.options.report.profiles:
+            from .cost.profiles import load_profile
+
+            for profile in spec.options.report.profiles:
+                load_profile(profile)
+            check_output_dir(spec.out_dir / "report")
+    except SltError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    cache: dict = {}  # datasets and models shared by the jobs, loaded or built once
+    for i, job in enumerate(spec.jobs, 1):
+        try:
+            check_search(job.config, spec.runs_dir, cache=cache)
+        except SltError as exc:
+            raise type(exc)(f"{where}: job {i}/{len(spec.jobs)} ({job.label()}): {exc}") from None
+
+
+@contextlib.contextmanager
+def sweep_lock(out_dir: Path) -> typing.Iterator[Path]:
+    """Hold ``<out>/.sweep.lock`` while the sweep runs, so a second driver on the same sweep stops at once.
+
+    An ``flock`` on the file is the lock (the kernel drops it when its holder dies, even by kill -9, so no stale
+    lock needs clearing); the file's text says who holds it."""
+    import fcntl
+
+    from .utils import output_error
+
+    path = out_dir / ".sweep.lock"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise output_error(path, exc, "cannot create the sweep's lock file") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = " ".join(handle.read().split()) or "another process"
+            raise SltError(f"{out_dir}: another sweep driver is running this sweep ({holder}); wait for it to "
+                           f"finish or stop it, then run again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()} since {_now()}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> typing.Iterator[None]:
+    """SIGTERM stops the driver like Ctrl-C (jobs in flight cancelled, tables written), in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_for_cluster(address: str, timeout_s: float) -> None:
+    """Fail within ``timeout_s`` when nothing answers at a HOST:PORT (or ray://HOST:PORT) address: ``ray.init``
+    itself keeps retrying an unreachable cluster for minutes, deaf to SIGTERM. ``auto`` is left to Ray, which
+    answers at once when it finds no cluster."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if address in ("auto", "local") or not sep or not port.isdigit():
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=max(0.1, min(left, 5.0))).close()
+            return
+        except OSError as exc:
+            if time.monotonic() + 0.5 >= deadline:
+                raise SltError(f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: "
+                               f"{_error_line(exc)} (is the cluster up? see connect_timeout_s)") from None
+            time.sleep(0.5)
 
 
 def _strip(exc: ConfigError, prefix: str) -> str:
@@ -435,6 +562,8 @@ class RayExecutor:
         address = options.address
         if not ray.is_initialized():
             start = time.perf_counter()
+            if address:
+                _wait_for_cluster(address, options.connect_timeout_s)
             try:
                 # "local" always starts a runtime of our own, even when `ray start` left a cluster (or a stale
                 # record of one) on this machine; Ray detects the cores and GPUs (cgroup limits included).
@@ -475,7 +604,9 @@ class RayExecutor:
                                    retry_exceptions=False, name=f"sweep:{name}").remote(*args)
 
     def wait(self, handles: Sequence) -> Tuple[Any, dict]:
-        ready, _ = self.ray.wait(list(handles), num_returns=1)
+        ready: list = []
+        while not ready:  # in short waits, so that Ctrl-C and SIGTERM reach the driver at once
+            ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=1.0)
         try:
             return ready[0], self.ray.get(ready[0])
         except self.ray.exceptions.RayError as exc:  # worker killed (OOM, signal, node lost), task cancelled
@@ -561,7 +692,17 @@ def run_sweep(spec: SweepSpec, progress: bool = True, echo: Callable[[str], None
     Failed jobs are retried ``retries`` times, then reported; the others still run. Interrupted (Ctrl-C, or
     an exception from ``on_event``), the jobs in flight are cancelled and the tables are written as they stand;
     running the sweep again resumes it. ``echo`` receives failures and, with ``progress``, one line per event.
+
+    The whole sweep is checked first (:func:`check_sweep`); a lock file in the ``out`` folder stops a second
+    driver of the same sweep (:func:`sweep_lock`); SIGTERM stops the driver like Ctrl-C.
     """
+    check_sweep(spec)
+    with sweep_lock(spec.out_dir), _sigterm_interrupts():
+        return _run_sweep(spec, progress, echo, on_event)
+
+
+def _run_sweep(spec: SweepSpec, progress: bool, echo: Callable[[str], None],
+               on_event: Optional[Callable[[SweepEvent], None]]) -> SweepResult:
     opts = spec.options
     runs_dir, out_dir = spec.runs_dir, spec.out_dir
     states = [JobState(job, runs_dir / job.run_name) for job in spec.jobs]

@@ -180,26 +180,29 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_jobs(ray_runtime, 
 
 
 def test_a_failing_job_is_retried_reported_and_does_not_stop_the_others(ray_runtime, tmp_path, capsys):
-    missing = tmp_path / "no_such_mnist"
+    # A failure the whole-sweep check cannot see in advance: one job's config.json is a folder in its run
+    # directory, so that search fails when it writes its settings (the others run normally).
     path = write_sweep(tmp_path, grid={"search.method": ["dense"], "search.seed": [0, 1]},
-                       jobs=[{}, {"data.dataset": "mnist", "data.path": str(missing), "search.seed": 0}],
-                       retries=2, max_concurrent=2)
+                       jobs=[{}, {"search.seed": 2}], retries=2, max_concurrent=2)
+    (bad_job,) = [j for j in load_sweep(path).jobs if j.config.search.seed == 2]
+    blocker = tmp_path / "runs" / bad_job.run_name / "config.json"
+    blocker.mkdir(parents=True)
     code = main(["sweep", str(path), "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 1
     data = json.loads((tmp_path / "runs" / "sweeps" / "sweep" / "results.json").read_text())
     rows = {r["run_name"]: r for r in data["rows"]}
     (bad,) = [r for r in rows.values() if r["status"] == "failed"]
-    assert bad["dataset"] == "mnist" and bad["attempts"] == 3 and "DataError" in bad["error"]
-    assert str(missing) in bad["error"] and bad["accuracy"] is None
+    assert bad["run_name"] == bad_job.run_name and bad["attempts"] == 3 and "OutputError" in bad["error"]
+    assert f"{blocker}: is a directory, not a regular file" in bad["error"] and bad["accuracy"] is None
+    assert "run the same command again to resume" in bad["error"]
     assert attempts_in_log(Path(bad["run_dir"])) == 3  # the first try and two retries, each logged
     assert "Traceback" in (Path(bad["run_dir"]) / JOB_LOG).read_text()
     good = [r for r in rows.values() if r["status"] == "done"]
     assert len(good) == 2 and all(Path(r["ticket"]).is_file() for r in good)
     # the failure is named with its configuration and error, and the exit line names the job
     (failed_line,) = [l for l in err.splitlines() if l.startswith(f"sweep: FAILED {bad['run_name']} (")]
-    assert "data.dataset=mnist" in failed_line and f"data.path={missing}" in failed_line
-    assert "after 3 attempt(s): DataError" in failed_line
+    assert "search.seed=2" in failed_line and "after 3 attempt(s): OutputError" in failed_line
     assert "retrying" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("slt-deploy: error: 1 of 3 sweep jobs failed: ") and bad["run_name"] in last
