@@ -199,6 +199,10 @@ def _torch_export(module: nn.Module, example: torch.Tensor, tmp: Path, opset: in
             torch.onnx.export(module, (example,), str(tmp), opset_version=opset, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True,
                               training=torch.onnx.TrainingMode.EVAL, **_TORCHSCRIPT_EXPORTER)
+    except OSError as exc:
+        if exc.errno is None:
+            raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {_first_line(exc)}") from None
+        raise  # full disk, permissions: atomic_path names the output file
     except Exception as exc:  # the exporter raises many types; the first line names the failing op
         raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {_first_line(exc)}") from None
     finally:

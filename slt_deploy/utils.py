@@ -86,8 +86,8 @@ def check_output_path(path: str | Path, needed_bytes: int = 0) -> Path:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
         mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        mode = None
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # absent (a file on the way is named by the folder check below)
     except OSError as exc:  # ELOOP, EACCES on a folder on the way, ENAMETOOLONG...
         raise output_error(path, exc) from None
     if mode is not None and not stat.S_ISREG(mode):
