@@ -588,10 +588,13 @@ def _failing_node(path: Path) -> str:
     asserts (unknown type tag, parameters of different shapes), any reason at all."""
     from nir.serialization import hdf2dict
 
-    with h5py.File(path, "r") as f:
-        if "node" not in f:
-            return "not a NIR graph (no 'node' group)"
-        nodes = hdf2dict(f["node"]).get("nodes", {})
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                return "not a NIR graph (no 'node' group)"
+            nodes = hdf2dict(f["node"]).get("nodes", {})
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:  # h5py on a damaged object header
+        return f"corrupt HDF5 structure ({_first_line(exc)})"
     known = set(nir.ir.__all__)
     for name, data in nodes.items():
         tag = data.get("type") if isinstance(data, dict) else None
