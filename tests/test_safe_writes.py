@@ -153,20 +153,30 @@ def test_export_onto_a_full_tmpfs_is_one_line(ticket, mount_tmpfs, capsys, fmt, 
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
 
 
-@pytest.mark.parametrize("fmt", ["nir", "netx"])
-def test_a_write_that_fails_midway_is_one_line_and_leaves_no_temp_file(ticket, tmp_path, slt_deploy_exe, cli_env,
-                                                                       fmt):
+def test_a_write_that_fails_midway_is_one_line_and_leaves_no_temp_file(ticket, tmp_path, cli_env):
     """The file-size limit lets the up-front check pass and makes the write itself fail (EFBIG), as a disk
-    filling up during the write would; before, h5py writing NIR onto a full disk segfaulted."""
-    out = tmp_path / "model.out"
+    filling up during the write would; before, h5py writing NIR onto a full disk segfaulted. One subprocess
+    (the limit is per process) exports NIR, netx and a ticket copy."""
+    script = (
+        "import sys\n"
+        "from slt_deploy.cli import main\n"
+        "from slt_deploy.ticket import Ticket\n"
+        "from slt_deploy.errors import SltError\n"
+        f"for fmt in ('nir', 'netx'):\n"
+        f"    print(main(['export', {str(ticket)!r}, '--format', fmt, '--out', {str(tmp_path / 'model.out')!r}]))\n"
+        f"try:\n"
+        f"    Ticket.load({str(ticket)!r}).save({str(tmp_path / 'copy.safetensors')!r})\n"
+        f"except SltError as exc:\n"
+        f"    print(exc)\n")
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
 
-    proc = subprocess.run([slt_deploy_exe, "export", str(ticket), "--format", fmt, "--out", str(out)],
-                          capture_output=True, text=True, env=cli_env, preexec_fn=limit, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == f"slt-deploy: error: {out}: cannot write: File too large\n"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=cli_env,
+                          preexec_fn=limit, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"2\n2\n{tmp_path / 'copy.safetensors'}: cannot write: File too large\n"
+    assert proc.stderr == f"slt-deploy: error: {tmp_path / 'model.out'}: cannot write: File too large\n" * 2
     assert list(tmp_path.iterdir()) == []
 
 
