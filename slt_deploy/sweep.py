@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -370,24 +371,43 @@ def _sigterm_interrupts() -> typing.Iterator[None]:
 
 
 def _wait_for_cluster(address: str, timeout_s: float) -> None:
-    """Fail within ``timeout_s`` when nothing answers at a HOST:PORT (or ray://HOST:PORT) address: ``ray.init``
-    itself keeps retrying an unreachable cluster for minutes, deaf to SIGTERM. ``auto`` is left to Ray, which
-    answers at once when it finds no cluster."""
+    """Fail within ``timeout_s`` when no Ray cluster answers at ``address``.
+
+    ``ray.init`` keeps retrying an unreachable or silent address for minutes, inside Ray's C++ code where
+    neither SIGTERM nor an alarm reaches Python, and Ray's own connect timeouts end the process without a
+    message. So a HOST:PORT (or ray://HOST:PORT) address is first probed over TCP (refused or unroutable: one
+    line at once), then ``ray.init`` is tried in a child process that is killed at the deadline; only then
+    does this process connect. ``auto`` is left to Ray, which answers at once when it finds no cluster."""
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if address in ("auto", "local") or not sep or not port.isdigit():
         return
     deadline = time.monotonic() + timeout_s
+
+    def fail(reason: str) -> SltError:
+        return SltError(f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: {reason} "
+                        f"(is the cluster up? see connect_timeout_s)")
+
     while True:
         left = deadline - time.monotonic()
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=max(0.1, min(left, 5.0))).close()
-            return
+            break
         except OSError as exc:
             if time.monotonic() + 0.5 >= deadline:
-                raise SltError(f"cannot reach the Ray cluster at {address} within {timeout_s:g} s: "
-                               f"{_error_line(exc)} (is the cluster up? see connect_timeout_s)") from None
+                raise fail(_error_line(exc)) from None
             time.sleep(0.5)
+    probe = ("import logging, ray\n"
+             f"ray.init(address={address!r}, include_dashboard=False, log_to_driver=False, "
+             "logging_level=logging.ERROR)\nray.shutdown()\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise fail("something listens there but no Ray cluster answered") from None
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith((" ", "["))]
+        raise fail(" ".join(lines[-1].split())[:300] if lines else f"exit code {proc.returncode}")
 
 
 def _strip(exc: ConfigError, prefix: str) -> str:

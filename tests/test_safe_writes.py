@@ -332,3 +332,21 @@ def test_sigterm_stops_the_sweep_driver_promptly(tmp_path, slt_deploy_exe, cli_e
     assert code == 130 and err.strip().splitlines()[-1].startswith("slt-deploy: interrupted"), err
     results = json.loads((tmp_path / "runs" / "sweeps" / "sweep" / "results.json").read_text())
     assert results["pending"] == 1 and results["done"] == 0
+
+
+def test_an_address_that_is_not_a_ray_cluster_fails_within_the_timeout(tmp_path, capsys):
+    pytest.importorskip("ray")
+    with socket.socket() as listener:  # something listens, but it is no Ray cluster: ray.init would hang
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        path = write_sweep(tmp_path, grid={"search.method": ["dense"]}, address=f"127.0.0.1:{port}",
+                           connect_timeout_s=3)
+        start = time.monotonic()
+        assert main(["sweep", str(path), "--no-progress"]) == 2
+        assert time.monotonic() - start < 15
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    (line,) = [l for l in err.splitlines() if l.startswith("slt-deploy: error: ")]
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} within 3 s: something listens there but no Ray " \
+           f"cluster answered" in line
