@@ -350,24 +350,35 @@ def sweep_lock(out_dir: Path) -> typing.Iterator[Path]:
         handle.close()  # releases the lock
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _sigterm_to_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt in the driver (main thread only). Called again after ``ray.init``,
+    whose C++ runtime installs a handler that dumps a stack trace and aborts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> typing.Iterator[None]:
-    """SIGTERM stops the driver like Ctrl-C (jobs in flight cancelled, tables written), in the main thread."""
+    """SIGTERM stops the driver like Ctrl-C (jobs in flight cancelled, tables written)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.getsignal(signal.SIGTERM)
+    _sigterm_to_interrupt()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _wait_for_cluster(address: str, timeout_s: float) -> None:
@@ -738,6 +749,7 @@ def _run_sweep(spec: SweepSpec, progress: bool, echo: Callable[[str], None],
     startup_s, wall_s = 0.0, 0.0
     if todo:
         executor = SerialExecutor() if opts.executor == "serial" else RayExecutor(opts, echo)
+        _sigterm_to_interrupt()  # again: Ray's runtime replaced it with its own (abort with a stack dump)
         startup_s = getattr(executor, "startup_s", 0.0)
         limit = opts.max_concurrent or executor.capacity
         if opts.executor == "serial":
