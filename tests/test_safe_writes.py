@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import stat
@@ -350,3 +351,22 @@ def test_an_address_that_is_not_a_ray_cluster_fails_within_the_timeout(tmp_path,
     (line,) = [l for l in err.splitlines() if l.startswith("slt-deploy: error: ")]
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port} within 3 s: something listens there but no Ray " \
            f"cluster answered" in line
+
+
+DROP_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and util-linux setpriv to drop the capability that bypasses permissions")
+def test_a_folder_the_user_cannot_write_is_refused_in_one_line(ticket, tmp_path, slt_deploy_exe, cli_env):
+    """Root passes every permission check, so the command runs without CAP_DAC_OVERRIDE (as any user would)."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    out = locked / "sub" / "m.nir"
+    proc = subprocess.run([*DROP_DAC, slt_deploy_exe, "export", str(ticket), "--format", "nir", "--out", str(out)],
+                          capture_output=True, text=True, env=cli_env, timeout=120)
+    if "setpriv:" in proc.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {proc.stderr.strip()}")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"slt-deploy: error: {out}: cannot write: {locked} is not writable (permission denied)\n"
+    assert list(locked.iterdir()) == []
