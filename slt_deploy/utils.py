@@ -16,7 +16,7 @@ import torch
 from .errors import OutputError
 
 
-# Where an OS error while writing comes from, in words (strerror alone says "Read-only file system" etc.).
+# What a path that is not a regular file is, in words, for the refusal message.
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
                (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                (stat.S_ISSOCK, "a socket"))
