@@ -155,8 +155,12 @@ def remove_stale_temp_files(folder: str | Path) -> List[Path]:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, after checking that it fits, and check the written size."""
     with atomic_path(path, needed_bytes=len(data)) as tmp:
         tmp.write_bytes(data)
+        written = tmp.stat().st_size
+        if written != len(data):  # a file system that lost part of the write without an error
+            raise OutputError(f"{path}: cannot write: {written} of {len(data)} bytes written")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
