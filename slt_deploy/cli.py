@@ -17,7 +17,7 @@ from .config import RunConfig, Settings, read_config_file
 from .errors import ConfigError, SltError
 
 # settings whose plain field name would be ambiguous on the command line
-FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path"}
+FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path", ("model", "args"): "model-args"}
 
 
 def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
@@ -26,6 +26,8 @@ def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
     for f in dataclasses.fields(cls):
         path = prefix + (f.name,)
         hint = hints[f.name]
+        if f.metadata.get("internal"):
+            continue  # filled in by the program
         if isinstance(hint, type) and issubclass(hint, Settings):
             _settings_flags(group, hint, path)
             continue

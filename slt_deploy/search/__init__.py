@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict
 
 from ..config import RunConfig
-from ..data import load_dataset
+from ..data import infer_dataset, load_dataset
 from ..errors import ConfigError
 from ..models import build_model, prunable_layers, resolve_config
 from ..paths import RunPaths
@@ -60,9 +60,16 @@ def _check_settings(config: RunConfig, ctx: SearchContext) -> None:
 
 def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
            echo: Callable[[str], None] = print) -> SearchResult:
-    """Run (or resume) the search described by ``config``; returns the final ticket."""
+    """Run (or resume) the search described by ``config``; returns the final ticket.
+
+    ``--data-path`` alone picks the user's data loader (``.npz``, image folder); a user model's source and
+    weights hashes are part of the settings, so editing either starts a new run instead of resuming an old one.
+    """
+    config = config.replace(data=infer_dataset(config.data))
     split = load_dataset(config.data)
     model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
+    config = config.replace(model=config.model.replace(source_sha256=model_config.source_sha256,
+                                                       weights_sha256=model_config.weights_sha256))
     paths = RunPaths(Path(runs_dir) / config.run_name())
     ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
     _check_settings(config, ctx)
@@ -71,7 +78,7 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
     paths.root.mkdir(parents=True, exist_ok=True)
     write_config(paths, config)
     echo(f"{'resuming' if resumed else 'search'} {paths.root}  ({config.search.method}"
-         f"{'+et' if config.search.early_time else ''}, {model_config.name}, {config.data.dataset}, "
+         f"{'+et' if config.search.early_time else ''}, {model_config.label()}, {config.data.dataset}, "
          f"T={config.data.timesteps}, seed {config.search.seed})")
     start = time.perf_counter()
     ticket = METHODS[config.search.method](ctx)
