@@ -437,8 +437,9 @@ def _clean_metadata(meta: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _is_user_class_network(body: nn.Module) -> bool:
     """A user's class network (no handler of its own, not refused by name): read as its one-step layer chain."""
-    return _lookup(_HANDLERS, body) is None and _lookup(_UNSUPPORTED, body) is None and not isinstance(
-        body, snn.SpikingNeuron) and type(body).__module__.split(".")[0] not in ("torch", "snntorch")
+    from ..models.user import is_class_network
+
+    return _lookup(_HANDLERS, body) is None and _lookup(_UNSUPPORTED, body) is None and is_class_network(body)
 
 
 def _export_layer_chain(b: _Builder, body: nn.Module, shape: Shape, signal: _Signal) -> _Signal:

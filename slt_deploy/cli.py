@@ -164,6 +164,28 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from .config import DataConfig, ModelConfig
+    from .deploy import deploy
+
+    model = None
+    if args.weights or args.model_args:
+        model = ModelConfig.from_dict({"name": args.target, "weights": args.weights, "args": args.model_args or ""},
+                                      where="deploy")
+    data = None
+    if args.data_path or args.dataset:
+        raw = {"path": args.data_path, "timesteps": args.timesteps}
+        raw.update({k: v for k, v in (("dataset", args.dataset), ("encoding", args.encoding)) if v})
+        data = DataConfig.from_dict(raw, where="deploy")
+    result = deploy(args.target, profile=args.profile, out=args.out, backend=args.backend, model=model, data=data,
+                    samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress)
+    print(result.summary)
+    for key in ("summary", "json", "report", "nir", "netx"):
+        if key in result.files:
+            print(f"wrote {result.files[key]}")
+    return 0
+
+
 def cmd_profiles(args) -> int:
     from .report import profiles_table
 
@@ -298,6 +320,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("deploy", help="a ticket (or your model and weights) on one hardware profile: export, "
+                                      "compile, simulate, cost, one-screen summary",
+                       description="Export the ticket to NIR (and netx for Loihi), compile and simulate it in Lava "
+                                   "float and the chosen backend on its test data, cost it on the profile, and "
+                                   "write everything with summary.txt and deploy.json to one folder.")
+    p.add_argument("target", metavar="TICKET_OR_MODEL", help="a ticket (.safetensors), or your network as "
+                                                             "path/to/file.py:factory (or package.module:factory) "
+                                                             "with --weights")
+    p.add_argument("--profile", required=True, metavar="NAME_OR_FILE", help="hardware profile (slt-deploy profiles)")
+    p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--weights", metavar="FILE", help="a model's trained weights (safetensors, or a torch state "
+                                                     "dict read with weights_only=True)")
+    p.add_argument("--model-args", metavar="JSON", help="a model factory's keyword arguments as a JSON object")
+    p.add_argument("--data-path", metavar="PATH", help="evaluation data: FILE.npz (x_train, y_train, x_test, "
+                                                       "y_test), a folder of class folders of images, or a dataset "
+                                                       "folder (default: the ticket's test split)")
+    p.add_argument("--dataset", help="dataset name when --data-path does not tell (slt-deploy datasets)")
+    p.add_argument("--encoding", choices=("direct", "rate", "latency", "events"),
+                   help="input encoding of a model's data (default: direct, events for spike tensors)")
+    p.add_argument("--timesteps", type=int, default=5, help="T of a model deployed from weights (default: 5)")
+    p.add_argument("--samples", type=int, default=100, help="test samples simulated and costed (default: 100)")
+    p.add_argument("--allow-overlap", action="store_true", help="evaluate even on data that overlaps the ticket's "
+                                                                "training split (labelled in every output)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",
                        description="List the shipped hardware profiles with every figure's value, status and source.")

@@ -181,19 +181,25 @@ def load_imagefolder(cfg: DataConfig) -> DatasetSplit:
 
 def infer_dataset(cfg: DataConfig) -> DataConfig:
     """``--data-path`` alone picks the loader: a ``.npz`` file -> ``npz`` (``events`` encoding for spike
-    tensors), a folder of class folders of images -> ``imagefolder``. An explicit ``--dataset`` is kept."""
-    if not cfg.path or cfg.dataset != DataConfig().dataset:
+    tensors), a folder of class folders of images -> ``imagefolder``. An explicit ``--dataset`` is kept.
+    For the user's data the default sample counts (sized for MNIST) mean all of it."""
+    defaults = DataConfig()
+    if cfg.dataset in FILE_KIND_DATASETS:
+        # an absolute path, so that the ticket's data is found from any working directory
+        return cfg.replace(path=str(Path(cfg.path).expanduser().resolve()) if cfg.path else cfg.path,
+                           n_train=0 if cfg.n_train == defaults.n_train else cfg.n_train,
+                           n_test=0 if cfg.n_test == defaults.n_test else cfg.n_test)
+    if not cfg.path or cfg.dataset != defaults.dataset:
         return cfg
     path = Path(cfg.path).expanduser()
     if path.suffix.lower() == ".npz":
-        if path.is_file() and cfg.encoding == "direct" and npz_is_events(path):
-            return cfg.replace(dataset="npz", encoding="events")
-        return cfg.replace(dataset="npz")
+        events = path.is_file() and cfg.encoding == "direct" and npz_is_events(path)
+        return infer_dataset(cfg.replace(dataset="npz", encoding="events" if events else cfg.encoding))
     if path.is_dir():
         subs = _class_folders(path)
         if subs and any(q.suffix.lower() in IMAGE_SUFFIXES for s in subs for q in s.iterdir()) or (
                 (path / "train").is_dir() and (path / "test").is_dir()):
-            return cfg.replace(dataset="imagefolder")
+            return infer_dataset(cfg.replace(dataset="imagefolder"))
     return cfg
 
 

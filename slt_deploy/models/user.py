@@ -23,18 +23,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import operator
 import sys
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import snntorch as snn
 import torch
 from torch import nn
 
-from ..config import ModelConfig, is_user_model
+from ..config import ModelConfig
 from ..errors import ConfigError
 
 #: The neurons a user network may use (their NIR export and Lava compilation exist).
@@ -146,8 +145,12 @@ def resolve_user_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_clas
         if getattr(cfg, option) != getattr(defaults, option):
             raise ConfigError(f"model.{option} applies to registered models; the user model {cfg.name} is built "
                               f"by its factory (give its arguments with --model-args)")
-    digest = sha256_file(source_file(cfg.name))
-    return cfg.replace(input_shape=tuple(cfg.input_shape) or tuple(input_shape),
+    path = source_file(cfg.name)
+    digest = sha256_file(path)
+    where, factory = _split(cfg.name)
+    name = f"{path}:{factory}" if where.endswith(".py") else cfg.name  # found from any working directory
+    weights = str(Path(cfg.weights).expanduser().resolve()) if cfg.weights else cfg.weights
+    return cfg.replace(name=name, weights=weights, input_shape=tuple(cfg.input_shape) or tuple(input_shape),
                        num_classes=cfg.num_classes or num_classes,
                        source_sha256=cfg.source_sha256 or digest,
                        weights_sha256=cfg.weights_sha256 or (sha256_file(_weights_path(cfg.weights))
@@ -392,9 +395,15 @@ def _check_chain(module: nn.Module, chain: List[Tuple[str, nn.Module]], input_sh
                           f"(the layer chain read by torch.fx computes another output); {SUPPORTED_FORM}")
 
 
-def user_model_names(cfg: ModelConfig) -> Optional[str]:
-    return cfg.name if is_user_model(cfg.name) else None
+def is_class_network(body: nn.Module) -> bool:
+    """A user's class network: neither a torch/snnTorch container nor one of this project's modules."""
+    root = type(body).__module__.split(".")[0]
+    return root not in ("torch", "snntorch", "slt_deploy") and not isinstance(body, snn.SpikingNeuron)
 
 
-def describe_args(cfg: ModelConfig) -> str:
-    return json.dumps(cfg.factory_args(), sort_keys=True)
+def as_sequential(body: nn.Module) -> nn.Module:
+    """A class network as the ``nn.Sequential`` of its one-step layer chain (the same layer objects; dots in
+    nested names become underscores); anything else unchanged. For exporters that walk Sequentials."""
+    if not is_class_network(body):
+        return body
+    return nn.Sequential(OrderedDict((name.replace(".", "_"), layer) for name, layer in layer_chain(body)))

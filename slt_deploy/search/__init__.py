@@ -68,7 +68,8 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
     config = config.replace(data=infer_dataset(config.data))
     split = load_dataset(config.data)
     model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
-    config = config.replace(model=config.model.replace(source_sha256=model_config.source_sha256,
+    config = config.replace(model=config.model.replace(name=model_config.name, weights=model_config.weights,
+                                                       source_sha256=model_config.source_sha256,
                                                        weights_sha256=model_config.weights_sha256))
     paths = RunPaths(Path(runs_dir) / config.run_name())
     ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
