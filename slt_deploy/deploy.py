@@ -137,8 +137,10 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
             echo(netx_note)
 
     # 3. compile and simulate: Lava float (checked spike for spike) and the chosen backend
+    # the float run is Lava's for a Lava backend, the fast simulator's for a fast one (no Lava needed)
+    float_backend = "fast-float" if backend.startswith("fast") else "lava-float"
     sims = {}
-    for name in dict.fromkeys(["lava-float", backend]):
+    for name in dict.fromkeys([float_backend, backend]):
         sims[name] = simulate(files["nir"], name, samples=samples, progress=progress)
         echo(sims[name].summary().split("\n")[0])
     write_json_atomic(out / FILES["simulate"], {k: v.to_dict() for k, v in sims.items()})
@@ -154,7 +156,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
                           samples=samples, progress=progress)
     files["report"] = report.markdown
 
-    data_out = _summary_data(ticket, hw.name, backend, sims, report.data, overlap)
+    data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)
     data_out["netx"] = str(files["netx"]) if "netx" in files else netx_note
     summary = render_summary(data_out)
     write_json_atomic(out / FILES["json"], data_out)
@@ -163,13 +165,14 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, data_out)
 
 
-def _summary_data(ticket: Ticket, profile: str, backend: str, sims: dict, report: dict, overlap) -> dict:
+def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str, sims: dict, report: dict,
+                  overlap) -> dict:
     net = report["networks"][0]
     mapping = net.get("mapping", {}).get(profile)
     energy = net.get("energy", {}).get(profile)
     latency = net.get("latency", {}).get(profile) if isinstance(net.get("latency"), dict) else None
     ratios = [r for r in report.get("ratios", []) if r.get("snn_profile") == profile]
-    fl, fx = sims.get("lava-float"), sims.get(backend)
+    fl, fx = sims[float_backend], sims[backend]
     return {
         "profile": profile, "backend": backend, "model": ticket.record.model.label(),
         "method": ticket.record.method, "sparsity": ticket.record.sparsity,
@@ -180,7 +183,8 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, sims: dict, report
         "verdict": None if mapping is None else mapping["verdict"],
         "failures": [] if mapping is None else mapping["failures"],
         "cores": None if mapping is None else mapping["cores_used"],
-        "accuracy": {"snntorch_reference": fl.reference_accuracy, "lava_float": fl.accuracy, backend: fx.accuracy},
+        "float_backend": float_backend,
+        "accuracy": {"snntorch_reference": fl.reference_accuracy, float_backend: fl.accuracy, backend: fx.accuracy},
         "float_spike_identical": fl.first_mismatch is None,
         "float_first_mismatch": fl.first_mismatch,
         "agreement": {"predictions": fx.prediction_agreement, "first_mismatch": fx.first_mismatch},
@@ -214,9 +218,9 @@ def render_summary(d: dict) -> str:
     lines += [f"  - {f}" for f in d["failures"]]
     acc = d["accuracy"]
     lines.append(f"accuracy on {d['samples']} {d['dataset']} test samples (T={d['timesteps']}): snnTorch "
-                 f"{_pct(acc['snntorch_reference'])}, Lava float {_pct(acc['lava_float'])}, "
+                 f"{_pct(acc['snntorch_reference'])}, {d['float_backend']} {_pct(acc[d['float_backend']])}, "
                  f"{d['backend']} {_pct(acc[d['backend']])}")
-    lines.append("Lava float vs snnTorch: " + ("spike-identical in every layer" if d["float_spike_identical"]
+    lines.append(f"{d['float_backend']} vs snnTorch: " + ("spike-identical in every layer" if d["float_spike_identical"]
                                                 else f"differs: {d['float_first_mismatch']}"))
     ag = d["agreement"]
     lines.append(f"{d['backend']} vs snnTorch: predictions agree {_pct(ag['predictions'])}"

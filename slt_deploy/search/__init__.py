@@ -20,7 +20,7 @@ from typing import Callable, Dict
 from ..config import RunConfig
 from ..data import infer_dataset, load_dataset
 from ..errors import ConfigError
-from ..models import build_model, prunable_layers, resolve_config
+from ..models import initial_model, prunable_layers, resolve_config
 from ..paths import RunPaths
 from ..ticket import Ticket
 from .baselines import reference_sparsity, run_dense, run_random
@@ -50,7 +50,7 @@ def _check_settings(config: RunConfig, ctx: SearchContext) -> None:
     s = config.search
     if s.method not in METHODS:
         raise ConfigError(f"unknown method {s.method!r}; available: {', '.join(METHODS)}")
-    model = build_model(ctx.model_config)
+    model = initial_model(ctx.model_config)  # the user's weights are read and checked here, before any write
     prunable_layers(model, s.prunable)  # unknown layer names -> ConfigError
     if s.method == "imp" and s.rewind_epoch >= config.train.epochs:
         raise ConfigError(f"search.rewind_epoch={s.rewind_epoch} must be < train.epochs={config.train.epochs}")
