@@ -133,8 +133,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
         try:
             files["netx"] = COMPILED["netx"](ticket, files["ticket"], out / FILES["netx"])
         except SltError as exc:  # what netx cannot carry (e.g. subtract reset) still simulates in Lava
-            netx_note = f"netx file not written: {exc}"
-            echo(netx_note)
+            netx_note = f"netx file not written: {exc}"  # shown in the summary
 
     # 3. compile and simulate: Lava float (checked spike for spike) and the chosen backend
     # the float run is Lava's for a Lava backend, the fast simulator's for a fast one (no Lava needed)

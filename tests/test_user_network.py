@@ -206,8 +206,8 @@ def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp
         return
 
     out = tmp_path / "deploy"
-    assert main(["deploy", str(ticket_path), "--profile", "loihi", "--out", str(out), "--samples", "6",
-                 "--no-progress"]) == 0
+    assert main(["deploy", str(ticket_path), "--profile", "loihi", "--backend", "lava-float", "--out", str(out),
+                 "--samples", "6", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "deploy.json").read_text())
     assert summary["float_spike_identical"] is True and summary["float_backend"] == "lava-float"
