@@ -33,20 +33,20 @@ __all__ = ["from_snntorch", "search", "export_nir", "simulate", "report", "deplo
 
 
 def from_snntorch(module: nn.Module, input_shape: Sequence[int], num_classes: int = 0, name: str = "user"):
-    """Wrap your one-step snnTorch network (an ``nn.Sequential`` or a class whose ``forward`` handles one time
-    step, neurons with ``init_hidden=True``) as a :class:`~slt_deploy.models.SpikingNet` run over T steps.
+    """Wrap your snnTorch network as a :class:`~slt_deploy.models.SpikingNet` run over T steps.
 
-    The module is used as it is (same parameters); its form is checked as for ``--model file.py:factory``.
+    One-step networks (an ``nn.Sequential``, or a class whose ``forward`` handles one time step, neurons with
+    ``init_hidden=True``) are used as they are (same parameters); a tutorial-style ``forward`` that loops over
+    time is read one step at a time (same layer objects, neuron copies keeping their state inside). The form
+    is checked as for ``--model file.py:factory``.
     """
     from .models import SpikingNet
-    from .models.user import _check_neurons, layer_chain, is_class_network
+    from .models.user import one_step_body
 
-    _check_neurons(name, module)
-    if is_class_network(module):
-        layer_chain(module, tuple(input_shape), where=name)
+    body = one_step_body(module, tuple(int(d) for d in input_shape), name)
     cfg = ModelConfig(name=f"{name}:module", input_shape=tuple(int(d) for d in input_shape),
                       num_classes=int(num_classes))
-    return SpikingNet(module, cfg)
+    return SpikingNet(body, cfg)
 
 
 def save_npz(path, x_train, y_train, x_test, y_test) -> Path:

@@ -53,20 +53,62 @@ SOURCE = textwrap.dedent('''
         return Net(hidden)
 
 
-    class Loop(nn.Module):
-        """the tutorials' time loop inside forward, with explicit membrane state"""
+    num_steps = 4
 
+
+    class Tutorial(nn.Module):
+        """snnTorch tutorial 5's network: the time loop inside forward, explicit membrane state"""
+
+        def __init__(self, hidden=12):
+            super().__init__()
+            self.fc1 = nn.Linear(16, hidden)
+            self.lif1 = snn.Leaky(beta=0.9, reset_mechanism="zero")
+            self.fc2 = nn.Linear(hidden, 3)
+            self.lif2 = snn.Leaky(beta=0.9, threshold=0.5, reset_mechanism="zero")
+
+        def forward(self, x):
+            mem1 = self.lif1.init_leaky()
+            mem2 = self.lif2.init_leaky()
+            spk2_rec, mem2_rec = [], []
+            for step in range(num_steps):
+                cur1 = self.fc1(x.flatten(1))
+                spk1, mem1 = self.lif1(cur1, mem1)
+                cur2 = self.fc2(spk1)
+                spk2, mem2 = self.lif2(cur2, mem2)
+                spk2_rec.append(spk2)
+                mem2_rec.append(mem2)
+            return torch.stack(spk2_rec, dim=0), torch.stack(mem2_rec, dim=0)
+
+
+    def tutorial(hidden=12):
+        return Tutorial(hidden)
+
+
+    class Counts(Tutorial):
+        """a time loop that returns spike counts: not the per-step spikes slt-deploy runs"""
+
+        def forward(self, x):
+            return super().forward(x)[0].sum(0)
+
+
+    def make_counts():
+        return Counts()
+
+
+    class Branch(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc1 = nn.Linear(16, 3)
+            self.fc2 = nn.Linear(16, 3)
             self.lif1 = snn.Leaky(beta=0.9, init_hidden=True)
 
         def forward(self, x):
-            return torch.stack([self.lif1(self.fc1(x.flatten(1))) for _ in range(5)])
+            x = x.flatten(1)
+            return self.lif1(self.fc1(x) + self.fc2(x))
 
 
-    def make_loop():
-        return Loop()
+    def make_branch():
+        return Branch()
 
 
     def make_explicit():
@@ -117,9 +159,12 @@ def _user_module(root: Path, factory: str, **kw):
 
 
 def _run(net, x_seq):
-    """The user's way of running their one-step network over time: reset the neurons, loop the steps."""
+    """The user's way of running their network over time: reset the neurons and loop the steps, or (the
+    tutorial form) call forward, which loops over time itself on the static input."""
     import snntorch.utils
 
+    if type(net).__name__ == "Tutorial":
+        return net(x_seq[0])[0]
     snntorch.utils.reset(net)
     outs = []
     for x_t in x_seq:
@@ -157,9 +202,9 @@ def _one_line_error(capsys, argv, *fragments):
     return err
 
 
-def _search(root: Path, factory: str, weights: Path, runs: Path, extra=()) -> Path:
+def _search(root: Path, factory: str, weights: Path, runs: Path, extra=(), data: Path = None) -> Path:
     argv = ["search", "--model", f"{root / 'own_net.py'}:{factory}", "--weights", str(weights),
-            "--data-path", str(root / "data.npz"), "--method", "imp", "--rounds", "1", "--epochs", "1",
+            "--data-path", str(data or root / "data.npz"), "--method", "imp", "--rounds", "1", "--epochs", "1",
             "--rewind-epoch", "0", "--batch-size", "30", "--timesteps", str(T), "--optimizer", "adam", "--lr",
             "0.01", "--runs-dir", str(runs), "--no-progress", *extra]
     assert main(argv) == 0
@@ -169,7 +214,7 @@ def _search(root: Path, factory: str, weights: Path, runs: Path, extra=()) -> Pa
 # ------------------------------------------------------------------------------------------- end to end
 
 @pytest.mark.lava
-@pytest.mark.parametrize("factory", ["make", "make_class"])
+@pytest.mark.parametrize("factory", ["make", "make_class", "tutorial"])
 def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp_path, capsys, factory):
     weights = _train_and_save(user, factory)
     ticket_path = _search(user, factory, weights, tmp_path / "runs")
@@ -184,8 +229,8 @@ def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp
     from safetensors.torch import load_file
 
     rewind = load_file(str(ticket_path.parent / "rewind.safetensors"))
-    assert torch.equal(rewind["model/body.fc1.weight" if factory == "make_class" else "model/body.1.weight"],
-                       load_file(str(weights))["fc1.weight" if factory == "make_class" else "1.weight"])
+    first = "1" if factory == "make" else "fc1"
+    assert torch.equal(rewind[f"model/body.{first}.weight"], load_file(str(weights))[f"{first}.weight"])
 
     # the network in the user's own hands, with the ticket's weights, on the user's test data
     net = _user_module(user, factory)
@@ -196,7 +241,7 @@ def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp
     with torch.no_grad():
         expected = _run(net, x_test.unsqueeze(0).repeat(T, 1, 1, 1, 1)).transpose(0, 1).numpy()  # (N, T, 3)
 
-    if factory == "make":  # the Python API route: export the ticket, run Lava float on the user's inputs
+    if factory != "make_class":  # the Python API route: export the ticket, run Lava float on the user's inputs
         from slt_deploy import api
 
         graph = api.export_nir(ticket_path)
@@ -274,11 +319,12 @@ def test_deploy_refuses_overlapping_data_or_labels_it(user, tmp_path, capsys):
 
 @pytest.mark.parametrize("spec, fragments", [
     ("missing.py:make", ["no such file", "missing.py"]),
-    ("{root}/own_net.py:nothere", ["has no attribute 'nothere'", "callables defined there: Loop, Net, broken"]),
+    ("{root}/own_net.py:nothere", ["has no attribute 'nothere'", "callables defined there: Branch, Counts, Net"]),
     ("{root}/own_net.py:NOT_CALLABLE", ["NOT_CALLABLE is a int, not a callable"]),
     ("{root}/own_net.py:broken", ["broken() raised ValueError: hidden must be even"]),
-    ("{root}/own_net.py:make_loop", ["Loop.forward calls layer 'fc1' 5 times (a loop over time steps?)",
-                                     "forward(x) for ONE time step"]),
+    ("{root}/own_net.py:make_counts", ["Counts.forward loops over time, but what it returns first is not the "
+                                       "stacked (steps, batch, ...) spikes", "forward(x) for ONE time step"]),
+    ("{root}/own_net.py:make_branch", ["layer 'fc2' does not take the previous layer's output", "forward(x) for ONE"]),
     ("{root}/own_net.py:make_explicit", ["layer '2' (Leaky) has init_hidden=False", "init_hidden=True"]),
     ("{root}/own_net.py:make_recurrent", ["layer '2' (RLeaky) is not supported"]),
     ("no_such_package_xyz.mod:make", ["cannot find module 'no_such_package_xyz.mod'"]),
@@ -323,7 +369,7 @@ def test_changed_source_is_refused_when_rebuilding(user, tmp_path, capsys):
     root.mkdir()
     (root / "own_net.py").write_text(SOURCE)
     weights = _train_and_save(user, "make")
-    ticket = _search(root, "make", weights, tmp_path / "runs", extra=["--rounds", "0"])
+    ticket = _search(root, "make", weights, tmp_path / "runs", extra=["--rounds", "0"], data=user / "data.npz")
     assert main(["inspect", str(ticket)]) == 0
     capsys.readouterr()
     (root / "own_net.py").write_text(SOURCE + "\n# edited\n")
@@ -363,7 +409,12 @@ def test_from_snntorch_and_export_nir_of_a_module(user):
     net = _user_module(user, "make_class")
     graph = api.export_nir(net, input_shape=(1, 4, 4))
     assert [n for n in graph.nodes if n not in ("input", "output")] == ["view", "fc1", "lif1", "fc2"]
-    with pytest.raises(ConfigError, match="calls layer 'fc1' 5 times"):
-        api.from_snntorch(_user_module(user, "make_loop"), (1, 4, 4))
+    with pytest.raises(ConfigError, match="layer 'fc2' does not take the previous layer's output"):
+        api.from_snntorch(_user_module(user, "make_branch"), (1, 4, 4))
+    # the tutorial's time loop, read one step at a time: the user's own state dict, neurons keeping their state
+    tutorial = _user_module(user, "tutorial")
+    one_step = api.from_snntorch(tutorial, (1, 4, 4))
+    assert list(dict(one_step.body.named_children())) == ["flatten", "fc1", "lif1", "fc2", "lif2"]
+    assert one_step.body.lif1.init_hidden and set(one_step.body.state_dict()) == set(tutorial.state_dict())
     with pytest.raises(ConfigError, match="model.args applies to a user model"):
         ModelConfig(name="mlp", args='{"a": 1}')

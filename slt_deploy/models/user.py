@@ -168,7 +168,7 @@ def check_source(cfg: ModelConfig) -> None:
                               f"again")
 
 
-def _check_neurons(name: str, module: nn.Module) -> None:
+def _check_neurons(name: str, module: nn.Module, hidden_state: bool = True) -> None:
     found = False
     for qual, m in module.named_modules():
         if not isinstance(m, snn.SpikingNeuron):
@@ -179,7 +179,7 @@ def _check_neurons(name: str, module: nn.Module) -> None:
             raise ConfigError(f"model {name!r}: layer {qual!r} ({kind}) is not supported; neurons: "
                               f"{', '.join(c.__name__ for c in SUPPORTED_NEURONS)} (recurrent RLeaky/RSynaptic "
                               f"come with NIR recurrence)")
-        if not m.init_hidden:
+        if hidden_state and not m.init_hidden:
             raise ConfigError(f"model {name!r}: layer {qual!r} ({kind}) has init_hidden=False (state passed "
                               f"explicitly); build it with init_hidden=True; {SUPPORTED_FORM}")
     if not found:
@@ -187,12 +187,20 @@ def _check_neurons(name: str, module: nn.Module) -> None:
 
 
 def build_user_body(cfg: ModelConfig) -> nn.Module:
-    """Call the factory, check the network's form (neurons, one step) and return it as it is."""
+    """Call the factory, check the network's form and return it: a one-step network as it is, a tutorial-style
+    network that loops over time in ``forward`` as its one-step equivalent (:func:`one_step_network`)."""
     check_source(cfg)
-    module = call_factory(cfg)
-    _check_neurons(cfg.name, module)
+    return one_step_body(call_factory(cfg), tuple(cfg.input_shape), cfg.name)
+
+
+def one_step_body(module: nn.Module, input_shape: Tuple[int, ...], where: str) -> nn.Module:
+    """The body slt-deploy runs step by step: the module itself when its ``forward`` handles one step (checked),
+    its one-step equivalent when ``forward`` loops over time (:func:`one_step_network`)."""
+    if is_class_network(module) and loops_over_time(module):
+        return one_step_network(module, input_shape, where=where)
+    _check_neurons(where, module)
     if not isinstance(module, nn.Sequential):
-        layer_chain(module, tuple(cfg.input_shape), where=cfg.name)  # refuses what is not a one-step chain
+        layer_chain(module, input_shape, where=where)  # refuses what is not a one-step chain
     return module
 
 
@@ -407,3 +415,129 @@ def as_sequential(body: nn.Module) -> nn.Module:
     if not is_class_network(body):
         return body
     return nn.Sequential(OrderedDict((name.replace(".", "_"), layer) for name, layer in layer_chain(body)))
+
+
+# ------------------------------------------------------------------ tutorial-style networks: a loop over time
+
+def _trace(module: nn.Module, where: str):
+    try:
+        return _LeafNeurons().trace(module)
+    except Exception as exc:  # fx cannot trace data-dependent control flow etc.
+        raise ConfigError(f"model {where!r}: cannot trace {type(module).__name__}.forward with torch.fx "
+                          f"({type(exc).__name__}: {_first_line(exc)}); {SUPPORTED_FORM}") from None
+
+
+def loops_over_time(module: nn.Module) -> bool:
+    """True when ``forward`` calls its layers several times each: the snnTorch tutorials' time loop (torch.fx
+    unrolls a ``for step in range(num_steps)`` loop)."""
+    try:
+        graph = _LeafNeurons().trace(module)
+    except Exception:
+        return False  # layer_chain reports the trace failure
+    calls = [n.target for n in graph.nodes if n.op == "call_module"]
+    return len(calls) > len(set(calls))
+
+
+def _hidden_copy(neuron: nn.Module) -> nn.Module:
+    """The same neuron with its state kept inside (``init_hidden=True``), same parameters and buffers."""
+    learn = lambda name: isinstance(getattr(neuron, name), nn.Parameter)  # noqa: E731
+    kw = dict(beta=neuron.beta.detach().clone(), threshold=neuron.threshold.detach().clone(),
+              spike_grad=neuron.spike_grad, surrogate_disable=neuron.surrogate_disable, init_hidden=True,
+              inhibition=neuron.inhibition, learn_beta=learn("beta"), learn_threshold=learn("threshold"),
+              reset_mechanism=neuron.reset_mechanism, state_quant=neuron.state_quant,
+              reset_delay=neuron.reset_delay)
+    if isinstance(neuron, snn.Synaptic):
+        kw.update(alpha=neuron.alpha.detach().clone(), learn_alpha=learn("alpha"))
+    copy = type(neuron)(**kw)
+    copy.load_state_dict(neuron.state_dict())
+    return copy
+
+
+def one_step_network(module: nn.Module, input_shape: Tuple[int, ...] = (), where: str = "") -> nn.Sequential:
+    """A tutorial-style network (``forward`` loops over ``num_steps`` with explicit membrane state and returns
+    the stacked spikes, or ``(spikes, membranes)``) as the ``nn.Sequential`` of one step.
+
+    torch.fx unrolls the loop; the layers the first step applies, in order, are the chain (each neuron's
+    spikes feed the next layer, its membrane only the next step). Non-neuron layers are the user's own
+    objects, neurons are copies that keep their state inside (``init_hidden=True``), and the names are the
+    attribute names, so the state dict is the user's. With ``input_shape`` the chain run for the loop's
+    number of steps must give exactly the spikes ``forward`` returns.
+    """
+    where = where or type(module).__name__
+    _check_neurons(where, module, hidden_state=False)
+    graph = _trace(module, where)
+    modules = dict(module.named_modules())
+    chain: List[Tuple[str, nn.Module]] = []
+    seen: set = set()
+    current, neurons = None, {}
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            current = node
+        elif node.op == "call_module":
+            if node.target in seen:
+                break  # the second step starts: the first one is the chain
+            seen.add(node.target)
+            if "." in node.target:
+                raise ConfigError(f"model {where!r}: layer {node.target!r} is nested; a network that loops over time "
+                                  f"needs its layers as direct attributes; {SUPPORTED_FORM}")
+            layer = modules[node.target]
+            if not node.args or node.args[0] is not current:
+                raise ConfigError(f"model {where!r}: layer {node.target!r} does not take the previous layer's output; "
+                                  f"{SUPPORTED_FORM}")
+            if isinstance(layer, snn.SpikingNeuron):
+                layer = _hidden_copy(layer)
+                neurons[node] = node.target
+            chain.append((node.target, layer))
+            current = node
+        elif node.op == "call_function" and node.target is operator.getitem and node.args[0] in neurons:
+            if node.args[1] == 0 and node.args[0] is current:
+                current = node  # the spikes go on; the membrane (index 1) only to the next step
+        elif _is_flatten(node):
+            if node.args[0] is current:
+                chain.append((node.name, nn.Flatten()))
+                current = node
+        elif node.op in ("get_attr", "output") or (node.op == "call_method" and node.target == "size") or (
+                node.op == "call_function" and node.target in (getattr, operator.getitem)):
+            continue
+        else:
+            raise ConfigError(f"model {where!r}: {type(module).__name__}.forward uses {_describe(node)} "
+                              f"({node.name}) within a time step, which is not a layer of a chain; {SUPPORTED_FORM}")
+    if not chain or not isinstance(chain[-1][1], snn.SpikingNeuron) and not neurons:
+        raise ConfigError(f"model {where!r}: no neuron in the first time step of forward; {SUPPORTED_FORM}")
+    body = nn.Sequential(OrderedDict(chain))
+    if input_shape:
+        _check_unrolled(module, body, input_shape, where)
+    return body
+
+
+@torch.no_grad()
+def _check_unrolled(module: nn.Module, body: nn.Sequential, input_shape, where: str) -> None:
+    """``forward(x)`` (which runs every step itself) returns exactly the stacked spikes of ``body`` run step by
+    step on the same ``x``."""
+    x = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(0)) * 2
+    was_training = module.training
+    module.eval()
+    try:
+        expected = _output(module(x))
+    except RuntimeError as exc:
+        raise ConfigError(f"model {where!r}: running it on input of shape {tuple(input_shape)} failed: "
+                          f"{_first_line(exc)}") from None
+    finally:
+        module.train(was_training)
+    body.eval()
+    for m in body.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            m.reset_mem()
+    steps = []
+    for _ in range(expected.shape[0] if expected.dim() > 1 else 0):
+        out = x
+        for layer in body:
+            out = _output(layer(out))
+        steps.append(out)
+    for m in body.modules():
+        if isinstance(m, snn.SpikingNeuron):
+            m.reset_mem()
+    if not steps or expected.shape != (len(steps), *steps[0].shape) or not torch.equal(expected, torch.stack(steps)):
+        raise ConfigError(f"model {where!r}: {type(module).__name__}.forward loops over time, but what it returns "
+                          f"first is not the stacked (steps, batch, ...) spikes of its last layer run step by step; "
+                          f"{SUPPORTED_FORM}")
