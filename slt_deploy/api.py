@@ -29,7 +29,7 @@ from torch import nn
 from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from .errors import ConfigError
 
-__all__ = ["from_snntorch", "search", "export_nir", "simulate", "report", "deploy", "save_npz"]
+__all__ = ["from_snntorch", "search", "export_nir", "simulate", "report", "deploy", "save_npz", "model_spec"]
 
 
 def from_snntorch(module: nn.Module, input_shape: Sequence[int], num_classes: int = 0, name: str = "user"):
@@ -62,20 +62,43 @@ def save_npz(path, x_train, y_train, x_test, y_test) -> Path:
     return path
 
 
-def search(*, model: str, data: Union[str, Path, Mapping[str, Any]], method: str = "imp",
-           model_args: Optional[Mapping[str, Any]] = None, weights: Optional[str] = None, timesteps: int = 5,
-           epochs: int = 5, runs_dir: str | Path = "runs", progress: bool = True, **search_settings):
-    """Search a ticket of your network (``file.py:factory``, ``module:factory`` or a registered name).
+def model_spec(model) -> str:
+    """``file.py:name`` of a factory function or class defined in a file (what a ticket records to rebuild it)."""
+    import inspect
 
-    ``data``: a ``.npz`` path / image folder, or a dict of arrays ``x_train, y_train, x_test, y_test``
-    (written to ``runs_dir/data-<sha>.npz`` first, so the ticket can find it again). ``weights``: start from
-    them (IMP and Early-Bird rewind to them with ``rewind_epoch=0``). Other keywords are
+    if isinstance(model, str):
+        return model
+    factory = type(model) if isinstance(model, nn.Module) else model
+    try:
+        source = inspect.getsourcefile(factory)
+    except TypeError:
+        source = None
+    if not callable(factory) or source is None or factory.__module__.split(".")[0] in ("torch", "snntorch") \
+            or "<" in factory.__qualname__:
+        raise ConfigError(f"cannot record how to rebuild {getattr(factory, '__qualname__', factory)!r}: pass the "
+                          f"factory function (or class) from your own file, or 'path/to/file.py:factory'")
+    return f"{Path(source).resolve()}:{factory.__qualname__}"
+
+
+def search(*, model, data, method: str = "imp", model_args: Optional[Mapping[str, Any]] = None,
+           weights: Optional[str] = None, timesteps: int = 5, epochs: int = 5, runs_dir: str | Path = "runs",
+           progress: bool = True, **search_settings):
+    """Search a ticket of your network.
+
+    ``model``: ``file.py:factory``, ``module:factory``, a registered name, your factory function or class, or
+    an instance of your ``nn.Module`` class (built again by its class with ``model_args``; its current weights
+    are saved and the search starts from them). ``data``: a ``.npz`` path / image folder, a dict of arrays
+    ``x_train, y_train, x_test, y_test``, or a pair ``(train, test)`` of DataLoaders / iterables of ``(x, y)``
+    batches (arrays are written to ``runs_dir/data-<sha>.npz``, so the ticket finds them again). ``weights``:
+    start from them (IMP and Early-Bird rewind to them with ``rewind_epoch=0``). Other keywords are
     :class:`~slt_deploy.config.SearchConfig` or :class:`~slt_deploy.config.TrainConfig` settings.
     """
     from .search import search as run_search
 
-    if isinstance(data, Mapping):
-        data = _arrays_to_npz(data, Path(runs_dir))
+    if isinstance(model, nn.Module) and weights is None:
+        weights = _save_weights(model, Path(runs_dir))
+    model = model_spec(model)
+    data = _as_data_path(data, Path(runs_dir))
     train_keys = {k: v for k, v in search_settings.items() if k in TrainConfig.__dataclass_fields__}
     search_keys = {k: v for k, v in search_settings.items() if k in SearchConfig.__dataclass_fields__}
     unknown = set(search_settings) - set(train_keys) - set(search_keys)
@@ -88,6 +111,39 @@ def search(*, model: str, data: Union[str, Path, Mapping[str, Any]], method: str
         train=TrainConfig(epochs=epochs, **train_keys),
         search=SearchConfig(method=method, **search_keys))
     return run_search(config, runs_dir, progress=progress)
+
+
+def _save_weights(module: nn.Module, folder: Path) -> str:
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from .utils import atomic_path
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    h = hashlib.sha256(b"".join(v.numpy().tobytes() for v in state.values())).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"weights-{h}.safetensors"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp))
+    return str(path)
+
+
+def _as_data_path(data, folder: Path):
+    """A path as it is; arrays or a (train, test) pair of DataLoaders written as an .npz."""
+    if isinstance(data, (str, Path)):
+        return data
+    if isinstance(data, Mapping):
+        return _arrays_to_npz(data, folder)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        arrays = {}
+        for split, loader in zip(("train", "test"), data):
+            xs, ys = zip(*((torch.as_tensor(x), torch.as_tensor(y)) for x, y in loader))
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = torch.cat(xs).numpy(), torch.cat(ys).numpy()
+        return _arrays_to_npz(arrays, folder)
+    raise ConfigError(f"data: expected a path, a dict of arrays x_train/y_train/x_test/y_test or a (train, test) "
+                      f"pair of DataLoaders, got {type(data).__name__}")
 
 
 def _arrays_to_npz(arrays: Mapping[str, Any], folder: Path) -> Path:
@@ -174,13 +230,17 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", weights: O
     from .deploy import deploy as run_deploy
 
     model = None
+    if isinstance(target, nn.Module) and weights is None:
+        weights = _save_weights(target, Path(out))
+    if not isinstance(target, (str, Path)) and (callable(target) or isinstance(target, nn.Module)) \
+            and not hasattr(target, "record"):
+        target = model_spec(target)
     if weights or model_args:
         model = ModelConfig(name=str(target), weights=str(weights) if weights else None,
                             args=json.dumps(dict(model_args), sort_keys=True) if model_args else "")
     data_cfg = None
     if data is not None:
-        if isinstance(data, Mapping):
-            data = _arrays_to_npz(data, Path(out))
+        data = _as_data_path(data, Path(out))
         data_cfg = DataConfig(path=str(data), timesteps=timesteps)
     return run_deploy(target, profile=profile, out=out, backend=backend, model=model, data=data_cfg,
                       samples=samples, allow_overlap=allow_overlap, progress=progress)

@@ -152,8 +152,11 @@ def user(tmp_path_factory):
 def _user_module(root: Path, factory: str, **kw):
     import importlib.util
 
+    import sys
+
     spec = importlib.util.spec_from_file_location(f"own_net_{factory}", root / "own_net.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # as an imported module of the user's is
     spec.loader.exec_module(mod)
     return getattr(mod, factory)(**kw)
 
@@ -418,3 +421,28 @@ def test_from_snntorch_and_export_nir_of_a_module(user):
     assert one_step.body.lif1.init_hidden and set(one_step.body.state_dict()) == set(tutorial.state_dict())
     with pytest.raises(ConfigError, match="model.args applies to a user model"):
         ModelConfig(name="mlp", args='{"a": 1}')
+
+
+def test_api_search_and_deploy_with_a_module_instance_and_dataloaders(user, tmp_path):
+    from slt_deploy import api
+
+    net = _user_module(user, "make_class")  # an instance of the user's class, trained or not
+    with np.load(user / "data.npz") as f:
+        train = torch.utils.data.TensorDataset(torch.from_numpy(f["x_train"]), torch.from_numpy(f["y_train"]))
+        test = torch.utils.data.TensorDataset(torch.from_numpy(f["x_test"]), torch.from_numpy(f["y_test"]))
+    loaders = (torch.utils.data.DataLoader(train, batch_size=25), torch.utils.data.DataLoader(test, batch_size=25))
+    found = api.search(model=net, data=loaders, method="imp", rounds=1, epochs=1, rewind_epoch=0, batch_size=30,
+                       timesteps=T, runs_dir=tmp_path / "runs", progress=False)
+    rec = found.ticket.record
+    assert rec.model.name == f"{(user / 'own_net.py').resolve()}:Net"  # rebuilt by its class
+    assert rec.train_data["samples"] == 60 and rec.dataset == "npz"
+    start = Ticket.load(found.run_dir / "rounds" / "round_00.safetensors")  # trained from the instance's weights
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(str(found.run_dir / "rewind.safetensors"))["model/body.fc1.weight"], net.fc1.weight)
+    assert start.record.round == 0
+    result = api.deploy(found.ticket_path, profile="loihi", backend="fast-fixed", out=tmp_path / "dep", samples=5,
+                        progress=False)
+    assert result.data["float_spike_identical"] is True and result.data["samples"] == 5
+    with pytest.raises(ConfigError, match="cannot record how to rebuild 'Sequential'"):
+        api.model_spec(torch.nn.Sequential())
