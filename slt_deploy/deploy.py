@@ -121,12 +121,17 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     if overlap is not None:  # labelled in the ticket itself, so every later stage reading it knows
         ticket = Ticket(dataclasses.replace(ticket.record, extra=dict(ticket.record.extra, overlap=overlap.label())),
                         ticket.state, ticket.mask, ticket.train_hashes)
+    # 2. export to NIR and check that the backends can compile it, before anything is written
+    graph = ticket_to_nir(ticket, source=str(out / FILES["ticket"]))
+    if backend != "reference":
+        from .compile import lower
+
+        first_layer = "chip" if eval_data.encoding == "events" else "host"
+        for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
+            lower(graph, target, first_layer=first_layer)
     out.mkdir(parents=True, exist_ok=True)
     files = {"ticket": ticket.save(out / FILES["ticket"])}
     echo(f"deploy {source} -> {hw.name} ({backend}) in {out}")
-
-    # 2. export: NIR, and the netx file for Loihi
-    graph = ticket_to_nir(ticket, source=str(files["ticket"]))
     files["nir"] = write_nir(graph, out / FILES["nir"])
     netx_note = None
     if hw.name in LOIHI_PROFILES:

@@ -125,6 +125,14 @@ SOURCE = textwrap.dedent('''
                                                                                       reset_mechanism="zero"))
 
 
+    def make_synaptic(reset="zero"):
+        """Synaptic neurons with a per-neuron threshold and a non-spiking readout"""
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 10),
+                             snn.Synaptic(alpha=0.7, beta=0.9, threshold=torch.linspace(0.3, 1.0, 10),
+                                          init_hidden=True, reset_mechanism=reset),
+                             nn.Linear(10, 3))
+
+
     def broken(hidden=12):
         raise ValueError("hidden must be even")
 
@@ -347,6 +355,7 @@ def test_unsupported_layer_refused_at_deploy(user, tmp_path, capsys):
                              str(tmp_path / "w.safetensors"), "--data-path", str(user / "data.npz"), "--profile",
                              "loihi", "--backend", "fast-fixed", "--out", str(tmp_path / "o"), "--no-progress"],
                     "cannot export layer '0' (MaxPool2d)", "use nn.AvgPool2d")
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_args_weights_and_data(user, tmp_path, capsys):
@@ -446,3 +455,27 @@ def test_api_search_and_deploy_with_a_module_instance_and_dataloaders(user, tmp_
     assert result.data["float_spike_identical"] is True and result.data["samples"] == 5
     with pytest.raises(ConfigError, match="cannot record how to rebuild 'Sequential'"):
         api.model_spec(torch.nn.Sequential())
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_synaptic_and_subtract_reset_export_exactly_and_lava_refuses_them_in_one_line(user, tmp_path, capsys, reset):
+    from safetensors.torch import save_file
+
+    from slt_deploy import api
+
+    torch.manual_seed(0)
+    net = _user_module(user, "make_synaptic", reset=reset)
+    x = torch.rand(5, T, 1, 4, 4) * 2
+    with torch.no_grad():
+        expected = _run(net, x.transpose(0, 1)).transpose(0, 1).numpy()
+    run = api.simulate(api.export_nir(net, input_shape=(1, 4, 4)), x, backend="reference")
+    assert np.array_equal(run.outputs.reshape(expected.shape), expected)
+    assert run.spikes["2"].sum() > 0  # the neurons fire: the equality is not of silent layers
+    # Lava's LIF resets to zero only (Synaptic's zero reset also drops the next step's input)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    _one_line_error(capsys, ["deploy", f"{user / 'own_net.py'}:make_synaptic", "--weights",
+                             str(tmp_path / "w.safetensors"), "--model-args", json.dumps({"reset": reset}),
+                             "--data-path", str(user / "data.npz"), "--profile", "loihi", "--backend", "fast-fixed",
+                             "--out", str(tmp_path / "o"), "--no-progress"],
+                    f"reset mode '{'hold' if reset == 'zero' else 'subtract'}' is not supported")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
