@@ -479,3 +479,17 @@ def test_synaptic_and_subtract_reset_export_exactly_and_lava_refuses_them_in_one
                              "--out", str(tmp_path / "o"), "--no-progress"],
                     f"reset mode '{'hold' if reset == 'zero' else 'subtract'}' is not supported")
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_export_a_model_at_its_weights(user, tmp_path, capsys):
+    weights = _train_and_save(user, "make")
+    out = tmp_path / "m.nir"
+    assert main(["export", f"{user / 'own_net.py'}:make", "--weights", str(weights), "--data-path",
+                 str(user / "data.npz"), "--timesteps", str(T), "--format", "nir", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == ["wrote", str(tmp_path / "m.ticket.safetensors"), "wrote", str(out)]
+    from slt_deploy.exporters.nir_format import read_nir
+
+    meta = read_nir(out).metadata
+    assert meta["method"] == "user-weights" and meta["dataset"] == "npz" and int(meta["timesteps"]) == T
+    _one_line_error(capsys, ["export", f"{user / 'own_net.py'}:make", "--format", "nir", "--out",
+                             str(tmp_path / "x.nir")], "a model needs --weights FILE and its data (--data-path)")
