@@ -324,6 +324,20 @@ def test_deploy_refuses_overlapping_data_or_labels_it(user, tmp_path, capsys):
     assert label in printed and label in (tmp_path / "allowed" / "summary.txt").read_text()
     assert json.loads((tmp_path / "allowed" / "deploy.json").read_text())["overlap"]["overlapping"] == 5
     assert label in Ticket.load(tmp_path / "allowed" / "ticket.safetensors").record.extra["overlap"]
+    # a ticket made on data.npz, evaluated on other data (--data-path) that repeats its training samples
+    ticket = Ticket.load(tmp_path / "allowed" / "ticket.safetensors")
+    ticket.record.extra.pop("overlap")
+    ticket.save(tmp_path / "t.safetensors")
+    _one_line_error(capsys, ["deploy", str(tmp_path / "t.safetensors"), "--data-path", str(user / "leaky.npz"),
+                             "--profile", "loihi", "--backend", "fast-fixed", "--samples", "3", "--out",
+                             str(tmp_path / "again"), "--no-progress"],
+                    "3 of 3 evaluation samples are in the ticket's training split")
+    # wherever a ticket's test data is loaded (simulate, report): its own leaky.npz test split is refused too
+    from slt_deploy.simulate.workload import ticket_data
+
+    with pytest.raises(DataError, match="5 of 15 evaluation samples are in the ticket's training split"):
+        ticket_data(Ticket.load(tmp_path / "t.safetensors"))
+    assert ticket_data(Ticket.load(tmp_path / "t.safetensors"), allow_overlap=True).dataset == "npz"
 
 
 # -------------------------------------------------------------------------------------------- error paths
