@@ -15,7 +15,6 @@ overlap is printed in the summary and written to ``deploy.json``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -243,7 +242,3 @@ def render_summary(d: dict) -> str:
     if d.get("netx") and "not written" in str(d["netx"]):
         lines.append(d["netx"])
     return "\n".join(lines)
-
-
-def json_dump(d: dict) -> str:
-    return json.dumps(d, indent=2)
