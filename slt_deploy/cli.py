@@ -230,6 +230,8 @@ def cmd_models(args) -> int:
 
     for spec in MODELS.values():
         print(f"{spec.name:10s} default widths {','.join(map(str, spec.default_hidden)):20s} {spec.description}")
+    print(f"{'FILE.py:FN':10s} {'your own network':35s} a factory returning an snnTorch nn.Module "
+          f"(--model-args JSON, --weights FILE; README: Bring your own network)")
     return 0
 
 
