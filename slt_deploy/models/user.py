@@ -199,8 +199,14 @@ def one_step_body(module: nn.Module, input_shape: Tuple[int, ...], where: str) -
     if is_class_network(module) and loops_over_time(module):
         return one_step_network(module, input_shape, where=where)
     _check_neurons(where, module)
-    if not isinstance(module, nn.Sequential):
-        layer_chain(module, input_shape, where=where)  # refuses what is not a one-step chain
+    if isinstance(module, nn.Sequential):
+        return module
+    chain = layer_chain(module, input_shape, where=where)  # refuses what is not a one-step chain
+    # As the Sequential of its chain (the same layer objects) when that keeps the state dict's names, so
+    # every stage that walks Sequentials (the activity counter of the report, ONNX) reads it; else as it is.
+    sequential = nn.Sequential(OrderedDict((name, layer) for name, layer in chain if "." not in name))
+    if len(sequential) == len(chain) and set(sequential.state_dict()) == set(module.state_dict()):
+        return sequential
     return module
 
 
