@@ -228,9 +228,12 @@ def _search(root: Path, factory: str, weights: Path, runs: Path, extra=(), data:
 @pytest.mark.parametrize("factory", ["make", "make_class", "tutorial"])
 def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp_path, capsys, factory):
     weights = _train_and_save(user, factory)
-    ticket_path = _search(user, factory, weights, tmp_path / "runs")
+    prunable = ["--prunable", "fc2"] if factory == "make_class" else []  # masks limited to named layers
+    ticket_path = _search(user, factory, weights, tmp_path / "runs", extra=prunable)
     ticket = Ticket.load(ticket_path)
     rec = ticket.record
+    if prunable:
+        assert list(ticket.mask) == ["fc2"] and rec.layer_sparsity["fc1"] == 0.0 and rec.layer_sparsity["fc2"] > 0
     # the ticket records the model spec (absolute path + sha256 of the source) and its training data
     assert rec.model.name == f"{user / 'own_net.py'}:{factory}"
     assert len(rec.model.source_sha256) == 64 and rec.model.weights == str(weights)
