@@ -436,6 +436,29 @@ def _clean_metadata(meta: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _is_user_class_network(body: nn.Module) -> bool:
+    """A user's class network (no handler of its own, not refused by name): read as its one-step layer chain."""
+    from ..models.user import is_class_network
+
+    return _lookup(_HANDLERS, body) is None and _lookup(_UNSUPPORTED, body) is None and is_class_network(body)
+
+
+def _export_layer_chain(b: _Builder, body: nn.Module, shape: Shape, signal: _Signal) -> _Signal:
+    """A class network whose ``forward`` handles one step: the layers it applies, in order (read with torch.fx
+    by :func:`slt_deploy.models.user.layer_chain`, which refuses anything but a chain); node names are the
+    attribute names of the layers."""
+    from ..errors import ConfigError
+    from ..models.user import layer_chain
+
+    try:
+        chain = layer_chain(body, shape)
+    except ConfigError as exc:
+        raise ExportError(str(exc)) from None
+    for name, layer in chain:
+        signal = _export(b, name, layer, signal)
+    return signal
+
+
 def network_to_nir(model: nn.Module, *, input_shape: Sequence[int], source: Optional[str] = None,
                    dt: float = DEFAULT_DT, mask: Optional[Mapping[str, torch.Tensor]] = None,
                    metadata: Optional[Mapping[str, Any]] = None):
@@ -458,7 +481,10 @@ def network_to_nir(model: nn.Module, *, input_shape: Sequence[int], source: Opti
         builder.nodes[in_name] = nir.Input(input_type={"input": np.array(shape)})
         # a Sequential body contributes no name of its own: node names are the layer names within it
         root = "" if isinstance(body, nn.Sequential) else type(body).__name__.lower()
-        out = _export(builder, root, body, _Signal((in_name,), shape))
+        if _is_user_class_network(body):
+            out = _export_layer_chain(builder, body, shape, _Signal((in_name,), shape))
+        else:
+            out = _export(builder, root, body, _Signal((in_name,), shape))
     finally:
         body.train(was_training)
     for src in out.sources:

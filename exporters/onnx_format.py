@@ -118,10 +118,12 @@ def _body_of(model_or_ticket) -> Tuple[nn.Module, Dict[str, str]]:
     """(body, metadata) of a Ticket, a SpikingNet or a bare body module."""
     from slt_deploy.ticket import Ticket
 
+    from slt_deploy.models.user import as_sequential  # a user's class network: its one-step layer chain
+
     if isinstance(model_or_ticket, Ticket):
-        return model_or_ticket.build_model().body, _ticket_meta(model_or_ticket)
+        return as_sequential(model_or_ticket.build_model().body), _ticket_meta(model_or_ticket)
     if isinstance(model_or_ticket, SpikingNet):
-        return model_or_ticket.body, {"model": model_or_ticket.config.name}
+        return as_sequential(model_or_ticket.body), {"model": model_or_ticket.config.name}
     if isinstance(model_or_ticket, nn.Module):
         return model_or_ticket, {}
     raise ExportError(f"expected a Ticket, SpikingNet or torch module, got {type(model_or_ticket).__name__}")

@@ -17,7 +17,7 @@ from .config import RunConfig, Settings, read_config_file
 from .errors import ConfigError, SltError
 
 # settings whose plain field name would be ambiguous on the command line
-FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path"}
+FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path", ("model", "args"): "model-args"}
 
 
 def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
@@ -26,6 +26,8 @@ def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
     for f in dataclasses.fields(cls):
         path = prefix + (f.name,)
         hint = hints[f.name]
+        if f.metadata.get("internal"):
+            continue  # filled in by the program
         if isinstance(hint, type) and issubclass(hint, Settings):
             _settings_flags(group, hint, path)
             continue
@@ -132,10 +134,51 @@ def export_formats() -> Dict[str, Callable]:
     return {**export.FORMATS, **compile.FORMATS}
 
 
+def _model_data_args(args):
+    """(ModelConfig or None, DataConfig or None) from --weights/--model-args and --data-path/--dataset/..."""
+    from .config import DataConfig, ModelConfig
+
+    model = None
+    if args.weights or args.model_args:
+        model = ModelConfig.from_dict({"name": args.target, "weights": args.weights, "args": args.model_args or ""},
+                                      where=args.command)
+    data = None
+    if args.data_path or args.dataset:
+        raw = {"path": args.data_path, "timesteps": args.timesteps}
+        raw.update({k: v for k, v in (("dataset", args.dataset), ("encoding", args.encoding)) if v})
+        data = DataConfig.from_dict(raw, where=args.command)
+    return model, data
+
+
+def _add_model_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", metavar="FILE", help="a model's trained weights (safetensors, or a torch state "
+                                                     "dict read with weights_only=True)")
+    p.add_argument("--model-args", metavar="JSON", help="a model factory's keyword arguments as a JSON object")
+    p.add_argument("--data-path", metavar="PATH", help="data: FILE.npz (x_train, y_train, x_test, y_test), a "
+                                                       "folder of class folders of images, or a dataset folder")
+    p.add_argument("--dataset", help="dataset name when --data-path does not tell (slt-deploy datasets)")
+    p.add_argument("--encoding", choices=("direct", "rate", "latency", "events"),
+                   help="input encoding of a model's data (default: direct, events for spike tensors)")
+    p.add_argument("--timesteps", type=int, default=5, help="T of a model given with --weights (default: 5)")
+
+
 def cmd_export(args) -> int:
+    from .config import is_user_model
     from .export import export_ticket
 
-    path = export_ticket(args.ticket, args.format, args.out, formats=export_formats())
+    ticket = args.target
+    if args.weights or args.model_args or is_user_model(args.target):
+        # the user's network at their weights: a dense ticket next to the output (what the file's metadata names)
+        from .deploy import ticket_from_model
+
+        model, data = _model_data_args(args)
+        if model is None or data is None:
+            raise ConfigError(f"export {args.target}: a model needs --weights FILE and its data (--data-path)")
+        out = Path(args.out)
+        ticket = ticket_from_model(model.replace(name=args.target), data).save(
+            out.with_name(out.stem + ".ticket.safetensors"))
+        print(f"wrote {ticket}")
+    path = export_ticket(ticket, args.format, args.out, formats=export_formats())
     print(f"wrote {path}")
     return 0
 
@@ -164,6 +207,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from .deploy import deploy
+
+    model, data = _model_data_args(args)
+    result = deploy(args.target, profile=args.profile, out=args.out, backend=args.backend, model=model, data=data,
+                    samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress)
+    print(result.summary)
+    for key in ("summary", "json", "report", "nir", "netx"):
+        if key in result.files:
+            print(f"wrote {result.files[key]}")
+    return 0
+
+
 def cmd_profiles(args) -> int:
     from .report import profiles_table
 
@@ -176,6 +232,8 @@ def cmd_models(args) -> int:
 
     for spec in MODELS.values():
         print(f"{spec.name:10s} default widths {','.join(map(str, spec.default_hidden)):20s} {spec.description}")
+    print(f"{'FILE.py:FN':10s} {'your own network':35s} a factory returning an snnTorch nn.Module "
+          f"(--model-args JSON, --weights FILE; README: Bring your own network)")
     return 0
 
 
@@ -261,8 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export", help="export a ticket to NIR, ONNX (ANN twin or unrolled SNN) or netx",
-                       description="Export a ticket; the written file is checked against the ticket first.")
-    p.add_argument("ticket", help="a ticket (.safetensors)")
+                       description="Export a ticket (or your network at your weights: file.py:factory --weights "
+                                   "FILE --data-path DATA, written as a dense ticket next to the output first); "
+                                   "the written file is checked against the ticket first.")
+    p.add_argument("target", metavar="TICKET_OR_MODEL", help="a ticket (.safetensors), or your network as "
+                                                             "path/to/file.py:factory with --weights")
+    _add_model_data_flags(p)
     p.add_argument("--format", required=True, choices=list(export_formats()), help="output format")
     p.add_argument("--out", required=True, help="output file")
     p.set_defaults(func=cmd_export)
@@ -299,6 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("deploy", help="a ticket (or your model and weights) on one hardware profile: export, "
+                                      "compile, simulate, cost, one-screen summary",
+                       description="Export the ticket to NIR (and netx for Loihi), compile and simulate it in Lava "
+                                   "float and the chosen backend on its test data, cost it on the profile, and "
+                                   "write everything with summary.txt and deploy.json to one folder.")
+    p.add_argument("target", metavar="TICKET_OR_MODEL", help="a ticket (.safetensors), or your network as "
+                                                             "path/to/file.py:factory (or package.module:factory) "
+                                                             "with --weights")
+    p.add_argument("--profile", required=True, metavar="NAME_OR_FILE", help="hardware profile (slt-deploy profiles)")
+    p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
+    p.add_argument("--out", required=True, help="output folder")
+    _add_model_data_flags(p)  # --data-path for a ticket: evaluate on other data (default: its test split)
+    p.add_argument("--samples", type=int, default=100, help="test samples simulated and costed (default: 100)")
+    p.add_argument("--allow-overlap", action="store_true", help="evaluate even on data that overlaps the ticket's "
+                                                                "training split (labelled in every output)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",
                        description="List the shipped hardware profiles with every figure's value, status and source.")

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,19 @@ from typing import Any, Optional, Tuple
 from .errors import ConfigError
 
 
-def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, **kw):
-    """A dataclass field with its help text (and allowed values) kept next to it."""
+def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, internal: bool = False, **kw):
+    """A dataclass field with its help text (and allowed values) kept next to it.
+
+    ``internal``: filled in by the program (e.g. a hash of the user's model source), not a command-line flag.
+    """
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple or default_factory for mutable defaults")
-    return field(default=default, metadata={"help": help, "choices": choices}, **kw)
+    return field(default=default, metadata={"help": help, "choices": choices, "internal": internal}, **kw)
+
+
+def is_user_model(name: str) -> bool:
+    """A model name of the form ``path/to/file.py:factory`` or ``package.module:factory`` (the user's code)."""
+    return ":" in name
 
 
 class Settings:
@@ -146,7 +155,9 @@ class NeuronConfig(Settings):
 
 @dataclass(frozen=True)
 class ModelConfig(Settings):
-    name: str = setting("mlp", "model from the registry (slt-deploy models lists them)")
+    name: str = setting("mlp", "model from the registry (slt-deploy models lists them), or the user's own "
+                        "network: path/to/file.py:factory or package.module:factory (a callable returning an "
+                        "nn.Module)")
     hidden: Tuple[int, ...] = setting((), "layer widths (MLP units or conv channels); empty = model default")
     batchnorm: bool = setting(True, "BatchNorm after conv layers (folded into the conv at export)")
     neuron: NeuronConfig = field(default_factory=NeuronConfig, metadata={"help": "spiking neuron settings"})
@@ -155,11 +166,36 @@ class ModelConfig(Settings):
     spiking: bool = setting(True, "false = the ANN twin: ReLU in place of every LIF neuron (MPLT / LT baselines)")
     patch_keep: float = setting(1.0, "spikformer: fraction of patches kept before the encoder (MultiSp level 1)")
     binary_activations: bool = setting(False, "spikformer: binarize the ConvPEP output (MultiSp level 3)")
+    args: str = setting("", "user model: keyword arguments of the factory as a JSON object, e.g. '{\"hidden\": 64}'")
+    weights: Optional[str] = setting(None, "weights to start from (safetensors, or a torch state dict "
+                                     "read with weights_only=True); IMP and EB rewind to them")
+    source_sha256: str = setting("", "user model: sha256 of the factory's source file", internal=True)
+    weights_sha256: str = setting("", "sha256 of the weights file", internal=True)
+
+    def label(self) -> str:
+        """A short name for run directories and reports: the registry name, or file-stem.factory."""
+        if not is_user_model(self.name):
+            return self.name
+        where, _, factory = self.name.rpartition(":")
+        stem = Path(where).stem if where.endswith(".py") else where.rsplit(".", 1)[-1]
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{stem}.{factory}")
+
+    def factory_args(self) -> dict:
+        """The factory's keyword arguments (``args`` parsed)."""
+        return json.loads(self.args) if self.args else {}
 
     def validate(self):
         _check(all(h > 0 for h in self.hidden), f"model.hidden={self.hidden} must be positive widths")
         _check(self.num_classes >= 0, f"model.num_classes={self.num_classes} must be >= 0")
         _check(0.0 < self.patch_keep <= 1.0, f"model.patch_keep={self.patch_keep} must be in (0, 1]")
+        if self.args:
+            try:
+                parsed = json.loads(self.args)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"model.args={self.args!r} is not valid JSON ({exc.msg})") from None
+            _check(isinstance(parsed, dict), f"model.args={self.args!r} must be a JSON object of keyword arguments")
+        _check(is_user_model(self.name) or not self.args,
+               f"model.args applies to a user model (file.py:factory), not to model {self.name}")
 
 
 @dataclass(frozen=True)
@@ -259,7 +295,7 @@ class RunConfig(Settings):
     def run_name(self) -> str:
         s = self.search
         method = s.method + ("+et" if s.early_time else "")
-        model = self.model.name + ("" if self.model.spiking else "-ann")
+        model = self.model.label() + ("" if self.model.spiking else "-ann")
         return f"{method}_{model}_{self.data.dataset}_{self.digest()}"
 
 

@@ -76,6 +76,9 @@ class TicketRecord:
     layer_sparsity: Dict[str, float] = field(default_factory=dict)
     wall_time_s: List[float] = field(default_factory=list)  # search wall time of each round so far
     extra: Dict[str, Any] = field(default_factory=dict)      # method-specific facts (e.g. T_early, EB epoch)
+    # fingerprint of the training split (dataset, path, samples, sha256); its per-sample hashes are the
+    # tensor ``data/train_sample_hashes``, against which evaluation data is checked for overlap
+    train_data: Dict[str, Any] = field(default_factory=dict)
     versions: Dict[str, str] = field(default_factory=dict)
     format: str = FORMAT
 
@@ -118,11 +121,15 @@ def library_versions() -> Dict[str, str]:
     return out
 
 
+TRAIN_HASHES = "data/train_sample_hashes"
+
+
 @dataclass
 class Ticket:
     record: TicketRecord
     state: Dict[str, torch.Tensor]
     mask: Mask
+    train_hashes: Optional[torch.Tensor] = None  # int64 hash per training sample (see slt_deploy.data.user)
 
     @classmethod
     def from_model(cls, model, mask: Mask, record: TicketRecord) -> "Ticket":
@@ -140,7 +147,10 @@ class Ticket:
         """The trained snnTorch network, in eval mode."""
         from .models import build_model
 
-        model = build_model(self.record.model)
+        try:
+            model = build_model(self.record.model)
+        except ConfigError as exc:  # a user model whose source is missing or changed
+            raise TicketError(f"cannot rebuild the ticket's network: {exc}") from None
         try:
             model.load_state_dict(self.state)
         except RuntimeError as exc:
@@ -153,6 +163,8 @@ class Ticket:
 
         tensors = {f"state/{k}": v.contiguous() for k, v in self.state.items()}
         tensors.update({f"mask/{k}": v.contiguous() for k, v in self.mask.items()})
+        if self.train_hashes is not None:
+            tensors[TRAIN_HASHES] = self.train_hashes.to(torch.int64).contiguous()
         # serialized in memory and written by Python, so a full disk or a read-only folder is an OSError
         # (one line, see utils.atomic_path), not the Rust writer's SafetensorError
         write_bytes_atomic(path, save(tensors, metadata={META_KEY: self.record.to_json()}))
@@ -188,7 +200,7 @@ class Ticket:
         for k, v in state.items():
             if v.is_floating_point() and not bool(torch.isfinite(v).all()):
                 raise TicketError(f"{p}: tensor {k} has NaN or infinite values")
-        return cls(record, state, mask)
+        return cls(record, state, mask, tensors.get(TRAIN_HASHES))
 
 
 def weight_sparsity(model, mask: Mask):

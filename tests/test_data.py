@@ -253,7 +253,7 @@ def test_missing_folder_and_file(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(DataError, match=r"data\.dataset='svhn' is unknown; valid datasets: "
                                         r"cifar10, cifar10dvs, digits, dvsgesture, event-mnist, fashion-mnist, "
-                                        r"mnist, nmnist$"):
+                                        r"imagefolder, mnist, nmnist, npz$"):
         D.load_dataset(DataConfig(dataset="svhn"))
 
 

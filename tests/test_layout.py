@@ -45,6 +45,8 @@ STAGE_OF = [
     ("slt_deploy.demo", "driver"),
     ("slt_deploy.sweep", "driver"),
     ("slt_deploy.describe", "driver"),
+    ("slt_deploy.deploy", "driver"),
+    ("slt_deploy.api", "driver"),
     ("slt_deploy.__main__", "driver"),
 ]
 

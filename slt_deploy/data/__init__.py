@@ -25,6 +25,10 @@ search sees the same train/test split. A folder holding an ``MD5SUMS`` file is c
 Every problem a user can cause (missing folder, corrupt file, too many samples requested...) raises
 :class:`~slt_deploy.errors.DataError` with a one-line message naming the file or parameter.
 
+The user's own data (:mod:`.user`): ``npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``; images or
+(N, T, C, H, W) spikes) and ``imagefolder`` (one sub-folder of images per class), picked from ``--data-path``
+alone by :func:`infer_dataset`; training-split fingerprints and the overlap check (:func:`check_overlap`).
+
 Modules: :mod:`.base` (containers, registry, split), :mod:`.images`, :mod:`.events`, :mod:`.encoding`.
 Takes a :class:`~slt_deploy.config.DataConfig`; gives a :class:`DatasetSplit` of arrays and encoded batches.
 """
@@ -37,9 +41,13 @@ from .events import events_to_frames, load_dvsgesture, load_cifar10dvs, load_eve
 from .images import default_mnist_dir, load_cifar10, load_digits, load_fashion_mnist, load_mnist, \
     read_idx
 from .base import verify_md5sums
+from .user import Fingerprint, Overlap, check_overlap, fingerprint, infer_dataset, load_imagefolder, load_npz, \
+    read_npz, sample_hashes
 
 __all__ = ["ArrayDataset", "DatasetSplit", "DATASETS", "ENCODINGS", "IMAGE_ENCODINGS", "MNIST_ENV", "SPLIT_SEED",
            "TRAIN_FRACTION", "check_encoding", "load_dataset", "register", "batches", "encode", "events_to_frames",
            "load_dvsgesture", "load_cifar10dvs", "load_event_mnist", "load_nmnist", "mnist_to_events",
            "read_cifar10dvs_aedat4", "read_dvsgesture_npy", "read_nmnist_bin", "default_mnist_dir", "load_cifar10",
-           "load_digits", "load_fashion_mnist", "load_mnist", "read_idx", "verify_md5sums"]
+           "load_digits", "load_fashion_mnist", "load_mnist", "read_idx", "verify_md5sums",
+           "Fingerprint", "Overlap", "check_overlap", "fingerprint", "infer_dataset", "load_imagefolder", "load_npz",
+           "read_npz", "sample_hashes"]

@@ -91,6 +91,8 @@ Loader = Callable[[DataConfig], DatasetSplit]
 DATASETS: Dict[str, Loader] = {}
 #: The registered datasets that are event data (binary frames, ``data.encoding=events``).
 EVENT_DATASETS: set = set()
+#: The registered datasets whose kind (images or event frames) is told by the user's file, checked on load.
+FILE_KIND_DATASETS: set = {"npz", "imagefolder"}
 
 
 def register(name: str, events: bool = False) -> Callable[[Loader], Loader]:
@@ -110,7 +112,9 @@ def register(name: str, events: bool = False) -> Callable[[Loader], Loader]:
 
 def check_encoding(cfg: DataConfig) -> None:
     """Event datasets need ``data.encoding=events`` and image datasets any other encoding (checked before
-    anything is read, so the mistake costs nothing)."""
+    anything is read, so the mistake costs nothing); a user's file is checked by its loader."""
+    if cfg.dataset in FILE_KIND_DATASETS:
+        return
     if cfg.dataset in EVENT_DATASETS and cfg.encoding != "events":
         raise DataError(f"data.dataset={cfg.dataset} is event data (already spikes), not images: "
                         f"set data.encoding=events, not {cfg.encoding}")

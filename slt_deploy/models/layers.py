@@ -77,7 +77,13 @@ class SpikingNet(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self.reset_state()
-        return torch.stack([self.body(x_t) for x_t in x_seq])
+        return torch.stack([self.step(x_t) for x_t in x_seq])
+
+    def step(self, x_t: torch.Tensor) -> torch.Tensor:
+        """One time step. A spiking output neuron built with ``output=True`` returns (spk, mem): its spikes
+        are the output (a user network's spiking readout; its prediction is the spike count)."""
+        out = self.body(x_t)
+        return out[0] if isinstance(out, tuple) else out
 
     def neurons(self) -> Iterator[Tuple[str, nn.Module]]:
         for name, module in self.body.named_modules():

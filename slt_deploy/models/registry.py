@@ -8,7 +8,7 @@ from typing import Callable, Dict, Tuple
 
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, is_user_model
 from ..errors import ConfigError
 from .layers import SpikingNet
 
@@ -43,6 +43,10 @@ def _check_hidden(cfg: ModelConfig, n: int) -> None:
 
 def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int) -> ModelConfig:
     """Fill in what the model config leaves to the dataset or the model's defaults."""
+    if is_user_model(cfg.name):
+        from .user import resolve_user_config
+
+        return resolve_user_config(cfg, input_shape, num_classes)
     spec = model_spec(cfg.name)
     defaults = ModelConfig()
     for option in MODEL_OPTIONS:
@@ -64,12 +68,34 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def build_model(cfg: ModelConfig) -> SpikingNet:
-    """Build a model from a fully resolved config (see :func:`resolve_config`)."""
+    """Build a model from a fully resolved config (see :func:`resolve_config`).
+
+    A user model (``file.py:factory``) is built by its factory, after checking that its source is the one the
+    config recorded (:mod:`.user`).
+    """
+    if is_user_model(cfg.name):
+        from .user import build_user_body
+
+        if not cfg.input_shape or cfg.num_classes < 1:
+            raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={cfg.input_shape}, "
+                              f"num_classes={cfg.num_classes}")
+        return SpikingNet(build_user_body(cfg), cfg)
     spec = model_spec(cfg.name)
     if len(cfg.input_shape) != 3 or cfg.num_classes < 2:
         raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={cfg.input_shape}, "
                           f"num_classes={cfg.num_classes}")
     return SpikingNet(spec.build(cfg), cfg)
+
+
+def initial_model(cfg: ModelConfig) -> SpikingNet:
+    """The model at its starting point: :func:`build_model`, then the weights of ``cfg.weights`` if given
+    (IMP and Early-Bird start from them and rewind to them)."""
+    model = build_model(cfg)
+    if cfg.weights:
+        from .user import load_weights
+
+        load_weights(model.body, cfg.weights, cfg.label())
+    return model
 
 
 def prunable_layers(model: SpikingNet, names: Tuple[str, ...] = ()) -> Dict[str, nn.Module]:

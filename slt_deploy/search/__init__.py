@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
-from ..data import load_dataset
+from ..data import infer_dataset, load_dataset
 from ..errors import ConfigError, OutputError
-from ..models import build_model, prunable_layers, resolve_config
+from ..models import initial_model, prunable_layers, resolve_config
 from ..paths import RunPaths
 from ..ticket import Ticket
 from .baselines import reference_sparsity, run_dense, run_random
@@ -54,8 +54,8 @@ def _check_settings(config: RunConfig, ctx: SearchContext, models: Optional[dict
         raise ConfigError(f"unknown method {s.method!r}; available: {', '.join(METHODS)}")
     models = {} if models is None else models
     model = models.get(ctx.model_config)
-    if model is None:
-        model = models[ctx.model_config] = build_model(ctx.model_config)
+    if model is None:  # the user's weights are read and checked here, before any write
+        model = models[ctx.model_config] = initial_model(ctx.model_config)
     prunable_layers(model, s.prunable)  # unknown layer names -> ConfigError
     if s.method == "imp" and s.rewind_epoch >= config.train.epochs:
         raise ConfigError(f"search.rewind_epoch={s.rewind_epoch} must be < train.epochs={config.train.epochs}")
@@ -75,12 +75,17 @@ def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, ech
              cache: Optional[dict] = None) -> SearchContext:
     cache = {} if cache is None else cache
     check_output_dir(runs_dir)
+    config = config.replace(data=infer_dataset(config.data))  # --data-path alone picks the user's loader
     splits = cache.setdefault("splits", {})
     data_key = dataclasses.replace(config.data, timesteps=1)  # T bins event data but changes no shape
     split = splits.get(data_key)
     if split is None:
         split = splits[data_key] = load_dataset(config.data)
     model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
+    # a user model's source and weights hashes are settings: editing either starts a new run, never resumes
+    config = config.replace(model=config.model.replace(name=model_config.name, weights=model_config.weights,
+                                                       source_sha256=model_config.source_sha256,
+                                                       weights_sha256=model_config.weights_sha256))
     paths = RunPaths(Path(runs_dir) / config.run_name())
     ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
     _check_settings(config, ctx, cache.setdefault("models", {}))
@@ -95,14 +100,14 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
     says how to resume: the run directory keeps every finished epoch.
     """
     ctx = _context(config, runs_dir, progress=progress, echo=echo)
-    paths, model_config = ctx.paths, ctx.model_config
+    config, paths, model_config = ctx.config, ctx.paths, ctx.model_config
     resumed = paths.config.exists()
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         stale = remove_stale_temp_files(paths.root)
         write_config(paths, config)
         echo(f"{'resuming' if resumed else 'search'} {paths.root}  ({config.search.method}"
-             f"{'+et' if config.search.early_time else ''}, {model_config.name}, {config.data.dataset}, "
+             f"{'+et' if config.search.early_time else ''}, {model_config.label()}, {config.data.dataset}, "
              f"T={config.data.timesteps}, seed {config.search.seed})")
         if stale:
             echo(f"  removed {len(stale)} temporary file(s) left by an interrupted write")

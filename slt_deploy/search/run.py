@@ -21,7 +21,7 @@ from safetensors.torch import save
 from ..config import RunConfig
 from ..data import DatasetSplit
 from .masks import Mask, apply_mask
-from ..models import SpikingNet, build_model, prunable_layers
+from ..models import SpikingNet, initial_model, prunable_layers
 from ..paths import RunPaths
 from ..ticket import Ticket, TicketRecord
 from .train import accuracy, make_optimizer, train_epoch
@@ -98,9 +98,18 @@ class SearchContext:
 
     # -- models -------------------------------------------------------------------------------------
     def new_model(self) -> SpikingNet:
-        """The network at initialization; the same weights every time for a given seed."""
+        """The network at initialization (the same weights every time for a given seed), or at the user's
+        weights (``model.weights``): IMP and Early-Bird start from this and rewind to it."""
         torch.manual_seed(derive_seed(self.config.search.seed, "init"))
-        return build_model(self.model_config)
+        return initial_model(self.model_config)
+
+    def train_fingerprint(self):
+        """The training split's fingerprint, recorded in every ticket (computed once)."""
+        if getattr(self, "_fingerprint", None) is None:
+            from ..data import fingerprint
+
+            self._fingerprint = fingerprint(self.split.train, self.config.data.path)
+        return self._fingerprint
 
     def layers(self, model: SpikingNet):
         return prunable_layers(model, self.config.search.prunable)
@@ -170,12 +179,14 @@ class SearchContext:
         if path.exists():
             return Ticket.load(path)
         cfg = self.config
+        fp = self.train_fingerprint()
         record = TicketRecord(
             model=self.model_config, method=method, hyperparameters=cfg.to_dict(), timesteps=timesteps,
             encoding=cfg.data.encoding, dataset=cfg.data.dataset, seed=cfg.search.seed, round=round,
             accuracy=self.test_accuracy(model, timesteps), wall_time_s=[round_(s) for s in wall_time_s],
-            extra=extra)
+            extra=extra, train_data=fp.record())
         ticket = Ticket.from_model(model, mask, record)
+        ticket.train_hashes = torch.from_numpy(fp.hashes)
         ticket.save(path)
         return ticket
 

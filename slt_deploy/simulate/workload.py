@@ -22,12 +22,29 @@ from ..utils import generator
 BATCH = 100
 
 
-def ticket_data(ticket: Ticket) -> DataConfig:
-    """The ticket's own data settings, with the record's encoding and T (what the ticket was evaluated at)."""
+def ticket_data(ticket: Ticket, allow_overlap: bool = False) -> DataConfig:
+    """The ticket's own data settings, with the record's encoding and T (what the ticket was evaluated at).
+
+    The test split is checked against the ticket's training-split fingerprint (:func:`check_ticket_overlap`).
+    """
     r = ticket.record
     raw = r.hyperparameters.get("data")
     cfg = DataConfig.from_dict(raw, where="ticket hyperparameters.data") if raw else DataConfig(dataset=r.dataset)
-    return cfg.replace(encoding=r.encoding, timesteps=r.timesteps)
+    cfg = cfg.replace(encoding=r.encoding, timesteps=r.timesteps)
+    # a ticket that deploy wrote with --allow-overlap carries the overlap's label in its record
+    check_ticket_overlap(ticket, cfg, allow_overlap or bool(r.extra.get("overlap")))
+    return cfg
+
+
+def check_ticket_overlap(ticket: Ticket, data: DataConfig, allow_overlap: bool = False, samples: Optional[int] = None):
+    """Refuse (DataError) evaluating ``ticket`` on test data that is in its training split, unless
+    ``allow_overlap`` (then the :class:`~slt_deploy.data.Overlap` is returned, for labelling every output)."""
+    if ticket.train_hashes is None:
+        return None  # a ticket from before fingerprints: nothing to compare with
+    from ..data import check_overlap, load_dataset
+
+    return check_overlap(ticket.train_hashes.numpy(), load_dataset(data).test, f"{data.dataset} test data",
+                         allow=allow_overlap, samples=samples)
 
 
 def nir_metadata(graph) -> dict:

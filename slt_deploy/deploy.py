@@ -1,0 +1,244 @@
+"""``slt-deploy deploy``: a ticket (or the user's model and weights) to one hardware profile, in one folder.
+
+A driver over the stage APIs: the ticket (made from ``--model``/``--weights`` when given a model) -> NIR
+(:mod:`slt_deploy.exporters.nir_format`), and the lava-dl netx file for Loihi profiles
+(:data:`slt_deploy.compile.FORMATS`) -> Lava float and the chosen backend on the test data
+(:func:`slt_deploy.simulate.simulate`) -> the cost report for that profile (:func:`slt_deploy.report.build_report`)
+-> ``summary.txt`` / ``deploy.json``: fits or not and why, cores, accuracy float vs fixed, agreement, energy and
+latency per inference and the ANN comparison.
+
+The evaluation data is the ticket's test split, or ``data`` (e.g. the user's ``.npz``); it is checked against
+the ticket's training-split fingerprint first and refused when it overlaps, unless ``allow_overlap`` (then the
+overlap is printed in the summary and written to ``deploy.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from .config import DataConfig, ModelConfig, is_user_model
+from .errors import ConfigError, SltError
+from .ticket import Ticket, TicketRecord
+
+FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx.h5", "ann": "ann_twin.onnx", "simulate": "simulate.json",
+         "report": "report", "summary": "summary.txt", "json": "deploy.json"}
+LOIHI_PROFILES = ("loihi", "loihi2")
+
+
+@dataclass
+class DeployResult:
+    out: Path
+    files: dict
+    summary: str
+    data: dict = field(default_factory=dict)
+
+
+def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = True) -> Ticket:
+    """A dense ticket of the user's network at its weights (``model.weights``), on ``data`` (its training split
+    is fingerprinted, its test split gives the recorded accuracy)."""
+    from .data import fingerprint, infer_dataset, load_dataset
+    from .models import initial_model, prunable_layers, resolve_config
+    from .search.train import accuracy
+    from .ticket import Mask, library_versions
+
+    import torch
+
+    if not model.weights:
+        raise ConfigError(f"deploy {model.name}: give the trained weights with --weights FILE (or deploy a ticket)")
+    data = infer_dataset(data)
+    split = load_dataset(data)
+    resolved = resolve_config(model, split.train.input_shape, split.train.num_classes)
+    net = initial_model(resolved).eval()
+    mask = Mask.ones_like(prunable_layers(net))
+    fp = fingerprint(split.train, data.path)
+    record = TicketRecord(model=resolved, method="user-weights",
+                          hyperparameters={"data": data.to_dict(), "model": resolved.to_dict()},
+                          timesteps=data.timesteps, encoding=data.encoding, dataset=data.dataset,
+                          accuracy=accuracy(net, split.test, data, data.timesteps, (0,)),
+                          train_data=fp.record(), versions=library_versions())
+    ticket = Ticket.from_model(net, mask, record)
+    ticket.train_hashes = torch.from_numpy(fp.hashes)
+    return ticket
+
+
+def _with_data(ticket: Ticket, data: DataConfig) -> Ticket:
+    """The ticket evaluated on other data: its record's data settings replaced (its training fingerprint kept)."""
+    from .data import infer_dataset
+
+    data = infer_dataset(data.replace(timesteps=ticket.record.timesteps, encoding=data.encoding
+                                      if data.encoding != DataConfig().encoding else ticket.record.encoding))
+    hyper = dict(ticket.record.hyperparameters, data=data.to_dict())
+    record = dataclasses.replace(ticket.record, hyperparameters=hyper, dataset=data.dataset, encoding=data.encoding)
+    return Ticket(record, ticket.state, ticket.mask, ticket.train_hashes)
+
+
+def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
+           data: Optional[DataConfig] = None, samples: int = 100, allow_overlap: bool = False,
+           progress: bool = True, echo=print) -> DeployResult:
+    """Deploy ``target`` (a ticket path, a :class:`Ticket`, or a model name / ``file.py:factory`` whose
+    settings and weights are in ``model``) on ``profile``; every file goes to ``out``.
+
+    ``data``: evaluation data (default: the ticket's test split; required for a model). ``samples``: test
+    samples simulated and costed.
+    """
+    from .compile import FORMATS as COMPILED
+    from .cost.profiles import load_profile
+    from .exporters.nir_format import ticket_to_nir, write_nir
+    from .report import build_report
+    from .simulate import BACKENDS, simulate
+    from .simulate.workload import check_ticket_overlap, ticket_data
+    from .utils import write_json_atomic, write_text_atomic
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if samples < 1:
+        raise ConfigError(f"samples={samples} must be >= 1")
+    hw = load_profile(profile)  # a bad profile fails before anything is written
+    out = Path(out)
+
+    # 1. the ticket
+    if isinstance(target, Ticket):
+        ticket, source = target, "ticket object"
+    elif Path(str(target)).is_file() and not str(target).endswith(".py"):
+        ticket, source = Ticket.load(target), str(target)
+    elif is_user_model(str(target)) or model is not None:
+        cfg = (model or ModelConfig()).replace(name=str(target))
+        if data is None:
+            raise ConfigError(f"deploy {target}: a model needs its data (--data-path FILE.npz or --dataset)")
+        ticket, source = ticket_from_model(cfg, data, progress), f"{target} with weights {cfg.weights}"
+        data = None  # the ticket records it
+    else:
+        raise ConfigError(f"deploy: {target} is neither a ticket file nor a model (path/to/file.py:factory "
+                          f"with --weights)")
+    if data is not None:
+        ticket = _with_data(ticket, data)
+    eval_data = ticket_data(ticket, allow_overlap=True)
+    overlap = check_ticket_overlap(ticket, eval_data, allow_overlap, samples=samples)
+    if overlap is not None:  # labelled in the ticket itself, so every later stage reading it knows
+        ticket = Ticket(dataclasses.replace(ticket.record, extra=dict(ticket.record.extra, overlap=overlap.label())),
+                        ticket.state, ticket.mask, ticket.train_hashes)
+    # 2. export to NIR and check that the backends can compile it, before anything is written
+    graph = ticket_to_nir(ticket, source=str(out / FILES["ticket"]))
+    if backend != "reference":
+        from .compile import lower
+
+        first_layer = "chip" if eval_data.encoding == "events" else "host"
+        for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
+            lower(graph, target, first_layer=first_layer)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"ticket": ticket.save(out / FILES["ticket"])}
+    echo(f"deploy {source} -> {hw.name} ({backend}) in {out}")
+    files["nir"] = write_nir(graph, out / FILES["nir"])
+    netx_note = None
+    if hw.name in LOIHI_PROFILES:
+        try:
+            files["netx"] = COMPILED["netx"](ticket, files["ticket"], out / FILES["netx"])
+        except SltError as exc:  # what netx cannot carry (e.g. subtract reset) still simulates in Lava
+            netx_note = f"netx file not written: {exc}"  # shown in the summary
+
+    # 3. compile and simulate: Lava float (checked spike for spike) and the chosen backend
+    # the float run is Lava's for a Lava backend, the fast simulator's for a fast one (no Lava needed)
+    float_backend = "fast-float" if backend.startswith("fast") else "lava-float"
+    sims = {}
+    for name in dict.fromkeys([float_backend, backend]):
+        sims[name] = simulate(files["nir"], name, samples=samples, progress=progress)
+        echo(sims[name].summary().split("\n")[0])
+    write_json_atomic(out / FILES["simulate"], {k: v.to_dict() for k, v in sims.items()})
+    files["simulate"] = out / FILES["simulate"]
+
+    # 4. the cost report for this profile (and the 45 nm convention's ANN comparison it always carries)
+    # The report reads the NIR graph (its executor counts any exported network, a class network included) and
+    # the ticket's ANN twin, written here since the report derives a twin only from a ticket input.
+    from .exporters.onnx_format import export_ticket_onnx
+
+    files["ann"] = export_ticket_onnx(files["ticket"], out / FILES["ann"])
+    report = build_report([files["nir"]], ann=files["ann"], profiles=[profile], out=out / FILES["report"],
+                          samples=samples, progress=progress)
+    files["report"] = report.markdown
+
+    data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)
+    data_out["netx"] = str(files["netx"]) if "netx" in files else netx_note
+    summary = render_summary(data_out)
+    write_json_atomic(out / FILES["json"], data_out)
+    write_text_atomic(out / FILES["summary"], summary + "\n")
+    files["json"], files["summary"] = out / FILES["json"], out / FILES["summary"]
+    return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, data_out)
+
+
+def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str, sims: dict, report: dict,
+                  overlap) -> dict:
+    net = report["networks"][0]
+    mapping = net.get("mapping", {}).get(profile)
+    energy = net.get("energy", {}).get(profile)
+    latency = net.get("latency", {}).get(profile) if isinstance(net.get("latency"), dict) else None
+    ratios = [r for r in report.get("ratios", []) if r.get("snn_profile") == profile]
+    fl, fx = sims[float_backend], sims[backend]
+    return {
+        "profile": profile, "backend": backend, "model": ticket.record.model.label(),
+        "method": ticket.record.method, "sparsity": ticket.record.sparsity,
+        "dataset": fl.dataset, "samples": fl.samples, "timesteps": fl.timesteps,
+        "overlap": None if overlap is None else {"overlapping": overlap.overlapping, "samples": overlap.samples,
+                                                 "label": overlap.label()},
+        "fits": None if mapping is None else mapping["fits"],
+        "verdict": None if mapping is None else mapping["verdict"],
+        "failures": [] if mapping is None else mapping["failures"],
+        "cores": None if mapping is None else mapping["cores_used"],
+        "float_backend": float_backend,
+        "accuracy": {"snntorch_reference": fl.reference_accuracy, float_backend: fl.accuracy, backend: fx.accuracy},
+        "float_spike_identical": fl.first_mismatch is None,
+        "float_first_mismatch": fl.first_mismatch,
+        "agreement": {"predictions": fx.prediction_agreement, "first_mismatch": fx.first_mismatch},
+        "energy_per_inference_j": None if energy is None else energy["total"],
+        "energy_complete": None if energy is None else energy["complete"],
+        "energy_unknown": [] if energy is None else energy["unknown"],
+        "latency_per_inference_s": latency.get("total") if isinstance(latency, dict) else latency,
+        "ann": {"accuracy": report["ann"]["accuracy_measured"],
+                "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
+                          "per input; a cost reference, not a trained ANN",
+                "percent_of_ann_45nm": net["convention_45nm"]["percent_of_ann"],
+                "percent_of_ann_on_profile": [{"ann_profile": r["ann_profile"], "percent": r["percent"],
+                                               "note": r["note"]} for r in ratios]},
+    }
+
+
+def _pct(x) -> str:
+    return "unknown" if x is None else f"{100 * x:.2f} %"
+
+
+def render_summary(d: dict) -> str:
+    """The one-screen summary."""
+    lines: List[str] = []
+    if d["overlap"]:
+        lines.append(f"!! {d['overlap']['label']}")
+    fits = {True: "FITS", False: "DOES NOT FIT", None: "fit unknown"}[d["fits"]]
+    lines.append(f"{d['model']} ({d['method']}, {100 * d['sparsity']:.1f} % sparse) on {d['profile']}: {fits}"
+                 + (f" on {d['cores']} cores" if d["cores"] is not None else ""))
+    if d["verdict"]:
+        lines.append(f"  why: {d['verdict']}")
+    lines += [f"  - {f}" for f in d["failures"]]
+    acc = d["accuracy"]
+    lines.append(f"accuracy on {d['samples']} {d['dataset']} test samples (T={d['timesteps']}): snnTorch "
+                 f"{_pct(acc['snntorch_reference'])}, {d['float_backend']} {_pct(acc[d['float_backend']])}, "
+                 f"{d['backend']} {_pct(acc[d['backend']])}")
+    lines.append(f"{d['float_backend']} vs snnTorch: " + ("spike-identical in every layer" if d["float_spike_identical"]
+                                                else f"differs: {d['float_first_mismatch']}"))
+    ag = d["agreement"]
+    lines.append(f"{d['backend']} vs snnTorch: predictions agree {_pct(ag['predictions'])}"
+                 + ("" if ag["first_mismatch"] is None else f"; first spike difference: {ag['first_mismatch']}"))
+    e = d["energy_per_inference_j"]
+    lines.append("energy per inference: " + ("unknown" if e is None else f"{e:.4g} J" + (
+        "" if d["energy_complete"] else f" (incomplete: unknown {', '.join(d['energy_unknown'])})")))
+    lat = d["latency_per_inference_s"]
+    lines.append("latency per inference: " + ("unknown (not in this report)" if lat is None else f"{lat:.4g} s"))
+    ann = d["ann"]
+    lines.append(f"ANN comparison: ANN accuracy {_pct(ann['accuracy'])}; SNN energy = "
+                 f"{ann['percent_of_ann_45nm']:.1f} % of the ANN's (45 nm convention)")
+    for r in ann["percent_of_ann_on_profile"]:
+        lines.append(f"  vs ANN on {r['ann_profile']}: " + (f"{r['percent']:.1f} %" if r["percent"] is not None
+                                                            else r["note"]))
+    if d.get("netx") and "not written" in str(d["netx"]):
+        lines.append(d["netx"])
+    return "\n".join(lines)
