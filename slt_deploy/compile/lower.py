@@ -331,8 +331,9 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
                 raise CompileError(f"node {name!r}: the first neuron layer receives the input and other layers "
                                    f"({', '.join(s for s in sig.terms if s != src)}); not supported with "
                                    f"first_layer='host'")
-            low.host, low.host_bias = draft, bias
-            bias = extra_bias  # the host current carries the affine bias
+            # the host current carries the affine bias; the leak stays the population's own bias (counted once)
+            low.host, low.host_bias = draft, const_gain * sig.const
+            bias = extra_bias
         else:
             low.projs.append(draft)
     low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias)
