@@ -140,11 +140,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    """Where a NIR graph's samples come from (default: the dataset its metadata names) and its time step."""
+    g = p.add_argument_group("input (for graphs written by other tools; default: the dataset the graph's "
+                             "metadata names)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help=".npz with x (and optional y labels) or .npy with x: "
+                     "(N, T, ...) spikes/currents used as they are, or (N, ...) values encoded with --encoding "
+                     "over --timesteps steps")
+    src.add_argument("--dataset", metavar="NAME", help="run on this dataset's test split (slt-deploy datasets "
+                     "lists them)")
+    g.add_argument("--data-path", metavar="DIR", help="the dataset's folder (with --dataset)")
+    g.add_argument("--encoding", choices=("direct", "rate", "latency", "events"),
+                   help="input encoding (default: the graph's, else events for event data, direct otherwise)")
+    g.add_argument("--timesteps", type=int, metavar="T", help="timesteps T (default: the graph's, else 5)")
+    g.add_argument("--dt", type=float, metavar="SECONDS", help="the graph's time step (default: its dt metadata; "
+                   "a graph without one runs at 1e-4 with a warning; sinabs graphs need 1)")
+
+
+def _input_kwargs(args, graph_path: Optional[str]) -> dict:
+    """simulate()/build_report() keyword arguments from the input flags (None where not given)."""
+    if args.data_path and not args.dataset:
+        raise ConfigError("--data-path needs --dataset NAME")
+    data = None
+    if args.dataset:
+        from .exporters.nir_format import read_nir
+        from .simulate.workload import dataset_config
+
+        graph = read_nir(graph_path) if graph_path and Path(graph_path).suffix.lower() in (".nir", ".h5") else None
+        data = dataset_config(args.dataset, graph, path=args.data_path, encoding=args.encoding,
+                              timesteps=args.timesteps)
+        return dict(data=data, dt=args.dt)
+    return dict(input=args.input, encoding=args.encoding, timesteps=args.timesteps, dt=args.dt)
+
+
 def cmd_simulate(args) -> int:
     from .simulate import simulate
     from .utils import write_json_atomic
 
-    result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress)
+    result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress,
+                      first_layer=args.first_layer, **_input_kwargs(args, args.model))
     print(result.summary())
     if args.json:
         write_json_atomic(args.json, result.to_dict())
@@ -154,9 +189,14 @@ def cmd_simulate(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import build_report
+    from .report.build import GraphInputs
 
+    graphs = [p for p in args.inputs if Path(p).suffix.lower() in (".nir", ".h5")]
+    given = GraphInputs(**_input_kwargs(args, graphs[0] if graphs else None))
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
-                          samples=args.samples, progress=not args.no_progress)
+                          samples=args.samples, progress=not args.no_progress, graph_inputs=given)
+    for warning in result.data.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
         print(f"wrote {path}")
     return 0
@@ -281,8 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.nir", help="a NIR graph (e.g. from slt-deploy export --format nir)")
     p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
     p.add_argument("--samples", type=int, default=100, help="test samples (default: 100)")
+    p.add_argument("--first-layer", choices=("host", "chip"), help="compute the first synapse layer on the host "
+                   "(real-valued input) or on chip (binary spikes only); default: chip for event data and binary "
+                   "sequences from --input, host otherwise")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_input_flags(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("report", help="accuracy, energy, memory and fit of tickets per hardware profile vs the ANN",
@@ -295,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_input_flags(p)  # applies to the NIR graphs; tickets run on their own data
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",
