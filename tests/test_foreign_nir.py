@@ -195,3 +195,51 @@ def test_cnn_sinabs_on_event_mnist():
     fixed = simulate(path, "fast-fixed", samples=2, progress=False, data=data, dt=1)
     assert fixed.prediction_agreement == 1.0
     assert min(fixed.spike_agreement.values()) >= 0.95
+
+
+def test_report_runs_a_graph_without_metadata_on_an_input_file(tmp_path, capsys):
+    """A graph stripped of slt-deploy's metadata, given its samples as a file of values to encode, reports the
+    same accuracy and activity as the same graph with metadata on the same samples."""
+    import json
+
+    import torch
+
+    from slt_deploy.cli import main
+    from slt_deploy.config import DataConfig, ModelConfig
+    from slt_deploy.data import load_dataset
+    from slt_deploy.exporters.nir_format import ticket_to_nir, write_nir
+    from slt_deploy.exporters.onnx_format import export_ticket_onnx
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+    from slt_deploy.search.masks import Mask
+    from slt_deploy.ticket import Ticket, TicketRecord
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(24,)), (1, 8, 8), 10))
+    with torch.no_grad():
+        model.body.fc1.weight.mul_(4.0)
+    data = DataConfig(dataset="digits", timesteps=4)
+    record = TicketRecord(model=model.config, method="dense", dataset="digits", timesteps=4, round=0,
+                          hyperparameters={"data": data.to_dict()})
+    ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record).save(tmp_path / "t.safetensors")
+    ann = export_ticket_onnx(ticket, tmp_path / "ann.onnx")
+    graph = ticket_to_nir(ticket)
+    write_nir(graph, tmp_path / "ours.nir")
+    graph.metadata = {"dt": graph.metadata["dt"]}
+    write_nir(graph, tmp_path / "foreign.nir")
+    test = load_dataset(data).test
+    np.savez(tmp_path / "digits.npz", x=test.images[:20].astype(np.float32) / 255.0, y=test.labels[:20])
+
+    common = ["--ann", str(ann), "--profiles", "cmos45", "--samples", "20", "--no-progress"]
+    assert main(["report", str(tmp_path / "ours.nir"), "--out", str(tmp_path / "a")] + common) == 0
+    assert main(["report", str(tmp_path / "foreign.nir"), "--out", str(tmp_path / "b"), "--input",
+                 str(tmp_path / "digits.npz"), "--timesteps", "4"] + common) == 0
+    a, b = (json.loads((tmp_path / d / "report.json").read_text())["networks"][0] for d in "ab")
+    assert b["accuracy_measured"] == a["accuracy_measured"]
+    assert b["activity"]["per_sample"] == a["activity"]["per_sample"]
+    assert b["dataset"] == "file digits.npz" and b["timesteps"] == 4
+    capsys.readouterr()
+    np.savez(tmp_path / "nolabels.npz", x=test.images[:20].astype(np.float32) / 255.0)
+    assert main(["report", str(tmp_path / "foreign.nir"), "--out", str(tmp_path / "c"), "--input",
+                 str(tmp_path / "nolabels.npz"), "--timesteps", "4"] + common) == 2
+    assert "the input file needs labels y" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -114,7 +114,7 @@ class Workload:
 
     x: np.ndarray
     y: Optional[np.ndarray]
-    source: str          # what it is, for the result: "event-mnist test split", "file inputs.npz"
+    source: str          # where it comes from: a dataset name (its test split) or "file inputs.npz"
     encoding: str        # direct / rate / latency / events, or "given" for a sequence supplied as is
     values: Optional[np.ndarray] = None  # (N, *input_shape) values before encoding, when given that way
 
@@ -218,7 +218,7 @@ def dataset_workload(data: DataConfig, samples: int, seed: int, progress: bool, 
     for x_seq, y in encoded_test_samples(data, samples, seed, progress, f"data {where or data.dataset}", where):
         xs.append(x_seq.transpose(0, 1).numpy())  # (B, T, ...): the backends take samples first
         ys.append(y.numpy())
-    return Workload(np.concatenate(xs), np.concatenate(ys), f"{data.dataset} test split", data.encoding)
+    return Workload(np.concatenate(xs), np.concatenate(ys), data.dataset, data.encoding)
 
 
 def dataset_config(dataset: str, graph=None, *, path: Optional[str] = None, encoding: Optional[str] = None,
