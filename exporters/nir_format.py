@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -610,13 +611,47 @@ def _check_finite(graph, where: str, prefix: str = "") -> None:
                                   f"infinite values in {field!r}")
 
 
-def read_nir(path):
+_LENIENT_HINT = "; they differ only by unit dimensions: --lenient (lenient=True) reads it"
+
+
+def _unit_dims_only(a: str, b: str) -> bool:
+    return [d for d in re.findall(r"\d+", a) if d != "1"] == [d for d in re.findall(r"\d+", b) if d != "1"]
+
+
+def _unit_dims_repairs(graph, path: Path) -> List[str]:
+    """Edges whose declared shapes differ only by dimensions of size 1 (``(1,)`` vs ``(1, 1, 1)``, as some
+    exporters write their Output): the node downstream adopts the upstream shape. Any other difference is
+    refused in one line. Returns one line per repair."""
+    def shape(types) -> Optional[Tuple[int, ...]]:
+        value = next(iter(types.values()), None) if types else None
+        return None if value is None else tuple(int(d) for d in np.asarray(value).ravel())
+
+    repairs = []
+    for src, dst in graph.edges:
+        out, into = shape(graph.nodes[src].output_type), shape(graph.nodes[dst].input_type)
+        if out is None or into is None or out == into:
+            continue
+        if [d for d in out if d != 1] != [d for d in into if d != 1]:
+            raise ExportError(f"{path}: shape mismatch on edge {src} -> {dst}: {src} outputs shape {out} but {dst} "
+                              f"expects {into} (not only unit dimensions, so --lenient does not repair it)")
+        node = graph.nodes[dst]
+        key = next(iter(node.input_type))
+        node.input_type = {**node.input_type, key: np.array(out)}
+        if isinstance(node, nir.Output):
+            node.output_type = {k: np.array(out) for k in node.output_type}
+        repairs.append(f"node {dst!r} declared input shape {into}, its source {src!r} gives {out}: read as {out} "
+                       f"(they differ only by unit dimensions)")
+    return repairs
+
+
+def read_nir(path, lenient: bool = False):
     """Read a NIR file with NIR's type check, and turn every failure into one ExportError naming the file.
 
     What ``nir.read`` raises: OSError (h5py: not HDF5, truncated), RuntimeError (h5py: damaged structure),
     KeyError (a group or field missing), AssertionError (unknown type tag, parameters of unequal shapes),
     TypeError (fields that do not fit the type), ValueError (type check: shapes of connected nodes).
-    It accepts NaN weights and cycles, which are checked here.
+    It accepts NaN weights and cycles, which are checked here. ``lenient``: shapes that differ only by unit
+    dimensions are repaired (each repair is issued as a warning) instead of refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -624,14 +659,22 @@ def read_nir(path):
     if not h5py.is_hdf5(path):
         raise ExportError(f"{path}: not a NIR file (not HDF5)")
     try:
-        graph = nir.read(path, type_check=True)
+        try:
+            graph = nir.read(path, type_check=True)
+        except ValueError as exc:
+            if not (lenient and _TYPE_MISMATCH.search(_first_line(exc))):
+                raise
+            graph = nir.read(path, type_check=False)
+            for line in _unit_dims_repairs(graph, path):
+                warnings.warn(f"{path}: {line}", stacklevel=2)
     except (OSError, RuntimeError) as exc:
         raise ExportError(f"{path}: corrupt or truncated HDF5 file ({_first_line(exc)})") from None
     except ValueError as exc:
         m = _TYPE_MISMATCH.search(_first_line(exc))
         if m:
             raise ExportError(f"{path}: shape mismatch on edge {m.group(1)} -> {m.group(3)}: {m.group(1)} outputs "
-                              f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}") from None
+                              f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}"
+                              f"{_LENIENT_HINT if _unit_dims_only(m.group(2), m.group(4)) else ''}") from None
         raise ExportError(f"{path}: {_failing_node(path)} ({_first_line(exc)})") from None
     except (AssertionError, KeyError, TypeError):
         raise ExportError(f"{path}: {_failing_node(path)}") from None

@@ -156,6 +156,8 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timesteps", type=int, metavar="T", help="timesteps T (default: the graph's, else 5)")
     g.add_argument("--dt", type=float, metavar="SECONDS", help="the graph's time step (default: its dt metadata; "
                    "a graph without one runs at 1e-4 with a warning; sinabs graphs need 1)")
+    g.add_argument("--lenient", action="store_true", help="read NIR files whose declared shapes differ only by "
+                   "unit dimensions, e.g. (1) vs (1, 1, 1) (each repair is printed); other mismatches are refused")
 
 
 def _input_kwargs(args, graph_path: Optional[str]) -> dict:
@@ -164,14 +166,15 @@ def _input_kwargs(args, graph_path: Optional[str]) -> dict:
         raise ConfigError("--data-path needs --dataset NAME")
     data = None
     if args.dataset:
-        from .exporters.nir_format import read_nir
+        from .simulate.run import load_graph
         from .simulate.workload import dataset_config
 
-        graph = read_nir(graph_path) if graph_path and Path(graph_path).suffix.lower() in (".nir", ".h5") else None
+        graph = load_graph(graph_path, args.lenient)[0] \
+            if graph_path and Path(graph_path).suffix.lower() in (".nir", ".h5") else None
         data = dataset_config(args.dataset, graph, path=args.data_path, encoding=args.encoding,
                               timesteps=args.timesteps)
-        return dict(data=data, dt=args.dt)
-    return dict(input=args.input, encoding=args.encoding, timesteps=args.timesteps, dt=args.dt)
+        return dict(data=data, dt=args.dt, lenient=args.lenient)
+    return dict(input=args.input, encoding=args.encoding, timesteps=args.timesteps, dt=args.dt, lenient=args.lenient)
 
 
 def cmd_simulate(args) -> int:

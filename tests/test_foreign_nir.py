@@ -243,3 +243,33 @@ def test_report_runs_a_graph_without_metadata_on_an_input_file(tmp_path, capsys)
                  str(tmp_path / "nolabels.npz"), "--timesteps", "4"] + common) == 2
     assert "the input file needs labels y" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@needs_paper
+def test_lenient_reading_repairs_unit_dimensions_only(tmp_path, lif_input, capsys):
+    """lif_rockpool.nir's case: an Output declared (1, 1, 1) behind a neuron of shape (1)."""
+    from slt_deploy.cli import main
+    from slt_deploy.errors import ExportError
+
+    graph = nir.read(PAPER / "lif_norse.nir")
+    graph.nodes["output"].input_type = {"input": np.array([1, 1, 1])}
+    graph.nodes["output"].output_type = {"output": np.array([1, 1, 1])}
+    nir.write(tmp_path / "unit.nir", graph)
+    with pytest.raises(ExportError) as err:
+        read_nir(tmp_path / "unit.nir")
+    assert str(err.value) == (f"{tmp_path / 'unit.nir'}: shape mismatch on edge 1 -> output: 1 outputs shape (1) but "
+                              f"output expects (1, 1, 1); they differ only by unit dimensions: --lenient "
+                              f"(lenient=True) reads it")
+    np.save(tmp_path / "x.npy", lif_input)
+    assert main(["simulate", str(tmp_path / "unit.nir"), "--lenient", "--input", str(tmp_path / "x.npy"),
+                 "--backend", "fast-fixed", "--dt", "1e-4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"warning: {tmp_path / 'unit.nir'}: node 'output' declared input shape (1, 1, 1), its "
+                          f"source '1' gives (1,): read as (1,) (they differ only by unit dimensions)\n")
+    assert "spikes/sample        4.0" in out
+    graph.nodes["output"].input_type = {"input": np.array([2, 1])}
+    graph.nodes["output"].output_type = {"output": np.array([2, 1])}
+    nir.write(tmp_path / "two.nir", graph)
+    with pytest.raises(ExportError, match=r"shape mismatch on edge 1 -> output: 1 outputs shape \(1,\) but output "
+                                          r"expects \(2, 1\) \(not only unit dimensions"):
+        read_nir(tmp_path / "two.nir", lenient=True)

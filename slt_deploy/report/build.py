@@ -130,6 +130,7 @@ class GraphInputs:
     encoding: Optional[str] = None
     timesteps: Optional[int] = None
     dt: Optional[float] = None
+    lenient: bool = False                  # read graphs whose shapes differ only by unit dimensions
 
 
 def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, profiles: Sequence[str],
@@ -216,10 +217,11 @@ def _ticket_network(p: Path) -> Network:
 
 
 def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
-    from ..exporters.nir_format import read_nir
-    from ..simulate.run import with_dt
+    from ..simulate.run import load_graph, with_dt
 
-    graph, _, warned = with_dt(read_nir(p), given.dt)
+    graph, _, repairs = load_graph(p, given.lenient)
+    graph, _, warned = with_dt(graph, given.dt)
+    warned = repairs + warned
     meta = nir_metadata(graph)
     workload = None
     if given.input is not None:

@@ -182,14 +182,21 @@ def with_dt(graph, dt: Optional[float]) -> Tuple[object, float, List[str]]:
                                f"--dt 1 (dt= in Python)"]
 
 
-def _load_graph(model) -> Tuple[object, str]:
+def load_graph(model, lenient: bool = False) -> Tuple[object, str, List[str]]:
+    """(graph, where, repairs): a ``nir.NIRGraph`` as it is, or a file read with
+    :func:`~slt_deploy.exporters.nir_format.read_nir` (``lenient``: the unit-dimension repairs it made)."""
+    import warnings
+
     import nir
 
     from ..exporters.nir_format import read_nir
 
     if isinstance(model, nir.NIRGraph):
-        return model, "<graph>"
-    return read_nir(Path(model)), str(model)
+        return model, "<graph>", []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = read_nir(Path(model), lenient=lenient)
+    return graph, str(model), [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
 def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str) -> List[str]:
@@ -201,7 +208,8 @@ def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str)
 
 def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: bool = True, *, x=None, y=None,
              input=None, data=None, dt: Optional[float] = None, first_layer: Optional[str] = None,
-             encoding: Optional[str] = None, timesteps: Optional[int] = None) -> SimulationResult:
+             encoding: Optional[str] = None, timesteps: Optional[int] = None,
+             lenient: bool = False) -> SimulationResult:
     """Run a NIR graph (a path or a ``nir.NIRGraph``) on ``samples`` samples with ``backend`` and compare it
     with the reference executor.
 
@@ -211,7 +219,8 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     else the test split of the dataset the graph's metadata names. ``dt`` sets the graph's time step (a graph
     that states none runs at 1e-4 s, with a warning). ``first_layer``: ``chip`` feeds the input to the first
     synapse layer on chip (binary spikes only), ``host`` computes it off-chip; default: chip for event data and
-    for binary sequences given as they are, host otherwise.
+    for binary sequences given as they are, host otherwise. ``lenient``: read a file whose declared shapes differ
+    only by unit dimensions (each repair is listed in the result's warnings).
     """
     from ..compile import first_mismatch
     from .workload import graph_workload
@@ -222,8 +231,9 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         raise ConfigError(f"samples={samples} must be >= 1")
     if first_layer not in (None, "host", "chip"):
         raise ConfigError(f"first_layer={first_layer!r} must be host or chip")
-    graph, where = _load_graph(model)
+    graph, where, repairs = load_graph(model, lenient)
     graph, run_dt, warned = with_dt(graph, dt)
+    warned = repairs + warned
     work = graph_workload(graph, where, samples=samples, progress=progress, x=x, y=y, input=input, data=data,
                           encoding=encoding, timesteps=timesteps)
     x, y = work.x, work.y
