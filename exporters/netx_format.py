@@ -108,6 +108,11 @@ def lowered_to_netx(net: LoweredNetwork, path, graph=None) -> Path:
                           f"weight exponent: lower with netx_compatible=True")
     if net.readout.kind != "current":
         raise ExportError("netx export needs a non-spiking readout (a weight layer before the Output)")
+    subtract = [p.name for p in net.populations if p.reset != "zero"]
+    if subtract:
+        raise ExportError(f"layer(s) {', '.join(subtract)} reset by subtraction; netx's CUBA neuron (lava-dl) resets "
+                          f"to zero, so the file would run a different network (slt-deploy simulate runs it in Lava "
+                          f"with this project's own subtract-reset process)")
     path = Path(path)
     prev_name, prev_shape_3d = net.input.name, len(net.input.nir_shape) == 3
 

@@ -259,16 +259,20 @@ def test_lava_process_limits_are_checked_before_lava_starts():
 # --------------------------------------------------------------------------------------- refused input
 
 
-def test_subtract_reset_is_refused():
-    with pytest.raises(CompileError, match=r"node 'lif0' \(LIF\): reset mode 'subtract' is not supported"):
-        lower(chain([np.ones((2, 2))], reset="subtract"))
+def test_subtract_reset_lowers_and_other_resets_are_refused():
+    net = lower(chain([np.ones((2, 2))], reset="subtract"))
+    assert [p.reset for p in net.populations] == ["subtract"]
+    assert "reset=subtract" in net.summary()
+    with pytest.raises(CompileError, match=r"node 'lif0' \(LIF\): reset mode 'none' is not supported \(only zero "
+                                           r"and subtract\); a neuron that never resets cannot be mapped"):
+        lower(chain([np.ones((2, 2))], reset="none"))
 
 
-def test_snntorch_subtract_model_is_refused():
+def test_snntorch_subtract_model_lowers_to_subtract_populations():
     cfg = ModelConfig(name="mlp", hidden=(4,), input_shape=(1, 2, 2), num_classes=2,
                       neuron=NeuronConfig(reset="subtract"))
-    with pytest.raises(CompileError, match="reset mode 'subtract'"):
-        lower(network_to_nir(build_model(cfg), input_shape=(1, 2, 2)))
+    net = lower(network_to_nir(build_model(cfg), input_shape=(1, 2, 2)), "fixed_pt")
+    assert {p.reset for p in net.populations} == {"subtract"}
 
 
 def test_cycle_is_refused():

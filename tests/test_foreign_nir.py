@@ -273,3 +273,65 @@ def test_lenient_reading_repairs_unit_dimensions_only(tmp_path, lif_input, capsy
     with pytest.raises(ExportError, match=r"shape mismatch on edge 1 -> output: 1 outputs shape \(1,\) but output "
                                           r"expects \(2, 1\) \(not only unit dimensions"):
         read_nir(tmp_path / "two.nir", lenient=True)
+
+
+# ----------------------------------------------------------------------------------- reset by subtraction
+
+@pytest.fixture(scope="module")
+def subtract_case():
+    """An snnTorch-style two-layer network with reset by subtraction and an input that makes it fire often."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0.4, 0.5, (6, 4)), rng.normal(0.5, 0.6, (3, 6))
+    tau = DT / (1 - 0.8)  # beta 0.8
+    nodes = OrderedDict(input=nir.Input(input_type={"input": np.array([4])}))
+    edges, prev = [], "input"
+    for i, w in enumerate((w1, w2)):
+        n = w.shape[0]
+        nodes[f"fc{i}"] = nir.Affine(weight=w.astype(np.float32), bias=np.zeros(n, np.float32))
+        nodes[f"lif{i}"] = nir.LIF(tau=np.full(n, tau), r=np.full(n, 5.0), v_leak=np.zeros(n),
+                                   v_threshold=np.ones(n), v_reset=np.zeros(n), metadata={"reset": "subtract"})
+        edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
+        prev = f"lif{i}"
+    nodes["readout"] = nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32))
+    nodes["output"] = nir.Output(output_type={"output": np.array([2])})
+    edges += [(prev, "readout"), ("readout", "output")]
+    graph = nir.NIRGraph(nodes=dict(nodes), edges=edges, metadata={"dt": DT})
+    x = (rng.random((3, 20, 4)) < 0.5).astype(np.float32)
+    reference = run("reference", graph, x, "host").spikes
+    zero = dict(graph.nodes)
+    for name in ("lif0", "lif1"):
+        zero[name] = nir.LIF(**{f: getattr(graph.nodes[name], f) for f in ("tau", "r", "v_leak", "v_threshold",
+                                                                            "v_reset")})
+    zero_spikes = run("reference", nir.NIRGraph(nodes=zero, edges=edges, metadata={"dt": DT}), x, "host").spikes
+    assert sum(v.sum() for v in zero_spikes.values()) < 0.85 * sum(v.sum() for v in reference.values())
+    return graph, x, reference
+
+
+def check_subtract(reference, runs):
+    """Float runs spike for spike with the reference (snnTorch's subtract semantics); fixed point with the same
+    spike counts per layer and >= 95 % of the spikes equal; Lava fixed point bit for bit with the fast simulator."""
+    for layer in ("lif0", "lif1"):
+        expected = reference[layer]
+        for backend in ("fast-float", "lava-float"):
+            if backend in runs:
+                np.testing.assert_array_equal(runs[backend][layer].reshape(expected.shape), expected,
+                                              err_msg=f"{backend} {layer}")
+        for backend in ("fast-fixed", "lava-fixed"):
+            if backend in runs:
+                assert runs[backend][layer].sum() == expected.sum(), (backend, layer)
+                assert (runs[backend][layer].reshape(expected.shape) == expected).mean() >= 0.95, (backend, layer)
+        if "lava-fixed" in runs:
+            np.testing.assert_array_equal(runs["fast-fixed"][layer], runs["lava-fixed"][layer], err_msg=layer)
+
+
+@pytest.mark.parametrize("first_layer", ["host", "chip"])
+def test_subtract_reset_on_the_fast_simulator(first_layer, subtract_case):
+    graph, x, reference = subtract_case
+    check_subtract(reference, {b: run(b, graph, x, first_layer).spikes for b in ("fast-float", "fast-fixed")})
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("first_layer", ["host", "chip"])
+def test_subtract_reset_on_lava_with_the_projects_own_process(first_layer, subtract_case):
+    graph, x, reference = subtract_case
+    check_subtract(reference, {b: run(b, graph, x, first_layer).spikes for b in ("fast-fixed",) + LAVA})

@@ -63,6 +63,17 @@ with ``trunc0(x / 4096) = sign(x) * (|x| >> 12)`` (rounds toward zero) and ``wra
 (``x > 2**23 -> x - 2**24``, then ``x <= -2**23 -> x + 2**24``). ``du = 4095`` keeps no current
 (``u = a_in << 6``), which is snnTorch's Leaky.
 
+Reset by subtraction (``Population.reset == "subtract"``, snnTorch's default and NIR ``reset: subtract``
+metadata) runs on this project's own Lava process (:mod:`slt_deploy.simulate.lava_neurons`), which keeps the
+previous step's spikes ``s'`` and subtracts the threshold *undecayed* at the next step, as snnTorch does
+(``mem = beta*mem + input - threshold*reset``)::
+
+    v = v*(1 - dv) + u + bias_mant - vth*s' ;  s = v > vth                                         (floating_pt)
+    v = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp) - (vth << 6)*s') ;  s = v > (vth << 6)
+
+with no zeroing; ``s'`` is cleared with u and v at every sample boundary. Threshold folding stays exact
+(subtracting theta is subtracting 1 in threshold units).
+
 Host input (``first_layer="host"``, direct encoding, Kim et al.)
 -----------------------------------------------------------------
 The first synapse layer sees real-valued pixels, so it is computed off-chip and its output is injected as the
@@ -94,6 +105,7 @@ Shape = Tuple[int, ...]
 Matrix = Union[np.ndarray, sp.csr_matrix]
 
 TARGETS = ("floating_pt", "fixed_pt")
+RESETS = ("zero", "subtract")  # reset modes a population can have
 FIRST_LAYER_MODES = ("host", "chip")
 
 # Loihi fixed-point ranges (lava.proc.lif.models / lava.proc.dense.models / lava.utils.weightutils)
@@ -160,6 +172,7 @@ class Population:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     lag: int
+    reset: str = "zero"       # "zero" (Lava LIF) or "subtract" (slt_deploy.simulate.lava_neurons)
 
     @property
     def size(self) -> int:
@@ -295,7 +308,7 @@ class LoweredNetwork:
             lines.append(f"  host {self.host.name} -> {self.host.target} ({self.host.weight.nnz} weights)")
         for p in self.populations:
             lines.append(f"  population {p.name} {p.node_type} {p.nir_shape} lag={p.lag} "
-                         f"groups={len(p.groups())}")
+                         f"groups={len(p.groups())}{' reset=subtract' if p.reset == 'subtract' else ''}")
         for p in self.projections:
             lines.append(f"  projection {p.name}: {p.source} -> {p.target} {p.weight.shape} "
                          f"density={p.density:.3f} weight_exp={p.weight_exp}")

@@ -16,7 +16,8 @@ rounded once to float32), so for snnTorch graphs ``decay == beta`` and ``gain ==
     CubaLIF I <- a I + g_s x ; v <- d v + g_m I   -> du = 1 - a, dv = 1 - d, rows scaled by g_m g_s
 
 Per-neuron parameters are kept per neuron; the Lava backend groups neurons with equal (du, dv, vth) into one LIF
-process each, and the fixed-point pass folds per-neuron thresholds into the weights (exact for reset to zero).
+process each, and the fixed-point pass folds per-neuron thresholds into the weights (exact for reset to zero and
+by subtraction). ``reset: subtract`` metadata gives a subtract-reset population (see :mod:`.ir`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..errors import ExportError
 from ..exporters.nir_format import DEFAULT_DT, predecessors, topological_order
 from ..utils import registrar
 from .errors import CompileError
-from .ir import (FIRST_LAYER_MODES, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
+from .ir import (FIRST_LAYER_MODES, RESETS, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
                  Readout, Shape, lava_order)
 
 # ------------------------------------------------------------------------------------------ linear operators
@@ -124,6 +125,7 @@ class _PopDraft:
     dv: np.ndarray
     vth: np.ndarray
     bias: np.ndarray
+    reset: str = "zero"
 
 
 @dataclass
@@ -296,21 +298,23 @@ def _euler(name, tau, r, shape, dt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     return _f32(1.0 - k), _f32(_per_neuron(name, "r", r, shape) * k), k
 
 
-def _check_reset(name: str, node) -> None:
+def _check_reset(name: str, node) -> str:
+    """The node's reset mode (metadata ``reset``, default NIR's reset to ``v_reset``), if it can be mapped."""
     reset = str((node.metadata or {}).get("reset", "zero"))
-    if reset != "zero":
-        advice = {"subtract": "retrain with reset_mechanism='zero' (neuron.reset: zero)",
-                  "none": "a neuron that never resets cannot be mapped",
+    if reset not in RESETS:
+        advice = {"none": "a neuron that never resets cannot be mapped",
                   "hold": "snnTorch Synaptic's zero reset also drops the next step's input; Lava does not"}
-        raise CompileError(f"node {name!r} ({type(node).__name__}): reset mode {reset!r} is not supported, Lava "
-                           f"LIF only resets to zero; {advice.get(reset, '')}".rstrip("; "))
+        raise CompileError(f"node {name!r} ({type(node).__name__}): reset mode {reset!r} is not supported (only "
+                           f"{' and '.join(RESETS)}); {advice.get(reset, '')}".rstrip("; "))
     v_reset = getattr(node, "v_reset", None)
-    if v_reset is not None and bool((np.asarray(v_reset) != 0).any()):
+    if reset == "zero" and v_reset is not None and bool((np.asarray(v_reset) != 0).any()):
         raise CompileError(f"node {name!r} ({type(node).__name__}): v_reset must be 0 (Lava resets to 0), got "
                            f"{np.unique(np.asarray(v_reset))[:3]}")
+    return reset
 
 
-def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, extra_bias, const_gain=None):
+def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, extra_bias, reset,
+                    const_gain=None):
     """Turn the input signal of a neuron node into projections (and host input) plus a population."""
     thr = _per_neuron(name, "v_threshold", node.v_threshold, sig.shape)
     if not bool((thr > 0).all()):
@@ -336,33 +340,33 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
             bias = extra_bias
         else:
             low.projs.append(draft)
-    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias)
+    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias, reset)
     return _identity_signal(name, sig.shape)
 
 
 @handles(nir.LIF)
 def _lif(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     decay, gain, k = _euler(name, node.tau, node.r, sig.shape, low.node_dt(node))
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=np.ones(sig.size), dv=1.0 - decay, gain=gain,
-                           extra_bias=leak)
+                           extra_bias=leak, reset=reset)
 
 
 @handles(nir.IF)
 def _if(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     gain = _f32(_per_neuron(name, "r", node.r, sig.shape) * low.node_dt(node))
     return _add_population(low, name, node, sig, du=np.ones(sig.size), dv=np.zeros(sig.size), gain=gain,
-                           extra_bias=np.zeros(sig.size))
+                           extra_bias=np.zeros(sig.size), reset=reset)
 
 
 @handles(nir.CubaLIF)
 def _cubalif(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     dt = low.node_dt(node)
     syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt)
     mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt)
@@ -372,7 +376,7 @@ def _cubalif(low, name, node, inputs):
                            f"cannot be mapped to Lava's voltage bias; remove the bias of the layer before it")
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=1.0 - syn_decay, dv=1.0 - mem_decay,
-                           gain=mem_gain * syn_gain, extra_bias=leak)
+                           gain=mem_gain * syn_gain, extra_bias=leak, reset=reset)
 
 
 @handles(nir.LI)
@@ -527,7 +531,8 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
         pops.append(Population(
             name=draft.name, node_type=draft.node_type, nir_shape=draft.shape, lava_shape=lava_shape,
             nir_index=nir_index, du=draft.du[nir_index], dv=draft.dv[nir_index], vth=draft.vth[nir_index],
-            bias_mant=draft.bias[nir_index], bias_exp=np.zeros(len(nir_index), np.int64), lag=lags[draft.name]))
+            bias_mant=draft.bias[nir_index], bias_exp=np.zeros(len(nir_index), np.int64), lag=lags[draft.name],
+            reset=draft.reset))
     readout_name = low.readout["name"]
     projs = []
     for d in low.projs:

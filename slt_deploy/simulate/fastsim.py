@@ -33,7 +33,7 @@ Neurons, fixed_pt (``PyLifResetModelBitAcc``), all integers::
     x    = trunc0(u * (4096 - (du + 1)) / 4096) + (a_in << 6)
     u    = x - 2**24 if x > 2**23 else x + 2**24 if x <= -2**23 else x      (Lava's one-step 24-bit wrap)
     v    = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
-    s    = v > (vth << 6) ;  v[s] = 0
+    s    = v > (vth << 6) ;  v[s] = 0     (reset by subtraction: - (vth << 6) * s' inside the clip, no zeroing)
 
 with ``trunc0`` rounding toward zero. While ``|a_in| <= 2**17`` (the compiler's ``A_IN_LIMIT``) nothing leaves
 24 bits; above it, the int32 products and sums Lava computes are wrapped as Lava wraps them (``a_in << 6``,
@@ -259,6 +259,10 @@ class _Neurons:
     bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
     vth: np.ndarray      # fixed: vth << 6;        float: vth
 
+    @property
+    def subtract(self) -> bool:
+        return self.pop.reset == "subtract"
+
     @classmethod
     def of(cls, pop: Population, fixed: bool) -> "_Neurons":
         if fixed:
@@ -288,8 +292,8 @@ class _Neurons:
             shifted = _wrap32(shifted)
         if u_decays or wide:
             out, wraps, clips = self._run_general(shifted, steps, u_decays, wide)
-        else:
-            out, wraps, clips = self._run_plain(shifted, steps, self._may_clip(peak, steps))
+        else:  # a subtracted threshold can push v below the bound _may_clip assumes: always clip then
+            out, wraps, clips = self._run_plain(shifted, steps, self.subtract or self._may_clip(peak, steps))
         events["u_wraps"] = events.get("u_wraps", 0) + wraps
         events["v_clips"] = events.get("v_clips", 0) + clips
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
@@ -315,11 +319,14 @@ class _Neurons:
             np.multiply(v, keep, out=v)
             np.trunc(v, out=v)
             np.add(v, drive[:, t if t_in > 1 else 0], out=v)
+            if self.subtract and t:  # the threshold, undecayed, for the previous step's spike
+                v -= vth * out[:, t - 1]
             if clipping:
                 clips += int(np.count_nonzero(v > V_LIMIT)) + int(np.count_nonzero(v < -V_LIMIT))
                 np.clip(v, -V_LIMIT, V_LIMIT, out=v)
             np.less_equal(v, vth, out=below)
-            np.multiply(v, below, out=v)
+            if not self.subtract:
+                np.multiply(v, below, out=v)
             np.logical_not(below, out=out[:, t])
         return out, 0, clips
 
@@ -339,12 +346,15 @@ class _Neurons:
             u = _wrap24(x)
             wraps += int(np.count_nonzero(u != x))
             y = _decay(v, self.keep_v) + u + self.bias
+            if self.subtract and t:
+                y = y - self.vth * out[:, t - 1]
             if wide:
                 y = _wrap32(y)
             v = np.clip(y, -V_LIMIT, V_LIMIT)
             clips += int(np.count_nonzero(v != y))
             s = np.greater(v, self.vth, out=out[:, t])
-            v[s] = 0
+            if not self.subtract:
+                v[s] = 0
         return out, wraps, clips
 
     def _may_clip(self, peak: int, steps: int) -> bool:
@@ -367,8 +377,11 @@ class _Neurons:
             u = u * self.keep_u
             u = u + a_in[:, t if t_in > 1 else 0]
             v = v * self.keep_v + u + self.bias
+            if self.subtract and t:
+                v = v - self.vth * out[:, t - 1]
             s = v > self.vth
-            v[s] = 0.0
+            if not self.subtract:
+                v[s] = 0.0
             out[:, t] = s
         return out
 

@@ -14,7 +14,8 @@ the same steps in the same order, only paused in between.
 
 Mapping (see the IR docstring for the equations):
 
-- population -> one ``LIFReset`` per group of neurons sharing (du, dv, vth), at most
+- population -> one ``LIFReset`` (reset by subtraction: :class:`.lava_neurons.LIFSubtractReset`) per group of
+  neurons sharing (du, dv, vth), at most
   :data:`MAX_GROUPS_PER_POPULATION` (see :func:`check_lava_limits`);
 - projection -> ``Sparse`` (csr weights) or ``Dense`` (dense weights) per (source group, target group) block;
 - host layer -> a ``Feeder`` (memory-mapped ring-buffer source) of currents wired straight to the first
@@ -331,7 +332,12 @@ class _Builder:
             for g, idx in enumerate(self.groups[pop.name]):
                 first = idx[0]
                 bias = pop.bias_mant[idx].astype(np.int64 if self.fixed else np.float64)
-                lif = self.add(lava["LIFReset"](
+                process = lava["LIFReset"]
+                if pop.reset == "subtract":
+                    from .lava_neurons import subtract_reset_classes
+
+                    process = subtract_reset_classes()[0]
+                lif = self.add(process(
                     shape=(idx.size,), du=self.scalar(pop.du[first]), dv=self.scalar(pop.dv[first]),
                     vth=self.scalar(pop.vth[first]), bias_mant=bias, bias_exp=pop.bias_exp[idx].astype(np.int64),
                     reset_interval=self.t, reset_offset=(1 + pop.lag) % self.t, name=f"{pop.name}[{g}]"))
@@ -382,6 +388,12 @@ class _Builder:
         models = {lava["Recorder"]: lava["RecorderModel"], lava["Feeder"]: lava["FeederModels"][self.net.target]}
         models.update({rec: lava["RecorderModel"] for rec in self.recorders})
         models.update({src: lava["FeederModels"][self.net.target] for src in self.feeder_procs})
+        if any(p.reset == "subtract" for p in self.net.populations):
+            from .lava_neurons import subtract_reset_classes
+
+            process, subtract_models = subtract_reset_classes()
+            models[process] = subtract_models[self.net.target]
+            models.update({proc: subtract_models[self.net.target] for proc in self.procs if isinstance(proc, process)})
         return models
 
 
