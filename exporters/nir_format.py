@@ -532,6 +532,56 @@ def topological_order(graph) -> List[str]:
     return order
 
 
+SPIKING_NODES = (nir.LIF, nir.IF, nir.CubaLIF)
+
+
+def recurrent_edges(graph) -> List[Tuple[str, str]]:
+    """Edges out of a spiking node (LIF, IF, CubaLIF) that lead back to it: the recurrent paths of a graph.
+
+    Such an edge carries the spikes of the *previous* step (zero before the first), as snnTorch's ``RLeaky`` /
+    ``RSynaptic`` compute ``V(spk[t-1])``; every other edge carries the current step's values.
+    """
+    succs: Dict[str, List[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        if src in succs and dst in succs:
+            succs[src].append(dst)
+    found = []
+    for src, dst in graph.edges:
+        if not isinstance(graph.nodes.get(src), SPIKING_NODES):
+            continue
+        seen, stack = set(), [dst]
+        while stack:
+            n = stack.pop()
+            if n == src:
+                found.append((src, dst))
+                break
+            if n not in seen:
+                seen.add(n)
+                stack.extend(succs.get(n, []))
+    return found
+
+
+def execution_order(graph) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """(node order for one time step, recurrent edges): the order of the graph without its recurrent edges
+    (:func:`recurrent_edges`). A cycle with no spiking node on it (an algebraic loop) raises ExportError."""
+    delayed = recurrent_edges(graph)
+    forward = [e for e in graph.edges if tuple(e) not in set(delayed)]
+    try:
+        order = topological_order(_Edges(graph.nodes, forward))
+    except ExportError as exc:
+        raise ExportError(str(exc).replace("recurrent NIR graphs are not supported",
+                                           "a cycle needs a spiking node (LIF, IF, CubaLIF) on it")) from None
+    return order, delayed
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """A graph's nodes with a subset of its edges (what topological_order reads)."""
+
+    nodes: Mapping[str, Any]
+    edges: List[Tuple[str, str]]
+
+
 def _on_cycles(left: set, succs: Dict[str, List[str]]) -> List[str]:
     """Of the nodes Kahn's algorithm could not order, those on a cycle (drop the ones merely downstream)."""
     left = set(left)
@@ -682,7 +732,7 @@ def read_nir(path, lenient: bool = False):
         raise ExportError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
     _check_finite(graph, str(path))
     try:
-        topological_order(graph)
+        execution_order(graph)  # cycles through a spiking node are recurrent layers; any other cycle is refused
     except ExportError as exc:
         raise ExportError(f"{path}: {exc}") from None
     return graph

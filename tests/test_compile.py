@@ -275,11 +275,19 @@ def test_snntorch_subtract_model_lowers_to_subtract_populations():
     assert {p.reset for p in net.populations} == {"subtract"}
 
 
-def test_cycle_is_refused():
+def test_cycles_other_than_a_layers_own_recurrence_are_refused():
     g = chain([np.ones((2, 2)), np.ones((2, 2))])
     g.edges.append(("lif1", "fc0"))
-    with pytest.raises(CompileError, match="cycle"):
-        lower(g)
+    with pytest.raises(CompileError, match=r"node 'lif\d': a recurrent input from the neuron layer 'lif\d' \(a cycle "
+                                           r"through several neuron layers\); only a layer's recurrence onto itself"):
+        lower(g, first_layer="chip")
+    loop = chain([np.ones((2, 2))])
+    loop.nodes["fc0"] = nir.Affine(weight=np.ones((2, 2), np.float32), bias=np.zeros(2, np.float32))
+    loop.nodes["scale"] = nir.Scale(scale=np.ones(2))
+    loop.edges += [("fc0", "scale"), ("scale", "fc0")]
+    with pytest.raises(CompileError, match=r"graph has a cycle through node\(s\) fc0, scale; a cycle needs a "
+                                           r"spiking node \(LIF, IF, CubaLIF\) on it"):
+        lower(loop)
 
 
 def test_disconnected_node_is_refused():

@@ -27,6 +27,19 @@ of the step where ``(tau - 1 - lag) % T == 0`` (Lava ``LIFReset(reset_interval=T
 i.e. exactly when their first input of a new sample arrives; synapse buffers need no reset because of the
 staggering.
 
+Recurrence (a projection from a population into itself, ``Projection.recurrent``)
+---------------------------------------------------------------------------------
+NIR has no delays on edges; a cycle through a spiking node is read as snnTorch's ``RLeaky`` / ``RSynaptic``
+compute it (:func:`slt_deploy.exporters.nir_format.recurrent_edges`): the edge leaving the spiking node carries
+its spikes of the *previous* reference step, zero at step 0, so ``I_t = W_in x_t + W_rec s_{t-1} + b`` (the
+recurrent layer's bias ``b`` is there from step 0 on, like any bias). Lava's Dense/Sparse already delivers at
+``tau`` what it received at ``tau - 1``, so a recurrent projection has ``delay == 1`` and joins the population's
+other inputs with no lag of its own (its source's lag is its target's). What would cross a sample boundary --
+the spikes of a sample's last step, delivered at the next sample's first step -- is cut by a gate process on the
+recurrent path that sends zeros at every step with ``(tau - lag) % T == 0``
+(:mod:`slt_deploy.simulate.lava_neurons`). Only a layer's recurrence onto itself is mapped; a cycle through
+several neuron layers is refused.
+
 Synapses (projection ``p`` from ``src`` into ``dst``)
 ------------------------------------------------------
 The backend builds one Lava Dense/Sparse process per (source group, target group) block, where the groups of a
@@ -210,6 +223,11 @@ class Projection:
     def density(self) -> float:
         n = self.weight.shape[0] * self.weight.shape[1]
         return self.nnz / n if n else 0.0
+
+    @property
+    def recurrent(self) -> bool:
+        """A population's projection onto itself: its spikes of the previous step (see the module docstring)."""
+        return self.source == self.target
 
     def dense(self) -> np.ndarray:
         return self.weight.toarray() if sp.issparse(self.weight) else np.asarray(self.weight)

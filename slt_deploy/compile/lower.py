@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ExportError
-from ..exporters.nir_format import DEFAULT_DT, predecessors, topological_order
+from ..exporters.nir_format import DEFAULT_DT, execution_order, predecessors
 from ..utils import registrar
 from .errors import CompileError
 from .ir import (FIRST_LAYER_MODES, RESETS, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
@@ -324,6 +324,10 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
     rows = sp.diags(gain, format="csr")
     bias = const_gain * sig.const + extra_bias
     for src, matrix in sig.terms.items():
+        if src not in (low.input_name, name) and src not in low.pops:
+            raise CompileError(f"node {name!r}: a recurrent input from the neuron layer {src!r} (a cycle through "
+                               f"several neuron layers); only a layer's recurrence onto itself is mapped (snnTorch "
+                               f"RLeaky / RSynaptic)")
         scaled = sp.csr_matrix(matrix if bool((gain == 1).all()) else rows @ matrix)
         scaled.eliminate_zeros()
         draft = _ProjDraft(sig.nodes, src, name, scaled)
@@ -331,7 +335,7 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
             if low.host is not None:
                 raise CompileError(f"node {name!r}: the input feeds more than one neuron layer ({low.host.target!r} "
                                    f"and {name!r}); use first_layer='chip' with spike input")
-            if len(sig.terms) > 1:
+            if len([s for s in sig.terms if s != name]) > 1:  # its own recurrence is on chip, in step
                 raise CompileError(f"node {name!r}: the first neuron layer receives the input and other layers "
                                    f"({', '.join(s for s in sig.terms if s != src)}); not supported with "
                                    f"first_layer='host'")
@@ -417,12 +421,20 @@ def _output(low, name, node, inputs):
 
 # ------------------------------------------------------------------------------------------------- driver
 
+def _node_shape(node) -> Shape:
+    """A spiking node's output shape: its declared output type, else its threshold's shape."""
+    declared = next(iter((node.output_type or {}).values()), None)
+    if declared is not None and np.asarray(declared).size:
+        return tuple(int(d) for d in np.asarray(declared).ravel())
+    return tuple(np.shape(node.v_threshold))
+
+
 def _check_structure(graph) -> List[str]:
     """Topological order, with one-line errors for cycles, dangling nodes and unknown node types."""
     if not isinstance(graph, nir.NIRGraph):
         raise CompileError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     try:
-        order = topological_order(graph)
+        order, _ = execution_order(graph)
     except ExportError as exc:
         raise CompileError(str(exc)) from None
     for name in order:
@@ -470,7 +482,7 @@ def _lags(low: _Lowering, order: List[str]) -> Dict[str, int]:
     for name in order:
         if name not in low.pops and (low.readout is None or name != low.readout["name"]):
             continue
-        incoming = [p for p in low.projs if p.target == name]
+        incoming = [p for p in low.projs if p.target == name and p.source != name]  # recurrence: one step, own lag
         if low.host is not None and low.host.target == name:
             lags[name] = 0
             continue
@@ -508,13 +520,16 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
     """Lower a NIR graph to the floating-point IR (see :mod:`slt_deploy.compile.ir` for the equations)."""
     _options("floating_pt", first_layer, sparse_below)
     order = _check_structure(graph)
+    delayed = set(map(tuple, execution_order(graph)[1]))
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     low = _Lowering(graph, first_layer, float(meta.get("dt", DEFAULT_DT)))
     preds = predecessors(graph)
     signals: Dict[str, _Signal] = {}
     for name in order:
         node = graph.nodes[name]
-        inputs = [signals[p] for p in preds[name]]
+        # a recurrent edge carries its spiking node's output of the previous step: the population's own spikes
+        inputs = [_identity_signal(p, _node_shape(graph.nodes[p])) if (p, name) in delayed else signals[p]
+                  for p in preds[name]]
         signals[name] = HANDLERS[type(node)](low, name, node, inputs)
     if not low.pops:
         raise CompileError("the graph has no neuron node (LIF, IF or CubaLIF) to map to Lava")
@@ -540,7 +555,7 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
         m = d.matrix[rows][:, index[d.source]]
         projs.append(Projection(name="+".join(d.nodes) or f"{d.source}->{d.target}", nodes=d.nodes,
                                 source=d.source, target=d.target, weight=_store(m, sparse_below),
-                                delay=lags[d.target] - lags[d.source]))
+                                delay=1 if d.source == d.target else lags[d.target] - lags[d.source]))
     host = None
     if low.host is not None:
         tgt = index[low.host.target]

@@ -299,6 +299,48 @@ class _Neurons:
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
         return out
 
+    def run_recurrent(self, a_in: np.ndarray, steps: int, syn: "_Synapse", events: Dict[str, int]) -> np.ndarray:
+        """:meth:`run` for a population with a projection onto itself: ``a_in`` plus, at each step, the
+        recurrent synapses' output of the previous step's spikes (zero at a sample's first step), summed into
+        Lava's int32 a_in, then the general fixed-point update (every wrap emulated, exact when none acts)."""
+        n_samples, t_in, n = a_in.shape
+        fixed = self.fixed
+        dtype = np.int64 if fixed else np.float64
+        u = np.zeros((n_samples, n), dtype)
+        v = np.zeros((n_samples, n), dtype)
+        out = np.zeros((n_samples, steps, n), dtype=bool)
+        prev = np.zeros((n_samples, n), dtype=bool)
+        wraps = clips = peak = 0
+        for t in range(steps):
+            a = a_in[:, t if t_in > 1 else 0] + syn.current(prev, fixed).astype(dtype)
+            if fixed:
+                peak = max(peak, int(np.abs(a).max()) if a.size else 0)
+                x = _wrap32(_wrap32(a) << ACT_SHIFT)
+                x = _wrap32(x + _decay(u, self.keep_u))
+                u = _wrap24(x)
+                wraps += int(np.count_nonzero(u != x))
+                y = _decay(v, self.keep_v) + u + self.bias
+                if self.subtract:
+                    y = y - self.vth * prev
+                y = _wrap32(y)
+                v = np.clip(y, -V_LIMIT, V_LIMIT)
+                clips += int(np.count_nonzero(v != y))
+            else:
+                u = u * self.keep_u
+                u = u + a
+                v = v * self.keep_v + u + self.bias
+                if self.subtract:
+                    v = v - self.vth * prev
+            s = np.greater(v, self.vth, out=out[:, t])
+            if not self.subtract:
+                v[s] = 0
+            prev = s
+        if fixed:
+            events["u_wraps"] = events.get("u_wraps", 0) + wraps
+            events["v_clips"] = events.get("v_clips", 0) + clips
+            events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
+        return out
+
     def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
         """No current memory and |a_in| <= 2**17: u = a_in << 6 needs no wrap, so v = decay(v) + (u + bias).
 
@@ -504,6 +546,8 @@ class FastSim:
         done = {net.input.name}
         for pop in net.populations:
             for proj in net.incoming(pop.name):
+                if proj.recurrent and proj.delay == 1:  # its own spikes of the previous step, run step by step
+                    continue
                 if proj.source not in done:
                     raise SimError(f"projection {proj.name!r}: source {proj.source!r} comes after its target "
                                    f"{pop.name!r}; recurrent networks are not supported")
@@ -512,7 +556,7 @@ class FastSim:
             if proj.source not in lags or proj.target not in lags:
                 raise SimError(f"projection {proj.name!r} connects unknown layers {proj.source!r} -> "
                                f"{proj.target!r}")
-            span = lags[proj.target] - lags[proj.source]
+            span = 1 if proj.recurrent else lags[proj.target] - lags[proj.source]
             if span != 1 or proj.delay != 1:
                 raise SimError(f"projection {proj.name!r}: {proj.source!r} (lag {lags[proj.source]}) -> "
                                f"{proj.target!r} (lag {lags[proj.target]}) with delay {proj.delay}; only one-step "
@@ -582,7 +626,15 @@ class FastSim:
         for pop in net.populations:
             fed = host if net.host is not None and net.host.target == pop.name else None
             a_in = self._input_current(pop.name, (n, steps, pop.size), rows, fed, totals if count else None)
-            s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
+            recurrent = [syn for syn in self.synapses.get(pop.name, []) if syn.proj.recurrent]
+            if recurrent:
+                (syn,) = recurrent
+                s = self.neurons[pop.name].run_recurrent(a_in, steps, syn, limits[pop.name])
+                if count:  # the spikes of a sample's last step are gated off the recurrent path (see ir.py)
+                    sent = s[:, :-1].reshape(-1, pop.size)
+                    totals[syn.proj.name] = _layer_totals(sent, syn.col_nnz)
+            else:
+                s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
             rows[pop.name] = s.reshape(m, pop.size)
             spikes[pop.name] = _nir_order(pop, s)
         if net.readout.kind == "current":
@@ -636,6 +688,8 @@ class FastSim:
         (N, 1, n) when every step is the same and nothing else feeds the target)."""
         a_in = host
         for syn in self.synapses.get(target, []):
+            if syn.proj.recurrent:
+                continue  # added step by step by _Neurons.run_recurrent
             src = rows[syn.proj.source]
             if totals is not None:
                 totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)

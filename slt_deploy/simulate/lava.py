@@ -236,6 +236,7 @@ def lava_process_count(lowered: LoweredNetwork, record_spikes: bool = True) -> i
     count += len(groups[net.host.target]) if net.host is not None else 1      # input feeders
     count += 1 if net.readout.kind == "current" else 0                        # readout recorder
     count += sum(1 for proj in net.projections for _ in _blocks(net, proj, groups))
+    count += sum(len(groups[proj.source]) for proj in net.projections if proj.recurrent)  # sample gates
     return count
 
 
@@ -291,6 +292,7 @@ class _Builder:
         self.recorders: List[object] = []
         self.feeders: List[Tuple[np.ndarray, np.memmap]] = []      # (stream rows, ring file)
         self.feeder_procs: List[object] = []
+        self.gates: List[object] = []                               # sample gates of recurrent paths
 
     def add(self, proc):
         self.procs.append(proc)
@@ -370,6 +372,16 @@ class _Builder:
         for proj in self.net.projections:
             sources = dict((id(i), p) for i, p in self.outs[proj.source])
             targets = dict((id(i), p) for i, p in self.ins[proj.target])
+            if proj.recurrent:  # a sample's last spikes must not reach the next sample: gate each source group
+                from .lava_neurons import sample_gate_classes
+
+                gate = sample_gate_classes()[0]
+                lag = self.net.population(proj.source).lag
+                for key, port in list(sources.items()):
+                    g = self.add(gate(shape=port.shape, interval=self.t, lag=lag, name=f"{proj.name}:gate"))
+                    self.gates.append(g)
+                    port.connect(g.s_in)
+                    sources[key] = g.s_out
             for tidx, sidx, block in _blocks(self.net, proj, self.groups):
                 kwargs = dict(weight_exp=int(proj.weight_exp), num_weight_bits=8) if self.fixed else {}
                 if sp.issparse(block):
@@ -388,6 +400,12 @@ class _Builder:
         models = {lava["Recorder"]: lava["RecorderModel"], lava["Feeder"]: lava["FeederModels"][self.net.target]}
         models.update({rec: lava["RecorderModel"] for rec in self.recorders})
         models.update({src: lava["FeederModels"][self.net.target] for src in self.feeder_procs})
+        if self.gates:
+            from .lava_neurons import sample_gate_classes
+
+            gate, gate_models = sample_gate_classes()
+            models[gate] = gate_models[self.net.target]
+            models.update({g: gate_models[self.net.target] for g in self.gates})
         if any(p.reset == "subtract" for p in self.net.populations):
             from .lava_neurons import subtract_reset_classes
 

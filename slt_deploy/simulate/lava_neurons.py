@@ -1,4 +1,5 @@
-"""A Lava neuron process of this project's own: LIF with reset by subtraction (snnTorch's default).
+"""Lava processes of this project's own: LIF with reset by subtraction (snnTorch's default), and the sample gate
+of recurrent paths (:func:`sample_gate_classes`).
 
 Lava 0.10's LIF models only reset to zero. :class:`LIFSubtractReset` is Lava's ``LIFReset`` (same ports,
 variables and periodic per-sample state reset) plus one variable, ``s_prev``, the spikes of the previous step;
@@ -85,3 +86,55 @@ def subtract_reset_classes() -> Tuple[type, Dict[str, type]]:
         _CLASSES = (LIFSubtractReset, {"floating_pt": PyLifSubtractResetModelFloat,
                                        "fixed_pt": PyLifSubtractResetModelBitAcc})
     return _CLASSES
+
+
+_GATE = None
+
+
+def sample_gate_classes() -> Tuple[type, Dict[str, type]]:
+    """(SampleGate, {"floating_pt": model, "fixed_pt": model}): a pass-through on a recurrent path that sends zeros
+    at the last step of every sample, so no spike of one sample reaches the next one through the recurrent
+    synapses (the populations' state is reset there; the synapse buffers are not)."""
+    global _GATE
+    if _GATE is None:
+        from lava.magma.core.decorator import implements, requires, tag
+        from lava.magma.core.model.py.model import PyLoihiProcessModel
+        from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+        from lava.magma.core.model.py.type import LavaPyType
+        from lava.magma.core.process.ports.ports import InPort, OutPort
+        from lava.magma.core.process.process import AbstractProcess
+        from lava.magma.core.resources import CPU
+        from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+        class SampleGate(AbstractProcess):
+            """Forwards ``s_in`` to ``s_out``, except zeros at the steps with ``(tau - lag) % interval == 0``."""
+
+            def __init__(self, *, shape, interval: int, lag: int, name=None):
+                super().__init__(shape=shape, interval=interval, lag=lag, name=name)
+                self.s_in = InPort(shape=shape)
+                self.s_out = OutPort(shape=shape)
+
+        class _GateModel(PyLoihiProcessModel):
+            def run_spk(self):
+                data = self.s_in.recv()
+                p = self.proc_params
+                if (self.time_step - p["lag"]) % p["interval"] == 0:
+                    data = np.zeros_like(data)
+                self.s_out.send(data)
+
+        @implements(proc=SampleGate, protocol=LoihiProtocol)
+        @requires(CPU)
+        @tag("floating_pt")
+        class PySampleGateFloat(_GateModel):
+            s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+            s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+        @implements(proc=SampleGate, protocol=LoihiProtocol)
+        @requires(CPU)
+        @tag("fixed_pt")
+        class PySampleGateFixed(_GateModel):
+            s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+            s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+        _GATE = (SampleGate, {"floating_pt": PySampleGateFloat, "fixed_pt": PySampleGateFixed})
+    return _GATE
