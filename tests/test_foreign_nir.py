@@ -404,3 +404,41 @@ def test_recurrent_graph_on_lava(first_layer):
     np.testing.assert_array_equal(run("lava-float", graph, x, first_layer).spikes["lif"], reference)
     np.testing.assert_array_equal(run("lava-fixed", graph, x, first_layer).spikes["lif"],
                                   run("fast-fixed", graph, x, first_layer).spikes["lif"])
+
+
+@pytest.mark.lava
+def test_subtract_reset_ticket_deploys_and_loihi1_is_refused_in_the_report(tmp_path):
+    """A toolkit ticket with reset by subtraction: export -> Lava float spike for spike with the reference ->
+    fixed point -> report, whose fit verdict says Loihi 1 cannot run it and Loihi 2 can."""
+    import json
+
+    import torch
+
+    from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
+    from slt_deploy.export import export_ticket
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+    from slt_deploy.report import build_report
+    from slt_deploy.search.masks import Mask
+    from slt_deploy.simulate import simulate
+    from slt_deploy.ticket import Ticket, TicketRecord
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(24,), neuron=NeuronConfig(reset="subtract")),
+                                       (1, 8, 8), 10))
+    with torch.no_grad():
+        model.body.fc1.weight.mul_(4.0)
+    data = DataConfig(dataset="digits", timesteps=4)
+    record = TicketRecord(model=model.config, method="dense", dataset="digits", timesteps=4, round=0,
+                          hyperparameters={"data": data.to_dict()})
+    ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record).save(tmp_path / "t.safetensors")
+    graph = export_ticket(ticket, "nir", tmp_path / "t.nir")
+    lava = simulate(graph, "lava-float", samples=20, progress=False)
+    assert lava.first_mismatch is None and lava.spikes_per_sample["fc1_lif"] > 1
+    fixed = simulate(graph, "fast-fixed", samples=20, progress=False)
+    assert fixed.prediction_agreement >= 0.95
+    report = build_report([ticket], profiles=["loihi", "loihi2"], out=tmp_path / "r", samples=20, progress=False)
+    mapping = json.loads(report.json.read_text())["networks"][0]["mapping"]
+    assert mapping["loihi"]["fits"] is False
+    assert mapping["loihi"]["verdict"] == ("loihi: does not fit: every spiking layer resets by subtract; loihi "
+                                           "implements only: zero")
+    assert mapping["loihi2"]["fits"] is True

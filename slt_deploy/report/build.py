@@ -23,6 +23,7 @@ from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
 from ..ticket import Ticket
 from ..utils import atomic_path, write_json_atomic, write_text_atomic
+from ..exporters.nir_format import SPIKING_NODES
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
 from ..simulate.workload import (encoded_test_samples, graph_input_shape, load_input_file, nir_data, nir_metadata,
                                  test_samples, ticket_data)
@@ -67,6 +68,7 @@ class Network:
     chains: Tuple[SynapseChain, ...] = ()  # its synapse layers, read (and so checked) when the file is loaded
     workload: Any = None             # simulate.workload.Workload when the samples come from --input
     warnings: Tuple[str, ...] = ()   # e.g. an assumed dt
+    resets: Tuple[Tuple[str, str], ...] = ()  # (what, reset mode) of its spiking layers, checked per profile
 
     @property
     def dense(self) -> bool:
@@ -213,7 +215,7 @@ def _ticket_network(p: Path) -> Network:
     return Network(path=p, kind="ticket", method=r.method, sparsity=float(r.sparsity), round=r.round,
                    record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=ticket_data(ticket),
                    seed=r.seed, input_shape=tuple(r.model.input_shape), num_classes=r.model.num_classes,
-                   weight_layers=layers, ticket=ticket)
+                   weight_layers=layers, ticket=ticket, resets=(("every spiking layer", r.model.neuron.reset),))
 
 
 def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
@@ -252,7 +254,9 @@ def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
                    seed=int(meta.get("seed", 0)), input_shape=_nir_shape(inputs[0].input_type),
                    num_classes=math.prod(_nir_shape(outputs[0].output_type)), weight_layers=len(weights),
                    graph=graph, chains=tuple(synapse_chains(graph, str(p))), workload=workload,
-                   warnings=tuple(warned))
+                   warnings=tuple(warned),
+                   resets=tuple((f"layer {name}", str((node.metadata or {}).get("reset", "zero")))
+                                for name, node in graph.nodes.items() if isinstance(node, SPIKING_NODES)))
 
 
 def _nir_shape(types: dict) -> Tuple[int, ...]:
@@ -450,8 +454,8 @@ def _memory_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> d
             "neuron_state_bits": sum(state) if all(s is not None for s in state) else None}
 
 
-def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> dict:
-    r = map_network(layers, profile)
+def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile, resets=()) -> dict:
+    r = map_network(layers, profile, dict(resets))
     return {"fits": r.fits, "cores_used": r.cores_used, "verdict": r.verdict, "failures": list(r.failures),
             "unchecked": list(r.unchecked), "notes": list(r.notes),
             "populations": [{"population": p.population, "layers": list(p.layers), "neurons": p.neurons,
@@ -478,7 +482,7 @@ def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[Har
         "convention_45nm": {"snn": snn45.to_dict(), "ann": ann45.to_dict(),
                             "percent_of_ann": 100.0 * energy_ratio(snn45, ann45)},
         "memory": {p.name: _memory_entry(m.layers, p) for p in profiles if _snn_capable(p)},
-        "mapping": {p.name: _mapping_entry(m.layers, p) for p in profiles if _placeable(p)},
+        "mapping": {p.name: _mapping_entry(m.layers, p, net.resets) for p in profiles if _placeable(p)},
     }
 
 
