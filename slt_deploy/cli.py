@@ -133,9 +133,16 @@ def export_formats() -> Dict[str, Callable]:
 
 
 def cmd_export(args) -> int:
+    import functools
+
     from .export import export_ticket
 
-    path = export_ticket(args.ticket, args.format, args.out, formats=export_formats())
+    formats = export_formats()
+    if args.first_layer:
+        if args.format != "netx":
+            raise ConfigError(f"--first-layer applies to --format netx, not {args.format}")
+        formats["netx"] = functools.partial(formats["netx"], first_layer=args.first_layer)
+    path = export_ticket(args.ticket, args.format, args.out, formats=formats)
     print(f"wrote {path}")
     return 0
 
@@ -305,12 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ticket", help="a ticket (.safetensors)")
     p.add_argument("--format", required=True, choices=list(export_formats()), help="output format")
     p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--first-layer", choices=("host", "chip"), help="netx: chip includes the first synapse layer "
+                   "(the file runs the whole network, fed with spikes); host (default) leaves it to the host")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("inspect", help="print what a ticket, NIR graph or ONNX model holds",
+    p = sub.add_parser("inspect", help="print what a ticket, NIR graph, netx network or ONNX model holds",
                        description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
                                    "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
-    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
+    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5), netx network (.h5) or ONNX model "
+                                "(.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 

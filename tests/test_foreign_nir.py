@@ -442,3 +442,42 @@ def test_subtract_reset_ticket_deploys_and_loihi1_is_refused_in_the_report(tmp_p
     assert mapping["loihi"]["verdict"] == ("loihi: does not fit: every spiking layer resets by subtract; loihi "
                                            "implements only: zero")
     assert mapping["loihi2"]["fits"] is True
+
+
+def test_netx_with_the_first_layer_on_chip_and_inspect_reads_netx(tmp_path, capsys):
+    import h5py
+    import torch
+
+    from slt_deploy.cli import main
+    from slt_deploy.config import DataConfig, ModelConfig
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+    from slt_deploy.search.masks import Mask
+    from slt_deploy.ticket import Ticket, TicketRecord
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(12,)), (1, 8, 8), 10))
+    with torch.no_grad():
+        model.body.fc1.weight[:, ::2] = 0  # 50 % sparse first layer
+    data = DataConfig(dataset="digits", timesteps=4)
+    record = TicketRecord(model=model.config, method="dense", dataset="digits", timesteps=4, round=0,
+                          hyperparameters={"data": data.to_dict()})
+    ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record).save(tmp_path / "t.safetensors")
+    assert main(["export", str(ticket), "--format", "netx", "--first-layer", "chip", "--out",
+                 str(tmp_path / "chip.h5")]) == 0
+    assert main(["export", str(ticket), "--format", "netx", "--out", str(tmp_path / "host.h5")]) == 0
+    with h5py.File(tmp_path / "chip.h5") as f:
+        types = [f[f"layer/{i}/type"][()].decode() for i in range(len(f["layer"]))]
+        assert types == ["input", "flatten", "dense", "dense"]
+        assert f["layer/2/weight"].shape == (12, 64)  # the first layer is in the file
+    with h5py.File(tmp_path / "host.h5") as f:
+        assert [f[f"layer/{i}/type"][()].decode() for i in range(len(f["layer"]))] == ["input", "dense"]
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "chip.h5")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"netx network {tmp_path / 'chip.h5'}: 4 layers (lava-dl netx HDF5; weights are Loihi mantissas)"
+    row = out[5].split()
+    assert row[:4] == ["2", "dense", "12", "12x64"] and row[9] == "CUBA"
+    assert 370 <= int(row[4]) <= 384 and float(row[5]) >= 50.0  # 384 kept weights (a few round to mantissa 0)
+    assert main(["export", str(ticket), "--format", "nir", "--first-layer", "chip", "--out",
+                 str(tmp_path / "x.nir")]) == 2
+    assert capsys.readouterr().err.strip() == "slt-deploy: error: --first-layer applies to --format netx, not nir"
