@@ -481,3 +481,29 @@ def test_netx_with_the_first_layer_on_chip_and_inspect_reads_netx(tmp_path, caps
     assert main(["export", str(ticket), "--format", "nir", "--first-layer", "chip", "--out",
                  str(tmp_path / "x.nir")]) == 2
     assert capsys.readouterr().err.strip() == "slt-deploy: error: --first-layer applies to --format netx, not nir"
+
+
+def test_cubalif_with_a_bias_runs_host_fed_and_is_refused_on_chip():
+    """A bias into a current-based layer accumulates in its synaptic current: exact when the layer is fed from
+    the host (the bias is part of the host current), refused on chip (Lava's bias enters the voltage)."""
+    from slt_deploy.compile import CompileError, lower
+
+    n = 4
+    nodes = OrderedDict(
+        input=nir.Input(input_type={"input": np.array([3])}),
+        fc=nir.Affine(weight=np.array([[0.5, 0.2, 0.0], [0.1, 0.4, 0.3], [0.0, 0.0, 0.6], [0.3, 0.3, 0.3]],
+                                      np.float32), bias=np.array([0.05, 0.0, 0.1, -0.02], np.float32)),
+        cuba=nir.CubaLIF(tau_syn=np.full(n, DT / 0.5), tau_mem=np.full(n, DT / 0.2), r=np.full(n, 1 / 0.2),
+                         v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1 / 0.5)),
+        readout=nir.Affine(weight=np.ones((2, n), np.float32), bias=np.zeros(2, np.float32)),
+        output=nir.Output(output_type={"output": np.array([2])}))
+    edges = [("input", "fc"), ("fc", "cuba"), ("cuba", "readout"), ("readout", "output")]
+    graph = nir.NIRGraph(nodes=dict(nodes), edges=edges, metadata={"dt": DT})
+    x = (np.random.default_rng(4).random((3, 20, 3)) < 0.5).astype(np.float32)
+    reference = run("reference", graph, x, "host").spikes["cuba"]
+    assert reference.sum() > 20
+    np.testing.assert_array_equal(run("fast-float", graph, x, "host").spikes["cuba"], reference)
+    assert (run("fast-fixed", graph, x, "host").spikes["cuba"] == reference).mean() >= 0.95
+    with pytest.raises(CompileError, match=r"node 'cuba' \(CubaLIF\): a bias feeding a current-based neuron with "
+                                           r"synaptic memory cannot be mapped to Lava's voltage bias on chip"):
+        lower(graph, first_layer="chip")

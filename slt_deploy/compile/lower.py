@@ -374,10 +374,13 @@ def _cubalif(low, name, node, inputs):
     dt = low.node_dt(node)
     syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt)
     mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt)
-    if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()):
-        # a constant input would accumulate in Lava's current u, but Lava's bias is added to v
+    host_fed = low.first_layer == "host" and low.input_name in sig.terms  # its bias travels in the host current
+    if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()) and not host_fed:
+        # a constant input would accumulate in Lava's current u, but Lava's bias is added to v (the host-fed
+        # layer's bias is part of the host current, which enters u, so it is exact there)
         raise CompileError(f"node {name!r} (CubaLIF): a bias feeding a current-based neuron with synaptic memory "
-                           f"cannot be mapped to Lava's voltage bias; remove the bias of the layer before it")
+                           f"cannot be mapped to Lava's voltage bias on chip; remove the bias of the layer before "
+                           f"it (a first layer computed on the host, first_layer='host', takes it)")
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=1.0 - syn_decay, dv=1.0 - mem_decay,
                            gain=mem_gain * syn_gain, extra_bias=leak, reset=reset)
