@@ -9,9 +9,10 @@ Backends (registry :data:`BACKENDS`):
 ``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
 
-A dataset is compiled once and streamed through one run. Event data (``events`` encoding) is binary
-spikes and enters the chip directly (``first_layer="chip"``); other encodings feed the first layer's currents
-from the host. The result reports accuracy, agreement with the
+A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
+(metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
+Event data (``events`` encoding) and binary sequences given as they are enter the chip directly
+(``first_layer="chip"``); other input feeds the first layer's currents from the host. The result reports accuracy, agreement with the
 reference (predictions, spikes per layer, the first differing layer and step), spikes per layer and
 samples per second.
 """
