@@ -171,7 +171,6 @@ def _input_kwargs(args, graph_path: Optional[str]) -> dict:
     """simulate()/build_report() keyword arguments from the input flags (None where not given)."""
     if args.data_path and not args.dataset:
         raise ConfigError("--data-path needs --dataset NAME")
-    data = None
     if args.dataset:
         from .simulate.run import load_graph
         from .simulate.workload import dataset_config

@@ -102,8 +102,7 @@ def test_set_size(data: DataConfig) -> int:
 
 # ------------------------------------------------------------------------- inputs of any graph (not only ours)
 
-#: Settings of a graph's workload that the user may give (CLI --input / --dataset ..., Python x= / input= /
-#: data=); anything not given comes from the graph's metadata (graphs written by slt-deploy export) or defaults.
+#: Input files ``--input`` reads (numpy's own formats, loaded without pickle).
 INPUT_SUFFIXES = (".npz", ".npy")
 
 
