@@ -380,6 +380,28 @@ def _leaky(b, name, neuron, signal):
     return _Signal((name,), shape)
 
 
+@_handles(snn.RLeaky)
+def _rleaky(b, name, neuron, signal):
+    """A LIF node with a recurrent Affine from it back to itself: the cycle carries the previous step's spikes
+    (:func:`recurrent_edges`), which is RLeaky's ``beta*mem + input + recurrent(spk[t-1])``."""
+    reset = _reset_mode(name, neuron)
+    if reset == "zero":  # RLeaky's zero reset zeroes the whole next-step membrane, input included (as Synaptic)
+        reset = "hold"
+    recurrent = getattr(neuron, "recurrent", None)
+    if not isinstance(recurrent, nn.Linear) or len(signal.shape) != 1:
+        raise ExportError(f"layer {name!r} (RLeaky): only an all-to-all (nn.Linear) recurrence on a flat layer is "
+                          f"exported; got {type(recurrent).__name__} on shape {signal.shape}")
+    node_signal = _leaky(b, name, neuron, signal)
+    b.nodes[name].metadata["reset"] = reset
+    rec_name = _join(name, "recurrent")
+    weight = recurrent.weight.detach().double().numpy()
+    bias = recurrent.bias.detach().double().numpy() if recurrent.bias is not None else np.zeros(weight.shape[0])
+    b.add(rec_name, nir.Affine(weight=weight.astype(np.float32), bias=bias.astype(np.float32),
+                               metadata=b.weight_metadata(rec_name, weight)), node_signal)
+    b.edges.append((rec_name, name))
+    return node_signal
+
+
 @_handles(snn.Synaptic)
 def _synaptic(b, name, neuron, signal):
     reset = _reset_mode(name, neuron)

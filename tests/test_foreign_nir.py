@@ -507,3 +507,42 @@ def test_cubalif_with_a_bias_runs_host_fed_and_is_refused_on_chip():
     with pytest.raises(CompileError, match=r"node 'cuba' \(CubaLIF\): a bias feeding a current-based neuron with "
                                            r"synaptic memory cannot be mapped to Lava's voltage bias on chip"):
         lower(graph, first_layer="chip")
+
+
+def test_snntorch_rleaky_network_exports_to_a_recurrent_graph_that_runs_everywhere():
+    """An snnTorch network with an RLeaky layer (subtract reset, snnTorch's default) exported by this project:
+    the graph's reference run is snnTorch's spike for spike, and so are fast-float (and Lava float, tested on
+    the same construct above); fast-fixed agrees closely."""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from slt_deploy.exporters.nir_format import network_to_nir, recurrent_edges
+
+    torch.manual_seed(3)
+    body = nn.Sequential(OrderedDict(fc=nn.Linear(3, 6), lif=snn.RLeaky(beta=0.8, linear_features=6),
+                                     readout=nn.Linear(6, 2)))
+    with torch.no_grad():
+        body.fc.weight.mul_(3.0)
+    graph = network_to_nir(body, input_shape=(3,))
+    assert recurrent_edges(graph) == [("lif", "lif.recurrent")]
+    assert graph.nodes["lif"].metadata["reset"] == "subtract"
+    x = (np.random.default_rng(5).random((3, 12, 3)) < 0.6).astype(np.float32)
+    expected = []
+    with torch.no_grad():
+        for sample in torch.from_numpy(x):
+            spk, mem = body.lif.init_rleaky()
+            steps = []
+            for x_t in sample:
+                spk, mem = body.lif(body.fc(x_t), spk, mem)
+                steps.append(spk.numpy())
+            expected.append(np.stack(steps))
+    expected = np.stack(expected)
+    assert 10 < expected.sum() < 0.9 * expected.size
+    np.testing.assert_array_equal(run("reference", graph, x, "host").spikes["lif"], expected)
+    for first_layer in ("host", "chip"):
+        np.testing.assert_array_equal(run("fast-float", graph, x, first_layer).spikes["lif"], expected)
+        assert (run("fast-fixed", graph, x, first_layer).spikes["lif"] == expected).mean() >= 0.9
+    zero = nn.Sequential(OrderedDict(fc=nn.Linear(3, 6), lif=snn.RLeaky(beta=0.8, linear_features=6,
+                                                                        reset_mechanism="zero")))
+    assert network_to_nir(zero, input_shape=(3,)).nodes["lif"].metadata["reset"] == "hold"
