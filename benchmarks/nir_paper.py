@@ -22,9 +22,7 @@ from slt_deploy.simulate import simulate
 from slt_deploy.simulate.run import BACKENDS
 from slt_deploy.simulate.workload import dataset_config
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "nir-paper"
-if not PAPER.is_dir():
-    PAPER = Path("/work/shared/nir-paper")
+PAPER = Path(__file__).resolve().parents[2] / "shared" / "nir-paper"  # ../shared next to the repository
 
 
 def main() -> None:

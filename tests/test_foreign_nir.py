@@ -14,9 +14,7 @@ import pytest
 from slt_deploy.exporters.nir_format import read_nir
 from slt_deploy.simulate.run import BACKENDS
 
-PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "nir-paper"
-if not PAPER.is_dir():  # a worktree sits one level deeper than a clone next to ../shared
-    PAPER = Path("/work/shared/nir-paper")
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "nir-paper"  # ../shared next to the repository
 needs_paper = pytest.mark.skipif(not PAPER.is_dir(), reason="the NIR paper graphs (../shared/nir-paper) are absent")
 
 FAST = ("reference", "fast-float", "fast-fixed")
