@@ -109,6 +109,11 @@ def lowered_to_netx(net: LoweredNetwork, path, graph=None) -> Path:
                           f"weight exponent: lower with netx_compatible=True")
     if net.readout.kind != "current":
         raise ExportError("netx export needs a non-spiking readout (a weight layer before the Output)")
+    subtract = [p.name for p in net.populations if p.reset != "zero"]
+    if subtract:
+        raise ExportError(f"layer(s) {', '.join(subtract)} reset by subtraction; netx's CUBA neuron (lava-dl) resets "
+                          f"to zero, so the file would run a different network (slt-deploy simulate runs it in Lava "
+                          f"with this project's own subtract-reset process)")
     path = Path(path)
     prev_name, prev_shape_3d = net.input.name, len(net.input.nir_shape) == 3
 
@@ -212,3 +217,57 @@ def write_netx(graph, path, *, first_layer: str = "host") -> LoweredNetwork:
         raise ExportError(f"cannot export to netx: {exc}") from None
     lowered_to_netx(net, path, graph)
     return net
+
+
+def is_netx(path) -> bool:
+    """An HDF5 file laid out as a netx network (a ``layer`` group, no NIR ``node`` group)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "layer" in f and "node" not in f
+    except OSError:
+        return False
+
+
+def _scalar(value):
+    value = value[()] if isinstance(value, h5py.Dataset) else value
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") and np.ndim(value) == 0 else value
+
+
+def describe_netx(path) -> list:
+    """One row per netx layer (``slt-deploy inspect``): type, shape, weights, sparsity, bias, neuron parameters.
+
+    Raises ExportError naming the file and layer when the file is not a readable netx network."""
+    path = Path(path)
+    rows = []
+    try:
+        with h5py.File(path, "r") as f:
+            layers = f["layer"]
+            for key in sorted(layers, key=lambda k: int(k) if str(k).isdigit() else -1):
+                g = layers[key]
+                if "type" not in g:
+                    raise ExportError(f"{path}: netx layer {key} has no type")
+                row = {"layer": key, "type": _scalar(g["type"]),
+                       "shape": "x".join(str(int(d)) for d in np.ravel(g["shape"][()])) if "shape" in g else "-"}
+                if "weight" in g:
+                    w = np.asarray(g["weight"][()])
+                    row.update(weights="x".join(map(str, w.shape)), nonzero=int(np.count_nonzero(w)),
+                               sparsity=f"{100 * (1 - np.count_nonzero(w) / w.size):.2f} %" if w.size else "-",
+                               levels=int(np.unique(w[w != 0]).size))
+                else:
+                    row.update(weights="-", nonzero="-", sparsity="-", levels="-")
+                row["bias"] = "yes" if "bias" in g else "no"
+                if "neuron" in g:
+                    n = g["neuron"]
+                    row["neuron"] = (f"{_scalar(n['type']) if 'type' in n else '?'} "
+                                     + " ".join(f"{k}={_scalar(n[k])}" for k in ("iDecay", "vDecay", "vThMant")
+                                                if k in n))
+                else:
+                    row["neuron"] = "-"
+                rows.append(row)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ExportError(f"{path}: not a readable netx file ({str(exc).splitlines()[0]})") from None
+    if not rows:
+        raise ExportError(f"{path}: netx file without layers")
+    return rows

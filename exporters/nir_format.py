@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import warnings
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,6 +381,28 @@ def _leaky(b, name, neuron, signal):
     return _Signal((name,), shape)
 
 
+@_handles(snn.RLeaky)
+def _rleaky(b, name, neuron, signal):
+    """A LIF node with a recurrent Affine from it back to itself: the cycle carries the previous step's spikes
+    (:func:`recurrent_edges`), which is RLeaky's ``beta*mem + input + recurrent(spk[t-1])``."""
+    reset = _reset_mode(name, neuron)
+    if reset == "zero":  # RLeaky's zero reset zeroes the whole next-step membrane, input included (as Synaptic)
+        reset = "hold"
+    recurrent = getattr(neuron, "recurrent", None)
+    if not isinstance(recurrent, nn.Linear) or len(signal.shape) != 1:
+        raise ExportError(f"layer {name!r} (RLeaky): only an all-to-all (nn.Linear) recurrence on a flat layer is "
+                          f"exported; got {type(recurrent).__name__} on shape {signal.shape}")
+    node_signal = _leaky(b, name, neuron, signal)
+    b.nodes[name].metadata["reset"] = reset
+    rec_name = _join(name, "recurrent")
+    weight = recurrent.weight.detach().double().numpy()
+    bias = recurrent.bias.detach().double().numpy() if recurrent.bias is not None else np.zeros(weight.shape[0])
+    b.add(rec_name, nir.Affine(weight=weight.astype(np.float32), bias=bias.astype(np.float32),
+                               metadata=b.weight_metadata(rec_name, weight)), node_signal)
+    b.edges.append((rec_name, name))
+    return node_signal
+
+
 @_handles(snn.Synaptic)
 def _synaptic(b, name, neuron, signal):
     reset = _reset_mode(name, neuron)
@@ -558,6 +581,56 @@ def topological_order(graph) -> List[str]:
     return order
 
 
+SPIKING_NODES = (nir.LIF, nir.IF, nir.CubaLIF)
+
+
+def recurrent_edges(graph) -> List[Tuple[str, str]]:
+    """Edges out of a spiking node (LIF, IF, CubaLIF) that lead back to it: the recurrent paths of a graph.
+
+    Such an edge carries the spikes of the *previous* step (zero before the first), as snnTorch's ``RLeaky`` /
+    ``RSynaptic`` compute ``V(spk[t-1])``; every other edge carries the current step's values.
+    """
+    succs: Dict[str, List[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        if src in succs and dst in succs:
+            succs[src].append(dst)
+    found = []
+    for src, dst in graph.edges:
+        if not isinstance(graph.nodes.get(src), SPIKING_NODES):
+            continue
+        seen, stack = set(), [dst]
+        while stack:
+            n = stack.pop()
+            if n == src:
+                found.append((src, dst))
+                break
+            if n not in seen:
+                seen.add(n)
+                stack.extend(succs.get(n, []))
+    return found
+
+
+def execution_order(graph) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """(node order for one time step, recurrent edges): the order of the graph without its recurrent edges
+    (:func:`recurrent_edges`). A cycle with no spiking node on it (an algebraic loop) raises ExportError."""
+    delayed = recurrent_edges(graph)
+    forward = [e for e in graph.edges if tuple(e) not in set(delayed)]
+    try:
+        order = topological_order(_Edges(graph.nodes, forward))
+    except ExportError as exc:
+        raise ExportError(str(exc).replace("recurrent NIR graphs are not supported",
+                                           "a cycle needs a spiking node (LIF, IF, CubaLIF) on it")) from None
+    return order, delayed
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """A graph's nodes with a subset of its edges (what topological_order reads)."""
+
+    nodes: Mapping[str, Any]
+    edges: List[Tuple[str, str]]
+
+
 def _on_cycles(left: set, succs: Dict[str, List[str]]) -> List[str]:
     """Of the nodes Kahn's algorithm could not order, those on a cycle (drop the ones merely downstream)."""
     left = set(left)
@@ -647,13 +720,47 @@ def _check_finite(graph, where: str, prefix: str = "") -> None:
                                   f"infinite values in {field!r}")
 
 
-def read_nir(path):
+_LENIENT_HINT = "; they differ only by unit dimensions: --lenient (lenient=True) reads it"
+
+
+def _unit_dims_only(a: str, b: str) -> bool:
+    return [d for d in re.findall(r"\d+", a) if d != "1"] == [d for d in re.findall(r"\d+", b) if d != "1"]
+
+
+def _unit_dims_repairs(graph, path: Path) -> List[str]:
+    """Edges whose declared shapes differ only by dimensions of size 1 (``(1,)`` vs ``(1, 1, 1)``, as some
+    exporters write their Output): the node downstream adopts the upstream shape. Any other difference is
+    refused in one line. Returns one line per repair."""
+    def shape(types) -> Optional[Tuple[int, ...]]:
+        value = next(iter(types.values()), None) if types else None
+        return None if value is None else tuple(int(d) for d in np.asarray(value).ravel())
+
+    repairs = []
+    for src, dst in graph.edges:
+        out, into = shape(graph.nodes[src].output_type), shape(graph.nodes[dst].input_type)
+        if out is None or into is None or out == into:
+            continue
+        if [d for d in out if d != 1] != [d for d in into if d != 1]:
+            raise ExportError(f"{path}: shape mismatch on edge {src} -> {dst}: {src} outputs shape {out} but {dst} "
+                              f"expects {into} (not only unit dimensions, so --lenient does not repair it)")
+        node = graph.nodes[dst]
+        key = next(iter(node.input_type))
+        node.input_type = {**node.input_type, key: np.array(out)}
+        if isinstance(node, nir.Output):
+            node.output_type = {k: np.array(out) for k in node.output_type}
+        repairs.append(f"node {dst!r} declared input shape {into}, its source {src!r} gives {out}: read as {out} "
+                       f"(they differ only by unit dimensions)")
+    return repairs
+
+
+def read_nir(path, lenient: bool = False):
     """Read a NIR file with NIR's type check, and turn every failure into one ExportError naming the file.
 
     What ``nir.read`` raises: OSError (h5py: not HDF5, truncated), RuntimeError (h5py: damaged structure),
     KeyError (a group or field missing), AssertionError (unknown type tag, parameters of unequal shapes),
     TypeError (fields that do not fit the type), ValueError (type check: shapes of connected nodes).
-    It accepts NaN weights and cycles, which are checked here.
+    It accepts NaN weights and cycles, which are checked here. ``lenient``: shapes that differ only by unit
+    dimensions are repaired (each repair is issued as a warning) instead of refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -661,14 +768,22 @@ def read_nir(path):
     if not h5py.is_hdf5(path):
         raise ExportError(f"{path}: not a NIR file (not HDF5)")
     try:
-        graph = nir.read(path, type_check=True)
+        try:
+            graph = nir.read(path, type_check=True)
+        except ValueError as exc:
+            if not (lenient and _TYPE_MISMATCH.search(_first_line(exc))):
+                raise
+            graph = nir.read(path, type_check=False)
+            for line in _unit_dims_repairs(graph, path):
+                warnings.warn(f"{path}: {line}", stacklevel=2)
     except (OSError, RuntimeError) as exc:
         raise ExportError(f"{path}: corrupt or truncated HDF5 file ({_first_line(exc)})") from None
     except ValueError as exc:
         m = _TYPE_MISMATCH.search(_first_line(exc))
         if m:
             raise ExportError(f"{path}: shape mismatch on edge {m.group(1)} -> {m.group(3)}: {m.group(1)} outputs "
-                              f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}") from None
+                              f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}"
+                              f"{_LENIENT_HINT if _unit_dims_only(m.group(2), m.group(4)) else ''}") from None
         raise ExportError(f"{path}: {_failing_node(path)} ({_first_line(exc)})") from None
     except (AssertionError, KeyError, TypeError):
         raise ExportError(f"{path}: {_failing_node(path)}") from None
@@ -676,7 +791,7 @@ def read_nir(path):
         raise ExportError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
     _check_finite(graph, str(path))
     try:
-        topological_order(graph)
+        execution_order(graph)  # cycles through a spiking node are recurrent layers; any other cycle is refused
     except ExportError as exc:
         raise ExportError(f"{path}: {exc}") from None
     return graph

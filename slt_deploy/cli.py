@@ -163,6 +163,8 @@ def _add_model_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> int:
+    import functools
+
     from .config import is_user_model
     from .export import export_ticket
 
@@ -178,9 +180,56 @@ def cmd_export(args) -> int:
         ticket = ticket_from_model(model.replace(name=args.target), data).save(
             out.with_name(out.stem + ".ticket.safetensors"))
         print(f"wrote {ticket}")
-    path = export_ticket(ticket, args.format, args.out, formats=export_formats())
+    formats = export_formats()
+    if args.first_layer:
+        if args.format != "netx":
+            raise ConfigError(f"--first-layer applies to --format netx, not {args.format}")
+        formats["netx"] = functools.partial(formats["netx"], first_layer=args.first_layer)
+    path = export_ticket(ticket, args.format, args.out, formats=formats)
     print(f"wrote {path}")
     return 0
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    """Where a NIR graph's samples come from (default: the dataset its metadata names) and its time step."""
+    g = p.add_argument_group("input (for graphs written by other tools; default: the dataset the graph's "
+                             "metadata names)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help=".npz with x (and optional y labels) or .npy with x: "
+                     "(N, T, ...) spikes/currents used as they are, or (N, ...) values encoded with --encoding "
+                     "over --timesteps steps")
+    src.add_argument("--dataset", metavar="NAME", help="run on this dataset's test split (slt-deploy datasets "
+                     "lists them)")
+    g.add_argument("--data-path", metavar="DIR", help="the dataset's folder (with --dataset)")
+    g.add_argument("--encoding", choices=("direct", "rate", "latency", "events"),
+                   help="input encoding (default: the graph's, else events for event data, direct otherwise)")
+    g.add_argument("--timesteps", type=int, metavar="T", help="timesteps T (default: the graph's, else 5)")
+    g.add_argument("--dt", type=float, metavar="SECONDS", help="the graph's time step (default: its dt metadata; "
+                   "a graph without one runs at 1e-4 with a warning; sinabs graphs need 1)")
+    g.add_argument("--lenient", action="store_true", help="read NIR files whose declared shapes differ only by "
+                   "unit dimensions, e.g. (1) vs (1, 1, 1) (each repair is printed); other mismatches are refused")
+
+
+def _input_kwargs(args, graph_path: Optional[str]) -> dict:
+    """simulate()/build_report() keyword arguments from the input flags (None where not given)."""
+    if args.data_path and not args.dataset:  # the path alone names the loader (.npz, image folders), else mnist
+        from .config import DataConfig
+        from .data import infer_dataset
+
+        args.dataset = infer_dataset(DataConfig(path=args.data_path)).dataset
+    if args.dataset:
+        from .simulate.run import load_graph
+        from .simulate.workload import dataset_config
+
+        graph = load_graph(graph_path, args.lenient)[0] \
+            if graph_path and Path(graph_path).suffix.lower() in (".nir", ".h5") else None
+        data = dataset_config(args.dataset, graph, path=args.data_path, encoding=args.encoding,
+                              timesteps=args.timesteps)
+        from .data import infer_dataset
+
+        data = infer_dataset(data)  # user data (.npz, image folders): all of it, at an absolute path
+        return dict(data=data, dt=args.dt, lenient=args.lenient)
+    return dict(input=args.input, encoding=args.encoding, timesteps=args.timesteps, dt=args.dt, lenient=args.lenient)
 
 
 def cmd_simulate(args) -> int:
@@ -189,7 +238,8 @@ def cmd_simulate(args) -> int:
 
     if args.json:
         check_output_path(args.json)  # before the simulation, not after it
-    result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress)
+    result = simulate(args.model, args.backend, samples=args.samples, progress=not args.no_progress,
+                      first_layer=args.first_layer, **_input_kwargs(args, args.model))
     print(result.summary())
     if args.json:
         write_json_atomic(args.json, result.to_dict())
@@ -199,9 +249,14 @@ def cmd_simulate(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import build_report
+    from .report.build import GraphInputs
 
+    graphs = [p for p in args.inputs if Path(p).suffix.lower() in (".nir", ".h5")]
+    given = GraphInputs(**_input_kwargs(args, graphs[0] if graphs else None))
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
-                          samples=args.samples, progress=not args.no_progress)
+                          samples=args.samples, progress=not args.no_progress, graph_inputs=given)
+    for warning in result.data.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
         print(f"wrote {path}")
     return 0
@@ -327,12 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data_flags(p)
     p.add_argument("--format", required=True, choices=list(export_formats()), help="output format")
     p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--first-layer", choices=("host", "chip"), help="netx: chip includes the first synapse layer "
+                   "(the file runs the whole network, fed with spikes); host (default) leaves it to the host")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("inspect", help="print what a ticket, NIR graph or ONNX model holds",
+    p = sub.add_parser("inspect", help="print what a ticket, NIR graph, netx network or ONNX model holds",
                        description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
                                    "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
-    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
+    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5), netx network (.h5) or ONNX model "
+                                "(.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 
@@ -346,8 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.nir", help="a NIR graph (e.g. from slt-deploy export --format nir)")
     p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
     p.add_argument("--samples", type=int, default=100, help="test samples (default: 100)")
+    p.add_argument("--first-layer", choices=("host", "chip"), help="compute the first synapse layer on the host "
+                   "(real-valued input) or on chip (binary spikes only); default: chip for event data and binary "
+                   "sequences from --input, host otherwise")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_input_flags(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("report", help="accuracy, energy, memory and fit of tickets per hardware profile vs the ANN",
@@ -360,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_input_flags(p)  # applies to the NIR graphs; tickets run on their own data
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("deploy", help="a ticket (or your model and weights) on one hardware profile: export, "

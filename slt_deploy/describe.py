@@ -36,7 +36,9 @@ def _kind(p: Path) -> str:
     with open(p, "rb") as f:
         head = f.read(8)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "nir"
+        from .exporters.netx_format import is_netx
+
+        return "netx" if is_netx(p) else "nir"
     if p.suffix.lower() == ".onnx":
         return "onnx"
     return "ticket"
@@ -54,6 +56,16 @@ def describe_nir_file(p: Path, as_json: bool) -> str:
     if meta:
         head += "\n  " + ", ".join(f"{k} {v}" for k, v in sorted(meta.items()) if not isinstance(v, dict))
     return head + "\n" + nir_table(rows)
+
+
+def describe_netx_file(p: Path, as_json: bool) -> str:
+    from .exporters.netx_format import describe_netx
+
+    rows = describe_netx(p)
+    if as_json:
+        return json.dumps({"layers": rows}, indent=2, default=str)
+    return (f"netx network {p}: {len(rows)} layers (lava-dl netx HDF5; weights are Loihi mantissas)\n"
+            + format_table(rows, list(rows[0])))
 
 
 def describe_onnx_file(p: Path, as_json: bool) -> str:
@@ -75,13 +87,15 @@ def _jsonable(d: dict) -> dict:
 
 
 def describe_file(path: str | Path, as_json: bool = False) -> str:
-    """A ticket, a NIR graph or an ONNX model, as a table (or JSON)."""
+    """A ticket, a NIR graph, a netx network or an ONNX model, as a table (or JSON)."""
     p = Path(path)
     if not p.is_file():
         raise SltError(f"{p}: no such file")
     kind = _kind(p)
     if kind == "nir":
         return describe_nir_file(p, as_json)
+    if kind == "netx":
+        return describe_netx_file(p, as_json)
     if kind == "onnx":
         return describe_onnx_file(p, as_json)
     info = describe_ticket(Ticket.load(p))

@@ -259,23 +259,35 @@ def test_lava_process_limits_are_checked_before_lava_starts():
 # --------------------------------------------------------------------------------------- refused input
 
 
-def test_subtract_reset_is_refused():
-    with pytest.raises(CompileError, match=r"node 'lif0' \(LIF\): reset mode 'subtract' is not supported"):
-        lower(chain([np.ones((2, 2))], reset="subtract"))
+def test_subtract_reset_lowers_and_other_resets_are_refused():
+    net = lower(chain([np.ones((2, 2))], reset="subtract"))
+    assert [p.reset for p in net.populations] == ["subtract"]
+    assert "reset=subtract" in net.summary()
+    with pytest.raises(CompileError, match=r"node 'lif0' \(LIF\): reset mode 'none' is not supported \(only zero "
+                                           r"and subtract\); a neuron that never resets cannot be mapped"):
+        lower(chain([np.ones((2, 2))], reset="none"))
 
 
-def test_snntorch_subtract_model_is_refused():
+def test_snntorch_subtract_model_lowers_to_subtract_populations():
     cfg = ModelConfig(name="mlp", hidden=(4,), input_shape=(1, 2, 2), num_classes=2,
                       neuron=NeuronConfig(reset="subtract"))
-    with pytest.raises(CompileError, match="reset mode 'subtract'"):
-        lower(network_to_nir(build_model(cfg), input_shape=(1, 2, 2)))
+    net = lower(network_to_nir(build_model(cfg), input_shape=(1, 2, 2)), "fixed_pt")
+    assert {p.reset for p in net.populations} == {"subtract"}
 
 
-def test_cycle_is_refused():
+def test_cycles_other_than_a_layers_own_recurrence_are_refused():
     g = chain([np.ones((2, 2)), np.ones((2, 2))])
     g.edges.append(("lif1", "fc0"))
-    with pytest.raises(CompileError, match="cycle"):
-        lower(g)
+    with pytest.raises(CompileError, match=r"node 'lif\d': a recurrent input from the neuron layer 'lif\d' \(a cycle "
+                                           r"through several neuron layers\); only a layer's recurrence onto itself"):
+        lower(g, first_layer="chip")
+    loop = chain([np.ones((2, 2))])
+    loop.nodes["fc0"] = nir.Affine(weight=np.ones((2, 2), np.float32), bias=np.zeros(2, np.float32))
+    loop.nodes["scale"] = nir.Scale(scale=np.ones(2))
+    loop.edges += [("fc0", "scale"), ("scale", "fc0")]
+    with pytest.raises(CompileError, match=r"graph has a cycle through node\(s\) fc0, scale; a cycle needs a "
+                                           r"spiking node \(LIF, IF, CubaLIF\) on it"):
+        lower(loop)
 
 
 def test_disconnected_node_is_refused():

@@ -40,11 +40,14 @@ def lower(graph, target: str = "floating_pt", *, first_layer: str = "host", spar
     return quantize(net, netx_compatible=netx_compatible) if target == "fixed_pt" else net
 
 
-def _netx(ticket, ticket_path: Path, out: Path) -> Path:
+def _netx(ticket, ticket_path: Path, out: Path, first_layer: str = "host") -> Path:
+    """The netx file of a ticket; ``first_layer="chip"`` includes the first synapse layer (the file then runs the
+    whole network on its own, fed with input spikes), ``host`` leaves it to the host (netx's input layer takes
+    the first layer's currents)."""
     from ..exporters.netx_format import write_netx
     from ..exporters.nir_format import ticket_to_nir
 
-    write_netx(ticket_to_nir(ticket, source=str(ticket_path)), out)
+    write_netx(ticket_to_nir(ticket, source=str(ticket_path)), out, first_layer=first_layer)
     return out
 
 

@@ -27,6 +27,19 @@ of the step where ``(tau - 1 - lag) % T == 0`` (Lava ``LIFReset(reset_interval=T
 i.e. exactly when their first input of a new sample arrives; synapse buffers need no reset because of the
 staggering.
 
+Recurrence (a projection from a population into itself, ``Projection.recurrent``)
+---------------------------------------------------------------------------------
+NIR has no delays on edges; a cycle through a spiking node is read as snnTorch's ``RLeaky`` / ``RSynaptic``
+compute it (:func:`slt_deploy.exporters.nir_format.recurrent_edges`): the edge leaving the spiking node carries
+its spikes of the *previous* reference step, zero at step 0, so ``I_t = W_in x_t + W_rec s_{t-1} + b`` (the
+recurrent layer's bias ``b`` is there from step 0 on, like any bias). Lava's Dense/Sparse already delivers at
+``tau`` what it received at ``tau - 1``, so a recurrent projection has ``delay == 1`` and joins the population's
+other inputs with no lag of its own (its source's lag is its target's). What would cross a sample boundary --
+the spikes of a sample's last step, delivered at the next sample's first step -- is cut by a gate process on the
+recurrent path that sends zeros at every step with ``(tau - lag) % T == 0``
+(:mod:`slt_deploy.simulate.lava_neurons`). Only a layer's recurrence onto itself is mapped; a cycle through
+several neuron layers is refused.
+
 Synapses (projection ``p`` from ``src`` into ``dst``)
 ------------------------------------------------------
 The backend builds one Lava Dense/Sparse process per (source group, target group) block, where the groups of a
@@ -63,6 +76,17 @@ with ``trunc0(x / 4096) = sign(x) * (|x| >> 12)`` (rounds toward zero) and ``wra
 (``x > 2**23 -> x - 2**24``, then ``x <= -2**23 -> x + 2**24``). ``du = 4095`` keeps no current
 (``u = a_in << 6``), which is snnTorch's Leaky.
 
+Reset by subtraction (``Population.reset == "subtract"``, snnTorch's default and NIR ``reset: subtract``
+metadata) runs on this project's own Lava process (:mod:`slt_deploy.simulate.lava_neurons`), which keeps the
+previous step's spikes ``s'`` and subtracts the threshold *undecayed* at the next step, as snnTorch does
+(``mem = beta*mem + input - threshold*reset``)::
+
+    v = v*(1 - dv) + u + bias_mant - vth*s' ;  s = v > vth                                         (floating_pt)
+    v = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp) - (vth << 6)*s') ;  s = v > (vth << 6)
+
+with no zeroing; ``s'`` is cleared with u and v at every sample boundary. Threshold folding stays exact
+(subtracting theta is subtracting 1 in threshold units).
+
 Host input (``first_layer="host"``, direct encoding, Kim et al.)
 -----------------------------------------------------------------
 The first synapse layer sees real-valued pixels, so it is computed off-chip and its output is injected as the
@@ -94,6 +118,7 @@ Shape = Tuple[int, ...]
 Matrix = Union[np.ndarray, sp.csr_matrix]
 
 TARGETS = ("floating_pt", "fixed_pt")
+RESETS = ("zero", "subtract")  # reset modes a population can have
 FIRST_LAYER_MODES = ("host", "chip")
 
 # Loihi fixed-point ranges (lava.proc.lif.models / lava.proc.dense.models / lava.utils.weightutils)
@@ -160,6 +185,7 @@ class Population:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     lag: int
+    reset: str = "zero"       # "zero" (Lava LIF) or "subtract" (slt_deploy.simulate.lava_neurons)
 
     @property
     def size(self) -> int:
@@ -197,6 +223,11 @@ class Projection:
     def density(self) -> float:
         n = self.weight.shape[0] * self.weight.shape[1]
         return self.nnz / n if n else 0.0
+
+    @property
+    def recurrent(self) -> bool:
+        """A population's projection onto itself: its spikes of the previous step (see the module docstring)."""
+        return self.source == self.target
 
     def dense(self) -> np.ndarray:
         return self.weight.toarray() if sp.issparse(self.weight) else np.asarray(self.weight)
@@ -295,7 +326,7 @@ class LoweredNetwork:
             lines.append(f"  host {self.host.name} -> {self.host.target} ({self.host.weight.nnz} weights)")
         for p in self.populations:
             lines.append(f"  population {p.name} {p.node_type} {p.nir_shape} lag={p.lag} "
-                         f"groups={len(p.groups())}")
+                         f"groups={len(p.groups())}{' reset=subtract' if p.reset == 'subtract' else ''}")
         for p in self.projections:
             lines.append(f"  projection {p.name}: {p.source} -> {p.target} {p.weight.shape} "
                          f"density={p.density:.3f} weight_exp={p.weight_exp}")

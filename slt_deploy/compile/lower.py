@@ -16,7 +16,8 @@ rounded once to float32), so for snnTorch graphs ``decay == beta`` and ``gain ==
     CubaLIF I <- a I + g_s x ; v <- d v + g_m I   -> du = 1 - a, dv = 1 - d, rows scaled by g_m g_s
 
 Per-neuron parameters are kept per neuron; the Lava backend groups neurons with equal (du, dv, vth) into one LIF
-process each, and the fixed-point pass folds per-neuron thresholds into the weights (exact for reset to zero).
+process each, and the fixed-point pass folds per-neuron thresholds into the weights (exact for reset to zero and
+by subtraction). ``reset: subtract`` metadata gives a subtract-reset population (see :mod:`.ir`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ExportError
-from ..exporters.nir_format import DEFAULT_DT, predecessors, topological_order
+from ..exporters.nir_format import DEFAULT_DT, execution_order, predecessors
 from ..utils import registrar
 from .errors import CompileError
-from .ir import (FIRST_LAYER_MODES, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
+from .ir import (FIRST_LAYER_MODES, RESETS, TARGETS, HostLayer, InputSpec, LoweredNetwork, Population, Projection,
                  Readout, Shape, lava_order)
 
 # ------------------------------------------------------------------------------------------ linear operators
@@ -124,6 +125,7 @@ class _PopDraft:
     dv: np.ndarray
     vth: np.ndarray
     bias: np.ndarray
+    reset: str = "zero"
 
 
 @dataclass
@@ -296,21 +298,23 @@ def _euler(name, tau, r, shape, dt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]
     return _f32(1.0 - k), _f32(_per_neuron(name, "r", r, shape) * k), k
 
 
-def _check_reset(name: str, node) -> None:
+def _check_reset(name: str, node) -> str:
+    """The node's reset mode (metadata ``reset``, default NIR's reset to ``v_reset``), if it can be mapped."""
     reset = str((node.metadata or {}).get("reset", "zero"))
-    if reset != "zero":
-        advice = {"subtract": "retrain with reset_mechanism='zero' (neuron.reset: zero)",
-                  "none": "a neuron that never resets cannot be mapped",
+    if reset not in RESETS:
+        advice = {"none": "a neuron that never resets cannot be mapped",
                   "hold": "snnTorch Synaptic's zero reset also drops the next step's input; Lava does not"}
-        raise CompileError(f"node {name!r} ({type(node).__name__}): reset mode {reset!r} is not supported, Lava "
-                           f"LIF only resets to zero; {advice.get(reset, '')}".rstrip("; "))
+        raise CompileError(f"node {name!r} ({type(node).__name__}): reset mode {reset!r} is not supported (only "
+                           f"{' and '.join(RESETS)}); {advice.get(reset, '')}".rstrip("; "))
     v_reset = getattr(node, "v_reset", None)
-    if v_reset is not None and bool((np.asarray(v_reset) != 0).any()):
+    if reset == "zero" and v_reset is not None and bool((np.asarray(v_reset) != 0).any()):
         raise CompileError(f"node {name!r} ({type(node).__name__}): v_reset must be 0 (Lava resets to 0), got "
                            f"{np.unique(np.asarray(v_reset))[:3]}")
+    return reset
 
 
-def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, extra_bias, const_gain=None):
+def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, extra_bias, reset,
+                    const_gain=None):
     """Turn the input signal of a neuron node into projections (and host input) plus a population."""
     thr = _per_neuron(name, "v_threshold", node.v_threshold, sig.shape)
     if not bool((thr > 0).all()):
@@ -320,6 +324,10 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
     rows = sp.diags(gain, format="csr")
     bias = const_gain * sig.const + extra_bias
     for src, matrix in sig.terms.items():
+        if src not in (low.input_name, name) and src not in low.pops:
+            raise CompileError(f"node {name!r}: a recurrent input from the neuron layer {src!r} (a cycle through "
+                               f"several neuron layers); only a layer's recurrence onto itself is mapped (snnTorch "
+                               f"RLeaky / RSynaptic)")
         scaled = sp.csr_matrix(matrix if bool((gain == 1).all()) else rows @ matrix)
         scaled.eliminate_zeros()
         draft = _ProjDraft(sig.nodes, src, name, scaled)
@@ -327,51 +335,55 @@ def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, e
             if low.host is not None:
                 raise CompileError(f"node {name!r}: the input feeds more than one neuron layer ({low.host.target!r} "
                                    f"and {name!r}); use first_layer='chip' with spike input")
-            if len(sig.terms) > 1:
+            if len([s for s in sig.terms if s != name]) > 1:  # its own recurrence is on chip, in step
                 raise CompileError(f"node {name!r}: the first neuron layer receives the input and other layers "
                                    f"({', '.join(s for s in sig.terms if s != src)}); not supported with "
                                    f"first_layer='host'")
-            low.host, low.host_bias = draft, bias
-            bias = extra_bias  # the host current carries the affine bias
+            # the host current carries the affine bias; the leak stays the population's own bias (counted once)
+            low.host, low.host_bias = draft, const_gain * sig.const
+            bias = extra_bias
         else:
             low.projs.append(draft)
-    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias)
+    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias, reset)
     return _identity_signal(name, sig.shape)
 
 
 @handles(nir.LIF)
 def _lif(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     decay, gain, k = _euler(name, node.tau, node.r, sig.shape, low.node_dt(node))
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=np.ones(sig.size), dv=1.0 - decay, gain=gain,
-                           extra_bias=leak)
+                           extra_bias=leak, reset=reset)
 
 
 @handles(nir.IF)
 def _if(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     gain = _f32(_per_neuron(name, "r", node.r, sig.shape) * low.node_dt(node))
     return _add_population(low, name, node, sig, du=np.ones(sig.size), dv=np.zeros(sig.size), gain=gain,
-                           extra_bias=np.zeros(sig.size))
+                           extra_bias=np.zeros(sig.size), reset=reset)
 
 
 @handles(nir.CubaLIF)
 def _cubalif(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
-    _check_reset(name, node)
+    reset = _check_reset(name, node)
     dt = low.node_dt(node)
     syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt)
     mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt)
-    if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()):
-        # a constant input would accumulate in Lava's current u, but Lava's bias is added to v
+    host_fed = low.first_layer == "host" and low.input_name in sig.terms  # its bias travels in the host current
+    if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()) and not host_fed:
+        # a constant input would accumulate in Lava's current u, but Lava's bias is added to v (the host-fed
+        # layer's bias is part of the host current, which enters u, so it is exact there)
         raise CompileError(f"node {name!r} (CubaLIF): a bias feeding a current-based neuron with synaptic memory "
-                           f"cannot be mapped to Lava's voltage bias; remove the bias of the layer before it")
+                           f"cannot be mapped to Lava's voltage bias on chip; remove the bias of the layer before "
+                           f"it (a first layer computed on the host, first_layer='host', takes it)")
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=1.0 - syn_decay, dv=1.0 - mem_decay,
-                           gain=mem_gain * syn_gain, extra_bias=leak)
+                           gain=mem_gain * syn_gain, extra_bias=leak, reset=reset)
 
 
 @handles(nir.LI)
@@ -412,12 +424,20 @@ def _output(low, name, node, inputs):
 
 # ------------------------------------------------------------------------------------------------- driver
 
+def _node_shape(node) -> Shape:
+    """A spiking node's output shape: its declared output type, else its threshold's shape."""
+    declared = next(iter((node.output_type or {}).values()), None)
+    if declared is not None and np.asarray(declared).size:
+        return tuple(int(d) for d in np.asarray(declared).ravel())
+    return tuple(np.shape(node.v_threshold))
+
+
 def _check_structure(graph) -> List[str]:
     """Topological order, with one-line errors for cycles, dangling nodes and unknown node types."""
     if not isinstance(graph, nir.NIRGraph):
         raise CompileError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     try:
-        order = topological_order(graph)
+        order, _ = execution_order(graph)
     except ExportError as exc:
         raise CompileError(str(exc)) from None
     for name in order:
@@ -465,7 +485,7 @@ def _lags(low: _Lowering, order: List[str]) -> Dict[str, int]:
     for name in order:
         if name not in low.pops and (low.readout is None or name != low.readout["name"]):
             continue
-        incoming = [p for p in low.projs if p.target == name]
+        incoming = [p for p in low.projs if p.target == name and p.source != name]  # recurrence: one step, own lag
         if low.host is not None and low.host.target == name:
             lags[name] = 0
             continue
@@ -503,13 +523,16 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
     """Lower a NIR graph to the floating-point IR (see :mod:`slt_deploy.compile.ir` for the equations)."""
     _options("floating_pt", first_layer, sparse_below)
     order = _check_structure(graph)
+    delayed = set(map(tuple, execution_order(graph)[1]))
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     low = _Lowering(graph, first_layer, float(meta.get("dt", DEFAULT_DT)))
     preds = predecessors(graph)
     signals: Dict[str, _Signal] = {}
     for name in order:
         node = graph.nodes[name]
-        inputs = [signals[p] for p in preds[name]]
+        # a recurrent edge carries its spiking node's output of the previous step: the population's own spikes
+        inputs = [_identity_signal(p, _node_shape(graph.nodes[p])) if (p, name) in delayed else signals[p]
+                  for p in preds[name]]
         signals[name] = HANDLERS[type(node)](low, name, node, inputs)
     if not low.pops:
         raise CompileError("the graph has no neuron node (LIF, IF or CubaLIF) to map to Lava")
@@ -526,7 +549,8 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
         pops.append(Population(
             name=draft.name, node_type=draft.node_type, nir_shape=draft.shape, lava_shape=lava_shape,
             nir_index=nir_index, du=draft.du[nir_index], dv=draft.dv[nir_index], vth=draft.vth[nir_index],
-            bias_mant=draft.bias[nir_index], bias_exp=np.zeros(len(nir_index), np.int64), lag=lags[draft.name]))
+            bias_mant=draft.bias[nir_index], bias_exp=np.zeros(len(nir_index), np.int64), lag=lags[draft.name],
+            reset=draft.reset))
     readout_name = low.readout["name"]
     projs = []
     for d in low.projs:
@@ -534,7 +558,7 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
         m = d.matrix[rows][:, index[d.source]]
         projs.append(Projection(name="+".join(d.nodes) or f"{d.source}->{d.target}", nodes=d.nodes,
                                 source=d.source, target=d.target, weight=_store(m, sparse_below),
-                                delay=lags[d.target] - lags[d.source]))
+                                delay=1 if d.source == d.target else lags[d.target] - lags[d.source]))
     host = None
     if low.host is not None:
         tgt = index[low.host.target]

@@ -27,7 +27,8 @@ What is chosen per population (a layer of LIF neurons), and why:
 - **bias_exp** is the smallest exponent in 0..7 whose 13-bit mantissa holds ``64 * vth * r``.
 - **Decays** ``dv = round(4096 (1 - decay))`` (must be <= 4095), ``du = 4095`` (no current memory; Lava adds
   one) for LIF/IF, ``du = round(4096 (1 - alpha)) - 1`` for CubaLIF.
-- **Host-fed first population**: the host sends ``round(4096 / theta_i * current_i)``, ``vth = 4096``.
+- **Host-fed first population**: the host sends ``round(4096 / theta_i * current_i)``, ``vth = 4096``; its own
+  recurrent projection (the only other input it can have) is quantized in the same units.
 - **Readout**: ``a = q(W * K)`` with the largest mantissa in [128, 254]; logits are ``a / K + bias`` on the
   host (the bias stays in float). A row whose positive (or negative) mantissas could sum beyond
   ``READOUT_LIMIT`` (the int32 channel) raises :class:`CompileError` naming the readout.
@@ -245,6 +246,27 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
 
 
 
+def _host_unit_projection(pop: Population, proj: Projection, scale: np.ndarray) -> Projection:
+    """A projection into the host-fed population (its own recurrence) in that population's units, threshold /
+    HOST_VTH: mantissa * 2**weight_exp = round(weight * HOST_VTH / theta), with the smallest weight_exp >= 0 that
+    keeps the mantissas in 8 bits."""
+    r = sp.csr_matrix(sp.diags(scale) @ sp.csr_matrix(proj.weight))
+    r.eliminate_zeros()
+    mixed = _is_mixed(r)
+    top = 254 if mixed else 255
+    max_r = float(np.abs(r.data).max(initial=0.0))
+    e = 0
+    while max_r / 2.0 ** e > top:
+        e += 1
+    if e > WEIGHT_EXP_RANGE[1]:
+        raise CompileError(f"layer {pop.name!r}: recurrent weight / threshold up to {max_r / HOST_VTH:.4g} does not fit "
+                           f"8-bit mantissas with weight_exp <= {WEIGHT_EXP_RANGE[1]}")
+    q = sp.csr_matrix((quantize_values(r.data / 2.0 ** e, mixed), r.indices, r.indptr), shape=r.shape)
+    q.eliminate_zeros()
+    return replace(proj, weight=q if sp.issparse(proj.weight) else q.toarray(), weight_exp=e,
+                   scale=float(np.max(scale)))
+
+
 def _quantize_host(net: LoweredNetwork, pop: Population):
     du, dv, decay_err = _decays(pop)
     scale = HOST_VTH / pop.vth
@@ -321,6 +343,8 @@ def quantize(net: LoweredNetwork, *, netx_compatible: bool = False) -> LoweredNe
         incoming = net.incoming(pop.name)
         if host is not None and host.target == pop.name:
             new_pop, host, rec = _quantize_host(net, pop)
+            scale = HOST_VTH / pop.vth
+            projections.update({id(p): _host_unit_projection(pop, p, scale) for p in incoming})
         else:
             multi = any(groups.get(p.source, 1) > 1 for p in incoming)
             new_pop, new_projs, rec = _quantize_population(pop, incoming, netx_compatible, multi)

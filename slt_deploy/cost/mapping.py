@@ -57,6 +57,7 @@ Placement (``mapping`` of the profile):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -372,7 +373,32 @@ def _populations(layers: Sequence[SynapseLayer]) -> Dict[str, List[SynapseLayer]
     return pops
 
 
-def map_network(layers: Sequence[SynapseLayer], profile) -> MappingResult:
+def _reset_failures(resets: Dict[str, str], profile) -> Tuple[List[str], List[str]]:
+    """(failures, unchecked) for the populations' reset modes against the profile's ``reset_modes``."""
+    needed = {r for r in resets.values() if r != "zero"}
+    if not needed:
+        return [], []
+    allowed = profile.limit("reset_modes")
+    if allowed is None:
+        return [], [f"reset_modes ({', '.join(sorted(needed))} used)"]
+    return [f"{name} resets by {mode}; {profile.name} implements only: {', '.join(allowed)}"
+            for name, mode in resets.items() if mode not in allowed], []
+
+
+def map_network(layers: Sequence[SynapseLayer], profile, resets: Optional[Dict[str, str]] = None) -> MappingResult:
+    """Fit of ``layers`` on ``profile``; ``resets`` (what -> reset mode, e.g. ``{"layer fc1_lif": "subtract"}``)
+    is checked against the profile's ``reset_modes`` (Loihi 1 resets to zero only)."""
+    result = _map_network(layers, profile)
+    failures, unchecked = _reset_failures(resets or {}, profile)
+    if not failures and not unchecked:
+        return result
+    failures = failures + list(result.failures)
+    unchecked = list(result.unchecked) + unchecked
+    fits = False if failures else result.fits
+    return dataclasses.replace(result, fits=fits, failures=tuple(failures), unchecked=tuple(unchecked))
+
+
+def _map_network(layers: Sequence[SynapseLayer], profile) -> MappingResult:
     """Place a network's synapse layers on a profile's cores and say whether (and where) it fails to fit."""
     profile = load_profile(profile)
     layers = list(layers)

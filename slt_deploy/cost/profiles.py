@@ -74,6 +74,7 @@ class _Spec:
     minimum: float
     help: str
     exclusive_minimum: bool = False
+    choices: Tuple[str, ...] = ()  # "names": the allowed names (default: the synapse encodings)
 
 
 def _energy(help: str) -> _Spec:
@@ -124,6 +125,8 @@ LIMITS: Dict[str, _Spec] = {
     "encodings": _Spec({}, "names", 0, f"synapse encodings the target stores: {', '.join(ENCODINGS)}"),
     "weight_sharing": _Spec({}, "bool", 0, "conv kernels are stored once per layer (true) or every synapse "
                             "of the unrolled layer is stored (false)"),
+    "reset_modes": _Spec({}, "names", 0, "neuron resets the chip implements: zero, subtract (optional; a network "
+                         "using another one does not fit)", choices=("zero", "subtract")),
 }
 _PER_CORE_LISTS = ("neurons_per_core", "synaptic_memory_per_core", "kernel_memory_per_core")
 _COMMON_LIMITS = ("weight_bits", "neuron_state_bits", "encodings", "weight_sharing")
@@ -417,12 +420,13 @@ def _value(value: Any, spec: _Spec, where: str, field: str):
             raise ProfileError(f"{where}: {field} must be true or false, got {value!r}")
         return value
     if kind == "names":
+        names = spec.choices or ENCODINGS
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ProfileError(f"{where}: {field} must be a non-empty list of: {', '.join(ENCODINGS)}")
-        bad = [v for v in value if v not in ENCODINGS]
+            raise ProfileError(f"{where}: {field} must be a non-empty list of: {', '.join(names)}")
+        bad = [v for v in value if v not in names]
         if bad or len(set(value)) != len(value):
-            raise ProfileError(f"{where}: {field} {value!r} must list distinct encodings from: "
-                               f"{', '.join(ENCODINGS)}")
+            raise ProfileError(f"{where}: {field} {value!r} must list distinct {'encodings' if not spec.choices else 'names'} "
+                               f"from: {', '.join(names)}")
         return tuple(value)
     if kind == "ints" and isinstance(value, list):
         if not value:

@@ -23,8 +23,10 @@ from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
 from ..ticket import Ticket
 from ..utils import atomic_path, check_output_dir, check_output_path, write_json_atomic, write_text_atomic
+from ..exporters.nir_format import SPIKING_NODES
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
-from ..simulate.workload import encoded_test_samples, nir_data, nir_metadata, test_samples, ticket_data
+from ..simulate.workload import (encoded_test_samples, graph_input_shape, load_input_file, nir_data, nir_metadata,
+                                 test_samples, ticket_data)
 from .plots import plot_accuracy_sparsity_energy, plot_energy_breakdown
 from .render import render_html, render_markdown, report_sections
 
@@ -64,6 +66,9 @@ class Network:
     ticket: Optional[Ticket] = None
     graph: Any = None                # nir.NIRGraph for kind "nir"
     chains: Tuple[SynapseChain, ...] = ()  # its synapse layers, read (and so checked) when the file is loaded
+    workload: Any = None             # simulate.workload.Workload when the samples come from --input
+    warnings: Tuple[str, ...] = ()   # e.g. an assumed dt
+    resets: Tuple[Tuple[str, str], ...] = ()  # (what, reset mode) of its spiking layers, checked per profile
 
     @property
     def dense(self) -> bool:
@@ -117,8 +122,22 @@ class ReportResult:
 
 # ------------------------------------------------------------------------------------------------ API
 
+@dataclass(frozen=True)
+class GraphInputs:
+    """Samples and time step for NIR graph inputs (``--input FILE`` or ``--dataset``, ``--dt``); tickets keep
+    their own data. None everywhere: the dataset a graph's metadata names, at its own dt."""
+
+    input: Optional[PathLike] = None       # .npz/.npy with x and y (labels are needed for accuracy)
+    data: Optional[DataConfig] = None
+    encoding: Optional[str] = None
+    timesteps: Optional[int] = None
+    dt: Optional[float] = None
+    lenient: bool = False                  # read graphs whose shapes differ only by unit dimensions
+
+
 def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, profiles: Sequence[str],
-                 out: PathLike, samples: int = 200, progress: bool = True) -> ReportResult:
+                 out: PathLike, samples: int = 200, progress: bool = True,
+                 graph_inputs: Optional[GraphInputs] = None) -> ReportResult:
     """Simulate each input on its first ``samples`` test samples, cost it on ``profiles``, write the report.
 
     ``inputs``: tickets or NIR graphs; ``ann``: the ANN as ONNX (default: the ANN twin of the first ticket);
@@ -137,7 +156,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
         check_output_path(out / name)
     loaded = _load_profiles(profiles)
     convention = load_profile(CONVENTION_PROFILE)
-    networks = [load_network(p) for p in inputs]
+    networks = [load_network(p, graph_inputs, samples) for p in inputs]
     with tempfile.TemporaryDirectory(prefix="slt-report-") as scratch:
         ann_model = _ann_model(ann, networks, Path(scratch))
         for net in networks:
@@ -148,6 +167,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
             ann_model = _keep_twin(ann_model, out / FILES["ann_twin"])
     data = report_data(networks, measured, ann_model, ann_accuracy, loaded, convention, samples)
     data["inputs"] = [str(p) for p in inputs]
+    data["warnings"] = [f"{net.path.name}: {w}" for net in networks for w in net.warnings]
     for p, spec in zip(loaded, profiles):  # as the user named it (a shipped name or their file)
         data["profiles"][p.name]["given_as"] = str(spec)
     plots = _write_plots(data, out)
@@ -173,8 +193,9 @@ def _load_profiles(specs: Sequence[str]) -> List[HardwareProfile]:
 
 # ------------------------------------------------------------------------------------------ inputs
 
-def load_network(path: PathLike) -> Network:
-    """A ticket (safetensors) or a NIR graph (HDF5, told apart by its first bytes)."""
+def load_network(path: PathLike, graph_inputs: Optional[GraphInputs] = None, samples: int = 200) -> Network:
+    """A ticket (safetensors) or a NIR graph (HDF5, told apart by its first bytes); ``graph_inputs`` gives a
+    graph its samples and dt (``samples``: how many to read from an input file)."""
     p = Path(path)
     if not p.is_file():
         raise ReportError(f"{p}: no such file")
@@ -182,7 +203,7 @@ def load_network(path: PathLike) -> Network:
         raise ReportError(f"{p}: an ONNX model is the ANN side; pass it with --ann")
     with open(p, "rb") as f:
         is_hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
-    return _nir_network(p) if is_hdf5 else _ticket_network(p)
+    return _nir_network(p, graph_inputs or GraphInputs(), samples) if is_hdf5 else _ticket_network(p)
 
 
 def _ticket_network(p: Path) -> Network:
@@ -197,15 +218,29 @@ def _ticket_network(p: Path) -> Network:
     return Network(path=p, kind="ticket", method=r.method, sparsity=float(r.sparsity), round=r.round,
                    record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=ticket_data(ticket),
                    seed=r.seed, input_shape=tuple(r.model.input_shape), num_classes=r.model.num_classes,
-                   weight_layers=layers, ticket=ticket)
+                   weight_layers=layers, ticket=ticket, resets=(("every spiking layer", r.model.neuron.reset),))
 
 
-def _nir_network(p: Path) -> Network:
-    from ..exporters.nir_format import read_nir
+def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
+    from ..simulate.run import load_graph, with_dt
 
-    graph = read_nir(p)
+    graph, _, repairs = load_graph(p, given.lenient)
+    graph, _, warned = with_dt(graph, given.dt)
+    warned = repairs + warned
     meta = nir_metadata(graph)
-    data = nir_data(graph, p)
+    workload = None
+    if given.input is not None:
+        workload = load_input_file(given.input, shape=graph_input_shape(graph), encoding=given.encoding,
+                                   timesteps=given.timesteps, seed=int(meta.get("seed", 0)), samples=samples)
+        if workload.y is None:
+            raise ReportError(f"{given.input}: the report measures accuracy, so the input file needs labels y "
+                              f"(slt-deploy simulate runs without them)")
+        data = DataConfig(dataset=workload.source, timesteps=workload.x.shape[1])
+    elif given.data is not None:
+        data = given.data
+    else:
+        data = nir_data(graph, p).replace(**{k: v for k, v in (("encoding", given.encoding),
+                                                              ("timesteps", given.timesteps)) if v is not None})
     weights = [n for n in graph.nodes.values() if isinstance(n, WEIGHT_NODES)]
     inputs = [n for n in graph.nodes.values() if isinstance(n, nir.Input)]
     outputs = [n for n in graph.nodes.values() if isinstance(n, nir.Output)]
@@ -218,10 +253,13 @@ def _nir_network(p: Path) -> Network:
         sparsity = 1.0 - sum(np.count_nonzero(n.weight) for n in weights) / sum(sizes) if sizes else 0.0
     return Network(path=p, kind="nir", method=str(meta.get("method", "nir")), sparsity=float(sparsity),
                    round=int(meta.get("round", -1)), record_accuracy=meta.get("accuracy"),
-                   timesteps=int(meta["timesteps"]), encoding=str(meta["encoding"]), data=data,
+                   timesteps=data.timesteps, encoding=workload.encoding if workload else data.encoding, data=data,
                    seed=int(meta.get("seed", 0)), input_shape=_nir_shape(inputs[0].input_type),
                    num_classes=math.prod(_nir_shape(outputs[0].output_type)), weight_layers=len(weights),
-                   graph=graph, chains=tuple(synapse_chains(graph, str(p))))
+                   graph=graph, chains=tuple(synapse_chains(graph, str(p))), workload=workload,
+                   warnings=tuple(warned),
+                   resets=tuple((f"layer {name}", str((node.metadata or {}).get("reset", "zero")))
+                                for name, node in graph.nodes.items() if isinstance(node, SPIKING_NODES)))
 
 
 def _nir_shape(types: dict) -> Tuple[int, ...]:
@@ -231,11 +269,21 @@ def _nir_shape(types: dict) -> Tuple[int, ...]:
 # ----------------------------------------------------------------------------------------- simulation
 
 def _test_samples(net: Network, samples: int, progress: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    return test_samples(net.data, samples, progress, f"simulate {net.path.name}", str(net.path))
+    if net.workload is not None:  # the file's values as given (a sequence: (B, T, ...), as event frames are)
+        w = net.workload
+        raw = w.values if w.values is not None else w.x
+        yield torch.from_numpy(raw[:samples]), torch.from_numpy(w.y[:samples])
+        return
+    yield from test_samples(net.data, samples, progress, f"simulate {net.path.name}", str(net.path))
 
 
 def _encoded(net: Network, samples: int, progress: bool):
-    return encoded_test_samples(net.data, samples, net.seed, progress, f"simulate {net.path.name}", str(net.path))
+    if net.workload is not None:
+        w = net.workload
+        yield torch.from_numpy(w.x[:samples]).transpose(0, 1), torch.from_numpy(w.y[:samples])
+        return
+    yield from encoded_test_samples(net.data, samples, net.seed, progress, f"simulate {net.path.name}",
+                                    str(net.path))
 
 
 def _merged(parts: List[NetworkActivity]) -> NetworkActivity:
@@ -409,8 +457,8 @@ def _memory_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> d
             "neuron_state_bits": sum(state) if all(s is not None for s in state) else None}
 
 
-def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> dict:
-    r = map_network(layers, profile)
+def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile, resets=()) -> dict:
+    r = map_network(layers, profile, dict(resets))
     return {"fits": r.fits, "cores_used": r.cores_used, "verdict": r.verdict, "failures": list(r.failures),
             "unchecked": list(r.unchecked), "notes": list(r.notes),
             "populations": [{"population": p.population, "layers": list(p.layers), "neurons": p.neurons,
@@ -437,7 +485,7 @@ def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[Har
         "convention_45nm": {"snn": snn45.to_dict(), "ann": ann45.to_dict(),
                             "percent_of_ann": 100.0 * energy_ratio(snn45, ann45)},
         "memory": {p.name: _memory_entry(m.layers, p) for p in profiles if _snn_capable(p)},
-        "mapping": {p.name: _mapping_entry(m.layers, p) for p in profiles if _placeable(p)},
+        "mapping": {p.name: _mapping_entry(m.layers, p, net.resets) for p in profiles if _placeable(p)},
     }
 
 

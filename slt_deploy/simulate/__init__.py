@@ -5,8 +5,10 @@ accuracy, agreement with the reference executor (predictions, spikes per layer, 
 
 Modules: :mod:`.run` (the :func:`simulate` entry and the backend registry), :mod:`.reference` (the NIR
 reference executor, spike-exact with snnTorch; the one reading of a NIR graph into torch ops),
-:mod:`.lava` (Lava processes from the compiler's IR; Lava is imported only there), :mod:`.fastsim` (a
-vectorized simulator bit-exact with Lava fixed point) and :mod:`.workload` (the test data of a ticket or graph).
+:mod:`.lava` (Lava processes from the compiler's IR; Lava is imported only there and in :mod:`.lava_neurons`,
+the project's own Lava processes: subtract reset and the sample gate of recurrent paths), :mod:`.fastsim` (a
+vectorized simulator bit-exact with Lava fixed point) and :mod:`.workload` (the samples a ticket or graph runs on:
+its dataset, or arrays / an input file / any dataset for graphs written by other tools).
 """
 
 from .run import BACKENDS, BackendRun, SimulationResult, simulate

@@ -33,7 +33,7 @@ Neurons, fixed_pt (``PyLifResetModelBitAcc``), all integers::
     x    = trunc0(u * (4096 - (du + 1)) / 4096) + (a_in << 6)
     u    = x - 2**24 if x > 2**23 else x + 2**24 if x <= -2**23 else x      (Lava's one-step 24-bit wrap)
     v    = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
-    s    = v > (vth << 6) ;  v[s] = 0
+    s    = v > (vth << 6) ;  v[s] = 0     (reset by subtraction: - (vth << 6) * s' inside the clip, no zeroing)
 
 with ``trunc0`` rounding toward zero. While ``|a_in| <= 2**17`` (the compiler's ``A_IN_LIMIT``) nothing leaves
 24 bits; above it, the int32 products and sums Lava computes are wrapped as Lava wraps them (``a_in << 6``,
@@ -259,6 +259,10 @@ class _Neurons:
     bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
     vth: np.ndarray      # fixed: vth << 6;        float: vth
 
+    @property
+    def subtract(self) -> bool:
+        return self.pop.reset == "subtract"
+
     @classmethod
     def of(cls, pop: Population, fixed: bool) -> "_Neurons":
         if fixed:
@@ -288,11 +292,53 @@ class _Neurons:
             shifted = _wrap32(shifted)
         if u_decays or wide:
             out, wraps, clips = self._run_general(shifted, steps, u_decays, wide)
-        else:
-            out, wraps, clips = self._run_plain(shifted, steps, self._may_clip(peak, steps))
+        else:  # a subtracted threshold can push v below the bound _may_clip assumes: always clip then
+            out, wraps, clips = self._run_plain(shifted, steps, self.subtract or self._may_clip(peak, steps))
         events["u_wraps"] = events.get("u_wraps", 0) + wraps
         events["v_clips"] = events.get("v_clips", 0) + clips
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
+        return out
+
+    def run_recurrent(self, a_in: np.ndarray, steps: int, syn: "_Synapse", events: Dict[str, int]) -> np.ndarray:
+        """:meth:`run` for a population with a projection onto itself: ``a_in`` plus, at each step, the
+        recurrent synapses' output of the previous step's spikes (zero at a sample's first step), summed into
+        Lava's int32 a_in, then the general fixed-point update (every wrap emulated, exact when none acts)."""
+        n_samples, t_in, n = a_in.shape
+        fixed = self.fixed
+        dtype = np.int64 if fixed else np.float64
+        u = np.zeros((n_samples, n), dtype)
+        v = np.zeros((n_samples, n), dtype)
+        out = np.zeros((n_samples, steps, n), dtype=bool)
+        prev = np.zeros((n_samples, n), dtype=bool)
+        wraps = clips = peak = 0
+        for t in range(steps):
+            a = a_in[:, t if t_in > 1 else 0] + syn.current(prev, fixed).astype(dtype)
+            if fixed:
+                peak = max(peak, int(np.abs(a).max()) if a.size else 0)
+                x = _wrap32(_wrap32(a) << ACT_SHIFT)
+                x = _wrap32(x + _decay(u, self.keep_u))
+                u = _wrap24(x)
+                wraps += int(np.count_nonzero(u != x))
+                y = _decay(v, self.keep_v) + u + self.bias
+                if self.subtract:
+                    y = y - self.vth * prev
+                y = _wrap32(y)
+                v = np.clip(y, -V_LIMIT, V_LIMIT)
+                clips += int(np.count_nonzero(v != y))
+            else:
+                u = u * self.keep_u
+                u = u + a
+                v = v * self.keep_v + u + self.bias
+                if self.subtract:
+                    v = v - self.vth * prev
+            s = np.greater(v, self.vth, out=out[:, t])
+            if not self.subtract:
+                v[s] = 0
+            prev = s
+        if fixed:
+            events["u_wraps"] = events.get("u_wraps", 0) + wraps
+            events["v_clips"] = events.get("v_clips", 0) + clips
+            events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
         return out
 
     def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
@@ -315,11 +361,14 @@ class _Neurons:
             np.multiply(v, keep, out=v)
             np.trunc(v, out=v)
             np.add(v, drive[:, t if t_in > 1 else 0], out=v)
+            if self.subtract and t:  # the threshold, undecayed, for the previous step's spike
+                v -= vth * out[:, t - 1]
             if clipping:
                 clips += int(np.count_nonzero(v > V_LIMIT)) + int(np.count_nonzero(v < -V_LIMIT))
                 np.clip(v, -V_LIMIT, V_LIMIT, out=v)
             np.less_equal(v, vth, out=below)
-            np.multiply(v, below, out=v)
+            if not self.subtract:
+                np.multiply(v, below, out=v)
             np.logical_not(below, out=out[:, t])
         return out, 0, clips
 
@@ -339,12 +388,15 @@ class _Neurons:
             u = _wrap24(x)
             wraps += int(np.count_nonzero(u != x))
             y = _decay(v, self.keep_v) + u + self.bias
+            if self.subtract and t:
+                y = y - self.vth * out[:, t - 1]
             if wide:
                 y = _wrap32(y)
             v = np.clip(y, -V_LIMIT, V_LIMIT)
             clips += int(np.count_nonzero(v != y))
             s = np.greater(v, self.vth, out=out[:, t])
-            v[s] = 0
+            if not self.subtract:
+                v[s] = 0
         return out, wraps, clips
 
     def _may_clip(self, peak: int, steps: int) -> bool:
@@ -367,8 +419,11 @@ class _Neurons:
             u = u * self.keep_u
             u = u + a_in[:, t if t_in > 1 else 0]
             v = v * self.keep_v + u + self.bias
+            if self.subtract and t:
+                v = v - self.vth * out[:, t - 1]
             s = v > self.vth
-            v[s] = 0.0
+            if not self.subtract:
+                v[s] = 0.0
             out[:, t] = s
         return out
 
@@ -491,6 +546,8 @@ class FastSim:
         done = {net.input.name}
         for pop in net.populations:
             for proj in net.incoming(pop.name):
+                if proj.recurrent and proj.delay == 1:  # its own spikes of the previous step, run step by step
+                    continue
                 if proj.source not in done:
                     raise SimError(f"projection {proj.name!r}: source {proj.source!r} comes after its target "
                                    f"{pop.name!r}; recurrent networks are not supported")
@@ -499,7 +556,7 @@ class FastSim:
             if proj.source not in lags or proj.target not in lags:
                 raise SimError(f"projection {proj.name!r} connects unknown layers {proj.source!r} -> "
                                f"{proj.target!r}")
-            span = lags[proj.target] - lags[proj.source]
+            span = 1 if proj.recurrent else lags[proj.target] - lags[proj.source]
             if span != 1 or proj.delay != 1:
                 raise SimError(f"projection {proj.name!r}: {proj.source!r} (lag {lags[proj.source]}) -> "
                                f"{proj.target!r} (lag {lags[proj.target]}) with delay {proj.delay}; only one-step "
@@ -569,7 +626,15 @@ class FastSim:
         for pop in net.populations:
             fed = host if net.host is not None and net.host.target == pop.name else None
             a_in = self._input_current(pop.name, (n, steps, pop.size), rows, fed, totals if count else None)
-            s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
+            recurrent = [syn for syn in self.synapses.get(pop.name, []) if syn.proj.recurrent]
+            if recurrent:
+                (syn,) = recurrent
+                s = self.neurons[pop.name].run_recurrent(a_in, steps, syn, limits[pop.name])
+                if count:  # the spikes of a sample's last step are gated off the recurrent path (see ir.py)
+                    sent = s[:, :-1].reshape(-1, pop.size)
+                    totals[syn.proj.name] = _layer_totals(sent, syn.col_nnz)
+            else:
+                s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
             rows[pop.name] = s.reshape(m, pop.size)
             spikes[pop.name] = _nir_order(pop, s)
         if net.readout.kind == "current":
@@ -623,6 +688,8 @@ class FastSim:
         (N, 1, n) when every step is the same and nothing else feeds the target)."""
         a_in = host
         for syn in self.synapses.get(target, []):
+            if syn.proj.recurrent:
+                continue  # added step by step by _Neurons.run_recurrent
             src = rows[syn.proj.source]
             if totals is not None:
                 totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)

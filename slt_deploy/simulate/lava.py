@@ -14,7 +14,8 @@ the same steps in the same order, only paused in between.
 
 Mapping (see the IR docstring for the equations):
 
-- population -> one ``LIFReset`` per group of neurons sharing (du, dv, vth), at most
+- population -> one ``LIFReset`` (reset by subtraction: :class:`.lava_neurons.LIFSubtractReset`) per group of
+  neurons sharing (du, dv, vth), at most
   :data:`MAX_GROUPS_PER_POPULATION` (see :func:`check_lava_limits`);
 - projection -> ``Sparse`` (csr weights) or ``Dense`` (dense weights) per (source group, target group) block;
 - host layer -> a ``Feeder`` (memory-mapped ring-buffer source) of currents wired straight to the first
@@ -235,6 +236,7 @@ def lava_process_count(lowered: LoweredNetwork, record_spikes: bool = True) -> i
     count += len(groups[net.host.target]) if net.host is not None else 1      # input feeders
     count += 1 if net.readout.kind == "current" else 0                        # readout recorder
     count += sum(1 for proj in net.projections for _ in _blocks(net, proj, groups))
+    count += sum(len(groups[proj.source]) for proj in net.projections if proj.recurrent)  # sample gates
     return count
 
 
@@ -290,6 +292,7 @@ class _Builder:
         self.recorders: List[object] = []
         self.feeders: List[Tuple[np.ndarray, np.memmap]] = []      # (stream rows, ring file)
         self.feeder_procs: List[object] = []
+        self.gates: List[object] = []                               # sample gates of recurrent paths
 
     def add(self, proc):
         self.procs.append(proc)
@@ -331,7 +334,12 @@ class _Builder:
             for g, idx in enumerate(self.groups[pop.name]):
                 first = idx[0]
                 bias = pop.bias_mant[idx].astype(np.int64 if self.fixed else np.float64)
-                lif = self.add(lava["LIFReset"](
+                process = lava["LIFReset"]
+                if pop.reset == "subtract":
+                    from .lava_neurons import subtract_reset_classes
+
+                    process = subtract_reset_classes()[0]
+                lif = self.add(process(
                     shape=(idx.size,), du=self.scalar(pop.du[first]), dv=self.scalar(pop.dv[first]),
                     vth=self.scalar(pop.vth[first]), bias_mant=bias, bias_exp=pop.bias_exp[idx].astype(np.int64),
                     reset_interval=self.t, reset_offset=(1 + pop.lag) % self.t, name=f"{pop.name}[{g}]"))
@@ -364,6 +372,16 @@ class _Builder:
         for proj in self.net.projections:
             sources = dict((id(i), p) for i, p in self.outs[proj.source])
             targets = dict((id(i), p) for i, p in self.ins[proj.target])
+            if proj.recurrent:  # a sample's last spikes must not reach the next sample: gate each source group
+                from .lava_neurons import sample_gate_classes
+
+                gate = sample_gate_classes()[0]
+                lag = self.net.population(proj.source).lag
+                for key, port in list(sources.items()):
+                    g = self.add(gate(shape=port.shape, interval=self.t, lag=lag, name=f"{proj.name}:gate"))
+                    self.gates.append(g)
+                    port.connect(g.s_in)
+                    sources[key] = g.s_out
             for tidx, sidx, block in _blocks(self.net, proj, self.groups):
                 kwargs = dict(weight_exp=int(proj.weight_exp), num_weight_bits=8) if self.fixed else {}
                 if sp.issparse(block):
@@ -382,6 +400,18 @@ class _Builder:
         models = {lava["Recorder"]: lava["RecorderModel"], lava["Feeder"]: lava["FeederModels"][self.net.target]}
         models.update({rec: lava["RecorderModel"] for rec in self.recorders})
         models.update({src: lava["FeederModels"][self.net.target] for src in self.feeder_procs})
+        if self.gates:
+            from .lava_neurons import sample_gate_classes
+
+            gate, gate_models = sample_gate_classes()
+            models[gate] = gate_models[self.net.target]
+            models.update({g: gate_models[self.net.target] for g in self.gates})
+        if any(p.reset == "subtract" for p in self.net.populations):
+            from .lava_neurons import subtract_reset_classes
+
+            process, subtract_models = subtract_reset_classes()
+            models[process] = subtract_models[self.net.target]
+            models.update({proc: subtract_models[self.net.target] for proc in self.procs if isinstance(proc, process)})
         return models
 
 

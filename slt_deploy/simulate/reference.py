@@ -23,7 +23,10 @@ spike is applied at the next step. The reset mode comes from the node's ``"reset
 - ``none``:     ``v_t = decay * v_{t-1} + gain * I_t`` (never reset)
 
 Several edges into a node are summed. Stateful nodes keep their state across the steps of one
-:meth:`NIRExecutor.run` call and start from zero at every call.
+:meth:`NIRExecutor.run` call and start from zero at every call. A cycle through a spiking node is a recurrent
+layer: the edge leaving the spiking node on the cycle carries its spikes of the previous step (zero at the first
+step), so ``I_t = W_in x_t + W_rec s_{t-1} + b`` as in snnTorch's ``RLeaky``
+(:func:`~slt_deploy.exporters.nir_format.recurrent_edges`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 
 from ..errors import ExportError
 from ..utils import registrar
-from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, predecessors, topological_order
+from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, execution_order, predecessors, topological_order
 
 # (input, state) -> (output, new state); the state is None at the first step of a run.
 Op = Callable[[torch.Tensor, Any], Tuple[torch.Tensor, Any]]
@@ -234,7 +237,8 @@ class NIRExecutor:
             raise ExportError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
         graph_dt = float((graph.metadata or {}).get("dt", DEFAULT_DT))
         self.graph = graph
-        self.order = topological_order(graph)
+        self.order, recurrent = execution_order(graph)
+        self.delayed = set(map(tuple, recurrent))  # edges carrying the previous step's spikes
         self.preds = predecessors(graph)
         inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
         if len(inputs) != 1:
@@ -256,6 +260,14 @@ class NIRExecutor:
             if not self.preds[name] and name != self.input:
                 raise ExportError(f"node {name!r} has no incoming edge and is not the Input node")
 
+    def _shape(self, name: str) -> Tuple[int, ...]:
+        """Output shape of a spiking node (its declared output type, else its threshold's shape)."""
+        node = self.graph.nodes[name]
+        declared = next(iter((node.output_type or {}).values()), None)
+        if declared is not None and np.asarray(declared).size:
+            return tuple(int(d) for d in np.asarray(declared).ravel())
+        return tuple(np.shape(node.v_threshold))
+
     @property
     def input_shape(self) -> Optional[Tuple[int, ...]]:
         shape = self.graph.nodes[self.input].input_type.get("input")
@@ -276,16 +288,22 @@ class NIRExecutor:
         states: Dict[str, Any] = {name: None for name in self.order}
         trace: Dict[str, list] = {name: [] for name in self.order} if record else {}
         outs: Dict[str, list] = {name: [] for name in self.outputs}
+        previous: Dict[str, torch.Tensor] = {}  # spikes of the last step, for recurrent edges
         for x_t in x_seq:
             values: Dict[str, torch.Tensor] = {}
             for name in self.order:
                 if name == self.input:
                     x = x_t
                 else:
-                    srcs = self.preds[name]
-                    x = values[srcs[0]]
-                    for src in srcs[1:]:  # NIR sums every edge into a node
-                        x = x + values[src]
+                    x = None
+                    for src in self.preds[name]:  # NIR sums every edge into a node
+                        if (src, name) in self.delayed:
+                            value = previous.get(src)
+                            if value is None:  # before the first step: no spike (zeros of the node's shape)
+                                value = torch.zeros((x_t.shape[0],) + self._shape(src))
+                        else:
+                            value = values[src]
+                        x = value if x is None else x + value
                 try:
                     values[name], states[name] = self.ops[name](x, states[name])
                 except RuntimeError as exc:  # torch shape errors: name the node instead of a traceback
@@ -295,6 +313,7 @@ class NIRExecutor:
                     trace[name].append(values[name])
             for name in self.outputs:
                 outs[name].append(values[name])
+            previous = {src: values[src] for src, _ in self.delayed}
         stacked = {name: torch.stack(v) for name, v in outs.items()}
         result: Outputs = stacked[self.outputs[0]] if len(stacked) == 1 else stacked
         if record:

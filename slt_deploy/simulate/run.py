@@ -9,9 +9,10 @@ Backends (registry :data:`BACKENDS`):
 ``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
 
-A dataset is compiled once and streamed through one run. Event data (``events`` encoding) is binary
-spikes and enters the chip directly (``first_layer="chip"``); other encodings feed the first layer's currents
-from the host. The result reports accuracy, agreement with the
+A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
+(metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
+Event data (``events`` encoding) and binary sequences given as they are enter the chip directly
+(``first_layer="chip"``); other input feeds the first layer's currents from the host. The result reports accuracy, agreement with the
 reference (predictions, spikes per layer, the first differing layer and step), spikes per layer and
 samples per second.
 """
@@ -27,7 +28,6 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .workload import encoded_test_samples, nir_data, nir_metadata
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class SimulationResult:
     backend: str
     samples: int
     timesteps: int
-    dataset: str
+    dataset: str                            # where the samples came from: a dataset's test split or a file
     encoding: str
-    accuracy: float
-    reference_accuracy: float
+    accuracy: Optional[float]               # None: no labels (agreement is still measured)
+    reference_accuracy: Optional[float]
     prediction_agreement: float
     spike_agreement: Dict[str, float]       # layer -> fraction of (sample, step, neuron) entries equal
     first_mismatch: Optional[str]           # first differing layer and step, or None
@@ -57,17 +57,28 @@ class SimulationResult:
     samples_per_s: float
     seconds: float
     notes: List[str] = field(default_factory=list)  # e.g. the per-layer fixed-point quantization
+    dt: Optional[float] = None              # the graph's time step in seconds as run (assumed when not stored)
+    first_layer: str = "host"
+    warnings: List[str] = field(default_factory=list)  # an assumed dt, no spikes at all, silent layers
+    silent: bool = False                    # no neuron spiked in the reference nor in the backend's run
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
-        lines = [f"{self.backend} on {self.samples} {self.dataset} test samples (T={self.timesteps}, "
-                 f"{self.encoding} encoding): accuracy {100 * self.accuracy:.2f} % "
-                 f"(reference {100 * self.reference_accuracy:.2f} %), {self.samples_per_s:.1f} samples/s",
-                 f"  agreement with the reference: predictions {100 * self.prediction_agreement:.2f} %, "
-                 + ("spikes identical in every layer" if self.first_mismatch is None else
-                    f"first mismatch: {self.first_mismatch}")]
+        acc = (f"accuracy {100 * self.accuracy:.2f} % (reference {100 * self.reference_accuracy:.2f} %)"
+               if self.accuracy is not None else "accuracy unknown (no labels)")
+        if self.silent:
+            spikes = "NO SPIKES in any layer of either run: the agreement is trivial, not a check"
+        elif self.first_mismatch is None:
+            spikes = "spikes identical in every layer"
+        else:
+            spikes = f"first mismatch: {self.first_mismatch}"
+        lines = [f"warning: {w}" for w in self.warnings]
+        lines += [f"{self.backend} on {self.samples} samples of {self.dataset} (T={self.timesteps}, "
+                  f"{self.encoding} input, first layer on {self.first_layer}): {acc}, "
+                  f"{self.samples_per_s:.1f} samples/s",
+                  f"  agreement with the reference: predictions {100 * self.prediction_agreement:.2f} %, {spikes}"]
         for name, agree in self.spike_agreement.items():
             lines.append(f"  {name:16s} spikes/sample {self.spikes_per_sample.get(name, 0.0):10.1f}   "
                          f"agreement {100 * agree:7.3f} %")
@@ -136,40 +147,129 @@ def _agreement(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -
     return out
 
 
-def simulate(nir_path: str | Path, backend: str, samples: int = 100, progress: bool = True) -> SimulationResult:
-    """Run the NIR graph at ``nir_path`` on its first ``samples`` test samples with ``backend``."""
-    from ..compile import first_mismatch
+NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "I")
+
+
+def graph_dt(graph) -> Optional[float]:
+    """The time step the graph states (graph metadata ``dt``, or every neuron node's own), else None."""
+    meta = graph.metadata or {}
+    if "dt" in meta:
+        return float(meta["dt"])
+    neurons = [n for n in graph.nodes.values() if type(n).__name__ in NEURON_TYPES]
+    own = {float(n.metadata["dt"]) for n in neurons if "dt" in (n.metadata or {})}
+    if neurons and len(own) == 1 and all("dt" in (n.metadata or {}) for n in neurons):
+        return own.pop()
+    return None
+
+
+def with_dt(graph, dt: Optional[float]) -> Tuple[object, float, List[str]]:
+    """(graph to run, its dt, warnings): ``dt`` (when given) becomes the graph's ``dt`` metadata (nodes that
+    state their own keep it); a graph with no dt at all runs at DEFAULT_DT, with a warning naming it."""
+    import copy
+
+    from ..exporters.nir_format import DEFAULT_DT
+
+    if dt is not None:
+        if not (dt > 0 and np.isfinite(dt)):
+            raise ConfigError(f"dt={dt} must be a positive number of seconds")
+        graph = copy.copy(graph)
+        graph.metadata = {**(graph.metadata or {}), "dt": float(dt)}
+        return graph, float(dt), []
+    stated = graph_dt(graph)
+    if stated is not None:
+        return graph, stated, []
+    return graph, DEFAULT_DT, [f"the graph states no dt; assuming dt = {DEFAULT_DT:g} s (snnTorch's export "
+                               f"convention). Tools that integrate one input per step (sinabs IF, r = 1) need "
+                               f"--dt 1 (dt= in Python)"]
+
+
+def load_graph(model, lenient: bool = False) -> Tuple[object, str, List[str]]:
+    """(graph, where, repairs): a ``nir.NIRGraph`` as it is, or a file read with
+    :func:`~slt_deploy.exporters.nir_format.read_nir` (``lenient``: the unit-dimension repairs it made)."""
+    import warnings
+
+    import nir
+
     from ..exporters.nir_format import read_nir
+
+    if isinstance(model, nir.NIRGraph):
+        return model, "<graph>", []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = read_nir(Path(model), lenient=lenient)
+    return graph, str(model), [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str) -> List[str]:
+    silent = [n for n in layers if n in spikes and not np.any(spikes[n])]
+    if not silent or len(silent) == len(layers):
+        return []
+    return [f"no spike at all in layer(s) {', '.join(silent)} of the {what} run"]
+
+
+def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: bool = True, *, x=None, y=None,
+             input=None, data=None, dt: Optional[float] = None, first_layer: Optional[str] = None,
+             encoding: Optional[str] = None, timesteps: Optional[int] = None,
+             lenient: bool = False) -> SimulationResult:
+    """Run a NIR graph (a path or a ``nir.NIRGraph``) on ``samples`` samples with ``backend`` and compare it
+    with the reference executor.
+
+    The samples are, in this order of preference: arrays ``x`` (N, T, *input) as they are or (N, *input)
+    values to encode with ``encoding`` over ``timesteps`` steps, with labels ``y`` or none; an ``input`` file
+    (.npz with ``x`` and optional ``y``, or .npy); a dataset (``data``, a :class:`~slt_deploy.config.DataConfig`);
+    else the test split of the dataset the graph's metadata names. ``dt`` sets the graph's time step (a graph
+    that states none runs at 1e-4 s, with a warning). ``first_layer``: ``chip`` feeds the input to the first
+    synapse layer on chip (binary spikes only), ``host`` computes it off-chip; default: chip for event data and
+    for binary sequences given as they are, host otherwise. ``lenient``: read a file whose declared shapes differ
+    only by unit dimensions (each repair is listed in the result's warnings).
+    """
+    from ..compile import first_mismatch
+    from .workload import graph_workload
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if samples < 1:
         raise ConfigError(f"samples={samples} must be >= 1")
-    path = Path(nir_path)
-    graph = read_nir(path)
-    data = nir_data(graph, path)
-    seed = int(nir_metadata(graph).get("seed", 0))
-    xs, ys = [], []
-    for x_seq, y in encoded_test_samples(data, samples, seed, progress, f"data {path.name}", str(path)):
-        xs.append(x_seq.transpose(0, 1).numpy())  # (B, T, ...): the backends take samples first
-        ys.append(y.numpy())
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    if first_layer not in (None, "host", "chip"):
+        raise ConfigError(f"first_layer={first_layer!r} must be host or chip")
+    graph, where, repairs = load_graph(model, lenient)
+    graph, run_dt, warned = with_dt(graph, dt)
+    warned = repairs + warned
+    work = graph_workload(graph, where, samples=samples, progress=progress, x=x, y=y, input=input, data=data,
+                          encoding=encoding, timesteps=timesteps)
+    x, y = work.x, work.y
+    if first_layer is None:
+        # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
+        # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
+        first_layer = "chip" if work.encoding == "events" or (work.encoding == "given" and work.binary) else "host"
+    elif first_layer == "chip" and not work.binary:
+        raise ConfigError(f"{where}: first_layer=chip needs binary spike input; the input has other values "
+                          f"(use first_layer=host)")
 
     reference = _reference(graph, x)
-    # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
-    # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
-    first_layer = "chip" if data.encoding == "events" else "host"
     run = reference if backend == "reference" else BACKENDS[backend](graph, x, first_layer=first_layer)
     pred = run.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     ref_pred = reference.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     spike_layers = [n for n in _spiking_nodes(graph) if n in reference.spikes]
     aligned = {n: run.spikes[n].reshape(reference.spikes[n].shape) for n in spike_layers if n in run.spikes}
+    silent = not any(np.any(reference.spikes[n]) for n in spike_layers) and \
+        not any(np.any(a) for a in aligned.values())
+    if silent:
+        warned.append(f"no neuron spiked in any layer, in the reference or the {backend} run, on {len(x)} samples "
+                      f"(dt = {run_dt:g} s): predictions come from biases alone and agreeing on silence proves "
+                      f"nothing; check dt and the input's scale")
+    else:
+        warned += _spike_warnings(reference.spikes, spike_layers, "reference")
+        if backend != "reference":
+            warned += _spike_warnings(aligned, spike_layers, backend)
     return SimulationResult(
-        file=str(path), backend=backend, samples=len(x), timesteps=x.shape[1], dataset=data.dataset,
-        encoding=data.encoding, accuracy=float((pred == y).mean()), reference_accuracy=float((ref_pred == y).mean()),
+        file=where, backend=backend, samples=len(x), timesteps=x.shape[1], dataset=work.source,
+        encoding=work.encoding,
+        accuracy=float((pred == y).mean()) if y is not None else None,
+        reference_accuracy=float((ref_pred == y).mean()) if y is not None else None,
         prediction_agreement=float((pred == ref_pred).mean()),
         spike_agreement=_agreement(aligned, {n: reference.spikes[n] for n in spike_layers}),
         first_mismatch=first_mismatch(aligned, {n: reference.spikes[n] for n in spike_layers}, spike_layers),
         spikes_per_sample={n: float(np.count_nonzero(run.spikes[n])) / len(x) for n in spike_layers if n in run.spikes},
         samples_per_s=len(x) / run.seconds if run.seconds > 0 else float("inf"), seconds=run.seconds,
-        notes=list(run.notes))
+        notes=list(run.notes), dt=run_dt, first_layer=first_layer, warnings=warned, silent=silent)

@@ -2,19 +2,23 @@
 
 Shared by the stages that run a network on real samples (simulate, report): a ticket knows its data settings;
 a NIR graph written by ``slt-deploy export`` names its dataset, encoding and T in its metadata (and its source
-ticket, which knows the dataset's folder).
+ticket, which knows the dataset's folder). A graph written by another tool is given its input explicitly
+(:func:`graph_workload`): arrays or a ``.npz``/``.npy`` file (:class:`Workload`), or any registered dataset
+through :func:`slt_deploy.data.load_dataset`.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
+import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import SltError, TicketError
+from ..errors import ConfigError, DataError, SltError, TicketError
 from ..ticket import Ticket
 from ..utils import generator
 
@@ -59,7 +63,8 @@ def nir_data(graph, path: Path) -> DataConfig:
     missing = [k for k in ("dataset", "encoding", "timesteps") if k not in meta]
     if missing:
         raise SltError(f"{path}: NIR metadata lacks {', '.join(missing)}, needed to run the graph on its dataset "
-                       f"(graphs written by slt-deploy export carry them)")
+                       f"(graphs written by slt-deploy export carry them); give its input with --input FILE or "
+                       f"--dataset NAME (x= or data= in Python)")
     cfg = DataConfig(dataset=str(meta["dataset"]))
     source = meta.get("source")
     if isinstance(source, str) and Path(source).is_file():
@@ -77,7 +82,10 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
 
     from ..data import batches, load_dataset
 
-    test = load_dataset(data).test
+    # only the first samples of the test split are used: load no more (the split is fixed before truncation, so
+    # the samples are the same; event-mnist converts only what it loads)
+    take = samples if data.n_test == 0 else min(samples, data.n_test)
+    test = load_dataset(data.replace(n_train=1, n_test=take)).test
     n = min(samples, len(test))
     if n < samples:
         warnings.warn(f"{where or data.dataset}: the test split has {len(test)} samples; using all of them, "
@@ -107,3 +115,164 @@ def test_set_size(data: DataConfig) -> int:
     from ..data import load_dataset
 
     return len(load_dataset(data).test)
+
+
+# ------------------------------------------------------------------------- inputs of any graph (not only ours)
+
+#: Input files ``--input`` reads (numpy's own formats, loaded without pickle).
+INPUT_SUFFIXES = (".npz", ".npy")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The samples a graph runs on: ``x`` (N, T, *input_shape) float32 in NIR order, samples first, and the
+    labels ``y`` (N,) when known (None: accuracy is unknown, agreement between backends is still measured)."""
+
+    x: np.ndarray
+    y: Optional[np.ndarray]
+    source: str          # where it comes from: a dataset name (its test split) or "file inputs.npz"
+    encoding: str        # direct / rate / latency / events, or "given" for a sequence supplied as is
+    values: Optional[np.ndarray] = None  # (N, *input_shape) values before encoding, when given that way
+
+    @property
+    def binary(self) -> bool:
+        """Every value is 0 or 1: spikes, which may enter the chip's first synapse layer directly."""
+        return bool(np.isin(self.x, (0.0, 1.0)).all())
+
+
+def graph_input_shape(graph) -> Tuple[int, ...]:
+    import nir
+
+    inputs = [n for n in graph.nodes.values() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise SltError(f"the graph needs exactly one Input node to be given inputs, it has {len(inputs)}")
+    return tuple(int(d) for d in np.asarray(next(iter(inputs[0].input_type.values()))).ravel())
+
+
+def array_workload(x, y=None, *, shape: Tuple[int, ...], encoding: Optional[str] = None,
+                   timesteps: Optional[int] = None, seed: int = 0, samples: Optional[int] = None,
+                   where: str = "x") -> Workload:
+    """A workload from arrays: ``x`` (N, T, *shape) is used as it is (spikes or currents per step); ``x``
+    (N, *shape) holds values in [0, 1] to encode with ``encoding`` (default direct) over ``timesteps`` steps."""
+    from ..data import encode
+
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where}: x must be numeric, got dtype {x.dtype}")
+    shape = tuple(shape)
+    if samples is not None:
+        x = x[:samples]
+    if x.ndim == len(shape) + 2 and tuple(x.shape[2:]) == shape:
+        if encoding not in (None, "given") or timesteps not in (None, x.shape[1]):
+            raise DataError(f"{where}: x of shape {x.shape} is already a sequence (N, T={x.shape[1]}, {shape}); "
+                            f"encoding and timesteps apply to (N, {shape}) values only")
+        seq, how = x.astype(np.float32), "given"
+    elif x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
+        if timesteps is None:
+            raise DataError(f"{where}: x of shape {x.shape} holds one value per input; give the number of "
+                            f"timesteps to encode it over (--timesteps T)")
+        how = encoding or "direct"
+        if how in ("events", "given"):
+            raise DataError(f"{where}: encoding {how!r} needs a sequence (N, T, {shape}), got {x.shape}")
+        try:
+            seq = encode(torch.from_numpy(x.astype(np.float32)), how, int(timesteps),
+                         generator(seed, "workload", "encode")).transpose(0, 1).numpy()
+        except ValueError as exc:
+            raise DataError(f"{where}: {exc}") from None
+    else:
+        raise DataError(f"{where}: x has shape {x.shape}; the graph's input is {shape}, so x must be (N, T, "
+                        f"{', '.join(map(str, shape))}) spikes/currents or (N, {', '.join(map(str, shape))}) values")
+    if not len(seq):
+        raise DataError(f"{where}: x holds no samples")
+    if not np.isfinite(seq).all():
+        raise DataError(f"{where}: x has NaN or infinite values")
+    labels = None
+    if y is not None:
+        labels = np.asarray(y)
+        if samples is not None:
+            labels = labels[:samples]
+        if labels.shape != (len(seq),) or labels.dtype.kind not in "iu":
+            raise DataError(f"{where}: y must be {len(seq)} integer labels, got dtype {labels.dtype} shape "
+                            f"{labels.shape}")
+        labels = labels.astype(np.int64)
+    return Workload(seq, labels, where, how, None if how == "given" else x)
+
+
+def load_input_file(path, *, shape: Tuple[int, ...], encoding: Optional[str] = None,
+                    timesteps: Optional[int] = None, seed: int = 0, samples: Optional[int] = None) -> Workload:
+    """A workload from a ``.npz`` (arrays ``x`` and optionally ``y``) or ``.npy`` (``x`` alone) file; no pickle."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such input file")
+    if p.suffix.lower() not in INPUT_SUFFIXES:
+        raise DataError(f"{p}: input files are .npz (arrays x and optional y) or .npy (x), not {p.suffix!r}")
+    try:
+        if p.suffix.lower() == ".npy":
+            x, y = np.load(p, allow_pickle=False), None
+        else:
+            with np.load(p, allow_pickle=False) as f:
+                if "x" not in f.files:
+                    raise DataError(f"{p}: holds {', '.join(f.files) or 'no arrays'}; the input must be named x "
+                                    f"(and the labels y)")
+                x, y = f["x"], (f["y"] if "y" in f.files else None)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError) as exc:  # not numpy, truncated, or object arrays (pickle)
+        raise DataError(f"{p}: not a readable numpy file ({_one_line(exc)})") from None
+    return array_workload(x, y, shape=shape, encoding=encoding, timesteps=timesteps, seed=seed, samples=samples,
+                          where=f"file {p.name}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def dataset_workload(data: DataConfig, samples: int, seed: int, progress: bool, where: str = "") -> Workload:
+    """The first ``samples`` test samples of ``data`` (any registered loader), encoded as ``data`` says."""
+    xs, ys = [], []
+    for x_seq, y in encoded_test_samples(data, samples, seed, progress, f"data {where or data.dataset}", where):
+        xs.append(x_seq.transpose(0, 1).numpy())  # (B, T, ...): the backends take samples first
+        ys.append(y.numpy())
+    return Workload(np.concatenate(xs), np.concatenate(ys), data.dataset, data.encoding)
+
+
+def dataset_config(dataset: str, graph=None, *, path: Optional[str] = None, encoding: Optional[str] = None,
+                   timesteps: Optional[int] = None) -> DataConfig:
+    """``--dataset NAME [--data-path P --encoding E --timesteps T]``: what is not given comes from the graph's
+    metadata when it names the same dataset, else the defaults (``events`` for an event dataset)."""
+    from ..data.base import EVENT_DATASETS
+
+    meta = nir_metadata(graph) if graph is not None else {}
+    same = meta.get("dataset") == dataset
+    if encoding is None:
+        encoding = str(meta["encoding"]) if same and "encoding" in meta else \
+            ("events" if dataset in EVENT_DATASETS else DataConfig().encoding)
+    if timesteps is None:
+        timesteps = int(meta["timesteps"]) if same and "timesteps" in meta else DataConfig().timesteps
+    cfg = DataConfig(dataset=dataset, path=path, encoding=encoding, timesteps=int(timesteps))
+    cfg.validate()
+    return cfg
+
+
+def graph_workload(graph, where: str, *, samples: int, progress: bool = False, x=None, y=None, input=None,
+                   data: Optional[DataConfig] = None, encoding: Optional[str] = None,
+                   timesteps: Optional[int] = None) -> Workload:
+    """The workload of ``graph``: arrays (``x``, ``y``), an input file (``input``), a dataset (``data``), or,
+    when none is given, the dataset its metadata names (graphs written by slt-deploy export)."""
+    given = [k for k, v in (("x", x), ("input", input), ("data", data)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{where}: give the input one way, not {' and '.join(given)}")
+    seed = int(nir_metadata(graph).get("seed", 0))
+    if x is not None:
+        return array_workload(x, y, shape=graph_input_shape(graph), encoding=encoding, timesteps=timesteps,
+                              seed=seed, samples=samples)
+    if y is not None:
+        raise ConfigError(f"{where}: labels y are given without inputs x")
+    if input is not None:
+        return load_input_file(input, shape=graph_input_shape(graph), encoding=encoding, timesteps=timesteps,
+                               seed=seed, samples=samples)
+    if data is None:
+        data = nir_data(graph, Path(where))
+        data = data.replace(**{k: v for k, v in (("encoding", encoding), ("timesteps", timesteps)) if v is not None})
+    return dataset_workload(data, samples, seed, progress, where)
