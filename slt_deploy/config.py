@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,16 @@ from typing import Any, Optional, Tuple
 from .errors import ConfigError
 
 
-def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, **kw):
-    """A dataclass field with its help text (and allowed values) kept next to it."""
+def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, runtime: bool = False, **kw):
+    """A dataclass field with its help text (and allowed values) kept next to it.
+
+    ``runtime=True`` marks a setting that says *where* a run executes, not *what* it computes (the device):
+    it is left out of the run-name hash, ``config.json`` and the ticket record (``to_dict(runtime=False)``),
+    so the same search on a CPU or a GPU resumes in, and writes, the same run directory.
+    """
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple or default_factory for mutable defaults")
-    return field(default=default, metadata={"help": help, "choices": choices}, **kw)
+    return field(default=default, metadata={"help": help, "choices": choices, "runtime": runtime}, **kw)
 
 
 class Settings:
@@ -41,12 +47,15 @@ class Settings:
     def validate(self) -> None:  # overridden by groups with range checks
         pass
 
-    def to_dict(self) -> dict:
+    def to_dict(self, runtime: bool = True) -> dict:
+        """Every setting; ``runtime=False`` leaves out the runtime ones (see :func:`setting`)."""
         out = {}
         for f in dataclasses.fields(self):
+            if not runtime and f.metadata.get("runtime"):
+                continue
             value = getattr(self, f.name)
             if isinstance(value, Settings):
-                value = value.to_dict()
+                value = value.to_dict(runtime)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -125,6 +134,9 @@ def _coerce(hint, value, where):
     return value
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ConfigError(message)
@@ -187,12 +199,16 @@ class TrainConfig(Settings):
     weight_decay: float = setting(5e-4, "L2 weight decay")
     schedule: str = setting("cosine", "learning-rate schedule over the epochs of a round",
                             choices=("cosine", "constant"))
+    device: str = setting("auto", "where to train: auto (the GPU when there is one), cpu, cuda or cuda:N; "
+                          "not part of the run name, the ticket says which device trained it", runtime=True)
 
     def validate(self):
         _check(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(DEVICE_PATTERN.fullmatch(self.device) is not None,
+               f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
 
 @dataclass(frozen=True)
@@ -266,6 +282,8 @@ class RunConfig(Settings):
 def _non_default(settings: Settings) -> dict:
     out = {}
     for f in dataclasses.fields(settings):
+        if f.metadata.get("runtime"):  # where a run executes never renames it
+            continue
         value = getattr(settings, f.name)
         if isinstance(value, Settings):
             nested = _non_default(value)
