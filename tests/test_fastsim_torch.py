@@ -68,6 +68,17 @@ def test_sparse_weights_and_chunks_give_the_same_bits(name, monkeypatch):
     np.testing.assert_array_equal(quiet.outputs, ref.outputs)
 
 
+@pytest.mark.parametrize("name", ["lif-host", "groups-bias", "random0-LIF-host", "random2-IF-host"])
+def test_host_currents_on_the_device_are_fastsims(name):
+    """The host layer's float64 sums follow scipy's order: the same currents to the bit (inputs x 3 put
+    many of them near Loihi's range and rounding boundaries)."""
+    _, kwargs, first_layer, _, t, _ = CASES_MODULE.CASE[name]
+    net = CASES_MODULE.lowered(CASES_MODULE.random_graph(**kwargs), "fixed_pt", first_layer)
+    flat = CASES_MODULE.inputs(kwargs["seed"], 200, t, net.input.size, first_layer).reshape(-1, net.input.size) * 3
+    ours = TorchFastSim(net, "cpu")._host_currents_on_device(torch.as_tensor(flat))
+    np.testing.assert_array_equal(ours.numpy(), FastSim(net)._host_currents(flat).T)
+
+
 def test_refuses_floating_pt_and_features_it_does_not_implement():
     _, kwargs, first_layer, _, _, _ = CASES_MODULE.CASE["lif-host"]
     flt = CASES_MODULE.lowered(CASES_MODULE.random_graph(**kwargs), "floating_pt", first_layer)
@@ -125,3 +136,13 @@ def test_gpu_backend_on_a_large_batch_and_sparse_weights(monkeypatch):
     assert_bit_exact(fast_simulator(net, len(x)).run(x), ref)
     monkeypatch.setattr(fastsim_torch, "GPU_DENSE_MAX_ENTRIES", 0)
     assert_bit_exact(TorchFastSim(net, "cuda").run(x), ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["lif-host", "groups-bias", "random0-LIF-host", "random2-IF-host"])
+def test_host_currents_on_the_gpu_are_fastsims(name):
+    _, kwargs, first_layer, _, t, _ = CASES_MODULE.CASE[name]
+    net = CASES_MODULE.lowered(CASES_MODULE.random_graph(**kwargs), "fixed_pt", first_layer)
+    flat = CASES_MODULE.inputs(kwargs["seed"], 2000, t, net.input.size, first_layer).reshape(-1, net.input.size) * 3
+    ours = TorchFastSim(net, "cuda")._host_currents_on_device(torch.as_tensor(flat, device="cuda"))
+    np.testing.assert_array_equal(ours.cpu().numpy(), FastSim(net)._host_currents(flat).T)

@@ -34,8 +34,7 @@ from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, V_LIMIT, LoweredNetwork, Populat
 from ..compile.stream import readout_values
 from ..errors import ConfigError
 from ..utils import resolve_device
-from .fastsim import FLOAT32_EXACT, U_HALF, U_WRAP, FastSim, SimError, _decay, _layer_totals, _nir_order, \
-    _Totals, _wrap32
+from .fastsim import FLOAT32_EXACT, U_HALF, U_WRAP, FastSim, SimError, _decay, _nir_order, _Totals, _wrap32
 
 __all__ = ["TorchFastSim", "fast_simulator", "TORCH_MIN_SAMPLES"]
 
@@ -107,6 +106,19 @@ class TorchFastSim(FastSim):
         self._consts = {name: tuple(torch.as_tensor(a, dtype=torch.int64, device=self.device)
                                     for a in (nr.keep_u, nr.keep_v, nr.bias, nr.vth))
                         for name, nr in self.neurons.items()}
+        self._host = None
+        if self.host_weight is not None:
+            # the host matrix as (row, k) tables of its k-th stored entry, for _host_currents_on_device
+            w = self.host_weight
+            per_row = np.diff(w.indptr)
+            width = int(per_row.max(initial=0))
+            filled = np.arange(width)[None, :] < per_row[:, None]  # row-major: entries in their stored order
+            values, columns = np.zeros(filled.shape), np.zeros(filled.shape, dtype=np.int64)
+            values[filled], columns[filled] = w.data, w.indices
+            host = lowered.host
+            self._host_nnz = torch.as_tensor(self.host_nnz, dtype=torch.float64, device=self.device)
+            self._host = tuple(torch.as_tensor(a, device=self.device) for a in (
+                values.T.copy(), columns.T.copy(), host.bias.astype(np.float64), host.scale.astype(np.float64)))
 
     def _on_device(self, cols: Optional[np.ndarray], stored) -> Tuple[Optional[torch.Tensor], torch.Tensor, bool]:
         """(source columns, weights, dense): FastSim's (n_source, n_target) block, dense when it fits."""
@@ -140,17 +152,19 @@ class TorchFastSim(FastSim):
         net, dev = self.net, self.device
         n, steps = x.shape[:2]
         m = n * steps
-        stream, once = self._stream(x)  # numpy, as FastSim computes it (host currents or input spikes)
         rows: Dict[str, torch.Tensor] = {}
         totals: Dict[str, _Totals] = {}
         host = None
         if net.host is None:
+            stream, _ = self._stream(x)  # input spikes, checked and ordered by input_stream as FastSim does
             rows[net.input.name] = torch.as_tensor(np.ascontiguousarray(stream.reshape(m, -1) != 0), device=dev)
         else:
-            host = torch.as_tensor(np.ascontiguousarray(stream), device=dev)
-            if count:
-                distinct = x[:, :1] if once else x
-                one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
+            host, once, flat = self._host_stream(x)
+            if count:  # FastSim's _layer_totals on the device (integer counts: exact in any order)
+                per_input = (flat != 0).sum(0, dtype=torch.float64)
+                events = float(per_input.sum())
+                binary = events == float((flat.abs() == 1).sum())
+                one = _Totals(events, float(per_input @ self._host_nnz), binary)
                 repeat = steps if once else 1
                 totals[net.host.name] = _Totals(one.events * repeat, one.synops * repeat, one.binary,
                                                 one.synops if once else None)
@@ -174,6 +188,38 @@ class TorchFastSim(FastSim):
             spikes = {}
         fired = {name: float(r.count_nonzero()) for name, r in rows.items()}
         return outputs, current, spikes, (totals, fired)
+
+    def _host_stream(self, x: np.ndarray) -> Tuple[torch.Tensor, bool, torch.Tensor]:
+        """FastSim._stream for a host layer, computed on the device: int64 (N, T or 1, n), ``once``, and the
+        distinct inputs (N * (1 or T), n_input) on the device."""
+        net = self.net
+        n, steps = x.shape[:2]
+        once = steps > 1 and bool((x == x[:, :1]).all())
+        distinct = x[:, :1] if once else x
+        flat = torch.as_tensor(np.ascontiguousarray(distinct.reshape(-1, net.input.size), dtype=np.float64),
+                               device=self.device)
+        cur = self._host_currents_on_device(flat)
+        if bool((cur.abs() > net.host.limit).any()):
+            FastSim._stream(self, x)  # raises the backend's error (naming the sample and step)
+        return cur.to(torch.int64).reshape(n, 1 if once else steps, -1), once, flat
+
+    def _host_currents_on_device(self, flat: torch.Tensor) -> torch.Tensor:
+        """(M, n_input) float64 inputs (NIR order) -> (M, n_host) ``round(scale * (W x + b))``, bit-exact with
+        FastSim._host_currents (and so with input_stream, what Lava receives).
+
+        scipy's CSR product sums each current in the row's stored order, one ``y += a * x`` after the other
+        (no fused multiply-add in its generic C++ loop); here the k-th stored entry of every row is added in
+        step k, as a separate multiply and add, so each float64 rounding happens as in scipy. A padded entry
+        adds 0 * x = +-0, which leaves every sum unchanged. Then the same elementwise bias, scale and
+        half-to-even rounding.
+        """
+        values, columns, bias, scale = self._host
+        acc = torch.zeros((flat.shape[0], values.shape[1]), dtype=torch.float64, device=self.device)
+        for k in range(values.shape[0]):
+            acc += flat[:, columns[k]] * values[k]
+        acc += bias
+        acc *= scale
+        return torch.round(acc)
 
     def _current_in(self, target: str, shape, rows, host: Optional[torch.Tensor], totals) -> torch.Tensor:
         """FastSim._input_current on the device: int64 (N, T, n) (or (N, 1, n) from the host alone)."""
