@@ -56,7 +56,7 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 
 
 def state_of(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # trained on the GPU if any
 
 
 @pytest.fixture(scope="module")
