@@ -86,7 +86,9 @@ def _same(a, b) -> bool:
 
 
 class TorchFastSim(FastSim):
-    """:class:`FastSim` with its synapse products and neuron loop in torch on ``device`` (fixed_pt only)."""
+    """:class:`FastSim` with its host layer, synapse products and neuron loop in torch on ``device`` (fixed_pt
+    only). Made for a GPU: on a CPU it gives the same bits but is slower than numpy (its host layer adds one
+    stored entry per step), which is why :func:`fast_simulator` never picks it there."""
 
     def __init__(self, lowered: LoweredNetwork, device: str | torch.device = "auto"):
         try:
@@ -129,8 +131,9 @@ class TorchFastSim(FastSim):
             dense = stored.toarray() if sp.issparse(stored) else stored
             return idx, torch.as_tensor(np.ascontiguousarray(dense), device=self.device).to(dtype), True
         csr = sp.csr_matrix(stored.T)  # (n_target, n_source): sparse @ spikes^T
-        with warnings.catch_warnings():  # torch marks its CSR tensors "beta" on every construction
+        with warnings.catch_warnings():  # torch warns on every CSR construction ("beta"; invariant checks off)
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
             w = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int64),
                                         torch.as_tensor(csr.indices, dtype=torch.int64),
                                         torch.as_tensor(csr.data), size=csr.shape).to(dtype)
