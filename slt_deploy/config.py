@@ -20,14 +20,19 @@ from typing import Any, Optional, Tuple
 from .errors import ConfigError
 
 
-def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, internal: bool = False, **kw):
+def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, internal: bool = False,
+            runtime: bool = False, **kw):
     """A dataclass field with its help text (and allowed values) kept next to it.
 
     ``internal``: filled in by the program (e.g. a hash of the user's model source), not a command-line flag.
+    ``runtime=True`` marks a setting that says *where* a run executes, not *what* it computes (the device):
+    it is left out of the run-name hash, ``config.json`` and the ticket record (``to_dict(runtime=False)``),
+    so the same search on a CPU or a GPU resumes in, and writes, the same run directory.
     """
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple or default_factory for mutable defaults")
-    return field(default=default, metadata={"help": help, "choices": choices, "internal": internal}, **kw)
+    return field(default=default, metadata={"help": help, "choices": choices, "internal": internal,
+                                            "runtime": runtime}, **kw)
 
 
 def is_user_model(name: str) -> bool:
@@ -50,12 +55,15 @@ class Settings:
     def validate(self) -> None:  # overridden by groups with range checks
         pass
 
-    def to_dict(self) -> dict:
+    def to_dict(self, runtime: bool = True) -> dict:
+        """Every setting; ``runtime=False`` leaves out the runtime ones (see :func:`setting`)."""
         out = {}
         for f in dataclasses.fields(self):
+            if not runtime and f.metadata.get("runtime"):
+                continue
             value = getattr(self, f.name)
             if isinstance(value, Settings):
-                value = value.to_dict()
+                value = value.to_dict(runtime)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -132,6 +140,9 @@ def _coerce(hint, value, where):
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from None
     return value
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -223,12 +234,16 @@ class TrainConfig(Settings):
     weight_decay: float = setting(5e-4, "L2 weight decay")
     schedule: str = setting("cosine", "learning-rate schedule over the epochs of a round",
                             choices=("cosine", "constant"))
+    device: str = setting("auto", "where to train: auto (the GPU when there is one), cpu, cuda or cuda:N; "
+                          "not part of the run name, the ticket says which device trained it", runtime=True)
 
     def validate(self):
         _check(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(DEVICE_PATTERN.fullmatch(self.device) is not None,
+               f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
 
 @dataclass(frozen=True)
@@ -302,6 +317,8 @@ class RunConfig(Settings):
 def _non_default(settings: Settings) -> dict:
     out = {}
     for f in dataclasses.fields(settings):
+        if f.metadata.get("runtime"):  # where a run executes never renames it
+            continue
         value = getattr(settings, f.name)
         if isinstance(value, Settings):
             nested = _non_default(value)

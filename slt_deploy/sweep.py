@@ -500,6 +500,15 @@ def _show(value) -> str:
 
 # ------------------------------------------------------------------------------------------------ a job
 
+def job_device(config: RunConfig, resources: Resources) -> RunConfig:
+    """Where a job with ``train.device=auto`` trains: on the GPU share it reserved (Ray's CUDA_VISIBLE_DEVICES
+    shows the job only its GPU, so ``cuda`` is that one), on the CPU when it reserved none, so a job never
+    takes a GPU that other jobs reserved. The device is a runtime setting: the run name stays the same."""
+    if config.train.device != "auto":
+        return config
+    return config.replace(train=config.train.replace(device="cuda" if resources.gpus > 0 else "cpu"))
+
+
 def run_job(config: dict, runs_dir: str, cpus: float, attempt: int, attempts: int) -> dict:
     """One sweep job: ``search`` of ``config`` into ``runs_dir``, its output appended to the run's log.
 
@@ -783,7 +792,8 @@ def _run_sweep(spec: SweepSpec, progress: bool, echo: Callable[[str], None],
                 st = todo.popleft()
                 st.attempts += 1
                 st.status = "running"
-                args = (st.job.config.to_dict(), str(runs_dir), opts.resources.cpus, st.attempts, opts.retries + 1)
+                args = (job_device(st.job.config, opts.resources).to_dict(), str(runs_dir), opts.resources.cpus,
+                        st.attempts, opts.retries + 1)
                 in_flight[executor.submit(args, opts.resources, st.job.run_name)] = st
                 emit("submitted", st)
             if news:

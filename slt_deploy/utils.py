@@ -205,3 +205,47 @@ def format_table(rows: List[Dict], columns: List[str]) -> str:
     lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
     lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (the first GPU when torch sees one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises :class:`~slt_deploy.errors.ConfigError` in one line for a GPU that is not there.
+    """
+    from .errors import ConfigError
+
+    if spec == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not spec.startswith("cuda"):
+        raise ConfigError(f"device {spec!r} is not one of: auto, cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r}: no CUDA GPU is available to torch {torch.__version__} here "
+                          f"(use --device cpu or auto)")
+    index = int(spec.split(":", 1)[1]) if ":" in spec else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device("cuda", index)
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H100 80GB HBM3)``: what the ticket record says trained it."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def deterministic_torch(device: torch.device) -> None:
+    """Ask torch for deterministic kernels, so a resumed GPU run repeats an uninterrupted one bit for bit.
+
+    cuBLAS needs its workspace setting before its first use (set here unless the user set it); cuDNN's
+    benchmark mode would pick kernels by timing, so it is turned off. Operations without a deterministic
+    CUDA kernel only warn (``warn_only``) instead of failing the run.
+    """
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)

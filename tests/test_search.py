@@ -56,7 +56,7 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 
 
 def state_of(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # trained on the GPU if any
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_run_directory_is_named_and_filled(imp_run):
     config, result = imp_run
     paths = RunPaths(result.run_dir)
     assert result.run_dir.name == config.run_name() == f"imp_mlp_digits_{config.digest()}"
-    assert json.loads(paths.config.read_text()) == config.to_dict()
+    assert json.loads(paths.config.read_text()) == config.to_dict(runtime=False)  # no device in it
     lines = [json.loads(x) for x in paths.log.read_text().splitlines()]
     assert [x["round"] for x in lines] == [0, 1]
     assert paths.ticket.is_file() and paths.round_ticket(0).is_file() and paths.round_ticket(1).is_file()
@@ -375,7 +375,7 @@ def test_ticket_record_holds_everything_about_the_search(imp_run):
     assert r.model.num_classes == 10
     assert r.model.neuron == config.model.neuron  # beta, threshold, reset, surrogate slope
     assert r.method == "imp" and r.round == 1
-    assert r.hyperparameters == config.to_dict()
+    assert r.hyperparameters == config.to_dict(runtime=False)  # no device in it
     assert r.timesteps == config.data.timesteps == 5 and r.encoding == "direct" and r.dataset == "digits"
     assert r.seed == 0
     assert 0.0 <= r.accuracy <= 1.0

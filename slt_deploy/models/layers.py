@@ -58,13 +58,52 @@ def is_neuron(module: nn.Module) -> bool:
     return isinstance(module, snn.SpikingNeuron)
 
 
+# layers without state across timesteps: applied to all T steps at once as one (T*B, ...) batch
+_STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.Flatten, nn.ReLU, nn.Identity)
+
+
+def layerwise_supported(module: nn.Module) -> bool:
+    """Whether :func:`run_layerwise` knows every module of ``module`` (else the per-step loop is used)."""
+    if is_neuron(module) or isinstance(module, _STATELESS + (nn.BatchNorm2d,)):
+        return True
+    if isinstance(module, (nn.Sequential, ResidualBlock)):
+        return all(layerwise_supported(m) for m in module.children())
+    return False
+
+
+def run_layerwise(module: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
+    """``module`` over a (T, B, ...) sequence, one layer at a time: each synapse layer sees all T steps as one
+    batch and only the neurons step through time (the multi-step mode of SpikingJelly-style libraries).
+
+    The numbers are those of the per-step loop: a conv/linear/pool applied to T*B samples computes each
+    sample as it would alone, BatchNorm in training mode still normalizes (and updates its running statistics)
+    one timestep at a time, and each neuron is the same snnTorch ``Leaky`` called once per step.
+    """
+    if isinstance(module, nn.Sequential):
+        for child in module:
+            x_seq = run_layerwise(child, x_seq)
+        return x_seq
+    if isinstance(module, ResidualBlock):
+        return module.forward_layerwise(x_seq)
+    if isinstance(module, _STATELESS) or (isinstance(module, nn.BatchNorm2d) and not module.training):
+        out = module(x_seq.flatten(0, 1))
+        return out.unflatten(0, x_seq.shape[:2])
+    return torch.stack([module(x_t) for x_t in x_seq])  # neurons; BatchNorm's per-step batch statistics
+
+
 class SpikingNet(nn.Module):
-    """Runs ``body`` for every timestep of a (T, B, ...) input and returns the (T, B, classes) logits."""
+    """Runs ``body`` for every timestep of a (T, B, ...) input and returns the (T, B, classes) logits.
+
+    ``layerwise = True`` runs the same network layer by layer over all T steps (:func:`run_layerwise`, the
+    faster path on a GPU, where it makes few large kernels instead of T small ones); bodies with modules it
+    does not know (the Spikformer) keep the per-step loop.
+    """
 
     def __init__(self, body: nn.Module, config: ModelConfig):
         super().__init__()
         self.body = body
         self.config = config
+        self.layerwise = False
 
     def reset_state(self) -> None:
         """Before each sequence: every neuron's membrane to zero, and every module that keeps other
@@ -77,6 +116,8 @@ class SpikingNet(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self.reset_state()
+        if self.layerwise and layerwise_supported(self.body):
+            return run_layerwise(self.body, x_seq)
         return torch.stack([self.step(x_t) for x_t in x_seq])
 
     def step(self, x_t: torch.Tensor) -> torch.Tensor:
@@ -115,3 +156,9 @@ class ResidualBlock(nn.Module):
         out = self.lif1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.lif2(out + self.shortcut(x))
+
+    def forward_layerwise(self, x_seq):
+        """:meth:`forward` over a (T, B, ...) sequence (see :func:`run_layerwise`)."""
+        out = run_layerwise(self.lif1, run_layerwise(self.bn1, run_layerwise(self.conv1, x_seq)))
+        out = run_layerwise(self.bn2, run_layerwise(self.conv2, out))
+        return run_layerwise(self.lif2, out + run_layerwise(self.shortcut, x_seq))

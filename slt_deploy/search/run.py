@@ -25,7 +25,13 @@ from ..models import SpikingNet, initial_model, prunable_layers
 from ..paths import RunPaths
 from ..ticket import Ticket, TicketRecord
 from .train import accuracy, make_optimizer, train_epoch
-from ..utils import derive_seed, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..utils import derive_seed, deterministic_torch, device_name, resolve_device, write_bytes_atomic, \
+    write_json_atomic, write_text_atomic
+
+# Which time loop trains on which device kind: layer by layer over all T steps on a GPU (fewer, larger
+# kernels; benchmarks/gpu.py measures both), the per-step snnTorch loop on a CPU, where the layer-wise
+# path gains nothing (measured, issue 16). Both give the same spikes (tests/test_device.py).
+LAYERWISE_ON = {"cuda": True, "cpu": False}
 
 
 def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -95,6 +101,17 @@ class SearchContext:
         self.progress = progress
         self.echo = echo
         self.rounds: List[dict] = []
+        self.device = resolve_device(config.train.device)  # a missing GPU fails here, before any file is written
+        deterministic_torch(self.device)
+
+    def to_device(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move a model (built on the CPU, so its initial weights do not depend on the device) to the device,
+        and pick the time loop for that device kind."""
+        model.to(self.device)
+        for m in model.modules():
+            if isinstance(m, SpikingNet):
+                m.layerwise = LAYERWISE_ON.get(self.device.type, False)
+        return model
 
     # -- models -------------------------------------------------------------------------------------
     def new_model(self) -> SpikingNet:
@@ -124,7 +141,9 @@ class SearchContext:
         """Train ``model`` (already holding its start weights) on epochs [first_epoch, last_epoch)."""
         cfg = self.config
         last_epoch = cfg.train.epochs if last_epoch is None else last_epoch
+        self.to_device(model)
         layers = self.layers(model)
+        mask = {name: keep.to(self.device) for name, keep in mask.items()}  # copied once, not every step
         apply_mask(layers, mask)
         optimizer = make_optimizer(model, cfg.train)
         done, ckpt = self.paths.phase_done(phase), self.paths.checkpoint(phase)
@@ -181,10 +200,10 @@ class SearchContext:
         cfg = self.config
         fp = self.train_fingerprint()
         record = TicketRecord(
-            model=self.model_config, method=method, hyperparameters=cfg.to_dict(), timesteps=timesteps,
-            encoding=cfg.data.encoding, dataset=cfg.data.dataset, seed=cfg.search.seed, round=round,
-            accuracy=self.test_accuracy(model, timesteps), wall_time_s=[round_(s) for s in wall_time_s],
-            extra=extra, train_data=fp.record())
+            model=self.model_config, method=method, hyperparameters=cfg.to_dict(runtime=False),
+            timesteps=timesteps, encoding=cfg.data.encoding, dataset=cfg.data.dataset, seed=cfg.search.seed,
+            round=round, accuracy=self.test_accuracy(model, timesteps), wall_time_s=[round_(s) for s in wall_time_s],
+            extra=dict(extra, trained_on=device_name(self.device)), train_data=fp.record())
         ticket = Ticket.from_model(model, mask, record)
         ticket.train_hashes = torch.from_numpy(fp.hashes)
         ticket.save(path)
@@ -212,4 +231,4 @@ def round_(x: float, digits: int = 3) -> float:
 
 
 def write_config(paths: RunPaths, config: RunConfig) -> None:
-    write_json_atomic(paths.config, config.to_dict())
+    write_json_atomic(paths.config, config.to_dict(runtime=False))

@@ -62,13 +62,18 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
         group["lr"] = lr
     gen = generator(*seed_parts, "epoch", epoch)
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    device = next(model.parameters()).device
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync per
+    correct = torch.zeros((), dtype=torch.int64, device=device)       # progress update, not per batch
+    seen = 0
     n_batches = math.ceil(len(data) / train_cfg.batch_size)
     bar = tqdm(batches(data, train_cfg.batch_size, shuffle=True, generator=gen), total=n_batches,
                desc=desc or f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False, disable=not progress,
                unit="batch")
-    for x, y in bar:
-        x_seq = encode(x, data_cfg.encoding, timesteps, gen)
+    for i, (x, y) in enumerate(bar):
+        # encoded on the CPU (the same random draws whatever the device), moved to the device a batch at a time
+        x_seq = encode(x, data_cfg.encoding, timesteps, gen).to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
         logits = model(x_seq)
         loss = time_loss(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -76,11 +81,12 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
         apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
         optimizer.step()
         apply_mask(layers, mask)  # weight decay / Adam could otherwise move them off zero
-        total_loss += loss.item() * len(y)
-        correct += int((logits.sum(0).argmax(1) == y).sum())
+        total_loss += loss.detach() * len(y)
+        correct += (logits.detach().sum(0).argmax(1) == y).sum()
         seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-    return EpochStats(epoch, total_loss / seen, correct / seen, lr, time.perf_counter() - start)
+        if progress and (i % 10 == 0 or i == n_batches - 1):
+            bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}")
+    return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start)
 
 
 @torch.no_grad()
@@ -88,6 +94,7 @@ def predict(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, timestep
             batch_size: int = 500, limit: Optional[int] = None) -> torch.Tensor:
     """Per-step logits (T, N, classes) for the first ``limit`` samples of ``data``."""
     model.eval()
+    device = next(model.parameters()).device
     gen = generator(*seed_parts, "eval")
     outs, n = [], 0
     for x, _ in batches(data, batch_size, shuffle=False, generator=None):
@@ -95,7 +102,7 @@ def predict(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, timestep
             break
         if limit is not None:
             x = x[: limit - n]
-        outs.append(model(encode(x, data_cfg.encoding, timesteps, gen)))
+        outs.append(model(encode(x, data_cfg.encoding, timesteps, gen).to(device)).cpu())
         n += len(x)
     return torch.cat(outs, dim=1)
 

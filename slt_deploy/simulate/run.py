@@ -6,7 +6,8 @@ Backends (registry :data:`BACKENDS`):
 ``reference``   :class:`~slt_deploy.simulate.reference.NIRExecutor` (float32, spike-exact with the snnTorch ticket)
 ``lava-float``  compiled to Lava ``floating_pt`` processes and run in Lava (expected: spike-identical)
 ``lava-fixed``  compiled to Loihi fixed point, run in Lava's bit-accurate ``fixed_pt`` models
-``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``)
+``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``);
+                on a GPU, runs of 1,000 samples or more use its torch twin :mod:`.fastsim_torch` (same bits)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
 
 A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
@@ -113,9 +114,9 @@ def _compiled(target: str, engine: str) -> Callable:
 
             result = run_lava(lowered, x)
         else:
-            from .fastsim import simulate as fast
+            from .fastsim_torch import fast_simulator  # the torch one on a GPU for large fixed_pt runs
 
-            result = fast(lowered, x, count=False)
+            result = fast_simulator(lowered, len(x)).run(x, count=False)
         notes = tuple(lowered.summary().splitlines())
         return BackendRun(np.asarray(result.outputs), dict(result.spikes), time.perf_counter() - start, notes)
     return run
