@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from .config import RunConfig, Settings, read_config_file
 from .errors import ConfigError, SltError
+from .limits import Limits, set_max_elements
 
 # settings whose plain field name would be ambiguous on the command line
 FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path"}
@@ -225,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="slt-deploy",
         description="Find spiking lottery tickets in snnTorch and deploy them to neuromorphic hardware.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: SLT_DEPLOY_DEBUG=1)")
+    parser.add_argument("--max-elements", type=int, metavar="N",
+                        help=f"largest model or tensor size any input file may declare, in elements (default: "
+                             f"{Limits().max_elements:,}; also SLT_DEPLOY_MAX_ELEMENTS); files declaring more "
+                             f"are refused before anything is allocated")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("search", help="search a winning ticket (IMP, Early-Bird, Early-Time, random, dense)",
@@ -311,17 +320,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_requested() -> bool:
+    return os.environ.get("SLT_DEPLOY_DEBUG", "") not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-ASCII path must not crash a print on an ASCII terminal
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or _debug_requested()
     try:
+        if args.max_elements is not None:
+            if args.max_elements < 1:
+                raise ConfigError(f"--max-elements {args.max_elements} must be a positive number of elements")
+            set_max_elements(args.max_elements)
         return args.func(args)
     except SltError as exc:
-        print(f"slt-deploy: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"slt-deploy: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("slt-deploy: interrupted (re-run the same command to resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `slt-deploy inspect X | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug, not a user error: say so in one line, keep the traceback one flag away
+        if debug:
+            raise
+        print(f"slt-deploy: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (this is a bug; run "
+              f"with slt-deploy --debug or SLT_DEPLOY_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
