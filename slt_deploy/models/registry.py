@@ -6,10 +6,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
+import math
+
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..limits import check_elements, short
 from .layers import SpikingNet
 
 @dataclass(frozen=True)
@@ -63,12 +69,47 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(cfg: ModelConfig) -> SpikingNet:
-    """Build a model from a fully resolved config (see :func:`resolve_config`)."""
-    spec = model_spec(cfg.name)
+class _SizesOnly(TorchFunctionMode):
+    """Tensors created from a size (``torch.empty``, ``zeros``, ``randn``...) go to the meta device, which
+    allocates nothing; tensors created from data (snnTorch's ``torch.as_tensor(beta)``, whose values it reads
+    in its constructor) stay real: their data is already in memory."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _SIZED_CONSTRUCTORS and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+_SIZED_CONSTRUCTORS = _device_constructors() - {torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor}
+
+
+def model_skeleton(cfg: ModelConfig, where: str = "") -> SpikingNet:
+    """The model with its sized tensors on the meta device (nothing allocated), after refusing a model whose
+    weights (or one input sample) exceed the element limit: what its state dict holds, names, shapes, dtypes,
+    and the neuron constants built from the config."""
+    where = where or f"model {cfg.name}"
+    _check_resolved(cfg)
+    check_elements(math.prod(cfg.input_shape), where, f"model.input_shape={short(cfg.input_shape)}")
+    with _SizesOnly():
+        model = SpikingNet(model_spec(cfg.name).build(cfg), cfg)
+    check_elements(sum(v.numel() for v in model.state_dict().values()), where,
+                   f"the weights of model {cfg.name} with model.hidden={short(cfg.hidden)}")
+    return model
+
+
+def _check_resolved(cfg: ModelConfig) -> None:
+    model_spec(cfg.name)
     if len(cfg.input_shape) != 3 or cfg.num_classes < 2:
-        raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={cfg.input_shape}, "
+        raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={short(cfg.input_shape)}, "
                           f"num_classes={cfg.num_classes}")
+
+
+def build_model(cfg: ModelConfig) -> SpikingNet:
+    """Build a model from a fully resolved config (see :func:`resolve_config`); a model larger than the element
+    limit is refused before it is allocated."""
+    spec = model_spec(cfg.name)
+    model_skeleton(cfg)
     return SpikingNet(spec.build(cfg), cfg)
 
 
