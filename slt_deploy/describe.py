@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict
 
+import numpy as np
 import torch
 
 from .errors import SltError
@@ -36,10 +37,42 @@ def _kind(p: Path) -> str:
     with open(p, "rb") as f:
         head = f.read(8)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "nir"
+        return "netx" if _is_netx(p) else "nir"
     if p.suffix.lower() == ".onnx":
         return "onnx"
     return "ticket"
+
+
+def _is_netx(p: Path) -> bool:
+    """A netx file has a top-level 'layer' group and no 'node' group (NIR's)."""
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as f:
+            return "layer" in f and "node" not in f
+    except Exception:  # damaged HDF5: read_nir says so in one line
+        return False
+
+
+def describe_netx_file(p: Path, as_json: bool) -> str:
+    import h5py
+
+    from .exporters.netx_format import check_netx_file
+
+    count = check_netx_file(p)
+    rows = []
+    with h5py.File(p, "r") as f:
+        for i in range(count):
+            g = f["layer"][str(i)]
+            kind = g["type"][()].decode()
+            rows.append({"layer": i, "type": kind,
+                         "shape": "x".join(map(str, g["shape"][()].ravel())) if "shape" in g else "",
+                         "weights": int(g["weight"].size) if "weight" in g else 0,
+                         "nonzero": int(np.count_nonzero(g["weight"][()])) if "weight" in g else 0,
+                         "neuron": g["neuron"]["type"][()].decode() if "neuron" in g else ""})
+    if as_json:
+        return json.dumps(rows, indent=2)
+    return f"netx file {p}: {count} layers\n" + format_table(rows, list(rows[0]))
 
 
 def describe_nir_file(p: Path, as_json: bool) -> str:
@@ -82,6 +115,8 @@ def describe_file(path: str | Path, as_json: bool = False) -> str:
     kind = _kind(p)
     if kind == "nir":
         return describe_nir_file(p, as_json)
+    if kind == "netx":
+        return describe_netx_file(p, as_json)
     if kind == "onnx":
         return describe_onnx_file(p, as_json)
     info = describe_ticket(Ticket.load(p))
