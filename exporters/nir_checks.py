@@ -27,7 +27,8 @@ from ..limits import check_elements, limits, short
 
 RESET_MODES = ("zero", "subtract", "none", "hold")
 SHAPE_KEYS = ("shape", "input_type", "output_type")
-_NUMERIC_OR_TEXT = "biufSOU"  # bool, ints, floats, bytes, object (h5py strings), unicode
+_NUMERIC_OR_TEXT = "biufSOU"
+_TEXT_KEYS = ("type", "edges", "padding", "format", "version")  # where NIR stores text outside metadata  # bool, ints, floats, bytes, object (h5py strings), unicode
 
 
 def _in_range(cond: bool, message: str) -> None:
@@ -124,7 +125,7 @@ def check_nir_file(path: Path) -> None:
     where = str(path)
     try:
         with h5py.File(path, "r") as f:
-            total = _check_group(f, where, "")
+            total = _check_group(f.id, where, "", limits().max_elements)
     except SltError:
         raise
     except Exception as exc:  # h5py: OSError, RuntimeError, KeyError, ValueError for damaged structures
@@ -133,31 +134,43 @@ def check_nir_file(path: Path) -> None:
     check_elements(total, where, "the datasets of the file")
 
 
-def _check_group(group: h5py.Group, where: str, prefix: str, depth: int = 0) -> int:
+_LINK_KIND = {h5py.h5l.TYPE_SOFT: "SoftLink", h5py.h5l.TYPE_EXTERNAL: "ExternalLink"}
+
+
+def _check_group(gid, where: str, prefix: str, cap: int, depth: int = 0) -> int:
+    """Walk with h5py's low-level ids: the high-level objects cost more than nir.read itself."""
     if depth > 64:
         raise ExportError(f"{where}: groups nested more than 64 deep at {short(prefix)}")
+    links = []
+    gid.links.iterate(lambda name, info: links.append((name, info.type)), info=True)
     total = 0
-    for name in group:
+    for raw_name, link_type in links:
+        name = raw_name.decode("utf-8", "replace")
         path = f"{prefix}/{name}"
-        link = group.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):  # soft or external link: may point anywhere, even other files
-            raise ExportError(f"{where}: {short(path)} is a {type(link).__name__}; NIR files hold their data "
-                              f"themselves")
-        obj = group[name]
-        if isinstance(obj, h5py.Group):
-            total += _check_group(obj, where, path, depth + 1)
+        if link_type != h5py.h5l.TYPE_HARD:  # soft or external link: may point anywhere, even other files
+            raise ExportError(f"{where}: {short(path)} is a {_LINK_KIND.get(link_type, 'link')}; NIR files hold "
+                              f"their data themselves")
+        oid = h5py.h5o.open(gid, raw_name)
+        if isinstance(oid, h5py.h5g.GroupID):
+            total += _check_group(oid, where, path, cap, depth + 1)
             continue
-        if not isinstance(obj, h5py.Dataset):
-            raise ExportError(f"{where}: {short(path)} is a {type(obj).__name__}, not a dataset or group")
-        if obj.is_virtual or obj.external:
+        if not isinstance(oid, h5py.h5d.DatasetID):
+            raise ExportError(f"{where}: {short(path)} is neither a dataset nor a group")
+        plist = oid.get_create_plist()
+        if plist.get_layout() == h5py.h5d.VIRTUAL or plist.get_external_count() > 0:
             raise ExportError(f"{where}: dataset {short(path)} is stored outside the file")
-        if obj.dtype.kind not in _NUMERIC_OR_TEXT:
-            raise ExportError(f"{where}: dataset {short(path)} has dtype {obj.dtype}, not numbers or text")
-        size = 0 if obj.shape is None else math.prod(obj.shape)
-        check_elements(size, where, f"dataset {short(path)}")
+        dtype = oid.dtype
+        if dtype.kind not in _NUMERIC_OR_TEXT:
+            raise ExportError(f"{where}: dataset {short(path)} has dtype {dtype}, not numbers or text")
+        if dtype.kind in "SOU" and name not in _TEXT_KEYS and "/metadata" not in path:
+            raise ExportError(f"{where}: dataset {short(path)} holds text where NIR stores numbers")
+        shape = oid.shape
+        size = 0 if shape is None else math.prod(shape)
+        if size > cap:
+            check_elements(size, where, f"dataset {short(path)}")
         total += size
         if name in SHAPE_KEYS or path.rsplit("/", 2)[-2:-1] in (["input_type"], ["output_type"]):
-            _check_shape(obj, where, path)
+            _check_shape(h5py.Dataset(oid), where, path)
     return total
 
 
@@ -186,9 +199,13 @@ def check_nir_graph(graph, path: Path, prefix: str = "") -> None:
         for field, value in vars(node).items():
             if field in ("metadata", "input_type", "output_type"):
                 continue
+            if isinstance(value, (str, bytes)) and field != "padding":  # Conv padding may be 'same'/'valid'
+                raise ExportError(f"{label}: {field} is text ({short(value)}), not numbers")
             arr = np.asarray(value) if isinstance(value, (np.ndarray, float, int)) else None
-            if arr is None or arr.dtype.kind not in "biuf":
+            if arr is None:
                 continue
+            if arr.dtype.kind not in "biuf":
+                raise ExportError(f"{label}: {field} has dtype {arr.dtype}, not numbers")
             if arr.dtype.kind == "f" and not bool(np.isfinite(arr).all()):
                 raise ExportError(f"{label} has NaN or infinite values in {field!r}")
             if field in ("tau", "tau_mem", "tau_syn", "v_threshold") and not bool((arr > 0).all()):

@@ -620,7 +620,7 @@ def read_nir(path):
             raise ExportError(f"{path}: shape mismatch on edge {m.group(1)} -> {m.group(3)}: {m.group(1)} outputs "
                               f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}") from None
         raise ExportError(f"{path}: {_failing_node(path)} ({_first_line(exc)})") from None
-    except (AssertionError, KeyError, TypeError):
+    except (AssertionError, AttributeError, KeyError, TypeError):
         raise ExportError(f"{path}: {_failing_node(path)}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise ExportError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")

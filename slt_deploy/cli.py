@@ -93,7 +93,12 @@ def cmd_search(args) -> int:
     from .search import search
 
     config = run_config_from_args(args)
-    search(config, args.runs_dir, progress=not args.no_progress)
+    try:
+        search(config, args.runs_dir, progress=not args.no_progress)
+    except SltError as exc:  # a setting found wrong once the data is known: say which file it came from
+        if args.config and str(args.config) not in str(exc):
+            raise type(exc)(f"{args.config}: {exc}") from None
+        raise
     return 0
 
 

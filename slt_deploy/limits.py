@@ -51,7 +51,7 @@ def check_elements(count: int, where: str, what: str = "tensors") -> None:
     """Refuse ``count`` declared elements when it exceeds the limit (before they are allocated)."""
     limit = limits().max_elements
     if count > limit:
-        raise SltError(f"{where}: {what} declare {count:,} elements, more than the limit of {limit:,} "
+        raise SltError(f"{where}: {what}: {count:,} elements declared, more than the limit of {limit:,} "
                        f"(raise it with slt-deploy --max-elements N or SLT_DEPLOY_MAX_ELEMENTS for a genuinely "
                        f"large network)")
 
