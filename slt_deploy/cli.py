@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -325,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process (argparse's set-up is most of a failing command's time when main is called
+    in-process many times, e.g. by the hostile-corpus test)."""
+    return build_parser()
+
+
 def _debug_requested() -> bool:
     return os.environ.get("SLT_DEPLOY_DEBUG", "") not in ("", "0")
 
@@ -337,8 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a non-ASCII path must not crash a print on an ASCII terminal
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     debug = args.debug or _debug_requested()
     try:
         if args.max_elements is not None:

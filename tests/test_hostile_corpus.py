@@ -565,42 +565,56 @@ def test_hostile_corpus(corpus, capsys, monkeypatch):
     print(f"hostile corpus: {len(cases)} files, {runs} runs, 0 failures, peak RSS growth {grown_mib:.0f} MiB")
 
 
-@pytest.mark.parametrize("kind,argv_of", [
-    ("ticket", lambda p, o: ["export", p, "--format", "nir", "--out", o]),
-    ("nir", lambda p, o: ["simulate", p, "--backend", "reference", "--samples", "3", "--json", o]),
-    ("config", lambda p, o: ["search", "--config", p, "--runs-dir", o]),
-])
-def test_real_processes(corpus, kind, argv_of, slt_deploy_exe, cli_env):
-    """As a user runs it: exit code 2, one stderr line naming the file, no traceback, nothing written; an
-    unexpected failure is an 'internal error' line, with the traceback behind --debug."""
+def test_real_processes(corpus, slt_deploy_exe, cli_env):
+    """As a user runs it: exit code 2, one stderr line naming the file and field, no traceback, nothing
+    written; with --debug the same error comes with its traceback."""
     root, _, cases = corpus
-    picked = [c for c in cases if c.kind == kind and c.field][:2]
-    for case in picked:
-        out = root / f"proc out {kind}"
-        proc = subprocess.run([slt_deploy_exe, *argv_of(str(case.path), str(out))], capture_output=True,
-                              text=True, env=cli_env, timeout=120)
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and str(case.path) in lines[0] and "Traceback" not in proc.stderr
-        assert not out.exists()
-    debug = subprocess.run([slt_deploy_exe, "--debug", *argv_of(str(picked[0].path), str(root / "dbg"))],
-                           capture_output=True, text=True, env=cli_env, timeout=120)
-    assert debug.returncode == 2 and "Traceback" in debug.stderr and str(picked[0].path) in debug.stderr
+    ticket = next(c for c in cases if c.kind == "ticket" and c.name == "weight-nan")
+    out = root / "proc out" / "x.nir"
+    proc = subprocess.run([slt_deploy_exe, "export", str(ticket.path), "--format", "nir", "--out", str(out)],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"slt-deploy: error: {ticket.path}: tensor state/body.fc1.weight has NaN or infinite "
+                           f"values\n")
+    assert not out.parent.exists()
+    config = next(c for c in cases if c.kind == "config" and c.name == "alias-bomb")
+    runs = root / "proc runs"
+    debug = subprocess.run([slt_deploy_exe, "--debug", "search", "--config", str(config.path), "--runs-dir",
+                            str(runs)], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == (
+        f"slt-deploy: error: {config.path}: more than 100,000 YAML nodes once aliases are expanded (an alias bomb?)")
+    assert not runs.exists()
 
 
 def test_internal_error_is_one_line_with_debug_hint(monkeypatch, capsys):
     """A bug (not a user error) says so in one line and how to see the traceback; --debug shows it."""
-    import slt_deploy.cli as cli
+    import slt_deploy.models
 
-    def boom(args):
-        raise ZeroDivisionError("division by zero")
+    class Broken(dict):
+        def values(self):
+            raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "cmd_models", boom)
-    assert cli.main(["models"]) == 1
+    monkeypatch.setattr(slt_deploy.models, "MODELS", Broken())
+    monkeypatch.delenv("SLT_DEPLOY_DEBUG", raising=False)
+    assert main(["models"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "internal error: ZeroDivisionError" in err and "--debug" in err
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError: division by zero" in err and "--debug" in err
     with pytest.raises(ZeroDivisionError):
-        cli.main(["--debug", "models"])
+        main(["--debug", "models"])
+    monkeypatch.setenv("SLT_DEPLOY_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["models"])
+
+
+def test_limit_is_raised_by_flag(corpus, capsys, monkeypatch):
+    """--max-elements lets a genuinely larger network through: the same file refused at a lower limit."""
+    _, valid, _ = corpus
+    monkeypatch.setenv("SLT_DEPLOY_MAX_ELEMENTS", "67108864")  # main sets it; monkeypatch restores it after
+    assert main(["--max-elements", "500", "inspect", str(valid["ticket"])]) == 2
+    err = capsys.readouterr().err
+    assert "elements declared, more than the limit of 500" in err and str(valid["ticket"]) in err
+    assert main(["--max-elements", "100000", "inspect", str(valid["ticket"])]) == 0
 
 
 if __name__ == "__main__":
