@@ -27,8 +27,8 @@ from ..limits import check_elements, limits, short
 
 RESET_MODES = ("zero", "subtract", "none", "hold")
 SHAPE_KEYS = ("shape", "input_type", "output_type")
-_NUMERIC_OR_TEXT = "biufSOU"
-_TEXT_KEYS = ("type", "edges", "padding", "format", "version")  # where NIR stores text outside metadata  # bool, ints, floats, bytes, object (h5py strings), unicode
+_NUMERIC_OR_TEXT = "biufSOU"  # bool, ints, floats, bytes, object (h5py strings), unicode
+_TEXT_KEYS = ("type", "edges", "padding", "format", "version")  # where NIR stores text outside metadata
 
 
 def _in_range(cond: bool, message: str) -> None:

@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print what a ticket, NIR graph or ONNX model holds",
                        description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
                                    "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
-    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5) or ONNX model (.onnx)")
+    p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5), ONNX model (.onnx) or netx file (.h5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 

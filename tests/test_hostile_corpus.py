@@ -53,8 +53,9 @@ def _valid_ticket(path: Path) -> Path:
     layers = prunable_layers(model)
     mask = prune_magnitude(layers, Mask.ones_like(layers), 0.5, "layerwise")
     apply_mask(layers, mask)
+    data = DataConfig(dataset="digits", timesteps=3)
     record = TicketRecord(model=model.config, method="imp", dataset="digits", timesteps=3, round=1, accuracy=0.5,
-                          wall_time_s=[1.0], hyperparameters={"data": DataConfig(dataset="digits", timesteps=3).to_dict()})
+                          wall_time_s=[1.0], hyperparameters={"data": data.to_dict()})
     return Ticket.from_model(model, mask, record).save(path)
 
 

@@ -11,4 +11,5 @@ from .registry import MODEL_OPTIONS, MODELS, ModelSpec, build_model, model_skele
 from . import snn, spikformer  # noqa: E402,F401  (registers the models)
 
 __all__ = ["ResidualBlock", "SpikingNet", "activation", "batchnorm_for", "is_neuron", "leaky", "MODEL_OPTIONS",
-           "MODELS", "ModelSpec", "build_model", "model_skeleton", "model_spec", "prunable_layers", "register_model", "resolve_config"]
+           "MODELS", "ModelSpec", "build_model", "model_skeleton", "model_spec", "prunable_layers", "register_model",
+           "resolve_config"]
