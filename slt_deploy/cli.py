@@ -341,7 +341,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _utf8_mode_or_exec(argv: Optional[List[str]]) -> None:
+    """Under a non-UTF-8 locale (LANG=C with PYTHONUTF8=0, a Latin-1 locale) Python hands a non-ASCII path
+    over as surrogate escapes, which h5py, protobuf and torch.onnx refuse ('surrogates not allowed'): restart
+    the command once in Python's UTF-8 mode, which gives every path back its real characters. The command
+    line's bytes are passed on unchanged (os.execv encodes the escapes back to the original bytes)."""
+    if argv is not None or sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return
+    env = dict(os.environ, PYTHONUTF8="1")
+    os.execve(sys.executable, [sys.executable, "-X", "utf8", "-m", "slt_deploy.cli", *sys.argv[1:]], env)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    _utf8_mode_or_exec(argv)
     for stream in (sys.stdout, sys.stderr):  # a non-ASCII path must not crash a print on an ASCII terminal
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

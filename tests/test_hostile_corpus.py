@@ -588,6 +588,18 @@ def test_real_processes(corpus, slt_deploy_exe, cli_env):
     assert not runs.exists()
 
 
+def test_non_ascii_paths_under_a_non_utf8_locale(corpus, slt_deploy_exe, cli_env):
+    """Under LANG=C without Python's UTF-8 mode a non-ASCII path reaches Python as surrogate escapes, which
+    h5py refused ('surrogates not allowed', exit 2): the command now runs, and writes where it was told."""
+    root, valid, _ = corpus
+    out = root / "wrïtten by C locale" / "gräph.nir"
+    env = dict(cli_env, LC_ALL="C", LANG="C", PYTHONUTF8="0")
+    proc = subprocess.run([slt_deploy_exe, "export", str(valid["ticket"]), "--format", "nir", "--out", str(out)],
+                          capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and main(["inspect", str(out)]) == 0
+
+
 def test_internal_error_is_one_line_with_debug_hint(monkeypatch, capsys):
     """A bug (not a user error) says so in one line and how to see the traceback; --debug shows it."""
     import slt_deploy.models
