@@ -4,7 +4,7 @@
    subcommand that reads its kind, in this process; counts runs, exit codes and messages that do not name the
    file (a failure is anything but exit 2 with one line naming the file and, where known, the field).
 2. kill -9 trials: one uninterrupted IMP search on digits, then ``--trials`` searches each SIGKILLed after a
-   random delay (uniform over the uninterrupted run's wall time, seeded) and resumed with the same command, as
+   random delay (uniform over 5-80 % of the uninterrupted run's wall time, seeded) and resumed with the same command, as
    many times as it takes to finish (each resume is killed again with probability 1/2). A trial passes when
    the final ticket's tensors and masks are byte-identical to the uninterrupted ticket's and the records agree
    except for wall times.
@@ -102,7 +102,8 @@ def kill_trials(trials: int, seed: int, workdir: Path) -> dict:
             proc = subprocess.Popen(_search_argv(runs), env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             kill_now = kills == 0 or rng.random() < 0.5
-            delay = rng.uniform(0.0, duration) if kill_now else None
+            # within the first 80 % of the uninterrupted wall time, so that the kill lands before the run ends
+            delay = rng.uniform(0.05, 0.8) * duration if kill_now else None
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -121,6 +122,7 @@ def kill_trials(trials: int, seed: int, workdir: Path) -> dict:
             results.append({"trial": trial, "kills": kills, "kill_delays_s": delays, "ok": same})
             break
     return {"uninterrupted_s": round(duration, 1), "trials": len(results),
+            "trials_killed": sum(r["kills"] > 0 for r in results),
             "identical": sum(r["ok"] for r in results), "kills": sum(r["kills"] for r in results),
             "details": results}
 
