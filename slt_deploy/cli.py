@@ -357,8 +357,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a non-ASCII path must not crash a print on an ASCII terminal
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = _parser().parse_args(argv)
-    debug = args.debug or _debug_requested()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or _debug_requested()
+    # --debug is global, but a user who adds it after the command (slt-deploy inspect X --debug) means it too
+    args = _parser().parse_args([a for a in argv if a != "--debug"])
     try:
         if args.max_elements is not None:
             if args.max_elements < 1:

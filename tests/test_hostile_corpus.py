@@ -615,6 +615,8 @@ def test_internal_error_is_one_line_with_debug_hint(monkeypatch, capsys):
     assert err.count("\n") == 1 and "internal error: ZeroDivisionError: division by zero" in err and "--debug" in err
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "models"])
+    with pytest.raises(ZeroDivisionError):  # also after the command
+        main(["models", "--debug"])
     monkeypatch.setenv("SLT_DEPLOY_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["models"])
