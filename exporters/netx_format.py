@@ -35,6 +35,7 @@ from ..compile.errors import CompileError
 from ..compile.ir import LoweredNetwork, Population, Projection
 from ..compile.lower import conv_matrix
 from ..errors import ExportError
+from ..limits import short
 from ..utils import check_output_path, write_bytes_atomic
 
 NETX_BIAS_EXP = 6
@@ -271,3 +272,96 @@ def describe_netx(path) -> list:
     if not rows:
         raise ExportError(f"{path}: netx file without layers")
     return rows
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+NETX_LAYER_TYPES = ("input", "dense", "conv", "flatten", "pool", "average", "concat")
+NETX_NEURON_TYPES = ("CUBA", "LOIHI")
+
+
+def check_netx_file(path) -> int:
+    """Validate a netx HDF5 file before lava-dl reads it (lava-dl trusts it and fails deep inside Lava on a
+    bad one); gives the number of layers. Structure and declared sizes first (as for NIR files: no links to
+    other files, nothing above the element limit), then each ``layer/<i>``: a known ``type``, a positive
+    ``shape``, finite numeric weights of the right rank, integer neuron constants in Loihi's ranges."""
+    from .nir_checks import check_nir_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such netx file")
+    if not h5py.is_hdf5(path):
+        raise ExportError(f"{path}: not a netx file (not HDF5)")
+    check_nir_file(path)  # the HDF5-level checks are the same for both formats
+    with h5py.File(path, "r") as f:
+        root = f.get("layer")
+        if not isinstance(root, h5py.Group):
+            raise ExportError(f"{path}: not a netx file (no 'layer' group)")
+        names = sorted(root, key=lambda n: (len(n), n))
+        if names != [str(i) for i in range(len(names))] or len(names) < 2:
+            raise ExportError(f"{path}: layer: expected groups 0..n-1 with n >= 2, found {short(names)}")
+        for i, name in enumerate(names):
+            _check_netx_layer(root[name], f"{path}: layer/{name}", first=i == 0)
+    return len(names)
+
+
+def _text(group, key: str, where: str) -> str:
+    value = group.get(key)
+    raw = value[()] if isinstance(value, h5py.Dataset) and value.shape == () else None
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        raise ExportError(f"{where}: {key} must be a text value")
+    return raw
+
+
+def _ints(group, key: str, where: str, low: int, high: int, required: bool = True) -> Optional[np.ndarray]:
+    value = group.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, h5py.Dataset) or value.dtype.kind not in "iu" or value.size > 8:
+        raise ExportError(f"{where}: {key} must be up to 8 integers")
+    arr = np.atleast_1d(value[()]).astype(np.int64)
+    if ((arr < low) | (arr > high)).any():
+        raise ExportError(f"{where}: {key}={short(arr.tolist())} is outside {low}..{high}")
+    return arr
+
+
+def _check_netx_layer(g, where: str, first: bool) -> None:
+    from ..limits import check_elements
+
+    if not isinstance(g, h5py.Group):
+        raise ExportError(f"{where}: not a group")
+    kind = _text(g, "type", where)
+    if kind not in NETX_LAYER_TYPES:
+        raise ExportError(f"{where}: type={short(kind)} is not one of: {', '.join(NETX_LAYER_TYPES)}")
+    if first != (kind == "input"):
+        raise ExportError(f"{where}: type={kind!r}; the first layer (and only it) must be 'input'")
+    if kind != "flatten":
+        shape = _ints(g, "shape", where, 1, 1 << 40)
+        check_elements(int(np.prod(shape)), where, f"shape={short(shape.tolist())}")
+    if "weight" in g:
+        w = g["weight"]
+        rank = {"dense": 2, "conv": 4}.get(kind)
+        if not isinstance(w, h5py.Dataset) or w.dtype.kind not in "iuf" or w.ndim != rank:
+            raise ExportError(f"{where}: weight must be a {rank}-d numeric array for a {kind} layer")
+        if w.dtype.kind == "f" and not bool(np.isfinite(w[()]).all()):
+            raise ExportError(f"{where}: weight has NaN or infinite values")
+    elif kind in ("dense", "conv"):
+        raise ExportError(f"{where}: a {kind} layer needs a weight")
+    if "bias" in g and (not isinstance(g["bias"], h5py.Dataset) or g["bias"].dtype.kind not in "iu"):
+        raise ExportError(f"{where}: bias must be integers (Loihi bias mantissas)")
+    for key in ("stride", "padding", "dilation", "groups"):
+        _ints(g, key, where, 0 if key == "padding" else 1, 1 << 16, required=False)
+    if "neuron" in g:
+        n = g["neuron"]
+        nwhere = f"{where}/neuron"
+        if not isinstance(n, h5py.Group):
+            raise ExportError(f"{nwhere}: not a group")
+        ntype = _text(n, "type", nwhere)
+        if ntype not in NETX_NEURON_TYPES:
+            raise ExportError(f"{nwhere}: type={short(ntype)} is not one of: {', '.join(NETX_NEURON_TYPES)}")
+        _ints(n, "vThMant", nwhere, 1, (1 << 17) - 1)
+        _ints(n, "iDecay", nwhere, 0, 4096)
+        _ints(n, "vDecay", nwhere, 0, 4096)
+        _ints(n, "refDelay", nwhere, 0, 1 << 16, required=False)

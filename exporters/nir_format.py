@@ -49,13 +49,13 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from .nir_checks import RESET_MODES, check_nir_file, check_nir_graph  # noqa: F401 (RESET_MODES: re-exported)
 from ..models import ResidualBlock
 from ..models.spikformer import Spikformer, deployment_advice
 from ..utils import check_output_path, registrar, write_bytes_atomic
 
 FORMAT = "slt-deploy.nir/1"
 DEFAULT_DT = 1e-4
-RESET_MODES = ("zero", "subtract", "none", "hold")
 READOUT = "per-step logits"
 
 Shape = Tuple[int, ...]
@@ -706,20 +706,6 @@ def _failing_node(path: Path) -> str:
     return "not a valid NIR graph"
 
 
-def _check_finite(graph, where: str, prefix: str = "") -> None:
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            _check_finite(node, where, _join(prefix, name))
-            continue
-        for field, value in vars(node).items():
-            if field in ("metadata", "input_type", "output_type"):
-                continue
-            arr = np.asarray(value) if isinstance(value, (np.ndarray, float)) else None
-            if arr is not None and arr.dtype.kind == "f" and not bool(np.isfinite(arr).all()):
-                raise ExportError(f"{where}: node {_join(prefix, name)!r} ({type(node).__name__}) has NaN or "
-                                  f"infinite values in {field!r}")
-
-
 _LENIENT_HINT = "; they differ only by unit dimensions: --lenient (lenient=True) reads it"
 
 
@@ -767,6 +753,7 @@ def read_nir(path, lenient: bool = False):
         raise ExportError(f"{path}: no such NIR file")
     if not h5py.is_hdf5(path):
         raise ExportError(f"{path}: not a NIR file (not HDF5)")
+    check_nir_file(path)  # declared sizes and structure, before nir.read allocates anything
     try:
         try:
             graph = nir.read(path, type_check=True)
@@ -785,11 +772,11 @@ def read_nir(path, lenient: bool = False):
                               f"shape {_dims(m.group(2))} but {m.group(3)} expects {_dims(m.group(4))}"
                               f"{_LENIENT_HINT if _unit_dims_only(m.group(2), m.group(4)) else ''}") from None
         raise ExportError(f"{path}: {_failing_node(path)} ({_first_line(exc)})") from None
-    except (AssertionError, KeyError, TypeError):
+    except (AssertionError, AttributeError, KeyError, TypeError):
         raise ExportError(f"{path}: {_failing_node(path)}") from None
     if not isinstance(graph, nir.NIRGraph):
         raise ExportError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
-    _check_finite(graph, str(path))
+    check_nir_graph(graph, path)  # finite and in-range parameters, typed metadata
     try:
         execution_order(graph)  # cycles through a spiking node are recurrent layers; any other cycle is refused
     except ExportError as exc:

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from slt_deploy.errors import ExportError
+from slt_deploy.limits import check_elements, limits, short
 from slt_deploy.models import ResidualBlock, SpikingNet
 from slt_deploy.utils import atomic_path
 
@@ -476,12 +477,35 @@ def _load_onnx(path_or_model):
     path = Path(path_or_model)
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file")
+    cap = 8 * limits().max_elements  # bytes: the element limit in float64
+    if path.stat().st_size > cap:
+        raise ExportError(f"{path}: ONNX file of {path.stat().st_size:,} bytes is larger than the limit of {cap:,} "
+                          f"(slt-deploy --max-elements)")
     try:
-        model = onnx.load(str(path))
+        # external data is never followed: a model file could name any file on the machine as its weights
+        model = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(model)  # protobuf parses many non-ONNX byte strings without complaint
     except Exception as exc:  # DecodeError, ValidationError, ...: all mean "not a valid ONNX model"
         raise ExportError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
+    _check_declared_sizes(model, path)
     return model, str(path)
+
+
+def _check_declared_sizes(model, path: Path) -> None:
+    """Initializers and inputs declare their shapes: refuse external data and sizes above the element limit
+    before numpy_helper or shape inference allocates them."""
+    import onnx
+
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raise ExportError(f"{path}: initializer {short(t.name)} keeps its data in an external file; "
+                              f"slt-deploy reads self-contained ONNX files only")
+        if any(d < 0 for d in t.dims):
+            raise ExportError(f"{path}: initializer {short(t.name)} has a negative dimension")
+        check_elements(math.prod(t.dims), str(path), f"initializer {short(t.name)}")
+    for value in model.graph.input:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        check_elements(math.prod(dims), str(path), f"input {short(value.name)}")
 
 
 def _static_graph(model, source: str) -> _Graph:

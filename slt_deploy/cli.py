@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from .config import RunConfig, Settings, read_config_file
 from .errors import ConfigError, SltError
+from .limits import Limits, set_max_elements
 
 # settings whose plain field name would be ambiguous on the command line
 FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path", ("model", "args"): "model-args"}
@@ -92,7 +96,12 @@ def cmd_search(args) -> int:
     from .search import search
 
     config = run_config_from_args(args)
-    search(config, args.runs_dir, progress=not args.no_progress)
+    try:
+        search(config, args.runs_dir, progress=not args.no_progress)
+    except SltError as exc:  # a setting found wrong once the data is known: say which file it came from
+        if args.config and str(args.config) not in str(exc):
+            raise type(exc)(f"{args.config}: {exc}") from None
+        raise
     return 0
 
 
@@ -340,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="slt-deploy",
         description="Find spiking lottery tickets in snnTorch and deploy them to neuromorphic hardware.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: SLT_DEPLOY_DEBUG=1)")
+    parser.add_argument("--max-elements", type=int, metavar="N",
+                        help=f"largest model or tensor size any input file may declare, in elements (default: "
+                             f"{Limits().max_elements:,}; also SLT_DEPLOY_MAX_ELEMENTS); files declaring more "
+                             f"are refused before anything is allocated")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("search", help="search a winning ticket (IMP, Early-Bird, Early-Time, random, dense)",
@@ -457,17 +472,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process (argparse's set-up is most of a failing command's time when main is called
+    in-process many times, e.g. by the hostile-corpus test)."""
+    return build_parser()
+
+
+def _debug_requested() -> bool:
+    return os.environ.get("SLT_DEPLOY_DEBUG", "") not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _utf8_mode_or_exec(argv: Optional[List[str]]) -> None:
+    """Under a non-UTF-8 locale (LANG=C with PYTHONUTF8=0, a Latin-1 locale) Python hands a non-ASCII path
+    over as surrogate escapes, which h5py, protobuf and torch.onnx refuse ('surrogates not allowed'): restart
+    the command once in Python's UTF-8 mode, which gives every path back its real characters. The command
+    line's bytes are passed on unchanged (os.execv encodes the escapes back to the original bytes)."""
+    if argv is not None or sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return
+    env = dict(os.environ, PYTHONUTF8="1")
+    os.execve(sys.executable, [sys.executable, "-X", "utf8", "-m", "slt_deploy.cli", *sys.argv[1:]], env)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    _utf8_mode_or_exec(argv)
+    for stream in (sys.stdout, sys.stderr):  # a non-ASCII path must not crash a print on an ASCII terminal
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or _debug_requested()
+    # --debug is global, but a user who adds it after the command (slt-deploy inspect X --debug) means it too
+    args = _parser().parse_args([a for a in argv if a != "--debug"])
     try:
+        if args.max_elements is not None:
+            if args.max_elements < 1:
+                raise ConfigError(f"--max-elements {args.max_elements} must be a positive number of elements")
+            set_max_elements(args.max_elements)
         return args.func(args)
     except SltError as exc:
-        print(f"slt-deploy: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"slt-deploy: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("slt-deploy: interrupted (re-run the same command to resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `slt-deploy inspect X | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug, not a user error: say so in one line, keep the traceback one flag away
+        if debug:
+            raise
+        print(f"slt-deploy: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (this is a bug; run "
+              f"with slt-deploy --debug or SLT_DEPLOY_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from .errors import ConfigError
+from .limits import limits, short
 
 
 def setting(default: Any, help: str, choices: Optional[Tuple[str, ...]] = None, internal: bool = False,
@@ -49,7 +50,7 @@ class Settings:
             value = getattr(self, f.name)
             if choices and value not in choices:
                 raise ConfigError(
-                    f"{type(self).__name__}.{f.name}={value!r} is not one of: {', '.join(choices)}")
+                    f"{type(self).__name__}.{f.name}={short(value)} is not one of: {', '.join(choices)}")
         self.validate()
 
     def validate(self) -> None:  # overridden by groups with range checks
@@ -70,50 +71,75 @@ class Settings:
         return out
 
     @classmethod
-    def from_dict(cls, data: Optional[dict], where: str = ""):
-        where = where or cls.__name__
+    def from_dict(cls, data: Optional[dict], where: str = "", strict: bool = False):
+        """Build from a mapping, every value converted to (and checked against) its field's declared type;
+        ``strict`` (files the toolkit wrote itself, e.g. a ticket's record) refuses numbers given as text."""
         if data is None:
             return cls()
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for name, value in data.items():
-            kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:  # e.g. a field given twice
-            raise ConfigError(f"{where}: {exc}") from None
+        return from_mapping(cls, data, where, strict)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(hint, value, where):
+def from_mapping(cls, data: Any, where: str = "", strict: bool = False):
+    """Any dataclass from a mapping: unknown keys refused with the valid ones, each value converted to its
+    field's declared type (nested dataclasses, Optional, Tuple, List, Dict, Any), then the class's own
+    checks (``__post_init__`` / ``validate``), every message prefixed with ``where`` (the file and field)."""
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(short(k) if not isinstance(k, str) else k for k in data if k not in fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    missing = [name for name, f in fields.items() if name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}", strict) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+    except TypeError as exc:  # e.g. a field given twice
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(hint, value, where, strict=False):
     """Convert JSON/YAML/CLI values to the field's declared type, with a clear error when impossible."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if hint is Any:
+        return _plain_json(value, where)
     if origin is typing.Union:  # Optional[X]
         if value is None:
             return None
         inner = [a for a in args if a is not type(None)][0]
-        return _coerce(inner, value, where)
+        return _coerce(inner, value, where, strict)
     if isinstance(hint, type) and issubclass(hint, Settings):
-        return hint.from_dict(value, where)
-    if origin in (tuple, Tuple):
-        if isinstance(value, str):
+        return hint.from_dict(value, where, strict)
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, where, strict)
+    if origin in (tuple, Tuple, list, typing.List):
+        if isinstance(value, str) and not strict:
             value = [v for v in value.replace(",", " ").split() if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {short(value)}")
         item = args[0] if args else str
-        return tuple(_coerce(item, v, where) for v in value)
+        out = [_coerce(item, v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
+        return out if origin in (list, typing.List) else tuple(out)
+    if origin in (dict, typing.Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        key_type, value_type = args if args else (str, Any)
+        return {_coerce(key_type, k, where, True): _coerce(value_type, v, f"{where}.{k}", strict)
+                for k, v in value.items()}
     try:
         if hint is bool:
-            if isinstance(value, str):
+            if isinstance(value, str) and not strict:
                 if value.lower() in ("1", "true", "yes", "on"):
                     return True
                 if value.lower() in ("0", "false", "no", "off"):
@@ -125,9 +151,13 @@ def _coerce(hint, value, where):
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
+            if strict and not isinstance(value, (int, float)):
+                raise ValueError
+            if isinstance(value, str) and len(value) > 40:  # int() of a huge digit string is slow
+                raise ValueError
             return int(value)
         if hint is float:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or (strict and not isinstance(value, (int, float))):
                 raise ValueError
             out = float(value)
             if not math.isfinite(out):
@@ -137,9 +167,24 @@ def _coerce(hint, value, where):
             if not isinstance(value, str):
                 raise ValueError
             return value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: {short(value)} is not a valid {getattr(hint, '__name__', hint)}") from None
     return value
+
+
+def _plain_json(value, where, depth: int = 0):
+    """A free-form value (``Any`` fields): JSON types only, finite numbers, bounded nesting."""
+    if depth > 32:
+        raise ConfigError(f"{where}: nested too deeply")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v, where, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
+    raise ConfigError(f"{where}: {short(value)} is not a JSON value")
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -196,7 +241,8 @@ class ModelConfig(Settings):
         return json.loads(self.args) if self.args else {}
 
     def validate(self):
-        _check(all(h > 0 for h in self.hidden), f"model.hidden={self.hidden} must be positive widths")
+        _check(all(h > 0 for h in self.hidden), f"model.hidden={short(self.hidden)} must be positive widths")
+        _check(all(d > 0 for d in self.input_shape), f"model.input_shape={short(self.input_shape)} must be positive")
         _check(self.num_classes >= 0, f"model.num_classes={self.num_classes} must be >= 0")
         _check(0.0 < self.patch_keep <= 1.0, f"model.patch_keep={self.patch_keep} must be in (0, 1]")
         if self.args:
@@ -221,6 +267,8 @@ class DataConfig(Settings):
 
     def validate(self):
         _check(self.timesteps >= 1, f"data.timesteps={self.timesteps} must be >= 1")
+        _check(self.timesteps <= limits().max_timesteps, f"data.timesteps={self.timesteps} is more than the limit of "
+               f"{limits().max_timesteps} (SLT_DEPLOY_MAX_TIMESTEPS)")
         _check(self.n_train >= 0 and self.n_test >= 0, "data.n_train and data.n_test must be >= 0")
 
 
@@ -305,7 +353,10 @@ class RunConfig(Settings):
         return json.dumps(_non_default(self), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:10]
+        # hashed as UTF-8 bytes, with paths that the locale could not decode (surrogate escapes) given back as
+        # their bytes: a non-ASCII data path names the same run under a UTF-8 and a C locale
+        text = json.dumps(_non_default(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
     def run_name(self) -> str:
         s = self.search
@@ -333,22 +384,9 @@ def _non_default(settings: Settings) -> dict:
 
 def read_config_file(path: str | Path) -> dict:
     """The raw mapping of a YAML or JSON config file (sections model/data/train/search), not yet validated."""
-    import yaml
+    from .yamlio import read_file
 
-    p = Path(path)
-    yaml_file = p.suffix.lower() in (".yaml", ".yml")
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text) if yaml_file else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {'YAML' if yaml_file else 'JSON'}: {str(exc).splitlines()[0]}") from None
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with sections model/data/train/search")
-    return data
+    return read_file(path, "config file")
 
 
 def load_config_file(path: str | Path) -> RunConfig:

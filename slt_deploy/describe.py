@@ -59,8 +59,9 @@ def describe_nir_file(p: Path, as_json: bool) -> str:
 
 
 def describe_netx_file(p: Path, as_json: bool) -> str:
-    from .exporters.netx_format import describe_netx
+    from .exporters.netx_format import check_netx_file, describe_netx
 
+    check_netx_file(p)  # validated at the door, as lava-dl would trust it
     rows = describe_netx(p)
     if as_json:
         return json.dumps({"layers": rows}, indent=2, default=str)

@@ -173,18 +173,10 @@ MAX_JOBS_WITHOUT_YES = 10_000
 
 def load_sweep(path: str | Path, yes: bool = False) -> SweepSpec:
     """Read and expand a sweep file; any problem is one ConfigError naming the file and the key."""
-    import yaml
+    from .yamlio import read_file
 
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read sweep file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text) if p.suffix.lower() != ".json" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
-        raise ConfigError(f"{p}: not valid {kind}: {' '.join(str(exc).split())}") from None
+    data = read_file(p, "sweep file", mapping=False)  # parse_sweep says what a non-mapping should be
     return parse_sweep(data, where=str(p), name=p.stem, yes=yes)
 
 

@@ -22,8 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, from_mapping, is_user_model
 from .errors import ConfigError, SltError, TicketError
+from .limits import limits, short
 from .utils import write_bytes_atomic
 
 FORMAT = "slt-deploy.ticket/1"
@@ -89,22 +90,57 @@ class TicketRecord:
 
     @classmethod
     def from_json(cls, text: str, where: str) -> "TicketRecord":
+        """Parse and validate a record: every field converted to its declared type (strictly: a number stored
+        as text is refused), then :meth:`validate`; errors name the file and the field."""
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TicketError(f"{where}: ticket header is not valid JSON ({exc.msg})") from None
+            d = json.loads(text)  # NaN / Infinity parse, and are refused by field (every float must be finite)
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise TicketError(f"{where}: ticket header is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        except RecursionError:
+            raise TicketError(f"{where}: ticket header is nested too deeply") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise TicketError(f"{where}: not a slt-deploy ticket (format {d.get('format') if isinstance(d, dict) else None!r}, "
-                              f"expected {FORMAT!r})")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise TicketError(f"{where}: unknown ticket field(s) {', '.join(unknown)}")
+            found = short(d.get("format")) if isinstance(d, dict) else None
+            raise TicketError(f"{where}: not a slt-deploy ticket (format {found}, expected {FORMAT!r})")
         try:
-            d["model"] = ModelConfig.from_dict(d.get("model"), where=f"{where}: model")
+            record = from_mapping(cls, d, where, strict=True)
+            record.validate(where)
         except ConfigError as exc:
             raise TicketError(str(exc)) from None
-        return cls(**d)
+        return record
+
+    def validate(self, where: str = "ticket") -> None:
+        """Ranges and names the types alone do not pin down (raises ConfigError naming the field)."""
+        from .data import DATASETS
+        from .models import model_spec
+
+        def check(cond: bool, field: str, message: str) -> None:
+            if not cond:
+                value = getattr(self, field) if hasattr(self, field) else None
+                shown = f"{field}={short(value)}" if hasattr(self, field) else field
+                raise ConfigError(f"{where}: {shown} {message}")
+
+        try:
+            model_spec(self.model.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: model.name: {exc}") from None
+        base, _, suffix = self.method.partition("+")
+        check(base in SearchConfig.__dataclass_fields__["method"].metadata["choices"] and suffix in ("", "et"),
+              "method", "is not a search method")
+        check(1 <= self.timesteps <= limits().max_timesteps, "timesteps",
+              f"must be in 1..{limits().max_timesteps} (SLT_DEPLOY_MAX_TIMESTEPS)")
+        check(self.encoding in DataConfig.__dataclass_fields__["encoding"].metadata["choices"], "encoding",
+              "is not an encoding")
+        check(self.dataset in DATASETS, "dataset", f"is not a dataset ({', '.join(DATASETS)})")
+        check(0 <= self.seed < 1 << 63, "seed", "must be in 0..2**63-1")
+        check(0 <= self.round <= 100_000, "round", "must be in 0..100000")
+        check(self.accuracy is None or 0.0 <= self.accuracy <= 1.0, "accuracy", "must be a fraction in [0, 1]")
+        check(0.0 <= self.sparsity <= 1.0, "sparsity", "must be a fraction in [0, 1]")
+        for layer, value in self.layer_sparsity.items():
+            check(0.0 <= value <= 1.0, f"layer_sparsity.{short(layer)}={value}", "must be a fraction in [0, 1]")
+        for i, value in enumerate(self.wall_time_s):
+            check(value >= 0, f"wall_time_s[{i}]={value}", "must be >= 0")
+        if self.hyperparameters:
+            RunConfig.from_dict(self.hyperparameters, where=f"{where}: hyperparameters")
 
 
 def library_versions() -> Dict[str, str]:
@@ -172,35 +208,124 @@ class Ticket:
 
     @classmethod
     def load(cls, path: str | Path) -> "Ticket":
+        """Read and validate a ticket; anything wrong raises one TicketError naming the file and the field.
+
+        Checked before any tensor is read: the header size, the record (types and ranges), the model's size
+        (against the element limit, without allocating it), and that every stored tensor is one the model
+        has, with its shape and dtype (weights float32 or float64, masks bool). Then: every tensor finite,
+        the neuron constants equal to those the record's model config gives, pruned weights exactly zero
+        and the recorded sparsity equal to the weights'.
+        """
         from safetensors import safe_open
 
+        from .models import model_skeleton, prunable_layers
+
         p = Path(path)
+        where = str(p)
         if not p.is_file():
             raise TicketError(f"{p}: no such ticket file")
+        _check_header_size(p)
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
+                if META_KEY not in meta:
+                    raise TicketError(f"{p}: not a slt-deploy ticket (safetensors file without a ticket record)")
+                record = TicketRecord.from_json(meta[META_KEY], where)
+                try:
+                    skeleton = model_skeleton(record.model, f"{where}: model")
+                except ConfigError as exc:
+                    message = str(exc)
+                    raise TicketError(message if message.startswith(where) else f"{where}: model: {message}") from None
+                expected = skeleton.state_dict()
+                layers = prunable_layers(skeleton)
+                _check_declared(f, where, expected, layers)
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except SltError:
             raise
         except Exception as exc:  # safetensors raises several types for corrupt headers
-            raise TicketError(f"{p}: not a ticket (cannot read as safetensors: {str(exc).splitlines()[0]})") from None
-        if META_KEY not in meta:
-            raise TicketError(f"{p}: not a slt-deploy ticket (safetensors file without a ticket record)")
-        record = TicketRecord.from_json(meta[META_KEY], str(p))
+            raise TicketError(f"{p}: not a ticket (cannot read as safetensors: {_first_line(exc)})") from None
         state = {k[len("state/"):]: v for k, v in tensors.items() if k.startswith("state/")}
-        try:
-            mask = Mask((k[len("mask/"):], v) for k, v in tensors.items() if k.startswith("mask/"))
-        except ValueError as exc:
-            raise TicketError(f"{p}: {exc}") from None
-        for name, keep in mask.items():
-            w = state.get(f"body.{name}.weight")
-            if w is None or w.shape != keep.shape:
-                raise TicketError(f"{p}: mask for layer {name} does not match its weight")
+        mask = Mask((k[len("mask/"):], v) for k, v in tensors.items() if k.startswith("mask/"))
         for k, v in state.items():
             if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                raise TicketError(f"{p}: tensor {k} has NaN or infinite values")
+                raise TicketError(f"{p}: tensor state/{k} has NaN or infinite values")
+        # neuron constants are built from the record's config; a user model's come from its weights
+        neurons = set() if is_user_model(record.model.name) else \
+            {f"body.{name}." for name, module in skeleton.neurons()}
+        for k, v in expected.items():  # neuron constants are built from the record's data, not a size
+            if any(k.startswith(n) for n in neurons) and v.device.type != "meta" and not torch.equal(
+                    state[k].to(v.dtype), v):
+                raise TicketError(f"{p}: tensor state/{k}={short(state[k].tolist())} disagrees with the record's "
+                                  f"model config (which gives {short(v.tolist())})")
+        for name, keep in mask.items():
+            w = state[f"body.{name}.weight"]
+            if bool((w[~keep] != 0).any()):
+                raise TicketError(f"{p}: mask/{name}: {int((w[~keep] != 0).sum())} pruned weights of layer {name} "
+                                  f"are not zero")
+        zeros = {name: int((state[f"body.{name}.weight"] == 0).sum()) for name in layers}
+        total = sum(state[f"body.{name}.weight"].numel() for name in layers)
+        measured = sum(zeros.values()) / total if total else 0.0
+        if abs(measured - record.sparsity) > 1e-6:
+            raise TicketError(f"{p}: sparsity={record.sparsity} disagrees with the weights ({measured:.6f} of them "
+                              f"are zero)")
         return cls(record, state, mask, tensors.get(TRAIN_HASHES))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
+def _check_header_size(p: Path) -> None:
+    """A safetensors file starts with the 8-byte length of its JSON header: refuse a huge one unread."""
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise TicketError(f"{p}: not a ticket (file of {len(head)} bytes, too short for safetensors)")
+    size = int.from_bytes(head, "little")
+    cap = limits().max_text_bytes
+    if size > cap:
+        raise TicketError(f"{p}: not a ticket (header declares {size:,} bytes, more than the limit of {cap:,})")
+
+
+_ALLOWED_FLOATS = ("F32", "F64")
+
+
+def _check_declared(f, where: str, expected: Mapping[str, torch.Tensor], layers: Mapping[str, nn.Module]) -> None:
+    """Names, shapes and dtypes the file declares, against the model's (nothing read yet)."""
+    seen = set()
+    for key in f.keys():
+        kind, _, name = key.partition("/")
+        declared = f.get_slice(key)
+        dtype, shape = declared.get_dtype(), tuple(declared.get_shape())
+        if kind == "state" and name in expected:
+            want = expected[name]
+            if shape != tuple(want.shape):
+                raise TicketError(f"{where}: tensor {key} has shape {short(shape)}, the record's model "
+                                  f"{short(tuple(want.shape))}")
+            ok = dtype in _ALLOWED_FLOATS if want.is_floating_point() else dtype == _SAFETENSORS_DTYPE.get(want.dtype)
+            if not ok:
+                need = "float32 or float64" if want.is_floating_point() else str(want.dtype).replace("torch.", "")
+                raise TicketError(f"{where}: tensor {key} has dtype {dtype}, expected {need}")
+            seen.add(name)
+        elif key == TRAIN_HASHES:  # one int64 hash per training sample (the train-split fingerprint)
+            if dtype != "I64" or len(shape) != 1:
+                raise TicketError(f"{where}: tensor {key} must be a 1-d int64 array, not {dtype} {short(shape)}")
+        elif kind == "mask" and name in layers:
+            if dtype != "BOOL":
+                raise TicketError(f"{where}: tensor {key} has dtype {dtype}; masks are boolean")
+            if shape != tuple(layers[name].weight.shape):
+                raise TicketError(f"{where}: mask for layer {name} does not match its weight (shape {short(shape)}, "
+                                  f"weight {short(tuple(layers[name].weight.shape))})")
+        else:
+            raise TicketError(f"{where}: tensor {short(key)} is not part of the record's model "
+                              f"(state/<state dict entry> or mask/<conv or linear layer>)")
+    missing = [k for k in expected if k not in seen]
+    if missing:
+        raise TicketError(f"{where}: tensor state/{missing[0]} is missing ({len(missing)} missing in all)")
+
+
+_SAFETENSORS_DTYPE = {torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
 
 
 def weight_sparsity(model, mask: Mask):

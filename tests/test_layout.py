@@ -41,6 +41,8 @@ STAGE_OF = [
     ("slt_deploy.utils", "foundation"),
     ("slt_deploy.config", "foundation"),
     ("slt_deploy.paths", "foundation"),
+    ("slt_deploy.limits", "foundation"),
+    ("slt_deploy.yamlio", "foundation"),
     ("slt_deploy.cli", "driver"),
     ("slt_deploy.demo", "driver"),
     ("slt_deploy.sweep", "driver"),

@@ -307,17 +307,9 @@ def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
 
 
 def _load_file(path: Path) -> HardwareProfile:
-    import yaml
+    from ..yamlio import read_file
 
-    try:
-        raw = path.read_text()
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read hardware profile ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_profile(data, where=str(path))
+    return parse_profile(read_file(path, "hardware profile", ProfileError, mapping=False), where=str(path))
 
 
 def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:

@@ -7,9 +7,10 @@ snnTorch neurons, run for T steps). :mod:`.layers` holds the building blocks, :m
 """
 
 from .layers import ResidualBlock, SpikingNet, activation, batchnorm_for, is_neuron, leaky
-from .registry import MODEL_OPTIONS, MODELS, ModelSpec, build_model, initial_model, model_spec, prunable_layers, \
-    register_model, resolve_config
+from .registry import MODEL_OPTIONS, MODELS, ModelSpec, build_model, initial_model, model_skeleton, model_spec, \
+    prunable_layers, register_model, resolve_config
 from . import snn, spikformer  # noqa: E402,F401  (registers the models)
 
 __all__ = ["ResidualBlock", "SpikingNet", "activation", "batchnorm_for", "is_neuron", "leaky", "MODEL_OPTIONS",
-           "MODELS", "ModelSpec", "build_model", "initial_model", "model_spec", "prunable_layers", "register_model", "resolve_config"]
+           "MODELS", "ModelSpec", "build_model", "initial_model", "model_skeleton", "model_spec", "prunable_layers",
+           "register_model", "resolve_config"]

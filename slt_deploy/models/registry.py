@@ -6,10 +6,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
+import math
+
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
 
 from ..config import ModelConfig, is_user_model
 from ..errors import ConfigError
+from ..limits import check_elements, short
 from .layers import SpikingNet
 
 @dataclass(frozen=True)
@@ -67,24 +73,69 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(cfg: ModelConfig) -> SpikingNet:
-    """Build a model from a fully resolved config (see :func:`resolve_config`).
+class _SizesOnly(TorchFunctionMode):
+    """Tensors created from a size (``torch.empty``, ``zeros``, ``randn``...) go to the meta device, which
+    allocates nothing; tensors created from data (snnTorch's ``torch.as_tensor(beta)``, whose values it reads
+    in its constructor) stay real: their data is already in memory."""
 
-    A user model (``file.py:factory``) is built by its factory, after checking that its source is the one the
-    config recorded (:mod:`.user`).
-    """
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _SIZED_CONSTRUCTORS and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+_SIZED_CONSTRUCTORS = _device_constructors() - {torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor}
+
+
+def model_skeleton(cfg: ModelConfig, where: str = "") -> SpikingNet:
+    """The model with its sized tensors on the meta device (nothing allocated), after refusing a model whose
+    weights (or one input sample) exceed the element limit: what its state dict holds, names, shapes, dtypes,
+    and the neuron constants built from the config.
+
+    A user model is the user's own code, not a file to distrust: its factory runs once, for real, and its size
+    is checked after (running it under the meta device could change what it builds)."""
+    where = where or f"model {cfg.label()}"
+    _check_resolved(cfg)
+    check_elements(math.prod(cfg.input_shape), where, f"model.input_shape={short(cfg.input_shape)}")
     if is_user_model(cfg.name):
-        from .user import build_user_body
+        model = _build(cfg)
+    else:
+        with _SizesOnly():
+            model = _build(cfg)
+    check_elements(sum(v.numel() for v in model.state_dict().values()), where,
+                   f"the weights of model {cfg.label()} with model.hidden={short(cfg.hidden)}")
+    return model
 
+
+def _check_resolved(cfg: ModelConfig) -> None:
+    if is_user_model(cfg.name):
         if not cfg.input_shape or cfg.num_classes < 1:
-            raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={cfg.input_shape}, "
+            raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={short(cfg.input_shape)}, "
                               f"num_classes={cfg.num_classes}")
-        return SpikingNet(build_user_body(cfg), cfg)
-    spec = model_spec(cfg.name)
+        return
+    model_spec(cfg.name)
     if len(cfg.input_shape) != 3 or cfg.num_classes < 2:
-        raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={cfg.input_shape}, "
+        raise ConfigError(f"model config for {cfg.name} is not resolved: input_shape={short(cfg.input_shape)}, "
                           f"num_classes={cfg.num_classes}")
-    return SpikingNet(spec.build(cfg), cfg)
+
+
+def _build(cfg: ModelConfig) -> SpikingNet:
+    if is_user_model(cfg.name):
+        from .user import build_user_body  # checks that the source is the one the config recorded
+
+        return SpikingNet(build_user_body(cfg), cfg)
+    return SpikingNet(model_spec(cfg.name).build(cfg), cfg)
+
+
+def build_model(cfg: ModelConfig) -> SpikingNet:
+    """Build a model from a fully resolved config (see :func:`resolve_config`); a model larger than the element
+    limit is refused before it is allocated. A user model (``file.py:factory``) is built by its factory
+    (:mod:`.user`)."""
+    if is_user_model(cfg.name):
+        return model_skeleton(cfg)  # built for real, then size-checked
+    model_skeleton(cfg)
+    return _build(cfg)
 
 
 def initial_model(cfg: ModelConfig) -> SpikingNet:

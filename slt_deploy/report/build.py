@@ -357,14 +357,18 @@ def _onnx_io(path: Path) -> Tuple[Optional[Tuple[int, ...]], Optional[int]]:
     """(one sample's input shape, number of outputs) of an ONNX model; None where a dimension is symbolic."""
     import onnx
 
-    graph = onnx.load(str(path)).graph
+    graph = onnx.load(str(path), load_external_data=False).graph  # validated by onnx_macs already
     initializers = {t.name for t in graph.initializer}
 
     def dims(value) -> Optional[Tuple[int, ...]]:
         d = value.type.tensor_type.shape.dim[1:]  # the batch axis left out
         return tuple(int(x.dim_value) for x in d) if all(x.HasField("dim_value") for x in d) else None
 
-    inp = next(v for v in graph.input if v.name not in initializers)
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if not inputs or not graph.output:
+        raise ReportError(f"{path}: the ANN model needs an input and an output, it has {len(inputs)} and "
+                          f"{len(graph.output)}")
+    inp = inputs[0]
     out = dims(graph.output[0])
     return dims(inp), (math.prod(out) if out is not None else None)
 

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from ..config import RunConfig
+from ..errors import SltError, TicketError
 from ..data import DatasetSplit
 from .masks import Mask, apply_mask
 from ..models import SpikingNet, initial_model, prunable_layers
@@ -51,6 +52,19 @@ def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[tor
 
 def load_state(path, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None
                ) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """A checkpoint of this run back into ``model`` (and ``optimizer``); a damaged one is one TicketError
+    naming it (it was written by an earlier run of this toolkit, so anything wrong means damage on disk)."""
+    try:
+        return _load_state(path, model, optimizer)
+    except SltError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise TicketError(f"{path}: damaged checkpoint ({type(exc).__name__}: {text}); delete it to redo that "
+                          f"part of the run") from None
+
+
+def _load_state(path, model, optimizer):
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -567,14 +567,12 @@ def run_netx(path, lowered: LoweredNetwork, x, *, num_layers=None) -> Tuple[Dict
         from lava.lib.dl import netx
     except ImportError as exc:
         raise MissingDependencyError(f"lava-dl netx is not available ({exc}); {INSTALL_HINT}") from None
-    from ..exporters.netx_format import netx_reset_offset
+    from ..exporters.netx_format import check_netx_file, netx_reset_offset
 
     start = time.perf_counter()
+    layers = check_netx_file(path)  # lava-dl trusts the file; a bad one fails deep inside Lava
     if num_layers is None:  # every spiking layer; the readout (the last entry, netx's integrator) is left out
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            num_layers = len(f["layer"]) - 1
+        num_layers = layers - 1
     network = netx.hdf5.Network(net_config=str(path), num_layers=num_layers, reset_interval=t,
                                 reset_offset=netx_reset_offset(net))
     if net.host is not None:

@@ -1,0 +1,638 @@
+"""A hostile corpus: a few hundred malformed files of every kind the toolkit reads, run through every reading
+subcommand. Each must end in exit code 2 with one line naming the file (and, where the damage is in one
+field, that field); never a traceback, never an internal error, never a silent success, nothing written, and
+no memory bomb allocated (the process's peak RSS may not grow by anywhere near a bomb's size).
+
+Run ``python tests/test_hostile_corpus.py DIR`` to write the corpus to DIR and print its size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from slt_deploy.cli import export_formats, main
+from slt_deploy.config import DataConfig, ModelConfig
+from slt_deploy.export import export_ticket
+from slt_deploy.models import build_model, prunable_layers, resolve_config
+from slt_deploy.search.masks import apply_mask, prune_magnitude
+from slt_deploy.ticket import META_KEY, Mask, Ticket, TicketRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "hardware_profiles" / "loihi2.yaml"
+BOMB = 1 << 28  # elements a memory bomb declares: 1 GiB of float32, far above the process's normal growth
+
+
+@dataclass
+class Case:
+    kind: str                  # ticket, nir, onnx, netx, config, sweep, profile
+    name: str                  # what was done to the file
+    path: Path
+    field: Optional[str] = None  # the field the message must name, where the damage is in one field
+
+
+# -------------------------------------------------------------------------------------- valid artifacts
+
+def _valid_ticket(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(12, 12)), (1, 8, 8), 10))
+    layers = prunable_layers(model)
+    mask = prune_magnitude(layers, Mask.ones_like(layers), 0.5, "layerwise")
+    apply_mask(layers, mask)
+    data = DataConfig(dataset="digits", timesteps=3)
+    record = TicketRecord(model=model.config, method="imp", dataset="digits", timesteps=3, round=1, accuracy=0.5,
+                          wall_time_s=[1.0], hyperparameters={"data": data.to_dict()})
+    return Ticket.from_model(model, mask, record).save(path)
+
+
+def valid_artifacts(root: Path) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    ticket = _valid_ticket(root / "valid ticket ü.safetensors")
+    out = {"ticket": ticket}
+    for fmt, suffix in (("nir", "nir"), ("onnx", "onnx"), ("netx", "h5")):
+        out[fmt] = export_ticket(ticket, fmt, root / f"valid.{suffix}", formats=export_formats())
+    out["config"] = root / "valid.yaml"
+    out["config"].write_text("data:\n  dataset: digits\n  timesteps: 3\ntrain:\n  epochs: 1\n")
+    out["sweep"] = root / "valid_sweep.yaml"
+    out["sweep"].write_text("base:\n  data: {dataset: digits}\ngrid:\n  search.seed: [0]\n")
+    out["profile"] = PROFILE
+    return out
+
+
+# -------------------------------------------------------------------------------------- generic damage
+
+def _bytes_damage(kind: str, valid: Path, d: Path, suffix: str) -> List[Case]:
+    """Damage every file kind suffers alike: empty, truncated, random bytes, a pickle under its name."""
+    raw = valid.read_bytes()
+    cases = []
+
+    def put(name: str, data: bytes) -> None:
+        p = d / f"{kind}-{name}{suffix}"
+        p.write_bytes(data)
+        cases.append(Case(kind, name, p))
+
+    put("empty", b"")
+    for frac in (0.01, 0.1, 0.5, 0.9, 0.99):
+        put(f"truncated-{frac}", raw[: max(1, int(len(raw) * frac))])
+    put("one-byte-short", raw[:-1])
+    rng = np.random.default_rng(len(raw))
+    for i, size in enumerate((7, 100, 5000, 70000)):
+        put(f"random-{i}", rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+    put("random-after-valid-head", raw[:64] + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    put("zeros", bytes(4096))
+    put("text", "hello\nworld\n".encode())
+    put("latin1", "caf\xe9: 1\n".encode("latin-1"))
+    put("pickle", pickle.dumps({"state": {"w": [1.0, 2.0]}}))
+    put("torch-save", _torch_save_bytes())
+    put("hostile-pickle", pickle.dumps(_Marker()))
+    return cases
+
+
+class _Marker:
+    """Unpickling it would create a file next to the corpus: the test checks that file never appears."""
+
+    def __reduce__(self):
+        return (open, (str(Path(os.environ.get("SLT_CORPUS_MARKER", "/nonexistent/marker"))), "w"))
+
+
+def _torch_save_bytes() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"state/body.fc1.weight": torch.zeros(2, 2)}, buf)
+    return buf.getvalue()
+
+
+# -------------------------------------------------------------------------------------- tickets
+
+def _ticket_parts(valid: Path):
+    from safetensors import safe_open
+
+    with safe_open(str(valid), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return json.loads(meta[META_KEY]), tensors
+
+
+def _write_ticket(p: Path, record, tensors, raw_header: Optional[str] = None) -> None:
+    from safetensors.torch import save_file
+
+    header = raw_header if raw_header is not None else json.dumps(record)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(p), metadata={META_KEY: header})
+
+
+def ticket_cases(valid: Path, d: Path) -> List[Case]:
+    cases = _bytes_damage("ticket", valid, d, ".safetensors")
+    record, tensors = _ticket_parts(valid)
+
+    def add(name: str, field: Optional[str], rec=None, ten=None, raw=None) -> None:
+        p = d / f"ticket-{name.replace('/', '_')}.safetensors"
+        _write_ticket(p, rec if rec is not None else record, ten if ten is not None else tensors, raw)
+        cases.append(Case("ticket", name, p, field))
+
+    def with_field(path: Sequence[str], value):
+        rec = json.loads(json.dumps(record))
+        node = rec
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return rec
+
+    bad_values = {"text": "abc", "list": [1, 2], "map": {"a": 1}, "null": None, "bool": True, "huge": 10 ** 30}
+    for field in ("timesteps", "seed", "round", "sparsity", "accuracy", "method", "encoding", "dataset"):
+        for label, value in bad_values.items():
+            if field == "accuracy" and value is None:
+                continue  # accuracy is optional
+            add(f"{field}-{label}", field, with_field([field], value))
+    for field, values in {"timesteps": [0, -1, 10 ** 9, 2.5], "sparsity": [1.5, -0.1], "accuracy": [2.0, -1],
+                          "seed": [-1], "round": [-3], "encoding": ["morse"], "dataset": ["nope", ""],
+                          "method": ["magic", "imp+zz"], "format": ["other/1"]}.items():
+        for value in values:
+            add(f"{field}-{value}", field, with_field([field], value))
+    for field, value in {"wall_time_s": [-1.0], "layer_sparsity": {"fc1": 2.0}, "extra": "x",
+                         "versions": [1], "hyperparameters": {"train": {"epochs": "many"}}}.items():
+        add(f"{field}-bad", field.split("_")[0], with_field([field], value))
+    add("hyperparameters-unknown", "bogus", with_field(["hyperparameters"], {"bogus": 1}))
+    for mfield, value in {"name": "nope", "hidden": [10 ** 6, 10 ** 6], "input_shape": [1, 100000, 100000],
+                          "num_classes": 10 ** 9, "spiking": "yes", "batchnorm": 3}.items():
+        add(f"model-{mfield}", mfield if mfield != "num_classes" else "model", with_field(["model", mfield], value))
+    add("model-hidden-zero", "hidden", with_field(["model", "hidden"], [0]))
+    add("model-hidden-text", "hidden", with_field(["model", "hidden"], ["wide"]))
+    add("model-hidden-mismatch", "shape", with_field(["model", "hidden"], [13]))
+    add("model-unknown-key", "colour", with_field(["model", "colour"], "red"))
+    add("model-missing", "model", {k: v for k, v in record.items() if k != "model"})
+    add("model-list", "model", with_field(["model"], [1]))
+    for nfield, value in {"beta": -1.0, "threshold": 0.0, "reset": "sideways", "surrogate_alpha": "x"}.items():
+        add(f"neuron-{nfield}", nfield, with_field(["model", "neuron", nfield], value))
+    add("unknown-field", "colour", with_field(["colour"], "red"))
+    add("header-not-json", None, raw="{not json")
+    add("header-list", None, raw="[1, 2]")
+    add("header-nan", "accuracy", raw=json.dumps(record).replace('"accuracy": 0.5', '"accuracy": NaN'))
+    add("header-deep", None, raw="[" * 100000 + "]" * 100000)
+
+    def tensor_case(name: str, field: str, change: Callable[[dict], None]) -> None:
+        ten = {k: v.clone() for k, v in tensors.items()}
+        change(ten)
+        add(name, field, ten=ten)
+
+    w = "state/body.fc1.weight"
+    tensor_case("weight-nan", "fc1.weight", lambda t: t[w].view(-1).__setitem__(0, float("nan")))
+    tensor_case("bias-inf", "fc1.bias", lambda t: t["state/body.fc1.bias"].__setitem__(0, float("inf")))
+    tensor_case("weight-float16", "fc1.weight", lambda t: t.__setitem__(w, t[w].half()))
+    tensor_case("weight-int64", "fc1.weight", lambda t: t.__setitem__(w, t[w].long()))
+    tensor_case("weight-shape", "fc1.weight", lambda t: t.__setitem__(w, t[w][:, :10].contiguous()))
+    tensor_case("mask-float", "mask/fc1", lambda t: t.__setitem__("mask/fc1", t["mask/fc1"].float()))
+    tensor_case("mask-shape", "fc1", lambda t: t.__setitem__("mask/fc1", t["mask/fc1"][:, :10].contiguous()))
+    tensor_case("mask-unknown-layer", "fc9", lambda t: t.__setitem__("mask/fc9", t["mask/fc1"].clone()))
+
+    def pruned_nonzero(t):
+        keep = t["mask/fc1"]
+        t[w][~keep] = 0.5
+    tensor_case("pruned-not-zero", "mask/fc1", pruned_nonzero)
+    tensor_case("weight-missing", "fc1.weight", lambda t: t.pop(w))
+    tensor_case("tensor-extra", "evil", lambda t: t.__setitem__("evil/x", torch.zeros(3)))
+    tensor_case("beta-negative", "beta", lambda t: t.__setitem__("state/body.fc1_lif.beta", torch.tensor(-0.5)))
+    tensor_case("threshold-zero", "threshold",
+                lambda t: t.__setitem__("state/body.fc1_lif.threshold", torch.tensor(0.0)))
+    tensor_case("reset-code", "reset_mechanism_val",
+                lambda t: t.__setitem__("state/body.fc1_lif.reset_mechanism_val", torch.tensor(7)))
+
+    def weight_changed_sparsity(t):
+        t[w][t["mask/fc1"]] = 0.0  # every kept weight now zero too: the record's sparsity is wrong
+    tensor_case("sparsity-lies", "sparsity", weight_changed_sparsity)
+    no_record = d / "ticket-no-record.safetensors"
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(no_record))
+    cases.append(Case("ticket", "no-record", no_record))
+    huge_header = d / "ticket-huge-header.safetensors"
+    huge_header.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
+    cases.append(Case("ticket", "huge-header", huge_header))
+    big_shape = d / "ticket-declares-huge-tensor.safetensors"
+    head = json.dumps({w: {"dtype": "F32", "shape": [1 << 20, 1 << 20], "data_offsets": [0, 1 << 42]}}).encode()
+    big_shape.write_bytes(struct.pack("<Q", len(head)) + head + bytes(64))
+    cases.append(Case("ticket", "declares-huge-tensor", big_shape))
+    return cases
+
+
+# -------------------------------------------------------------------------------------- NIR graphs
+
+def nir_cases(valid: Path, d: Path) -> List[Case]:
+    cases = _bytes_damage("nir", valid, d, ".nir")
+
+    def edit(name: str, field: Optional[str], change: Callable[[h5py.File], None]) -> None:
+        p = d / f"nir-{name.replace('/', '_')}.nir"
+        shutil.copy(valid, p)
+        with h5py.File(p, "r+") as f:
+            change(f)
+        cases.append(Case("nir", name, p, field))
+
+    def set_meta(key, value):
+        def change(f):
+            g = f["node/metadata"]
+            if key in g:
+                del g[key]
+            g[key] = value
+        return change
+
+    for key, values in {"timesteps": ["abc", -3, 10 ** 12, 2.5, 0], "seed": ["x", -1, 1e30, 0.5],
+                        "dataset": ["nope", 3], "encoding": ["morse"], "dt": [-1.0, 0.0, float("nan")],
+                        "sparsity": [2.0, "half"], "accuracy": [-0.5]}.items():
+        for value in values:
+            edit(f"meta-{key}-{value}", key, set_meta(key, value))
+    edit("meta-timesteps-array", "timesteps", set_meta("timesteps", np.arange(5)))
+
+    def replace(path, value, **kw):
+        def change(f):
+            del f[path]
+            f.create_dataset(path, data=value, **kw) if value is not None else f.create_dataset(path, **kw)
+        return change
+
+    edit("weight-nan", "fc1", lambda f: f["node/nodes/fc1/weight"].__setitem__((0, 0), np.nan))
+    edit("bias-inf", "fc1", lambda f: f["node/nodes/fc1/bias"].__setitem__(0, np.inf))
+    edit("tau-zero", "tau", lambda f: f["node/nodes/fc1_lif/tau"].__setitem__(0, 0.0))
+    edit("threshold-negative", "v_threshold", lambda f: f["node/nodes/fc1_lif/v_threshold"].__setitem__(0, -1.0))
+    edit("weight-bomb", "fc1/weight", replace("node/nodes/fc1/weight", None, shape=(1 << 14, 1 << 14),
+                                                dtype="f4", chunks=(256, 256), compression="gzip"))
+    edit("input-shape-bomb", "input/shape", replace("node/nodes/input/shape", np.array([3, 100000, 100000])))
+    edit("input-shape-negative", "input/shape", replace("node/nodes/input/shape", np.array([1, -8, 8])))
+    edit("input-shape-text", "input/shape", replace("node/nodes/input/shape", np.bytes_("big")))
+    edit("weight-text", "fc1", replace("node/nodes/fc1/weight", np.bytes_("weights")))
+    edit("node-type-unknown", "fc1", replace("node/nodes/fc1/type", np.bytes_("Teleporter")))
+    edit("node-reset", "reset", replace("node/nodes/fc1_lif/metadata/reset", np.bytes_("sideways")))
+    edit("node-dt", "dt", replace("node/nodes/fc1_lif/metadata/dt", -1.0))
+    edit("no-node-group", "node", lambda f: f.move("node", "nodes_elsewhere"))
+    edit("edges-missing", None, lambda f: f["node"].__delitem__("edges"))
+    edit("edge-to-nowhere", "ghost", replace("node/edges", np.array([[b"input", b"ghost"]] * 7, dtype=object),
+                                             dtype=h5py.string_dtype()))
+    edit("external-link", "ExternalLink",
+         lambda f: f["node/nodes"].__setitem__("evil", h5py.ExternalLink("/etc/hostname", "/")))
+    edit("soft-link", "SoftLink", lambda f: f["node/nodes"].__setitem__("alias", h5py.SoftLink("/node/nodes/fc1")))
+    edit("weight-compound", "fc1/weight",
+         replace("node/nodes/fc1/weight", np.zeros(3, dtype=[("a", "f4"), ("b", "i4")])))
+
+    def cycle(f):
+        edges = [e for e in f["node/edges"][()]]
+        edges.append(np.array([b"fc2", b"fc1"], dtype=object))
+        del f["node/edges"]
+        f.create_dataset("node/edges", data=np.array(edges, dtype=object), dtype=h5py.string_dtype())
+    edit("cycle", "cycle", cycle)
+    return cases
+
+
+# -------------------------------------------------------------------------------------- ONNX, netx
+
+def onnx_cases(valid: Path, d: Path) -> List[Case]:
+    import onnx
+
+    cases = _bytes_damage("onnx", valid, d, ".onnx")
+
+    def edit(name: str, field: Optional[str], change: Callable) -> None:
+        model = onnx.load(str(valid))
+        change(model)
+        p = d / f"onnx-{name}.onnx"
+        p.write_bytes(model.SerializeToString())
+        cases.append(Case("onnx", name, p, field))
+
+    def huge_dims(m):
+        t = m.graph.initializer[0]
+        del t.dims[:]
+        t.dims.extend([1 << 15, 1 << 15])
+
+    def external(m):
+        t = m.graph.initializer[0]
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.external_data.add(key="location", value="/etc/hostname")
+
+    def input_bomb(m):
+        dims = m.graph.input[0].type.tensor_type.shape.dim
+        dims[-1].dim_value = 1 << 30
+
+    edit("initializer-huge-dims", "initializer", huge_dims)
+    edit("initializer-external", "initializer", external)
+    edit("input-huge", "input", input_bomb)
+    edit("no-nodes", None, lambda m: m.graph.ClearField("node"))
+    edit("opset-none", None, lambda m: m.ClearField("opset_import"))
+    return cases
+
+
+def netx_cases(valid: Path, d: Path) -> List[Case]:
+    cases = _bytes_damage("netx", valid, d, ".h5")
+
+    def edit(name: str, field: Optional[str], change: Callable[[h5py.File], None]) -> None:
+        p = d / f"netx-{name}.h5"
+        shutil.copy(valid, p)
+        with h5py.File(p, "r+") as f:
+            change(f)
+        cases.append(Case("netx", name, p, field))
+
+    def replace(path, value, **kw):
+        def change(f):
+            del f[path]
+            f.create_dataset(path, data=value, **kw) if value is not None else f.create_dataset(path, **kw)
+        return change
+
+    edit("type-unknown", "type", replace("layer/1/type", np.bytes_("wormhole")))
+    edit("weight-missing", "weight", lambda f: f["layer/1"].__delitem__("weight"))
+    edit("weight-nan", "weight", replace("layer/1/weight", np.full((12, 12), np.nan)))
+    edit("weight-rank", "weight", replace("layer/1/weight", np.zeros(5)))
+    edit("weight-bomb", "weight", replace("layer/1/weight", None, shape=(1 << 14, 1 << 14), dtype="i2",
+                                          chunks=(256, 256), compression="gzip"))
+    edit("shape-bomb", "shape", replace("layer/1/shape", np.array([1 << 20, 1 << 20])))
+    edit("vth-zero", "vThMant", replace("layer/1/neuron/vThMant", 0))
+    edit("decay-range", "vDecay", replace("layer/1/neuron/vDecay", 99999))
+    edit("neuron-type", "type", replace("layer/1/neuron/type", np.bytes_("HH")))
+    edit("layers-gap", "layer", lambda f: f["layer"].move("2", "7"))
+    edit("first-not-input", "input", replace("layer/0/type", np.bytes_("dense")))
+    return cases
+
+
+# -------------------------------------------------------------------------------------- YAML / JSON
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9))
+
+
+def _text_damage(kind: str, d: Path) -> List[Case]:
+    cases = []
+
+    def put(name: str, data, field: Optional[str] = None, suffix: str = ".yaml") -> None:
+        p = d / f"{kind}-{name}{suffix}"
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+        cases.append(Case(kind, name, p, field))
+
+    put("alias-bomb", ALIAS_BOMB, "alias")
+    put("recursive-alias", "a: &a [*a]\n", "alias")
+    put("duplicate-key", "data:\n  dataset: digits\ndata:\n  dataset: mnist\n", "duplicate key 'data'")
+    put("duplicate-key-json", '{"data": {}, "data": {}}', "duplicate key 'data'", ".json")
+    put("top-list", "- 1\n- 2\n")
+    put("top-scalar", "42\n")
+    put("non-utf8", "data:\n  dataset: caf\xe9\n".encode("latin-1"), "UTF-8")
+    put("utf16", "data: {}\n".encode("utf-16"))
+    put("binary", bytes(range(256)) * 4, "binary")
+    put("python-tag", "data: !!python/object/apply:os.system ['touch /tmp/slt-corpus-owned']\n")
+    put("deep-nesting", "[" * 20000 + "]" * 20000)
+    put("unclosed", "data: [1, 2\n")
+    put("tab-indent", "data:\n\tdataset: x\n")
+    put("nan-json", '{"train": {"lr": NaN}}', "NaN", ".json")
+    put("int-keys", "1: 2\n")
+    put("huge-string", "data:\n  timesteps: '" + "9" * 200000 + "'\n", "timesteps" if kind == "config" else None)
+    put("oversized", b"# " + b"x" * (17 << 20) + b"\n", "limit")
+    return cases
+
+
+def config_cases(d: Path) -> List[Case]:
+    cases = _text_damage("config", d)
+
+    def put(name: str, text: str, field: Optional[str]) -> None:
+        p = d / f"config-{name}.yaml"
+        p.write_text(text)
+        cases.append(Case("config", name, p, field))
+
+    base = "data:\n  dataset: digits\n  n_train: 50\n  n_test: 20\ntrain:\n  epochs: 1\n"
+    put("section-list", "data: [1, 2]\n", "data")
+    put("section-scalar", "train: 3\n", "train")
+    put("unknown-section", base + "optimiser: {}\n", "optimiser")
+    put("unknown-key", base + "search:\n  methd: imp\n", "methd")
+    put("epochs-text", "train:\n  epochs: many\n", "epochs")
+    put("epochs-zero", "train:\n  epochs: 0\n", "epochs")
+    put("timesteps-huge", base + "  timesteps: 1000000000\n", "timesteps")
+    put("timesteps-negative", "data:\n  timesteps: -4\n", "timesteps")
+    put("lr-inf", "train:\n  lr: .inf\n", "lr")
+    put("method-unknown", "search:\n  method: magic\n", "method")
+    put("hidden-text", "model:\n  hidden: wide\n", "hidden")
+    put("hidden-bomb", base + "model:\n  hidden: [100000, 100000]\n", "hidden")
+    put("input-shape-bomb", base + "model:\n  input_shape: [3, 100000, 100000]\n", "input_shape")
+    put("beta-negative", "model:\n  neuron:\n    beta: -0.5\n", "beta")
+    put("threshold-zero", "model:\n  neuron:\n    threshold: 0\n", "threshold")
+    put("dataset-unknown", "data:\n  dataset: nope\n", "nope")
+    put("encoding-unknown", "data:\n  encoding: morse\n", "encoding")
+    put("sparsity-one", "search:\n  method: eb\n  target_sparsity: 1.0\n", "target_sparsity")
+    put("data-path-missing", "data:\n  path: /nonexistent/dätä dir\ntrain:\n  epochs: 1\n", "dätä dir")
+    put("bool-text", "model:\n  spiking: maybe\n", "spiking")
+    return cases
+
+
+def sweep_cases(d: Path) -> List[Case]:
+    cases = _text_damage("sweep", d)
+
+    def put(name: str, text: str, field: Optional[str]) -> None:
+        p = d / f"sweep-{name}.yaml"
+        p.write_text(text)
+        cases.append(Case("sweep", name, p, field))
+
+    put("grid-list", "grid: [1, 2]\n", "grid")
+    put("jobs-scalar", "jobs: 3\n", "jobs")
+    put("unknown-key", "grdi: {search.seed: [0]}\n", "grdi")
+    put("grid-bad-key", "grid: {search.methd: [dense]}\n", "search.methd")
+    put("grid-bad-value", "grid: {data.timesteps: [two]}\n", "data.timesteps")
+    put("grid-huge", "grid: {data.timesteps: [1000000000]}\n", "data.timesteps")
+    put("max-concurrent", "grid: {search.seed: [0]}\nmax_concurrent: -1\n", "max_concurrent")
+    put("base-list", "base: [1]\ngrid: {search.seed: [0]}\n", "base")
+    return cases
+
+
+def profile_cases(d: Path) -> List[Case]:
+    import yaml
+
+    cases = _text_damage("profile", d)
+    valid = yaml.safe_load(PROFILE.read_text())
+
+    def put(name: str, change: Callable[[dict], None], field: str) -> None:
+        data = json.loads(json.dumps(valid))
+        change(data)
+        p = d / f"profile-{name}.yaml"
+        p.write_text(yaml.safe_dump(data))
+        cases.append(Case("profile", name, p, field))
+
+    fig = next(iter(valid["figures"]))
+    put("figure-text", lambda x: x["figures"][fig].update(value="lots"), fig)
+    put("figure-negative", lambda x: x["figures"][fig].update(value=-1.0), fig)
+    put("figure-list", lambda x: x["figures"].update({fig: [1, 2]}), fig)
+    put("figures-list", lambda x: x.update(figures=[1]), "figures")
+    put("unknown-key", lambda x: x.update(colour="blue"), "colour")
+    put("kind-unknown", lambda x: x.update(kind="quantum"), "kind")
+    put("name-missing", lambda x: x.pop("name"), "name")
+    return cases
+
+
+# -------------------------------------------------------------------------------------- the corpus
+
+def build_corpus(root: Path) -> tuple:
+    valid = valid_artifacts(root / "valid")
+    d = root / "corpus dïr"  # a space and a non-ASCII character in every corpus path
+    d.mkdir(parents=True, exist_ok=True)
+    cases = (ticket_cases(valid["ticket"], d) + nir_cases(valid["nir"], d) + onnx_cases(valid["onnx"], d)
+             + netx_cases(valid["netx"], d) + config_cases(d) + sweep_cases(d) + profile_cases(d))
+    return valid, cases
+
+
+def commands(case: Case, valid: dict, out: Path) -> List[List[str]]:
+    """Every subcommand that reads a file of this kind, with the damaged file in its place."""
+    p = str(case.path)
+    report = ["report", "--out", str(out / "report"), "--samples", "5", "--no-progress"]
+    return {
+        "ticket": [["inspect", p], ["export", p, "--format", "nir", "--out", str(out / "x.nir")],
+                   ["report", p, "--profiles", "loihi2", *report[1:]]],
+        "nir": [["inspect", p], ["simulate", p, "--backend", "reference", "--samples", "5", "--no-progress",
+                                 "--json", str(out / "sim.json")],
+                ["report", p, "--ann", str(valid["onnx"]), "--profiles", "loihi2", *report[1:]]],
+        "onnx": [["inspect", p], ["report", str(valid["nir"]), "--ann", p, "--profiles", "loihi2", *report[1:]]],
+        "netx": [["inspect", p]],
+        "config": [["search", "--config", p, "--runs-dir", str(out / "runs"), "--no-progress"]],
+        "sweep": [["sweep", p, "--serial", "--no-progress"]],
+        "profile": [["report", str(valid["nir"]), "--ann", str(valid["onnx"]), "--profiles", p, *report[1:]]],
+    }[case.kind]
+
+
+def _written(out: Path) -> List[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    os.environ["SLT_CORPUS_MARKER"] = str(root / "PICKLE-EXECUTED")
+    valid, cases = build_corpus(root)
+    return root, valid, cases
+
+
+def test_corpus_is_large_and_covers_every_kind(corpus):
+    _, _, cases = corpus
+    kinds = {c.kind for c in cases}
+    assert kinds == {"ticket", "nir", "onnx", "netx", "config", "sweep", "profile"}
+    assert len(cases) >= 300
+
+
+def test_valid_artifacts_still_pass(corpus, capsys):
+    """The checks refuse what is wrong, not what is right: every valid file goes through."""
+    root, valid, _ = corpus
+    for path in (valid["ticket"], valid["nir"], valid["onnx"], valid["netx"]):
+        assert main(["inspect", str(path)]) == 0, capsys.readouterr().err
+    assert main(["simulate", str(valid["nir"]), "--backend", "reference", "--samples", "3", "--no-progress"]) == 0
+
+
+def test_hostile_corpus(corpus, capsys, monkeypatch):
+    """Every damaged file, through every subcommand that reads its kind: exit 2, one line naming the file (and
+    the damaged field), nothing written, no pickle executed, no memory bomb allocated."""
+    root, valid, cases = corpus
+    monkeypatch.setenv("SLT_DEPLOY_DEBUG", "0")
+    out = root / "out"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    failures, runs = [], 0
+    for case in cases:
+        # damage to the bytes fails at the first step of any reader: one subcommand per file keeps the test fast;
+        # damage to a field goes through every subcommand that reads the kind
+        every = commands(case, valid, out)
+        for argv in (every if case.field else every[-1:]):
+            runs += 1
+            rc = main(argv)
+            captured = capsys.readouterr()
+            err = captured.err.strip()
+            problem = None
+            if rc != 2:
+                problem = f"exit {rc}"
+            elif "\n" in err or not err.startswith("slt-deploy: error: "):
+                problem = "not one error line"
+            elif str(case.path) not in err:
+                problem = "file not named"
+            elif case.field and case.field.lower() not in err.lower():
+                problem = f"field {case.field!r} not named"
+            elif len(err) > 600:
+                problem = f"message of {len(err)} characters"
+            elif _written(out):
+                problem = f"wrote {_written(out)}"
+            if problem:
+                failures.append(f"{case.kind}/{case.name} [{argv[0]}]: {problem}: {err[:300]}")
+            shutil.rmtree(out, ignore_errors=True)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert not (root / "PICKLE-EXECUTED").exists(), "a pickle was executed"
+    assert not failures, f"{len(failures)} of {runs} runs failed:\n" + "\n".join(failures)
+    assert grown_mib < BOMB * 4 / 2 ** 20 / 4, f"peak memory grew by {grown_mib:.0f} MiB: a bomb was allocated"
+    print(f"hostile corpus: {len(cases)} files, {runs} runs, 0 failures, peak RSS growth {grown_mib:.0f} MiB")
+
+
+def test_real_processes(corpus, slt_deploy_exe, cli_env):
+    """As a user runs it: exit code 2, one stderr line naming the file and field, no traceback, nothing
+    written; with --debug the same error comes with its traceback."""
+    root, _, cases = corpus
+    ticket = next(c for c in cases if c.kind == "ticket" and c.name == "weight-nan")
+    out = root / "proc out" / "x.nir"
+    proc = subprocess.run([slt_deploy_exe, "export", str(ticket.path), "--format", "nir", "--out", str(out)],
+                          capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"slt-deploy: error: {ticket.path}: tensor state/body.fc1.weight has NaN or infinite "
+                           f"values\n")
+    assert not out.parent.exists()
+    config = next(c for c in cases if c.kind == "config" and c.name == "alias-bomb")
+    runs = root / "proc runs"
+    debug = subprocess.run([slt_deploy_exe, "--debug", "search", "--config", str(config.path), "--runs-dir",
+                            str(runs)], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == (
+        f"slt-deploy: error: {config.path}: more than 100,000 YAML nodes once aliases are expanded (an alias bomb?)")
+    assert not runs.exists()
+
+
+def test_non_ascii_paths_under_a_non_utf8_locale(corpus, slt_deploy_exe, cli_env):
+    """Under LANG=C without Python's UTF-8 mode a non-ASCII path reaches Python as surrogate escapes, which
+    h5py refused ('surrogates not allowed', exit 2): the command now runs, and writes where it was told."""
+    root, valid, _ = corpus
+    out = root / "wrïtten by C locale" / "gräph.nir"
+    env = dict(cli_env, LC_ALL="C", LANG="C", PYTHONUTF8="0")
+    proc = subprocess.run([slt_deploy_exe, "export", str(valid["ticket"]), "--format", "nir", "--out", str(out)],
+                          capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and main(["inspect", str(out)]) == 0
+
+
+def test_internal_error_is_one_line_with_debug_hint(monkeypatch, capsys):
+    """A bug (not a user error) says so in one line and how to see the traceback; --debug shows it."""
+    import slt_deploy.models
+
+    class Broken(dict):
+        def values(self):
+            raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(slt_deploy.models, "MODELS", Broken())
+    monkeypatch.delenv("SLT_DEPLOY_DEBUG", raising=False)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError: division by zero" in err and "--debug" in err
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "models"])
+    with pytest.raises(ZeroDivisionError):  # also after the command
+        main(["models", "--debug"])
+    monkeypatch.setenv("SLT_DEPLOY_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["models"])
+
+
+def test_limit_is_raised_by_flag(corpus, capsys, monkeypatch):
+    """--max-elements lets a genuinely larger network through: the same file refused at a lower limit."""
+    _, valid, _ = corpus
+    monkeypatch.setenv("SLT_DEPLOY_MAX_ELEMENTS", "67108864")  # main sets it; monkeypatch restores it after
+    assert main(["--max-elements", "500", "inspect", str(valid["ticket"])]) == 2
+    err = capsys.readouterr().err
+    assert "elements declared, more than the limit of 500" in err and str(valid["ticket"]) in err
+    assert main(["--max-elements", "100000", "inspect", str(valid["ticket"])]) == 0
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile_corpus")
+    _, built = build_corpus(target)
+    print(f"{len(built)} malformed files in {target}")
