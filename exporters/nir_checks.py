@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import h5py
 import nir
@@ -78,7 +78,7 @@ class NodeMetadata:
 
     dt: Optional[float] = None
     reset: Optional[str] = None
-    beta: Optional[float] = None
+    beta: Any = None              # one value, or one per neuron (a list)
     density: Optional[float] = None
     mask_density: Optional[float] = None
     binary: Optional[bool] = None
@@ -87,7 +87,12 @@ class NodeMetadata:
         _in_range(self.dt is None or self.dt > 0, f"dt={self.dt} must be > 0 seconds")
         _in_range(self.reset is None or self.reset in RESET_MODES,
                   f"reset={short(self.reset)} is not one of: {', '.join(RESET_MODES)}")
-        _in_range(self.beta is None or 0.0 <= self.beta <= 1.0, f"beta={self.beta} must be in [0, 1]")
+        if self.beta is not None:
+            try:
+                beta = np.asarray(self.beta, dtype=np.float64)
+            except (TypeError, ValueError):
+                beta = np.asarray(np.nan)
+            _in_range(bool(np.all((beta >= 0.0) & (beta <= 1.0))), f"beta={short(self.beta)} must be in [0, 1]")
         for name in ("density", "mask_density"):
             value = getattr(self, name)
             _in_range(value is None or 0.0 <= value <= 1.0, f"{name}={value} must be a fraction in [0, 1]")
@@ -95,8 +100,8 @@ class NodeMetadata:
 
 def _plain(value):
     """HDF5 metadata values as Python values (numpy scalars and 0-d arrays, bytes)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
+    if isinstance(value, np.ndarray):
+        value = value[()] if value.ndim == 0 else value.tolist()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bytes):

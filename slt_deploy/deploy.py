@@ -21,7 +21,7 @@ from typing import List, Optional
 
 from .config import DataConfig, ModelConfig, is_user_model
 from .errors import ConfigError, SltError
-from .ticket import Ticket, TicketRecord
+from .ticket import USER_WEIGHTS_METHOD, Ticket, TicketRecord
 
 FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx.h5", "ann": "ann_twin.onnx", "simulate": "simulate.json",
          "report": "report", "summary": "summary.txt", "json": "deploy.json"}
@@ -54,7 +54,7 @@ def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = Tru
     net = initial_model(resolved).eval()
     mask = Mask.ones_like(prunable_layers(net))
     fp = fingerprint(split.train, data.path)
-    record = TicketRecord(model=resolved, method="user-weights",
+    record = TicketRecord(model=resolved, method=USER_WEIGHTS_METHOD,
                           hyperparameters={"data": data.to_dict(), "model": resolved.to_dict()},
                           timesteps=data.timesteps, encoding=data.encoding, dataset=data.dataset,
                           accuracy=accuracy(net, split.test, data, data.timesteps, (0,)),
@@ -128,6 +128,10 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
         first_layer = "chip" if eval_data.encoding == "events" else "host"
         for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
             lower(graph, target, first_layer=first_layer)
+    # the cost report compares with the ANN twin: a layer it cannot express is refused now, not after writing
+    from .exporters.onnx_format import ann_twin
+
+    ann_twin(ticket)
     out.mkdir(parents=True, exist_ok=True)
     files = {"ticket": ticket.save(out / FILES["ticket"])}
     echo(f"deploy {source} -> {hw.name} ({backend}) in {out}")

@@ -28,6 +28,8 @@ from .limits import limits, short
 from .utils import write_bytes_atomic
 
 FORMAT = "slt-deploy.ticket/1"
+#: the method of a dense ticket made from a user's network at its own weights (no search ran)
+USER_WEIGHTS_METHOD = "user-weights"
 META_KEY = "slt_deploy.ticket"
 
 
@@ -120,12 +122,14 @@ class TicketRecord:
                 raise ConfigError(f"{where}: {shown} {message}")
 
         try:
-            model_spec(self.model.name)
+            if not is_user_model(self.model.name):  # a user model is checked when it is rebuilt (its source)
+                model_spec(self.model.name)
         except ConfigError as exc:
             raise ConfigError(f"{where}: model.name: {exc}") from None
         base, _, suffix = self.method.partition("+")
-        check(base in SearchConfig.__dataclass_fields__["method"].metadata["choices"] and suffix in ("", "et"),
-              "method", "is not a search method")
+        check(self.method == USER_WEIGHTS_METHOD or (
+              base in SearchConfig.__dataclass_fields__["method"].metadata["choices"] and suffix in ("", "et")),
+              "method", f"is not a search method (or {USER_WEIGHTS_METHOD!r})")
         check(1 <= self.timesteps <= limits().max_timesteps, "timesteps",
               f"must be in 1..{limits().max_timesteps} (SLT_DEPLOY_MAX_TIMESTEPS)")
         check(self.encoding in DataConfig.__dataclass_fields__["encoding"].metadata["choices"], "encoding",

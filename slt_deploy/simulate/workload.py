@@ -84,7 +84,7 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
 
     # only the first samples of the test split are used: load no more (the split is fixed before truncation, so
     # the samples are the same; event-mnist converts only what it loads)
-    take = samples if data.n_test == 0 else min(samples, data.n_test)
+    take = 0 if data.n_test == 0 else min(samples, data.n_test)  # 0: all of it (the user's data)
     test = load_dataset(data.replace(n_train=1, n_test=take)).test
     n = min(samples, len(test))
     if n < samples:
