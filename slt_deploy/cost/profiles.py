@@ -148,7 +148,10 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
 }
 
 _TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format")
-_ENTRY_KEYS = ("value", "unit", "source", "status", "note")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound")
+# ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
+# estimate, not a bound.
+BOUNDS = ("lower", "upper")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -164,6 +167,7 @@ class Figure:
     source: str
     status: str
     note: str = ""
+    bound: str = ""           # "", "lower" or "upper" (see BOUNDS)
 
     @property
     def known(self) -> bool:
@@ -251,6 +255,8 @@ class HardwareProfile:
             for name, e in section.items():
                 value = list(e.value) if isinstance(e.value, tuple) else e.value
                 out[name] = {"value": value, "unit": e.unit, "source": e.source, "status": e.status, "note": e.note}
+                if getattr(e, "bound", ""):
+                    out[name]["bound"] = e.bound
             return out
 
         data = {"name": self.name, "kind": self.kind, "description": self.description, "mapping": self.mapping,
@@ -406,8 +412,14 @@ def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
         value = _value(value, spec, where, f"{field}.value")
         if status == "included" and value != 0:
             raise ProfileError(f"{where}: {field}.value must be 0 when status is included (counted elsewhere)")
+    bound = data.get("bound") or ""
+    if bound and bound not in BOUNDS:
+        raise ProfileError(f"{where}: {field}.bound {bound!r} is not one of: {', '.join(BOUNDS)}")
+    extra = {"bound": bound} if cls is Figure else {}
+    if bound and cls is not Figure:
+        raise ProfileError(f"{where}: {field}.bound applies to energy figures only")
     return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
-               note=note.strip())
+               note=note.strip(), **extra)
 
 
 def _value(value: Any, spec: _Spec, where: str, field: str):
