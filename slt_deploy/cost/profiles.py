@@ -147,7 +147,7 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
     "delay_bits": _Spec(BIT_UNITS, "int", 0, "synaptic delay bits stored per synapse"),
 }
 
-_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format")
+_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format", "sanafe")
 _ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound")
 # ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
 # estimate, not a bound.
@@ -221,6 +221,7 @@ class HardwareProfile:
     limits: Mapping[str, Limit]
     synapse_format: Mapping[str, Limit]
     path: str
+    sanafe: Tuple[str, ...] = ()   # SANA-FE architectures: "loihi" (its calibrated one) or hardware_profiles/sanafe/*.yaml
 
     def figure(self, name: str) -> Optional[Figure]:
         """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""
@@ -344,9 +345,14 @@ def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
     synapse_format = ({} if fmt_data is None else
                       _section(fmt_data, SYNAPSE_FORMAT, tuple(SYNAPSE_FORMAT), where, "synapse_format", Limit))
     _check_consistency(limits, synapse_format, mapping, where)
+    sanafe = data.get("sanafe") or []
+    if not isinstance(sanafe, list) or not all(isinstance(a, str) and a for a in sanafe):
+        raise ProfileError(f"{where}: sanafe must be a list of SANA-FE architecture names (loihi or a file in "
+                           f"hardware_profiles/sanafe/)")
     return HardwareProfile(name=name, kind=kind, description=description, mapping=mapping,
                            figures=types.MappingProxyType(figures), limits=types.MappingProxyType(limits),
-                           synapse_format=types.MappingProxyType(synapse_format), path=where)
+                           synapse_format=types.MappingProxyType(synapse_format), path=where,
+                           sanafe=tuple(sanafe))
 
 
 def _no_unknown(data: dict, valid, where: str, prefix: str) -> None:
