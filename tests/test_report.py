@@ -46,8 +46,10 @@ def make_ticket(path: Path, method: str, prune: float = 0.0, round_: int = 0, hi
         mask = prune_magnitude(layers, mask, prune, "layerwise")
         apply_mask(layers, mask)
     data = DataConfig(dataset="digits", timesteps=T)
+    # the ANN twin the report trains from these settings: one short epoch keeps the tests fast
     record = TicketRecord(model=model.config, method=method, dataset="digits", timesteps=T, round=round_,
-                          accuracy=accuracy, hyperparameters={"data": data.to_dict()})
+                          accuracy=accuracy, hyperparameters={"data": data.to_dict(),
+                                                              "train": {"epochs": 1, "batch_size": 64}})
     return Ticket.from_model(model, mask, record).save(path)
 
 
@@ -65,7 +67,7 @@ def tickets(tmp_path_factory):
 def report(tickets, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     inputs = [tickets["dense"], tickets["imp"], tickets["random"], tickets["nir"]]
-    result = build_report(inputs, profiles=PROFILES, out=out, samples=SAMPLES, progress=False)
+    result = build_report(inputs, profiles=PROFILES, out=out, samples=SAMPLES, progress=False, sanafe=False)
     return result, json.loads(result.json.read_text())
 
 
@@ -94,19 +96,97 @@ def test_energy_is_the_cost_model_on_independent_counts(report, tickets, first_s
         assert entry["activity"]["per_sample"]["effective_acs"] == activity.effective_acs
         for spec in ("loihi", "xylo", MY_CHIP):
             profile = load_profile(spec)
-            assert entry["energy"][profile.name] == snn_energy(activity, profile).to_dict()
+            assert entry["energy"][profile.name] == snn_energy(activity, profile, host="fp32-45nm").to_dict()
         with torch.no_grad():
             correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
         assert entry["accuracy_measured"] == correct / SAMPLES and entry["samples"] == SAMPLES
         assert entry["accuracy"] == Ticket.load(tickets[key]).record.accuracy
 
 
-def test_ann_energy_is_the_cost_model_on_the_twin_macs(report, tickets, tmp_path):
+def test_ann_is_the_trained_twin_counted_by_the_same_rule(report, tickets, first_samples):
+    """The ANN is the dense twin trained with the ticket's recipe, run on the same samples, and its energy is the
+    cost model on its own measured activations (nonzero activation x nonzero weight)."""
+    from slt_deploy.cost import ann_energy_from_activity
+    from slt_deploy.report.build import twin_config
+
     _, data = report
-    macs = onnx_macs(export_ticket_onnx(tickets["dense"], tmp_path / "twin.onnx"))
-    assert data["ann"]["dense_macs"] == 8 * 8 * 32 + 32 * 10
-    assert data["ann"]["energy"]["fp32-45nm"] == ann_energy_from_layers(macs, "fp32-45nm").to_dict()
+    ann = data["ann"]
+    assert ann["trained"] is True and "trained with its recipe" in ann["origin"]
+    twin = Ticket.load(ann["file"])
+    assert twin.record.method == "dense" and twin.record.model.spiking is False
+    config = twin_config(Ticket.load(tickets["dense"]))
+    assert Path(ann["file"]).parent.name == config.run_name()
+    x_seq, labels = first_samples
+    model = twin.build_model()
+    activity = count_snntorch(model, x_seq[:1])
+    assert data["ann"]["energy"]["fp32-45nm"] == ann_energy_from_activity(activity, "fp32-45nm").to_dict()
+    with torch.no_grad():
+        correct = int((model(x_seq[:1]).sum(0).argmax(1) == labels).sum())
+    assert ann["accuracy_measured"] == correct / SAMPLES
     assert set(data["ann"]["energy"]) == {"fp32-45nm"}  # chips do not run the ANN
+
+
+def test_dense_rule_percent_is_the_hand_count(tickets, tmp_path):
+    """--ops dense on the 45 nm convention: SNN = 4.6 pJ x first-layer weights (once: constant input)
+    + 0.9 pJ x readout weights x T; ANN = 4.6 pJ x every weight; the ratio is the hand count."""
+    r = build_report([tickets["dense"]], profiles=["cmos45"], out=tmp_path, samples=SAMPLES, progress=False,
+                     ops="dense", neurobench=False, sanafe=False)
+    snn = 4.6e-12 * 64 * 32 + 0.9e-12 * 32 * 10 * T
+    ann = 4.6e-12 * (64 * 32 + 32 * 10)
+    entry = r.data["networks"][0]
+    assert entry["convention_45nm"]["percent_of_ann"] == pytest.approx(100 * snn / ann, rel=1e-12)
+    assert entry["counting_rule"]["ops"] == "dense" and r.data["ann"]["energy"]["cmos45"]["ops"] == "dense"
+    text = r.markdown.read_text()
+    assert text.count("Counting rule: dense ops") >= 4 and "Counting rule: effective" not in text
+
+
+def test_neurobench_layers_equal_the_counts(report, tickets):
+    """NeuroBench 2.3.0's own per-layer effective ACs equal the project's; the host layer differs by T, said so."""
+    _, data = report
+    for key in ("dense", "imp"):
+        nb = net_entry(data, tickets[key])["neurobench"]
+        act = {l["name"]: l for l in net_entry(data, tickets[key])["activity"]["layers"]}
+        fc1, readout = (next(l for l in nb["layers"] if l["layer"] == n) for n in ("fc1", "readout"))
+        assert readout["neurobench"]["effective_acs"] == act["readout"]["effective_synops"] > 0
+        assert readout["note"] == "equal"
+        assert fc1["neurobench"]["effective_macs"] == pytest.approx(T * act["fc1"]["effective_synops"])
+        assert "NeuroBench counts it at each of the T = 4 calls" in fc1["note"]
+        assert nb["metrics"]["SynapticOperations"]["Effective_ACs"] == readout["neurobench"]["effective_acs"]
+        assert nb["metrics"]["ConnectionSparsity"] == pytest.approx(net_entry(data, tickets[key])["sparsity"])
+
+
+def test_sanafe_profile_figures_equal_the_analytical_model():
+    """SANA-FE, replaying the run's spikes on the architecture carrying loihi's own figures, gives the analytical
+    on-chip total; its calibrated Loihi gives its own."""
+    from slt_deploy.cost import sanafe_sim
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(32, 16)), (1, 8, 8), 10))
+    with torch.no_grad():
+        model.body.fc1.weight.mul_(4.0)
+        model.body.fc2.weight.mul_(4.0)
+    test = load_dataset(DataConfig(dataset="digits")).test
+    x_seq = encode(torch.from_numpy(test.images[:10]).float() / 255.0, "direct", T)
+    result = sanafe_sim.simulate_profile(model, x_seq, load_profile("loihi"), host_fed=True)
+    by_arch = {r["architecture"]: r for r in result["runs"]}
+    own = by_arch["loihi_profile_figures.yaml"]
+    assert own["spikes_per_inference"] > 0
+    assert own["energy_per_inference_j"] == pytest.approx(own["analytical_chip_j"], rel=1e-9)
+    assert by_arch["loihi"]["energy_per_inference_j"] != pytest.approx(own["analytical_chip_j"], rel=1e-3)
+    assert by_arch["loihi"]["latency_per_inference_s"] == pytest.approx(
+        T * by_arch["loihi"]["latency_per_timestep_s"])
+
+
+def test_unknown_and_included_are_printed_as_such(report, tickets, tmp_path):
+    r = build_report([tickets["dense"]], profiles=["loihi2", "truenorth"], out=tmp_path, samples=SAMPLES,
+                     progress=False, neurobench=False, sanafe=False)
+    text = r.markdown.read_text()
+    assert r.data["networks"][0]["energy"]["loihi2"]["kind"] == "unknown"
+    assert "unknown: needs synaptic_op" in text and ">= 0 " not in text
+    assert "| included |" in text or "| included" in text
+    # the host layer is off chip: no population of the mapping holds its synapses
+    assert r.data["networks"][0]["mapping"]["loihi2"]["host_layers"] == ["fc1"]
+    assert "data:image/png;base64," in r.html.read_text()
 
 
 def test_components_sum_to_the_total(report):

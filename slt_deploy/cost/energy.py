@@ -84,8 +84,9 @@ class EnergyBreakdown:
         """What the total is: exact, lower/upper bound, estimate (bounds both ways) or unknown (nothing known)."""
         kinds = set(self.bounds.values())
         if self.unknown:
-            if not self.components or self.total <= 0:
-                return "unknown"
+            own = sum(v for k, v in self.components.items() if k != "first_layer")
+            if not self.components or self.total <= 0 or (self.side == "snn" and own <= 0):
+                return "unknown"  # nothing of the target itself is known (a host layer alone is not its cost)
             kinds.add("lower")
         if not kinds:
             return "exact"

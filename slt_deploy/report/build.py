@@ -771,11 +771,13 @@ def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind:
     """Lower energy wins; 'unknown' when either is unknown, and a bound only decides when it is on the right side."""
     if snn is None or ann is None:
         return "unknown"
-    if snn_kind in ("exact", "upper bound") and ann_kind in ("exact", "lower bound"):
-        return "SNN" if snn < ann else "ANN"
-    if snn_kind in ("exact", "lower bound") and ann_kind in ("exact", "upper bound") and snn > ann:
+    if snn < ann and snn_kind in ("exact", "upper bound") and ann_kind in ("exact", "lower bound"):
+        return "SNN"
+    if snn > ann and snn_kind in ("exact", "lower bound") and ann_kind in ("exact", "upper bound"):
         return "ANN"
-    return ("SNN" if snn < ann else "ANN") + " (estimate)"
+    if "estimate" in (snn_kind, ann_kind):
+        return ("SNN" if snn < ann else "ANN") + " (estimate)"
+    return "undecided (bounds point the wrong way)"
 
 
 # ------------------------------------------------------------------------------- cross-checks
