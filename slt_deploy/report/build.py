@@ -331,7 +331,7 @@ def _ann_model(ann: Optional[PathLike], networks: Sequence[Network], scratch: Pa
             return _ann_ticket(path, "given with --ann", None)
         macs = tuple(onnx_macs(path))
         in_shape, classes = _onnx_io(path)
-        return AnnModel(path, "given with --ann (ONNX)", macs, in_shape, classes)
+        return AnnModel(path, "given with --ann", macs, in_shape, classes)
     if first is None:
         raise ReportError("report: no ANN to compare with: pass --ann ANN.safetensors or ANN.onnx (the ANN twin "
                           "is derived from a ticket, and every input is a NIR graph)")
