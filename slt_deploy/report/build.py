@@ -433,6 +433,8 @@ def check_ann_matches(ann: AnnModel, net: Network) -> None:
         problems.append(f"{ann.num_classes} vs {net.num_classes} classes")
     if len(ann.macs) != net.weight_layers:
         problems.append(f"{len(ann.macs)} vs {net.weight_layers} conv/linear layers")
+    if ann.ticket is not None and ann.ticket.record.dataset != net.data.dataset:
+        problems.append(f"dataset {ann.ticket.record.dataset} vs {net.data.dataset}")
     if problems:
         raise ReportError(f"ANN {ann.path} does not match {net.path}: {'; '.join(problems)}")
 
@@ -447,35 +449,38 @@ class AnnMeasured:
 
 
 def measure_ann(ann: AnnModel, net: Network, samples: int) -> AnnMeasured:
-    """The ANN on the same test samples as the network (raw images, one pass each).
+    """The ANN on the same test samples as the network.
 
-    An ANN ticket runs in torch and its activity is counted by the SNN's own counter (its ReLU outputs are the
-    populations' outputs); an ONNX file runs in onnxruntime, for accuracy only.
+    An ANN ticket runs in torch the way it was trained and evaluated (its own encoding and T, logits summed over
+    time: for a direct-encoded input every step is the same, and the counter computes a layer with a constant
+    real-valued input once, so this costs one pass), and its activity is counted by the SNN's own counter (its
+    ReLU outputs are the populations' outputs). An ONNX file runs once per raw image in onnxruntime, for accuracy
+    only.
     """
     from ..exporters.onnx_format import run_onnx
 
     correct, n, parts = 0, 0, []
-    model = ann.ticket.build_model() if ann.ticket is not None else None
-    logits: List[torch.Tensor] = []
-    hook = model.register_forward_hook(lambda m, a, o: logits.append(o.detach())) if model is not None else None
-    try:
-        for x, y in _test_samples(net, samples, progress=False):
-            if x.dim() == 5:  # event frames (B, T, C, H, W): a frame-based ANN sees the event-count image
-                x = x.sum(1)
-            if model is not None:
-                parts.append(count_snntorch(model, x.unsqueeze(0).float(), source="torch (ANN)"))
-                pred = logits.pop().sum(0)
-            else:
-                pred = torch.from_numpy(run_onnx(ann.path, x.numpy()))
-            correct += int((pred.argmax(1) == y).sum())
-            n += len(y)
-    finally:
-        if hook is not None:
+    if ann.ticket is not None:
+        model = ann.ticket.build_model()
+        logits: List[torch.Tensor] = []
+        hook = model.register_forward_hook(lambda m, a, o: logits.append(o.detach()))
+        try:
+            for x_seq, y in encoded_test_samples(ticket_data(ann.ticket), samples, ann.ticket.record.seed, False,
+                                                 "ANN", str(ann.path)):
+                parts.append(count_snntorch(model, x_seq, source="torch (ANN)"))
+                correct += _correct(logits.pop(), y)
+                n += len(y)
+        finally:
             hook.remove()
-    if model is None:
-        return AnnMeasured(correct / n, None)
-    layers = tuple(ticket_synapse_layers(model, ann.input_shape))
-    return AnnMeasured(correct / n, _merged(parts), layers)
+        layers = tuple(ticket_synapse_layers(model, ann.input_shape))
+        return AnnMeasured(correct / n, _merged(parts), layers)
+    for x, y in _test_samples(net, samples, progress=False):
+        if x.dim() == 5:  # event frames (B, T, C, H, W): a frame-based ANN sees the event-count image
+            x = x.sum(1)
+        pred = torch.from_numpy(run_onnx(ann.path, x.numpy()))
+        correct += int((pred.argmax(1) == y).sum())
+        n += len(y)
+    return AnnMeasured(correct / n, None)
 
 
 def _keep_twin(ann: AnnModel, dest: Path) -> AnnModel:
