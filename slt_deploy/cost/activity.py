@@ -387,7 +387,7 @@ def _parse(body: nn.Module) -> List[LayerChain]:
             pass
         else:
             raise CountError(f"layer {name} ({type(m).__name__}) is not supported by the activity counter; "
-                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, "
+                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, ReLU, "
                              f"ResidualBlock, Identity, Dropout")
 
     def residual(name: str, block) -> None:

@@ -207,7 +207,8 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     ledger = _Ledger(profile)
     on_host = [l for l in activity.layers if host_first_layer and l.from_input]
     chip = [l for l in activity.layers if l not in on_host]
-    ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host)
+    if on_host:
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host)
     ledger.charge("synaptic_op", sum(layer_ops(l, ops) for l in chip if l.input_binary))
     ledger.charge("mac", sum(layer_ops(l, ops) for l in chip if not l.input_binary))
     ledger.charge("neuron_update", activity.neuron_updates)
@@ -253,7 +254,8 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
     ledger = _Ledger(profile)
     first = [l for l in activity.layers if l.from_input]
     rest = [l for l in activity.layers if not l.from_input]
-    ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile)
+    if first:
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile)
     ledger.charge("mac", sum(layer_ops(l, ops) for l in rest))
     ledger.charge("memory_access", sum(layer_ops(l, ops) for l in rest))
     ledger.static("inference_latency", 1)
