@@ -405,3 +405,15 @@ def test_batches_are_merged_into_a_per_sample_mean(tickets):
     assert measured.samples == n and measured.activity.samples == n
     for attr in ("effective_acs", "effective_macs", "neuron_updates", "output_spikes", "dense_ops"):
         assert getattr(measured.activity, attr) == pytest.approx(getattr(whole, attr), rel=1e-12), attr
+
+
+def test_untrained_twin_is_labelled_so_everywhere(tickets, tmp_path):
+    r = build_report([tickets["dense"]], profiles=["cmos45", "fp32-45nm"], out=tmp_path, samples=SAMPLES,
+                     progress=False, train_ann=False, neurobench=False, sanafe=False)
+    ann = r.data["ann"]
+    assert ann["trained"] is False and ann["label"] == "ANN (untrained)" and "UNTRAINED" in ann["origin"]
+    md = r.markdown.read_text()
+    assert "| ANN (untrained) | ann_twin.onnx |" in md                       # side-by-side table
+    assert "| ANN (untrained) | cmos45 |" in md                                 # memory table of the verdict
+    assert "ANN: UNTRAINED (the SNN's weights with ReLU, never trained)" in md  # verdict's sentence
+    assert (tmp_path / "ann_twin.onnx").is_file()
