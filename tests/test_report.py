@@ -417,3 +417,21 @@ def test_untrained_twin_is_labelled_so_everywhere(tickets, tmp_path):
     assert "| ANN (untrained) | cmos45 |" in md                                 # memory table of the verdict
     assert "ANN: UNTRAINED (the SNN's weights with ReLU, never trained)" in md  # verdict's sentence
     assert (tmp_path / "ann_twin.onnx").is_file()
+
+
+def test_twin_is_the_run_search_would_make(tmp_path):
+    """The twin's settings are those of `search --model mlp --spiking false --method dense` with the ticket's
+    own: same run name, so the same run (and accuracy) as that command, reused when it exists."""
+    from slt_deploy.cli import build_parser, run_config_from_args
+    from slt_deploy.config import RunConfig, SearchConfig, TrainConfig
+    from slt_deploy.report.build import twin_config
+
+    ticket_cfg = RunConfig(model=ModelConfig(name="mlp"), data=DataConfig(dataset="mnist", timesteps=5),
+                           train=TrainConfig(epochs=5, lr=0.1), search=SearchConfig(method="imp", rounds=4))
+    model = build_model(resolve_config(ticket_cfg.model, (1, 28, 28), 10))
+    record = TicketRecord(model=model.config, method="imp", hyperparameters=ticket_cfg.to_dict(), timesteps=5)
+    ticket = Ticket.load(Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record)
+                         .save(tmp_path / "t.safetensors"))
+    args = build_parser().parse_args("search --model mlp --spiking false --method dense --epochs 5 --lr 0.1 "
+                                     "--timesteps 5".split())
+    assert twin_config(ticket).run_name() == run_config_from_args(args).run_name()

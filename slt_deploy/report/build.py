@@ -172,6 +172,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     for p, spec in zip(loaded, profiles):  # as the user named it (a shipped name or their file)
         data["profiles"][p.name]["given_as"] = str(spec)
     data["verdict"] = verdict_rows(data)
+    _per_inference(data)
     plots = _write_plots(data, out)
     data["plots"] = {k: p.name for k, p in plots.items()}
     paths = {k: out / FILES[k] for k in ("json", "markdown", "html")}
@@ -616,7 +617,10 @@ def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[Har
         "energy": {p.name: energy(p) for p in profiles if _snn_capable(p)},
         "convention_45nm": {"snn": snn45.to_dict(), "ann": ann45.to_dict(),
                             "percent_of_ann": 100.0 * energy_ratio(snn45, ann45)},
-        "memory": {p.name: _memory_entry(m.layers, p) for p in profiles if _snn_capable(p)},
+        # on a chip only the on-chip synapses are stored (the host keeps the first layer's weights)
+        "memory": {p.name: _memory_entry(m.layers if p.kind == "reference" else
+                                         [l for l in m.layers if not (host_fed and l.source is None)], p)
+                   for p in profiles if _snn_capable(p)},
         "mapping": {p.name: _mapping_entry(m.layers, p, host_fed) for p in profiles if _placeable(p)},
     }
 
@@ -772,6 +776,17 @@ def verdict_rows(data: dict) -> List[dict]:
     return rows
 
 
+def _per_inference(data: dict) -> None:
+    """Per network and SNN profile: energy and latency per inference, in one place of report.json."""
+    for n in data["networks"]:
+        n["per_inference"] = {}
+        for r in (r for r in data["verdict"] if r["network"] == n["label"]):
+            n["per_inference"].setdefault(r["profile"], {
+                "energy_j": r["energy_j"], "energy_kind": r["energy_kind"], "energy_unknown": r["energy_unknown"],
+                "latency_s": r["snn_latency_s"], "latency_from": r.get("snn_from", "profile"),
+                "inferences_per_s": r.get("snn_inferences_per_s"), "fits": r["fits"], "cores": r["cores"]})
+
+
 def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind: Optional[str]) -> str:
     """Lower energy wins; 'unknown' when either is unknown, and a bound only decides when it is on the right side."""
     if snn is None or ann is None:
@@ -782,7 +797,9 @@ def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind:
         return "ANN"
     if "estimate" in (snn_kind, ann_kind):
         return ("SNN" if snn < ann else "ANN") + " (estimate)"
-    return "undecided (bounds point the wrong way)"
+    lower, higher = ("SNN", "ANN") if snn < ann else ("ANN", "SNN")
+    return f"undecided: {lower} {snn_kind if lower == 'SNN' else ann_kind} vs {higher} " \
+           f"{ann_kind if higher == 'ANN' else snn_kind}"
 
 
 # ------------------------------------------------------------------------------- cross-checks
