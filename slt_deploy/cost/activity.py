@@ -551,6 +551,15 @@ def count_snntorch(model: nn.Module, x_seq: torch.Tensor, source: str = "snntorc
     return count_from_spikes(layers, inputs, spikes, source=source)
 
 
+def record_run(model: nn.Module, x_seq: torch.Tensor
+               ) -> Tuple[List[SynapseLayer], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """One run of a SpikingNet on (T, B, ...): its deployed layers, each layer's recorded input and each
+    population's recorded spikes (what :func:`count_from_spikes` takes, and what a simulator can replay)."""
+    _check_input(x_seq)
+    chains, inputs, spikes = _record(model, x_seq)
+    return [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains], inputs, spikes
+
+
 def synapse_layers(model: nn.Module, input_shape: Sequence[int]) -> List[SynapseLayer]:
     """The deployed synapse layers of a SpikingNet for one sample of ``input_shape`` (C, H, W)."""
     x = torch.zeros((1, 1, *input_shape), dtype=next(model.parameters()).dtype,

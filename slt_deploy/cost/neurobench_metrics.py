@@ -13,7 +13,7 @@ costs T x its MACs; the deployment computes it once per sample on the host
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -134,4 +134,4 @@ def neurobench_summary(nb: dict) -> Dict[str, object]:
             "Dense": syn.get("Dense"), "ClassificationAccuracy": m.get("ClassificationAccuracy")}
 
 
-__all__: Sequence[str] = ("neurobench_metrics", "compare_layers", "neurobench_summary")
+__all__ = ["neurobench_metrics", "compare_layers", "neurobench_summary"]

@@ -264,6 +264,8 @@ class HardwareProfile:
                 "figures": entries(self.figures), "limits": entries(self.limits)}
         if self.synapse_format:
             data["synapse_format"] = entries(self.synapse_format)
+        if self.sanafe:
+            data["sanafe"] = list(self.sanafe)
         return data
 
     def unknown_figures(self) -> Tuple[str, ...]:

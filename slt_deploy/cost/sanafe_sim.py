@@ -21,13 +21,14 @@ is not in SANA-FE's total: the result says so and gives it separately.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .activity import _record, count_from_spikes, deploy_chain
+from ..errors import SltError
+from .activity import count_from_spikes, record_run
 from .mapping import unrolled_synapses
 from .profiles import HardwareProfile
 
@@ -36,6 +37,10 @@ CALIBRATED = {"loihi": {"sink": "loihi_lif", "replay": "loihi_inputs", "synapse"
                         "neurons_per_core": 1024, "spike_out_j": 69.3e-12}}
 PROFILE_FIGURES = {"sink": "sink", "replay": "replay", "synapse": "synapse", "neurons_per_core": 1024,
                    "spike_out_j": None}
+
+
+class SanafeError(SltError):
+    """The deployed network cannot be simulated on the SANA-FE architecture (e.g. too few cores)."""
 
 
 def architectures(profile: HardwareProfile) -> Tuple[str, ...]:
@@ -60,8 +65,7 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
     """Run SANA-FE on the on-chip part of ``model`` replaying its spikes on the (T, N, ...) input ``x_seq``."""
     import sanafe
 
-    chains, inputs, spikes = _record(model, x_seq)
-    layers = [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains]
+    layers, inputs, spikes = record_run(model, x_seq)
     steps, n = x_seq.shape[0], x_seq.shape[1]
     chip_layers = [l for l in layers if not (host_fed and l.source is None)]
     if any(l.source is None for l in chip_layers):
@@ -73,6 +77,10 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
         populations.setdefault(l.population, l.neurons)
     cores = arch.cores()
     per_core = units["neurons_per_core"] // 2  # a sink and a replay neuron per population neuron
+    needed = sum(-(-c // per_core) for c in populations.values())
+    if needed > len(cores):
+        raise SanafeError(f"SANA-FE architecture {arch_name}: the network needs {needed} cores at {per_core} "
+                          f"neurons each (a sink and a replay neuron per neuron), the architecture has {len(cores)}")
     core_index = 0
     sinks, replays = {}, {}
     total_spikes = 0
@@ -101,13 +109,10 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
                 replays[pop][j].map_to_core(cores[core_index])
         core_index += 1
     for l in chip_layers:
+        # only nonzero synapses exist; their values change no event here (sinks never fire, replay groups fire
+        # the recorded spikes), so each is given weight 1
         axons, neurons = unrolled_synapses(l)
-        w = l.weight.detach().cpu().numpy()
-        if l.kind == "linear":
-            weights = w[neurons, axons]
-        else:  # unrolled conv: the weight of each (axon, neuron) pair is not needed for energy; keep its sign
-            weights = np.ones(len(axons))
-        replays[l.source].connect_neurons_sparse(sinks[l.population], {"weight": [float(v) for v in weights]},
+        replays[l.source].connect_neurons_sparse(sinks[l.population], {"weight": [1.0] * len(axons)},
                                                  list(zip(axons.tolist(), neurons.tolist())))
     chip = sanafe.SpikingChip(arch)
     chip.load(net)
@@ -128,18 +133,23 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
     return out
 
 
-def simulate_profile(model: nn.Module, x_seq: torch.Tensor, profile: HardwareProfile, host_fed: bool,
-                     analytical: Optional[dict] = None) -> dict:
+def simulate_profile(model: nn.Module, x_seq: torch.Tensor, profile: HardwareProfile, host_fed: bool) -> dict:
     """Every SANA-FE architecture the profile names, on the same run; with the analytical on-chip total."""
-    try:
-        import sanafe  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("sanafe") is None:
         return {"runs": [], "note": "sanafe is not installed (pip install sanafe==2.2.9; Python 3.10 wheel)"}
     from .energy import snn_energy
 
     runs: List[dict] = []
     for name in architectures(profile):
-        r = replay(model, x_seq, name, host_fed)
+        try:
+            r = replay(model, x_seq, name, host_fed)
+        except SanafeError as exc:
+            runs.append({"architecture": name, "samples": 0, "energy_per_inference_j": None,
+                         "latency_per_timestep_s": None, "latency_per_inference_s": None,
+                         "analytical_chip_j": None, "note": f"not simulated: {exc}"})
+            continue
         # the analytical model on the very samples replayed, its on-chip components only
         b = snn_energy(r.pop("activity"), profile, host_first_layer=host_fed)
         r["analytical_chip_j"] = sum(v for k, v in b.components.items() if k != "first_layer")

@@ -383,7 +383,7 @@ def twin_config(ticket: Ticket):
     from ..config import ModelConfig, RunConfig, SearchConfig
 
     hp = dict(ticket.record.hyperparameters)
-    base = RunConfig.from_dict({k: hp[k] for k in ("data", "train") if k in hp}, where=f"ticket settings")
+    base = RunConfig.from_dict({k: hp[k] for k in ("data", "train") if k in hp}, where="ticket settings")
     model = ModelConfig.from_dict(hp["model"]) if "model" in hp else ticket.record.model
     seed = int(hp.get("search", {}).get("seed", ticket.record.seed))
     return dataclasses.replace(base, model=dataclasses.replace(model, spiking=False),
@@ -806,7 +806,6 @@ def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind:
 
 def _add_neurobench(data: dict, networks: Sequence[Network], samples: int) -> None:
     """NeuroBench's own metrics on each ticket's snnTorch network and the same samples (NIR inputs: none)."""
-    from ..cost.activity import NetworkActivity as _NA  # noqa: F401  (for readers: counts compared per layer)
     from ..cost.neurobench_metrics import compare_layers, neurobench_metrics, neurobench_summary
 
     for net, entry in zip(networks, data["networks"]):
@@ -844,8 +843,7 @@ def _add_sanafe(data: dict, networks: Sequence[Network], profiles: Sequence[Hard
                 continue
             xs = [x for x, _ in _encoded(net, min(samples, sanafe_sim.MAX_SAMPLES), progress=False)]
             entry["sanafe"][p.name] = sanafe_sim.simulate_profile(
-                net.ticket.build_model(), torch.cat(xs, 1), p, host_fed=host_first_layer(net),
-                analytical=entry["energy"][p.name])
+                net.ticket.build_model(), torch.cat(xs, 1), p, host_fed=host_first_layer(net))
 
 
 def _write_plots(data: dict, out: Path) -> Dict[str, Path]:

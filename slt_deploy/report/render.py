@@ -317,7 +317,8 @@ def _sanafe_section(data: dict) -> Optional[Section]:
         for p, sim in (n.get("sanafe") or {}).items():
             for r in sim.get("runs", []):
                 rows.append((n["label"], p, r["architecture"], str(r["samples"]),
-                             fmt_joules(r["energy_per_inference_j"]), fmt_energy(n["energy"][p]),
+                             "-" if r["energy_per_inference_j"] is None else fmt_joules(r["energy_per_inference_j"]),
+                             fmt_energy(n["energy"][p]),
                              fmt_joules(r["analytical_chip_j"]) if r.get("analytical_chip_j") is not None else "-",
                              fmt_seconds(r["latency_per_timestep_s"]), fmt_seconds(r["latency_per_inference_s"]),
                              r.get("note", "")))
