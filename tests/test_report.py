@@ -71,6 +71,12 @@ def report(tickets, tmp_path_factory):
     return result, json.loads(result.json.read_text())
 
 
+def _first(n: int):
+    test = load_dataset(DataConfig(dataset="digits")).test
+    x = torch.from_numpy(test.images[:n]).float() / 255.0
+    yield encode(x, "direct", T), torch.from_numpy(test.labels[:n])
+
+
 @pytest.fixture(scope="module")
 def first_samples():
     test = load_dataset(DataConfig(dataset="digits")).test
@@ -336,9 +342,15 @@ def test_given_ann_is_used_and_no_twin_is_written(tickets, tmp_path):
     result = build_report([tickets["dense"]], ann=ann, profiles=["cmos45"], out=out, samples=20, progress=False)
     entry = result.data["ann"]
     assert entry["origin"] == "given with --ann" and entry["file"] == str(ann)
-    # an ONNX ANN's activations are not read: under the effective rule only its zero weights are skipped
-    assert entry["energy"]["cmos45"] == ann_energy_from_layers(onnx_macs(ann), "cmos45", skip_zeros=True).to_dict()
-    assert entry["energy"]["cmos45"]["counts"]["mac"] == entry["effective_macs"] < entry["dense_macs"]
+    # an ONNX ANN runs in onnxruntime with its layer inputs recorded: its first layer (the IMP ticket's own fc1 on
+    # the same pixels) has that ticket's fc1 effective ops; the readout's are its nonzero ReLU outputs x weights
+    imp = Ticket.load(tickets["imp"]).build_model()
+    x_seq, _ = next(iter(_first(20)))
+    snn_fc1 = count_snntorch(imp, x_seq).layer("fc1").effective_synops
+    ann_layers = entry["activity"]["layers"]
+    assert ann_layers[0]["from_input"] and ann_layers[0]["effective_synops"] == pytest.approx(snn_fc1, rel=1e-12)
+    assert 0 < ann_layers[1]["effective_synops"] < ann_layers[1]["dense_ops"]
+    assert entry["energy"]["cmos45"]["counts"]["first_layer"] == ann_layers[0]["effective_synops"]
     assert not (out / "ann_twin.onnx").exists() and result.data["ratios"] == []
     assert (out / "report.md").read_text().count("| ANN | imp_ann.onnx |") == 1
 

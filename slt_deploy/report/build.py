@@ -442,7 +442,7 @@ def check_ann_matches(ann: AnnModel, net: Network) -> None:
 
 @dataclass(frozen=True)
 class AnnMeasured:
-    """The ANN's run on the same samples: accuracy, and its activity (None for ONNX: activations not read)."""
+    """The ANN's run on the same samples: accuracy, its activity and (ANN tickets) its deployed layers."""
 
     accuracy: float
     activity: Optional[NetworkActivity]
@@ -455,8 +455,8 @@ def measure_ann(ann: AnnModel, net: Network, samples: int) -> AnnMeasured:
     An ANN ticket runs in torch the way it was trained and evaluated (its own encoding and T, logits summed over
     time: for a direct-encoded input every step is the same, and the counter computes a layer with a constant
     real-valued input once, so this costs one pass), and its activity is counted by the SNN's own counter (its
-    ReLU outputs are the populations' outputs). An ONNX file runs once per raw image in onnxruntime, for accuracy
-    only.
+    ReLU outputs are the populations' outputs). An ONNX file runs once per raw image in onnxruntime, with every
+    Conv/Gemm/MatMul input recorded and counted by the same counter (:mod:`slt_deploy.cost.onnx_activity`).
     """
     from ..exporters.onnx_format import run_onnx
 
@@ -475,13 +475,17 @@ def measure_ann(ann: AnnModel, net: Network, samples: int) -> AnnMeasured:
             hook.remove()
         layers = tuple(ticket_synapse_layers(model, ann.input_shape))
         return AnnMeasured(correct / n, _merged(parts), layers)
+    from ..cost.onnx_activity import count_onnx
+
+    images = []
     for x, y in _test_samples(net, samples, progress=False):
         if x.dim() == 5:  # event frames (B, T, C, H, W): a frame-based ANN sees the event-count image
             x = x.sum(1)
         pred = torch.from_numpy(run_onnx(ann.path, x.numpy()))
         correct += int((pred.argmax(1) == y).sum())
         n += len(y)
-    return AnnMeasured(correct / n, None)
+        images.append(x.numpy())
+    return AnnMeasured(correct / n, count_onnx(ann.path, images))
 
 
 def _keep_twin(ann: AnnModel, dest: Path) -> AnnModel:
@@ -626,10 +630,7 @@ def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[Har
 
 
 def _ann_energy(ann: AnnModel, measured: AnnMeasured, profile: HardwareProfile, ops: str) -> EnergyBreakdown:
-    if measured.activity is not None:
-        return ann_energy_from_activity(measured.activity, profile, ops=ops)
-    # ONNX: activations are not read, so only weight zeros can be skipped (said in the breakdown's notes)
-    return ann_energy_from_layers(ann.macs, profile, skip_zeros=ops == "effective")
+    return ann_energy_from_activity(measured.activity, profile, ops=ops)
 
 
 def _ann_entry(ann: AnnModel, measured: AnnMeasured, profiles: Sequence[HardwareProfile], ctx: _Context,
@@ -647,9 +648,7 @@ def _ann_entry(ann: AnnModel, measured: AnnMeasured, profiles: Sequence[Hardware
         "sparsity": ann.sparsity, "dense_macs": ann.dense_macs, "effective_macs": ann.effective_macs,
         "accuracy_measured": measured.accuracy, "weights": weights,
         "activity": _activity_entry(measured.activity) if measured.activity is not None else None,
-        "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops] + (
-            "" if measured.activity is not None else
-            " (ONNX ANN: activations not read, so 'effective' skips zero weights only)")},
+        "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops]},
         "layers": [{"name": m.name, "op": m.op_type, "dense_macs": m.dense_macs, "effective_macs": m.effective_macs,
                     "weights": m.weight_count, "nonzero_weights": m.nonzero_weights} for m in ann.macs],
         "energy": {p.name: _ann_energy(ann, measured, p, ctx.ops).to_dict() for p in capable},
