@@ -269,14 +269,18 @@ def test_memory_and_fit(report, tickets):
     layers = synapse_layers(Ticket.load(tickets["imp"]).build_model(), (1, 8, 8))
     loihi = load_profile("loihi")
     memory = entry["memory"]["loihi"]
-    for got, layer in zip(memory["layers"], layers):
+    # the host computes fc1 (direct encoding): only the readout's synapses are stored on chip
+    assert [l["name"] for l in memory["layers"]] == ["readout"]
+    for got, layer in zip(memory["layers"], layers[1:]):
         expected = layer_memory(layer, loihi)
         assert got["bits"] == expected.bits and got["best"] == expected.best
     totals = {e: sum(l["bits"][e] for l in memory["layers"]) for e in loihi.encodings}
     assert memory["totals"] == totals and memory["best_encoding"] == min(totals, key=totals.get)
     assert entry["mapping"]["loihi"]["fits"] is True and entry["mapping"]["loihi"]["cores_used"] == 2
-    # Xylo has 16 input channels: the 64-pixel input layer fails, and the verdict names layer and limit
-    assert entry["mapping"]["xylo"]["verdict"] == "xylo: does not fit: layer fc1: 64 inputs, input_channels = 16"
+    # Xylo has 16 input channels: the 32 host currents into fc1's neurons (one channel each) do not fit
+    assert entry["mapping"]["xylo"]["verdict"] == ("xylo: does not fit: layer fc1 (host currents): 32 inputs, "
+                                                   "input_channels = 16")
+    assert entry["mapping"]["loihi"]["host_layers"] == ["fc1"]
     assert "fp32-45nm" not in entry["mapping"] and "fp32-45nm" not in entry["energy"]
 
 

@@ -541,11 +541,20 @@ def host_first_layer(net: Network) -> bool:
 
 
 def deployed_layers(layers: Sequence[SynapseLayer], host_fed: bool) -> List[SynapseLayer]:
-    """The layers as placed on chip: a host-computed layer keeps its target population (fed host currents) but
-    none of its synapses are on chip, so it is placed with no weights."""
+    """The layers as placed on chip. A host-computed layer's synapses stay on the host; its target population is
+    on chip and receives one host current per neuron, placed as a one-to-one input (one input axon and one unit
+    synapse per neuron), so every chip is checked for what it must really take: n input channels, not the
+    layer's weights."""
     if not host_fed:
         return list(layers)
-    return [dataclasses.replace(l, weight=torch.zeros_like(l.weight)) if l.source is None else l for l in layers]
+    out = []
+    for l in layers:
+        if l.source is None:
+            n = l.neurons
+            l = SynapseLayer(f"{l.name} (host currents)", "linear", torch.eye(n, dtype=torch.float64), (n,), (n,),
+                             None, l.target)
+        out.append(l)
+    return out
 
 
 def _memory_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> dict:

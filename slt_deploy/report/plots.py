@@ -111,11 +111,13 @@ def plot_pareto(data: dict, path: Path) -> Path:
                 points.append((b["total"], 100 * n["accuracy_measured"], n["label"], p, False, b["kind"]))
     markers = "osD^v<>pP*Xh"
     profiles = list(dict.fromkeys(p for *_, p, _, _ in points))
-    for e, a, label, p, is_ann, kind in points:
+    # labels of neighbouring points alternate above and below, so points at one accuracy stay readable
+    for i, (e, a, label, p, is_ann, kind) in enumerate(sorted(points, key=lambda t: (t[1], t[0]))):
         m = markers[profiles.index(p) % len(markers)]
-        ax.scatter(e, a, marker=m, s=70, facecolors="none" if kind != "exact" else ("tab:red" if is_ann else "tab:blue"),
-                   edgecolors="tab:red" if is_ann else "tab:blue")
-        ax.annotate(f"{label} @ {p}", (e, a), fontsize=6, textcoords="offset points", xytext=(4, 3))
+        color = "tab:red" if is_ann else "tab:blue"
+        ax.scatter(e, a, marker=m, s=70, facecolors="none" if kind != "exact" else color, edgecolors=color)
+        ax.annotate(f"{label} @ {p}", (e, a), fontsize=6, textcoords="offset points",
+                    xytext=(5, 6) if i % 2 == 0 else (5, -11), color=color)
     front, best = [], -1.0
     for e, a, *_ in sorted(points, key=lambda t: (t[0], -t[1])):
         if a > best:

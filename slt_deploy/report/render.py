@@ -329,7 +329,9 @@ def _sanafe_section(data: dict) -> Optional[Section]:
     return Section("SANA-FE simulation of the deployed network", (
         "SANA-FE 2.2.9 runs the on-chip part of the deployed network (host layer excluded) replaying the spikes "
         "of the same run; energy per inference and simulated time per timestep and per inference, next to the "
-        "analytical model (whole total, and its on-chip events only, which is what SANA-FE simulates).",
+        "analytical model (whole total, and its on-chip events only, which is what SANA-FE simulates). SANA-FE "
+        "simulates the events of the run, so its figures follow the effective rule whatever the report's rule is; "
+        "latency is SANA-FE's simulated time.",
         Table(("model", "profile", "architecture", "samples", "SANA-FE energy / inference", "analytical total",
                "analytical on-chip events", "latency / timestep", "latency / inference", "note"), tuple(rows))))
 
