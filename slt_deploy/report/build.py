@@ -680,6 +680,7 @@ def _pairs(networks: Sequence[dict], ann: dict, profiles: Sequence[HardwareProfi
             if snn["kind"] == "unknown" or a["kind"] == "unknown":
                 missing = [f"{sp}: {x}" for x in snn["unknown"]] + [f"{ap}: {x}" for x in a["unknown"]]
                 entry["note"] = "unknown: needs " + ", ".join(missing)
+                entry["kind"] = "unknown"
             elif a["total"] <= 0:
                 entry["note"] = f"not computed, ANN energy on {ap} is 0"
             else:
