@@ -47,17 +47,27 @@ def plot_energy_breakdown(data: dict, path: Path) -> Path:
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
     colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(COMPONENTS)}
-    everything = [b["total"] for name in names for _, b in _panel_entries(data, name)]
+    everything = [b["total"] for name in names for _, b in _panel_entries(data, name) if b.get("kind") != "unknown"]
     scale, unit = energy_unit(max(everything + [1e-12]))
+    top = 1.1 * max(everything + [1e-12]) / scale
     fig.suptitle(f"Energy per inference by component ({data['counting_rule']['ops']} ops, one unit: {unit})",
                  fontsize=10)
     for ax, name in zip(axes.flat, names):
         entries = _panel_entries(data, name)
         bottom = np.zeros(len(entries))
-        for comp in _component_names([b for _, b in entries]):
-            vals = np.array([b["components"].get(comp, 0.0) / scale for _, b in entries])
-            ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
+        known = [(l, b) for l, b in entries if b.get("kind") != "unknown"]
+        for comp in _component_names([b for _, b in known]):
+            # a total that is unknown gets no bar (a partial one would read as its cost)
+            vals = np.array([0.0 if b.get("kind") == "unknown" else b["components"].get(comp, 0.0) / scale
+                             for _, b in entries])
+            if vals.any():
+                ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
             bottom += vals
+        for i, (_, b) in enumerate(entries):
+            if b.get("kind") == "unknown":
+                ax.text(i, 0, "unknown:\nneeds " + ",\n".join(b["unknown"][:3]) + ("..." if len(b["unknown"]) > 3
+                                                                                    else ""),
+                        ha="center", va="bottom", fontsize=6)
         ax.set_xticks(range(len(entries)))
         ax.set_xticklabels([{"exact": "", "lower bound": ">= ", "upper bound": "<= ", "estimate": "~",
                              "unknown": "? "}.get(b.get("kind", "exact"), "") + l for l, b in entries],
@@ -67,8 +77,8 @@ def plot_energy_breakdown(data: dict, path: Path) -> Path:
                      else f"{name} (>= lower bound, ~ estimate, ? unknown)", fontsize=9)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=6)
-        else:  # every figure this profile would need is unknown: say so instead of an empty frame
-            ax.text(0.5, 0.5, "no known figure", transform=ax.transAxes, ha="center", va="center")
+        ax.set_ylim(0, top)  # one scale for every panel: bars compare across profiles
+        ax.set_xlim(-0.6, len(entries) - 0.4)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
