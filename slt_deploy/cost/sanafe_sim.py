@@ -69,7 +69,8 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
     steps, n = x_seq.shape[0], x_seq.shape[1]
     chip_layers = [l for l in layers if not (host_fed and l.source is None)]
     if any(l.source is None for l in chip_layers):
-        raise ValueError("SANA-FE replay needs a host-fed first layer (event input is not supported here)")
+        raise SanafeError("the replay feeds on-chip populations only; a first layer on chip (event input) would "
+                          "need the input events as a replayed group, which is not built here")
     arch, units = _load(arch_name)
     net = sanafe.Network()
     populations: Dict[str, int] = {}
