@@ -298,8 +298,9 @@ def _neurobench_section(data: dict) -> Optional[Section]:
         "NeuroBench's own metrics (Footprint, ConnectionSparsity, ActivationSparsity, MembraneUpdates, "
         "SynapticOperations, ClassificationAccuracy), computed by NeuroBench on the snnTorch network and the same "
         "test samples, per sample.", Table(("model", *keys), rows),
-        "Per layer: the project's counts (this report's effective rule) next to NeuroBench's (its "
-        "single_layer_MACs per connection hook); where they differ by design, the note says why.",
+        "Per layer: the project's effective ACs / MACs and dense ops (both rules, whichever this report uses) next "
+        "to NeuroBench's (its single_layer_MACs per connection hook); where they differ by design, the note says "
+        "why.",
         Table(("model", "layer", "ACs", "MACs", "dense", "NB ACs", "NB MACs", "NB dense", "note"), layer_rows)))
 
 
