@@ -158,7 +158,7 @@ def cmd_report(args) -> int:
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
                           samples=args.samples, progress=not args.no_progress, ops=args.ops,
                           host_profile=args.host_profile, train_ann=not args.untrained_ann, runs_dir=args.runs_dir,
-                          neurobench=not args.no_neurobench, sanafe=not args.no_sanafe)
+                          neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
         print(f"wrote {path}")
     return 0
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "false; run and counted in torch) or ONNX (accuracy only; zero weights skipped). Default: the dense "
                    "ANN twin of the first ticket trained with its recipe (search --spiking false --method dense), "
                    "trained on demand and cached in the runs folder")
+    p.add_argument("--also-ann", nargs="+", default=[], metavar="ANN",
+                   help="more ANNs to compare with, measured and costed the same way (ANN tickets such as LT / "
+                        "MPLT at the ticket's sparsity, or ONNX)")
     p.add_argument("--ops", choices=("effective", "dense"), default="effective",
                    help="counting rule for both sides: effective = nonzero input x nonzero weight measured on the "
                         "same samples (spikes / ANN activations); dense = every weight (default: effective)")

@@ -35,9 +35,9 @@ PROFILES = ["loihi", "fp32-45nm", "xylo", str(MY_CHIP)]
 
 
 def make_ticket(path: Path, method: str, prune: float = 0.0, round_: int = 0, hidden=(32,),
-                input_shape=(1, 8, 8), accuracy: float = 0.5) -> Path:
+                input_shape=(1, 8, 8), accuracy: float = 0.5, spiking: bool = True) -> Path:
     torch.manual_seed(0)
-    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=hidden), input_shape, 10))
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=hidden, spiking=spiking), input_shape, 10))
     with torch.no_grad():
         model.body.fc1.weight.mul_(4.0)  # an untrained layer barely spikes; the counts should see spikes
     layers = prunable_layers(model)
@@ -451,3 +451,22 @@ def test_twin_is_the_run_search_would_make(tmp_path):
     args = build_parser().parse_args("search --model mlp --spiking false --method dense --epochs 5 --lr 0.1 "
                                      "--timesteps 5".split())
     assert twin_config(ticket).run_name() == run_config_from_args(args).run_name()
+
+
+def test_also_ann_tickets_are_measured_and_costed_by_the_same_rule(tickets, tmp_path, first_samples):
+    """An LT-style ANN ticket (pruned, model.spiking false) given with also_ann runs on the same samples and is
+    costed on its own activations; the report lists it with the main ANN."""
+    from slt_deploy.cost import ann_energy_from_activity
+
+    lt = make_ticket(tmp_path / "lt.safetensors", "imp", prune=0.5, round_=2, spiking=False)
+    r = build_report([tickets["imp"]], profiles=["cmos45", "int8-45nm"], out=tmp_path / "out", samples=SAMPLES,
+                     progress=False, train_ann=False, neurobench=False, sanafe=False, also_ann=[lt])
+    (other,) = r.data["ann_others"]
+    x_seq, labels = first_samples
+    model = Ticket.load(lt).build_model()
+    activity = count_snntorch(model, x_seq, source="torch (ANN)")
+    assert other["energy"]["int8-45nm"] == ann_energy_from_activity(activity, "int8-45nm").to_dict()
+    with torch.no_grad():
+        assert other["accuracy_measured"] == int((model(x_seq).sum(0).argmax(1) == labels).sum()) / SAMPLES
+    assert other["sparsity"] == pytest.approx(0.5, abs=0.01) and other["label"] == "ANN lt"
+    assert "| ANN lt | lt.safetensors | " in r.markdown.read_text()

@@ -126,7 +126,7 @@ class ReportResult:
 def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, profiles: Sequence[str],
                  out: PathLike, samples: int = 200, progress: bool = True, ops: str = "effective",
                  host_profile: str = HOST_PROFILE, train_ann: bool = True, runs_dir: Optional[PathLike] = None,
-                 neurobench: bool = True, sanafe: bool = True) -> ReportResult:
+                 neurobench: bool = True, sanafe: bool = True, also_ann: Sequence[PathLike] = ()) -> ReportResult:
     """Simulate each input on its first ``samples`` test samples, cost it on ``profiles``, write the report.
 
     ``inputs``: tickets or NIR graphs; ``ann``: an ANN ticket (safetensors, ``model.spiking`` false) or an ONNX
@@ -135,8 +135,10 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     the ticket lives in), or with ``train_ann=False`` the ticket's own weights with ReLU, labelled untrained.
     ``ops``: the counting rule for both sides (``effective`` or ``dense``). ``host_profile``: where the
     host-computed first layer of the SNN is charged. ``neurobench`` / ``sanafe``: add NeuroBench's metrics and
-    SANA-FE simulations (profiles naming a SANA-FE architecture). Every input is read and checked (profiles,
-    ANN against each network) before anything is simulated or written.
+    SANA-FE simulations (profiles naming a SANA-FE architecture). ``also_ann``: more ANNs to compare with (ANN
+    tickets or ONNX, e.g. LT / MPLT tickets at the SNN ticket's sparsity), measured and costed the same way and
+    listed in ``data["ann_others"]``. Every input is read and checked (profiles, ANN against each network)
+    before anything is simulated or written.
     """
     if not inputs:
         raise ReportError("report: give at least one ticket or NIR file")
@@ -156,14 +158,23 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="slt-report-") as scratch:
         ann_model = _ann_model(ann, networks, Path(scratch), train_ann, runs_dir, progress)
+        others = [_ann_model(p, networks, Path(scratch), train_ann, runs_dir, progress) for p in also_ann]
         for net in networks:
-            check_ann_matches(ann_model, net)
+            for model in [ann_model, *others]:
+                check_ann_matches(model, net)
         measured = [simulate(net, samples, progress) for net in networks]
         ann_measured = measure_ann(ann_model, networks[0], samples)
         if ann is None and ann_model.ticket is None:  # keep the twin the report describes next to it
             ann_model = _keep_twin(ann_model, out / FILES["ann_twin"])
     context = _Context(ops, host, convention)
     data = report_data(networks, measured, ann_model, ann_measured, loaded, context, samples)
+    data["ann_others"] = []
+    for other in others:
+        other_measured = measure_ann(other, networks[0], samples)
+        entry = _ann_entry(other, other_measured, loaded, context,
+                           _ann_energy(other, other_measured, convention, ops))
+        entry.update(label=f"ANN {other.path.stem}", origin="given with --also-ann")
+        data["ann_others"].append(entry)
     if neurobench:
         _add_neurobench(data, networks, samples)
     if sanafe:

@@ -112,9 +112,10 @@ def plot_pareto(data: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     points = []  # (energy J, accuracy %, label, profile, is_ann, kind)
     ann = data["ann"]
-    for p, b in ann["energy"].items():
-        if b["kind"] != "unknown" and b["total"] > 0:
-            points.append((b["total"], 100 * ann["accuracy_measured"], ann["label"], p, True, b["kind"]))
+    for a_entry in [ann, *data.get("ann_others", [])]:
+        for p, b in a_entry["energy"].items():
+            if b["kind"] != "unknown" and b["total"] > 0:
+                points.append((b["total"], 100 * a_entry["accuracy_measured"], a_entry["label"], p, True, b["kind"]))
     for n in data["networks"]:
         for p, b in n["energy"].items():
             if b["kind"] != "unknown" and b["total"] > 0:
@@ -139,7 +140,7 @@ def plot_pareto(data: dict, path: Path) -> Path:
     for p in profiles:
         ax.scatter([], [], marker=markers[profiles.index(p) % len(markers)], color="k", label=p)
     ax.scatter([], [], color="tab:blue", label="SNN")
-    ax.scatter([], [], color="tab:red", label=ann["label"])
+    ax.scatter([], [], color="tab:red", label="ANN" if data.get("ann_others") else ann["label"])
     if points:
         ax.set_xscale("log")
         accs = [a for _, a, *_ in points]

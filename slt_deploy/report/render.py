@@ -271,6 +271,23 @@ def _verdict_section(data: dict) -> Section:
         _ann_memory_table(data)))
 
 
+def _other_anns_section(data: dict) -> Optional[Section]:
+    """The comparison ANNs given with --also-ann (LT / MPLT tickets...), costed under the same rule."""
+    others = data.get("ann_others") or []
+    if not others:
+        return None
+    profiles = list(data["ann"]["energy"])
+    rows = tuple((a["label"], Path(a["file"]).name, _pct(a["sparsity"]), _pct(a["accuracy_measured"]),
+                  *[fmt_energy(a["energy"].get(p)) for p in profiles],
+                  *[fmt_bytes(a["memory"][p]["dense_bytes"]) if p in a["memory"] else "-" for p in profiles])
+                 for a in [data["ann"], *others])
+    return Section("Other ANNs", (
+        data["counting_rule"]["sentence"] + " The report's ANN first, then the ANNs given with --also-ann, on the "
+        "same samples.",
+        Table(("ANN", "file", "sparsity", "accuracy", *[f"E {p}" for p in profiles],
+               *[f"weights {p}" for p in profiles]), rows)))
+
+
 def _ann_memory_table(data: dict) -> Table:
     ann = data["ann"]
     rows = [(ann["label"], p, str(m["weight_bits"]), fmt_bytes(m["dense_bytes"]),
@@ -352,7 +369,8 @@ def report_sections(data: dict) -> List[Section]:
                 Section("Side by side", (data["counting_rule"]["sentence"], _summary_table(data), scatter)),
                 _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),
                 _activity_section(data)]
-    sections += [s for s in (_neurobench_section(data), _sanafe_section(data)) if s is not None]
+    sections += [s for s in (_other_anns_section(data), _neurobench_section(data), _sanafe_section(data))
+                 if s is not None]
     return sections + [_unknown_section(data)]
 
 
