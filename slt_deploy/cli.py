@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cost it on each profile against the ANN; writes report.md/.html/.json + plots.")
     p.add_argument("inputs", nargs="+", metavar="TICKET_OR_NIR", help="tickets (.safetensors) or NIR graphs")
     p.add_argument("--ann", metavar="ANN", help="ANN to compare with: an ANN ticket (.safetensors, model.spiking "
-                   "false; run and counted in torch) or ONNX (run in onnxruntime, its layer inputs counted). Default: the dense "
-                   "ANN twin of the first ticket trained with its recipe (search --spiking false --method dense), "
-                   "trained on demand and cached in the runs folder")
+                   "false; run and counted in torch) or ONNX (run in onnxruntime, its layer inputs counted). "
+                   "Default: the dense ANN twin of the first ticket trained with its recipe (search --spiking false "
+                   "--method dense), trained on demand and cached in the runs folder")
     p.add_argument("--also-ann", nargs="+", default=[], metavar="ANN",
                    help="more ANNs to compare with, measured and costed the same way (ANN tickets such as LT / "
                         "MPLT at the ticket's sparsity, or ONNX)")
