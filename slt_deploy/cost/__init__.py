@@ -15,5 +15,6 @@ from .profiles import HardwareProfile, ProfileError, list_profiles, load_profile
 
 __all__ = ["LayerActivity", "NetworkActivity", "SynapseLayer", "count_from_spikes", "count_simulation",
            "count_snntorch", "synapse_layers", "EnergyBreakdown", "ann_energy", "ann_energy_from_layers",
-           "energy_ratio", "snn_energy", "ann_energy_from_activity", "OPS_RULES", "MappingResult", "layer_memory", "map_network", "HardwareProfile",
+           "energy_ratio", "snn_energy", "ann_energy_from_activity", "OPS_RULES", "MappingResult", "layer_memory",
+           "map_network", "HardwareProfile",
            "ProfileError", "list_profiles", "load_profile", "profile_names", "profiles_table"]

@@ -221,7 +221,8 @@ class HardwareProfile:
     limits: Mapping[str, Limit]
     synapse_format: Mapping[str, Limit]
     path: str
-    sanafe: Tuple[str, ...] = ()   # SANA-FE architectures: "loihi" (its calibrated one) or hardware_profiles/sanafe/*.yaml
+    # SANA-FE architectures: "loihi" (its calibrated one) or a file in hardware_profiles/sanafe/
+    sanafe: Tuple[str, ...] = ()
 
     def figure(self, name: str) -> Optional[Figure]:
         """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""

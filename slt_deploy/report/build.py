@@ -599,7 +599,8 @@ def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile, hos
                     f"layer {nonbinary[0]}: weights take more than two values; {profile.name} stores binary "
                     f"synapses only (binarize the network first)"],
                 "verdict": f"{profile.name}: does not fit: layer {nonbinary[0]} is not binary", "unchecked": [],
-                "notes": [], "populations": [], "host_layers": [l.name for l in layers if host_fed and l.source is None]}
+                "notes": [], "populations": [],
+                "host_layers": [l.name for l in layers if host_fed and l.source is None]}
     r = map_network(deployed, profile)
     return {"fits": r.fits, "cores_used": r.cores_used, "verdict": r.verdict, "failures": list(r.failures),
             "unchecked": list(r.unchecked), "notes": list(r.notes) + (
