@@ -132,6 +132,9 @@ def test_ann_is_the_trained_twin_counted_by_the_same_rule(report, tickets, first
         correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
     assert ann["accuracy_measured"] == correct / SAMPLES
     assert set(data["ann"]["energy"]) == {"fp32-45nm"}  # chips do not run the ANN
+    entry = net_entry(data, tickets["dense"])  # each network says what it is compared with, and its cost
+    assert entry["compared_with"]["accuracy_measured"] == ann["accuracy_measured"] and entry["compared_with"]["trained"]
+    assert entry["per_inference"]["loihi"]["energy_j"] == entry["energy"]["loihi"]["total"]
 
 
 def test_dense_rule_percent_is_the_hand_count(tickets, tmp_path):

@@ -799,7 +799,11 @@ def verdict_rows(data: dict) -> List[dict]:
 
 def _per_inference(data: dict) -> None:
     """Per network and SNN profile: energy and latency per inference, in one place of report.json."""
+    ann = data["ann"]
     for n in data["networks"]:
+        # what this network is compared with, in its own entry (the full ANN entry is data["ann"])
+        n["compared_with"] = {"label": ann["label"], "file": ann["file"], "trained": ann["trained"],
+                              "accuracy_measured": ann["accuracy_measured"], "counting_rule": ann["counting_rule"]}
         n["per_inference"] = {}
         for r in (r for r in data["verdict"] if r["network"] == n["label"]):
             n["per_inference"].setdefault(r["profile"], {
