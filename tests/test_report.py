@@ -473,3 +473,18 @@ def test_also_ann_tickets_are_measured_and_costed_by_the_same_rule(tickets, tmp_
         assert other["accuracy_measured"] == int((model(x_seq).sum(0).argmax(1) == labels).sum()) / SAMPLES
     assert other["sparsity"] == pytest.approx(0.5, abs=0.01) and other["label"] == "ANN lt"
     assert "| ANN lt | lt.safetensors | " in r.markdown.read_text()
+
+
+def test_cli_report_flags_reach_the_report(tickets, tmp_path, capsys):
+    from slt_deploy.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["report", str(tickets["dense"]), "--profiles", "cmos45", "--out", str(out), "--samples", "20",
+                 "--ops", "dense", "--untrained-ann", "--no-neurobench", "--no-sanafe", "--no-progress"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["counting_rule"]["ops"] == "dense" and data["ann"]["trained"] is False
+    assert "neurobench" not in data["networks"][0] and "sanafe" not in data["networks"][0]
+    assert main(["report", str(tickets["dense"]), "--profiles", "cmos45", "--out", str(tmp_path / "bad"),
+                 "--host-profile", "loihi"]) == 2
+    assert "host profile loihi is a neuromorphic chip" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
