@@ -488,3 +488,29 @@ def test_cli_report_flags_reach_the_report(tickets, tmp_path, capsys):
                  "--host-profile", "loihi"]) == 2
     assert "host profile loihi is a neuromorphic chip" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_neurobench_acs_equal_ours_on_a_trained_ticket(tmp_path, first_samples):
+    """A ticket trained by the search (IMP, 2 short rounds on digits): NeuroBench's per-layer Effective_ACs equal
+    the project's counts exactly; its first layer is T x ours (it counts the constant input at every step)."""
+    from slt_deploy.config import RunConfig, SearchConfig, TrainConfig
+    from slt_deploy.cost.neurobench_metrics import compare_layers, neurobench_metrics
+    from slt_deploy.search import search
+
+    config = RunConfig(model=ModelConfig(name="mlp", hidden=(32, 16)),
+                       data=DataConfig(dataset="digits", timesteps=T),
+                       train=TrainConfig(epochs=3, batch_size=32, lr=0.1),
+                       search=SearchConfig(method="imp", rounds=1, rewind_epoch=0))
+    ticket = Ticket.load(search(config, tmp_path / "runs", progress=False, echo=lambda _m: None).ticket_path)
+    assert ticket.record.sparsity > 0.2 and ticket.record.accuracy > 0.5  # pruned and trained
+    x_seq, labels = first_samples
+    model = ticket.build_model()
+    ours = count_snntorch(model, x_seq)
+    nb = neurobench_metrics(model, x_seq, labels)
+    rows = {r["layer"]: r for r in compare_layers(ours, nb, host_first_layer=True)}
+    for name in ("fc2", "readout"):
+        assert ours.layer(name).effective_acs > 0
+        assert rows[name]["neurobench"]["effective_acs"] == ours.layer(name).effective_acs
+        assert rows[name]["note"] == "equal"
+    assert rows["fc1"]["neurobench"]["effective_macs"] == pytest.approx(T * ours.layer("fc1").effective_macs)
+    assert nb["metrics"]["SynapticOperations"]["Effective_ACs"] == pytest.approx(ours.effective_acs)
