@@ -263,7 +263,9 @@ def cmd_report(args) -> int:
     graphs = [p for p in args.inputs if Path(p).suffix.lower() in (".nir", ".h5")]
     given = GraphInputs(**_input_kwargs(args, graphs[0] if graphs else None))
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
-                          samples=args.samples, progress=not args.no_progress, graph_inputs=given)
+                          samples=args.samples, progress=not args.no_progress, graph_inputs=given, ops=args.ops,
+                          host_profile=args.host_profile, train_ann=not args.untrained_ann, runs_dir=args.runs_dir,
+                          neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann)
     for warning in result.data.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
@@ -431,7 +433,25 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate each ticket (or NIR graph) on test samples, count its operations and "
                                    "cost it on each profile against the ANN; writes report.md/.html/.json + plots.")
     p.add_argument("inputs", nargs="+", metavar="TICKET_OR_NIR", help="tickets (.safetensors) or NIR graphs")
-    p.add_argument("--ann", metavar="ANN.onnx", help="ANN to compare with (default: ANN twin of the first ticket)")
+    p.add_argument("--ann", metavar="ANN", help="ANN to compare with: an ANN ticket (.safetensors, model.spiking "
+                   "false; run and counted in torch) or ONNX (run in onnxruntime, its layer inputs counted). "
+                   "Default: the dense ANN twin of the first ticket trained with its recipe (search --spiking false "
+                   "--method dense), trained on demand and cached in the runs folder")
+    p.add_argument("--also-ann", nargs="+", default=[], metavar="ANN",
+                   help="more ANNs to compare with, measured and costed the same way (ANN tickets such as LT / "
+                        "MPLT at the ticket's sparsity, or ONNX)")
+    p.add_argument("--ops", choices=("effective", "dense"), default="effective",
+                   help="counting rule for both sides: effective = nonzero input x nonzero weight measured on the "
+                        "same samples (spikes / ANN activations); dense = every weight (default: effective)")
+    p.add_argument("--host-profile", default="fp32-45nm", metavar="NAME_OR_FILE",
+                   help="profile the host-computed first layer of the SNN is charged on (default: fp32-45nm)")
+    p.add_argument("--untrained-ann", action="store_true",
+                   help="compare with the ticket's own weights run with ReLU (never trained as an ANN; labelled "
+                        "untrained) instead of training the dense twin")
+    p.add_argument("--runs-dir", default=None,
+                   help="where the trained ANN twin is cached (default: the runs folder the first ticket is in)")
+    p.add_argument("--no-neurobench", action="store_true", help="leave out NeuroBench's metrics")
+    p.add_argument("--no-sanafe", action="store_true", help="leave out the SANA-FE simulations")
     p.add_argument("--profiles", nargs="+", required=True, metavar="NAME_OR_FILE",
                    help="profile names (see: slt-deploy profiles) or profile YAML files")
     p.add_argument("--out", required=True, help="output folder")

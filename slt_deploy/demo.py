@@ -57,7 +57,8 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     from .report import build_report
 
     print("\n== 4. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
-    report = build_report([RunPaths(result.run_dir).round_ticket(0), result.ticket_path], ann=onnx_path,
+    # the ANN side is the dense ANN twin trained with the ticket's recipe (cached in the runs folder)
+    report = build_report([RunPaths(result.run_dir).round_ticket(0), result.ticket_path],
                           profiles=["cmos45", "loihi", "loihi2", "truenorth", "fp32-45nm", "int8-45nm"],
                           out=out / "report", samples=500, progress=progress)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")

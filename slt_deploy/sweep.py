@@ -987,8 +987,9 @@ def _cost_report(spec: SweepSpec, rows: List[dict], out_dir: Path, echo) -> Opti
         return None
     from .report import build_report
 
+    # the report's trained ANN twin is cached next to the report, so the sweep's runs folder holds only its jobs
     result = build_report(tickets, profiles=list(profiles), out=out_dir / "report",
-                          samples=spec.options.report.samples, progress=False)
+                          samples=spec.options.report.samples, progress=False, runs_dir=out_dir / "ann_twin_runs")
     echo(f"sweep: cost report {result.markdown}")
     return result.markdown
 

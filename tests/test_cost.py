@@ -168,9 +168,25 @@ def test_count_from_spikes_rejects_bad_recordings():
         A.count_from_spikes([layer], {"fc": torch.ones(2, 1, 4)})
     with pytest.raises(A.CountError, match="no output spikes recorded for population fc_lif"):
         A.count_from_spikes([layer], {"fc": torch.ones(2, 1, 3)})
-    body = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
-    with pytest.raises(A.CountError, match=r"layer 1 \(ReLU\) is not supported"):
+    body = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    with pytest.raises(A.CountError, match=r"layer 1 \(Tanh\) is not supported"):
         A.count_snntorch(SpikingNet(body, ModelConfig()), torch.ones(2, 1, 3))
+
+
+def test_ann_relu_outputs_are_counted_like_spikes():
+    """An ANN twin's ReLU is a population: the next layer's effective MACs are nonzero activations x nonzero
+    weights, and a constant real-valued input (the same image every step) is computed once."""
+    lin1, lin2 = nn.Linear(3, 2, bias=False), nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        lin1.weight.copy_(torch.tensor([[1.0, 0.0, 1.0], [-1.0, -1.0, 0.0]]))  # unit 1 is negative: ReLU -> 0
+        lin2.weight.copy_(torch.tensor([[1.0, 0.0], [2.0, 3.0]]))
+    net = SpikingNet(nn.Sequential(OrderedDict(fc1=lin1, act1=nn.ReLU(), fc2=lin2)), ModelConfig(spiking=False))
+    x = torch.tensor([[[0.5, 2.0, 0.0]]]).repeat(3, 1, 1)  # T = 3 copies of one sample
+    a = A.count_snntorch(net, x)
+    fc1, fc2 = a.layer("fc1"), a.layer("fc2")
+    assert fc1.effective_macs == 2 + 1 and fc1.computed_once and fc1.dense_ops == 6  # x0 -> 2 weights, x1 -> 1
+    assert fc2.effective_macs == 2 and fc2.computed_once and fc2.dense_ops == 4       # only unit 0 is active
+    assert fc1.output_spikes == 3                                                     # nonzero activations
 
 
 def test_merge_activity_weights_by_samples():
@@ -219,6 +235,24 @@ def test_snn_energy_is_counts_times_figures():
     # TrueNorth's 26 pJ is all-in: everything else is included (0), nothing unknown but the MACs
     tn = snn_energy(act, "truenorth")
     assert tn.total == pytest.approx(1_000 * 26e-12) and tn.unknown == ("mac",)
+
+
+def test_host_first_layer_is_one_component_charged_on_the_host():
+    """A layer fed by the network input is computed by the host: one 'first_layer' component at the host's
+    mac + memory_access per op, whatever the chip; under the dense rule every weight counts."""
+    layers = (A.LayerActivity("fc1", "linear", "p1", 10, 300, 800, False, 40, 6, 800, 600, 20, 40, 20,
+                              computed_once=True, from_input=True),
+              A.LayerActivity("fc2", "linear", "p2", 6, 90, 400, True, 20, 0, 200, 150, 10, 20, 10))
+    act = A.NetworkActivity(layers, 4, 1, "test")
+    e = snn_energy(act, "loihi", host="fp32-45nm")
+    assert e.components["first_layer"] == pytest.approx(300 * (4.6e-12 + 5e-12))  # fp32-45nm: MAC + SRAM read
+    assert e.counts["synaptic_op"] == 90 and "mac" not in e.unknown               # the chip runs no MAC
+    assert e.kind == "estimate"  # loihi's synaptic_op/spike_out are minimums, its neuron_update a worst case
+    d = snn_energy(act, "cmos45", ops="dense")
+    assert {k: v for k, v in d.components.items() if v} == pytest.approx(
+        {"first_layer": 800 * 4.6e-12, "synaptic_op": 400 * 0.9e-12})
+    kept = snn_energy(act, "cmos45", host_first_layer=False)  # event input: the first layer stays on chip
+    assert "first_layer" not in kept.components and kept.counts["mac"] == 300
 
 
 def test_static_energy_needs_power_and_latency(tmp_path):

@@ -489,8 +489,9 @@ def test_report_on_an_event_ticket_runs_the_ann_twin_on_event_count_images(event
 
     result, _ = event_nir
     out = tmp_path / "report"
+    # the untrained twin (ONNX of the ticket's weights with ReLU) is what runs on event-count images here
     assert main(["report", str(result.ticket_path), "--profiles", "cmos45", "--out", str(out),
-                 "--samples", str(N_SIM), "--no-progress"]) == 0
+                 "--samples", str(N_SIM), "--no-progress", "--untrained-ann"]) == 0
     ann = json.loads((out / "report.json").read_text())["ann"]
     test = D.load_dataset(ticket_data(result.ticket)).test
     counts = torch.from_numpy(test.images[:N_SIM]).float().sum(1)  # frames summed over time

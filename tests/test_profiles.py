@@ -126,6 +126,10 @@ def test_unknown_profile_name_lists_valid_names():
     (lambda d: d.pop("synapse_format"), r"limits\.encodings lists runlength, which needs a synapse_format"),
     (lambda d: d["synapse_format"]["index_bits_min"].update(value=12), r"index_bits_min=12 exceeds index_bits_max"),
     (lambda d: d.update(kind="quantum"), r"kind='quantum' is not one of: neuromorphic, ann, reference"),
+    (lambda d: d["figures"]["synaptic_op"].update(bound="maybe"),
+     r"figures\.synaptic_op\.bound 'maybe' is not one of: lower, upper"),
+    (lambda d: d["limits"]["cores"].update(bound="upper"), r"limits\.cores\.bound applies to energy figures only"),
+    (lambda d: d.update(sanafe="loihi"), r"custom\.yaml: sanafe must be a list of SANA-FE architecture names"),
 ])
 def test_schema_errors_name_file_and_field(tmp_path, mutate, message):
     data = shipped_yaml("loihi")
@@ -140,6 +144,14 @@ def test_per_core_list_must_match_core_count(tmp_path):
     data["limits"]["neurons_per_core"]["value"] = [64, 64]
     with pytest.raises(ProfileError, match=r"limits\.neurons_per_core\.value lists 2 cores but limits\.cores is 9"):
         load_profile(write(tmp_path, data))
+
+
+def test_loihi_names_its_bounds_and_sanafe_architectures():
+    loihi = load_profile("loihi")
+    assert {n: f.bound for n, f in loihi.figures.items() if f.bound} == {
+        "synaptic_op": "lower", "neuron_update": "upper", "spike_out": "lower"}
+    assert loihi.sanafe == ("loihi", "loihi_profile_figures.yaml")
+    assert loihi.to_dict()["sanafe"] == ["loihi", "loihi_profile_figures.yaml"]
 
 
 def test_unreadable_and_malformed_files(tmp_path):

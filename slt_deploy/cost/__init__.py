@@ -8,11 +8,13 @@ mapping with its fit verdict (:mod:`.mapping`).
 
 from .activity import LayerActivity, NetworkActivity, SynapseLayer, count_from_spikes, count_simulation, \
     count_snntorch, synapse_layers
-from .energy import EnergyBreakdown, ann_energy, ann_energy_from_layers, energy_ratio, snn_energy
+from .energy import OPS_RULES, EnergyBreakdown, ann_energy, ann_energy_from_activity, ann_energy_from_layers, \
+    energy_ratio, snn_energy
 from .mapping import MappingResult, layer_memory, map_network
 from .profiles import HardwareProfile, ProfileError, list_profiles, load_profile, profile_names, profiles_table
 
 __all__ = ["LayerActivity", "NetworkActivity", "SynapseLayer", "count_from_spikes", "count_simulation",
            "count_snntorch", "synapse_layers", "EnergyBreakdown", "ann_energy", "ann_energy_from_layers",
-           "energy_ratio", "snn_energy", "MappingResult", "layer_memory", "map_network", "HardwareProfile",
+           "energy_ratio", "snn_energy", "ann_energy_from_activity", "OPS_RULES", "MappingResult", "layer_memory",
+           "map_network", "HardwareProfile",
            "ProfileError", "list_profiles", "load_profile", "profile_names", "profiles_table"]

@@ -148,6 +148,7 @@ class LayerActivity:
     fan_in: int
     fan_out: int
     computed_once: bool = False  # real-valued input identical at every step: computed once per sample
+    from_input: bool = False     # fed by the network input (the layer a host computes for non-event input)
 
     @property
     def effective_acs(self) -> float:
@@ -250,7 +251,7 @@ def count_from_spikes(layers: Sequence[SynapseLayer], inputs: Mapping[str, torch
             name=layer.name, kind=layer.kind, population=layer.population,
             input_events=counts["events"] / batch, effective_synops=counts["effective"] / batch,
             dense_ops=counts["dense"] * counts["steps_computed"], input_binary=counts["binary"],
-            computed_once=counts["steps_computed"] == 1 and steps > 1,
+            computed_once=counts["steps_computed"] == 1 and steps > 1, from_input=layer.source is None,
             neuron_updates=float(layer.neurons * steps) if first else 0.0, output_spikes=n_spikes,
             weights=layer.weights, nonzero_weights=layer.nonzero_weights, neurons=layer.neurons,
             fan_in=layer.fan_in, fan_out=layer.fan_out))
@@ -316,7 +317,8 @@ def merge_activity(items: Sequence[NetworkActivity]) -> NetworkActivity:
             dense_ops=layer.dense_ops, input_binary=all(a.layers[i].input_binary for a in items),
             neuron_updates=layer.neuron_updates, output_spikes=avg(i, "output_spikes"), weights=layer.weights,
             nonzero_weights=layer.nonzero_weights, neurons=layer.neurons, fan_in=layer.fan_in,
-            fan_out=layer.fan_out, computed_once=all(a.layers[i].computed_once for a in items)))
+            fan_out=layer.fan_out, computed_once=all(a.layers[i].computed_once for a in items),
+            from_input=layer.from_input))
     return NetworkActivity(layers=tuple(layers), timesteps=base.timesteps, samples=total, source=base.source)
 
 
@@ -336,9 +338,11 @@ class LayerChain:
 
 
 def _is_neuron(module: nn.Module) -> bool:
+    """A population boundary: a spiking neuron, or the ReLU of an ANN twin (``model.spiking=false``), whose
+    nonzero outputs are counted exactly like spikes, so one counter serves both sides of the comparison."""
     import snntorch as snn
 
-    return isinstance(module, snn.SpikingNeuron)
+    return isinstance(module, (snn.SpikingNeuron, nn.ReLU))
 
 
 def _parse(body: nn.Module) -> List[LayerChain]:
@@ -383,7 +387,7 @@ def _parse(body: nn.Module) -> List[LayerChain]:
             pass
         else:
             raise CountError(f"layer {name} ({type(m).__name__}) is not supported by the activity counter; "
-                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, "
+                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, ReLU, "
                              f"ResidualBlock, Identity, Dropout")
 
     def residual(name: str, block) -> None:
@@ -545,6 +549,15 @@ def count_snntorch(model: nn.Module, x_seq: torch.Tensor, source: str = "snntorc
     chains, inputs, spikes = _record(model, x_seq)
     layers = [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains]
     return count_from_spikes(layers, inputs, spikes, source=source)
+
+
+def record_run(model: nn.Module, x_seq: torch.Tensor
+               ) -> Tuple[List[SynapseLayer], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """One run of a SpikingNet on (T, B, ...): its deployed layers, each layer's recorded input and each
+    population's recorded spikes (what :func:`count_from_spikes` takes, and what a simulator can replay)."""
+    _check_input(x_seq)
+    chains, inputs, spikes = _record(model, x_seq)
+    return [deploy_chain(c, tuple(inputs[c.name].shape[2:])) for c in chains], inputs, spikes
 
 
 def synapse_layers(model: nn.Module, input_shape: Sequence[int]) -> List[SynapseLayer]:

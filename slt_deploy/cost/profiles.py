@@ -150,8 +150,11 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
     "delay_bits": _Spec(BIT_UNITS, "int", 0, "synaptic delay bits stored per synapse"),
 }
 
-_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format")
-_ENTRY_KEYS = ("value", "unit", "source", "status", "note")
+_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format", "sanafe")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound")
+# ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
+# estimate, not a bound.
+BOUNDS = ("lower", "upper")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -167,6 +170,7 @@ class Figure:
     source: str
     status: str
     note: str = ""
+    bound: str = ""           # "", "lower" or "upper" (see BOUNDS)
 
     @property
     def known(self) -> bool:
@@ -220,6 +224,8 @@ class HardwareProfile:
     limits: Mapping[str, Limit]
     synapse_format: Mapping[str, Limit]
     path: str
+    # SANA-FE architectures: "loihi" (its calibrated one) or a file in hardware_profiles/sanafe/
+    sanafe: Tuple[str, ...] = ()
 
     def figure(self, name: str) -> Optional[Figure]:
         """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""
@@ -254,12 +260,16 @@ class HardwareProfile:
             for name, e in section.items():
                 value = list(e.value) if isinstance(e.value, tuple) else e.value
                 out[name] = {"value": value, "unit": e.unit, "source": e.source, "status": e.status, "note": e.note}
+                if getattr(e, "bound", ""):
+                    out[name]["bound"] = e.bound
             return out
 
         data = {"name": self.name, "kind": self.kind, "description": self.description, "mapping": self.mapping,
                 "figures": entries(self.figures), "limits": entries(self.limits)}
         if self.synapse_format:
             data["synapse_format"] = entries(self.synapse_format)
+        if self.sanafe:
+            data["sanafe"] = list(self.sanafe)
         return data
 
     def unknown_figures(self) -> Tuple[str, ...]:
@@ -333,9 +343,14 @@ def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
     synapse_format = ({} if fmt_data is None else
                       _section(fmt_data, SYNAPSE_FORMAT, tuple(SYNAPSE_FORMAT), where, "synapse_format", Limit))
     _check_consistency(limits, synapse_format, mapping, where)
+    sanafe = data.get("sanafe") or []
+    if not isinstance(sanafe, list) or not all(isinstance(a, str) and a for a in sanafe):
+        raise ProfileError(f"{where}: sanafe must be a list of SANA-FE architecture names (loihi or a file in "
+                           f"hardware_profiles/sanafe/)")
     return HardwareProfile(name=name, kind=kind, description=description, mapping=mapping,
                            figures=types.MappingProxyType(figures), limits=types.MappingProxyType(limits),
-                           synapse_format=types.MappingProxyType(synapse_format), path=where)
+                           synapse_format=types.MappingProxyType(synapse_format), path=where,
+                           sanafe=tuple(sanafe))
 
 
 def _no_unknown(data: dict, valid, where: str, prefix: str) -> None:
@@ -401,8 +416,14 @@ def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
         value = _value(value, spec, where, f"{field}.value")
         if status == "included" and value != 0:
             raise ProfileError(f"{where}: {field}.value must be 0 when status is included (counted elsewhere)")
+    bound = data.get("bound") or ""
+    if bound and bound not in BOUNDS:
+        raise ProfileError(f"{where}: {field}.bound {bound!r} is not one of: {', '.join(BOUNDS)}")
+    extra = {"bound": bound} if cls is Figure else {}
+    if bound and cls is not Figure:
+        raise ProfileError(f"{where}: {field}.bound applies to energy figures only")
     return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
-               note=note.strip())
+               note=note.strip(), **extra)
 
 
 def _value(value: Any, spec: _Spec, where: str, field: str):

@@ -12,25 +12,33 @@ Per input (a ticket, or a NIR graph):
 3. weight memory per layer and encoding (:func:`slt_deploy.cost.mapping.layer_memory`), cores and fit verdict
    (:func:`slt_deploy.cost.mapping.map_network`).
 
-The ANN (``--ann`` ONNX file, or else the ANN twin of the first ticket) is charged its dense MACs
-(:func:`slt_deploy.cost.ann_energy_from_layers`). "SNN energy as % of ANN energy" is taken on the ``cmos45``
-profile for both sides, the SNN literature's 45 nm formula, and for every (SNN profile, ANN profile) pair of
-the report whose two totals are complete. A figure a profile does not know is listed as unknown, never filled
-in; a total that misses one is a lower bound and marked as such.
+One counting rule for both sides (``ops``: ``effective`` = nonzero input x nonzero weight measured on the same
+samples, spikes for the SNN and real activations for the ANN; ``dense`` = every weight), stated in every table.
+The first layer is one named component on both sides; the SNN's is computed by the host (charged on the host
+profile, default ``fp32-45nm``), once per sample for a constant input. The ANN is, by default, the dense ANN twin
+trained with the first ticket's recipe (``search --spiking false --method dense``, cached in the runs folder);
+``--ann`` takes an ANN ticket or ONNX. Mapping follows the deployment: host-computed synapses are off chip.
+NeuroBench 2.3.0's own metrics and SANA-FE 2.2.9 runs (profiles naming SANA-FE architectures) sit next to the
+project's counts. The report opens with a verdict per (network, profile, ANN target). A figure a profile does not
+know is listed as unknown, never filled in: a total with no known figure of the target prints "unknown: needs
+X", one missing a figure is a lower bound, one mixing lower and upper bounds an estimate.
 
 Written (each file atomically) into the output folder: ``report.json`` (every number; the other files are
 rendered from it), ``report.md``, ``report.html``, ``energy_breakdown.png``,
-``accuracy_sparsity_energy.png`` and, without ``--ann``, ``ann_twin.onnx``.
+``accuracy_sparsity_energy.png``, ``accuracy_vs_energy.png`` (Pareto) and, with the untrained twin,
+``ann_twin.onnx``; ``report.html`` embeds the images.
 
 Modules: :mod:`.build` (inputs, simulation, costing, ``report.json``), :mod:`.render` (Markdown/HTML) and
 :mod:`.plots`. Takes tickets or NIR graphs and hardware profiles; gives a :class:`ReportResult`.
 """
 
 from ..cost.profiles import profiles_table
-from .build import (FILES, FORMAT, AnnModel, Measured, Network, ReportError, ReportResult, build_report,
-                    check_ann_matches, load_network, report_data, simulate)
+from .build import (FILES, FORMAT, AnnMeasured, AnnModel, Measured, Network, ReportError, ReportResult,
+                    build_report, check_ann_matches, load_network, measure_ann, report_data, simulate,
+                    train_ann_twin, twin_config, verdict_rows)
 from .render import render_html, render_markdown, report_sections
 
-__all__ = ["FILES", "FORMAT", "AnnModel", "Measured", "Network", "ReportError", "ReportResult", "build_report",
+__all__ = ["FILES", "FORMAT", "AnnMeasured", "measure_ann", "train_ann_twin", "twin_config", "verdict_rows",
+           "AnnModel", "Measured", "Network", "ReportError", "ReportResult", "build_report",
            "check_ann_matches", "load_network", "profiles_table", "report_data", "simulate", "render_html",
            "render_markdown", "report_sections"]

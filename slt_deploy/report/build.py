@@ -17,7 +17,8 @@ from ..cost.activity import NetworkActivity, SynapseLayer, count_from_spikes, co
     nir_synapse_layer
 from ..cost.activity import synapse_layers as ticket_synapse_layers
 from ..config import DataConfig
-from ..cost.energy import EnergyBreakdown, ann_energy_from_layers, energy_ratio, snn_energy
+from ..cost.energy import OPS_RULES, RULE_SENTENCE, EnergyBreakdown, ann_energy_from_activity, \
+    ann_energy_from_layers, energy_ratio, snn_energy
 from ..errors import SltError
 from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
@@ -27,7 +28,7 @@ from ..exporters.nir_format import SPIKING_NODES
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
 from ..simulate.workload import (encoded_test_samples, graph_input_shape, load_input_file, nir_data, nir_metadata,
                                  test_samples, ticket_data)
-from .plots import plot_accuracy_sparsity_energy, plot_energy_breakdown
+from .plots import plot_accuracy_sparsity_energy, plot_energy_breakdown, plot_pareto
 from .render import render_html, render_markdown, report_sections
 
 
@@ -36,8 +37,11 @@ PathLike = Union[str, Path]
 FORMAT = "slt-deploy.report/1"
 # The SNN papers' 45 nm convention is itself a profile (hardware_profiles/cmos45.yaml): no numbers live here.
 CONVENTION_PROFILE = "cmos45"
+# The host that computes the first layer of a host-fed SNN (a float CPU/MCU next to the chip).
+HOST_PROFILE = "fp32-45nm"
 FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html", "ann_twin": "ann_twin.onnx",
-         "energy_breakdown": "energy_breakdown.png", "accuracy_sparsity_energy": "accuracy_sparsity_energy.png"}
+         "energy_breakdown": "energy_breakdown.png", "accuracy_sparsity_energy": "accuracy_sparsity_energy.png",
+         "pareto": "accuracy_vs_energy.png"}
 
 
 class ReportError(SltError):
@@ -87,13 +91,15 @@ class Measured:
 
 @dataclass(frozen=True)
 class AnnModel:
-    """The ANN side of the comparison: an ONNX file and the MACs read from its graph."""
+    """The ANN side of the comparison: an ANN ticket (its torch model is run and counted) or an ONNX file."""
 
     path: Path
     origin: str
     macs: tuple                      # onnx_format.LayerMACs per conv/linear node
     input_shape: Optional[Tuple[int, ...]]
     num_classes: Optional[int]
+    ticket: Optional[Ticket] = None  # an ANN ticket (model.spiking false): counted on its real activations
+    trained: Optional[bool] = None   # trained as an ANN (True), the SNN's weights with ReLU (False), unknown (None)
 
     @property
     def dense_macs(self) -> int:
@@ -136,13 +142,22 @@ class GraphInputs:
 
 
 def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, profiles: Sequence[str],
-                 out: PathLike, samples: int = 200, progress: bool = True,
+                 out: PathLike, samples: int = 200, progress: bool = True, ops: str = "effective",
+                 host_profile: str = HOST_PROFILE, train_ann: bool = True, runs_dir: Optional[PathLike] = None,
+                 neurobench: bool = True, sanafe: bool = True, also_ann: Sequence[PathLike] = (),
                  graph_inputs: Optional[GraphInputs] = None) -> ReportResult:
     """Simulate each input on its first ``samples`` test samples, cost it on ``profiles``, write the report.
 
-    ``inputs``: tickets or NIR graphs; ``ann``: the ANN as ONNX (default: the ANN twin of the first ticket);
-    ``profiles``: shipped profile names or profile files. Every input is read and checked (profiles, ANN
-    against each network) before anything is simulated or written.
+    ``inputs``: tickets or NIR graphs; ``ann``: an ANN ticket (safetensors, ``model.spiking`` false) or an ONNX
+    file; without it, the dense ANN twin of the first ticket trained with the ticket's recipe (search method
+    ``dense``, ``model.spiking`` false; trained on demand and cached in ``runs_dir``, default: the runs folder
+    the ticket lives in), or with ``train_ann=False`` the ticket's own weights with ReLU, labelled untrained.
+    ``ops``: the counting rule for both sides (``effective`` or ``dense``). ``host_profile``: where the
+    host-computed first layer of the SNN is charged. ``neurobench`` / ``sanafe``: add NeuroBench's metrics and
+    SANA-FE simulations (profiles naming a SANA-FE architecture). ``also_ann``: more ANNs to compare with (ANN
+    tickets or ONNX, e.g. LT / MPLT tickets at the SNN ticket's sparsity), measured and costed the same way and
+    listed in ``data["ann_others"]``. Every input is read and checked (profiles, ANN against each network)
+    before anything is simulated or written.
     """
     if not inputs:
         raise ReportError("report: give at least one ticket or NIR file")
@@ -150,34 +165,65 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
         raise ReportError("report: give at least one hardware profile (--profiles NAME_OR_FILE ...)")
     if samples < 1:
         raise ReportError(f"report: samples={samples} must be >= 1")
+    if ops not in OPS_RULES:
+        raise ReportError(f"report: ops={ops!r} is not one of: {', '.join(OPS_RULES)}")
     out = Path(out)
     check_output_dir(out)  # before anything is simulated: the folder, then each file it will hold
     for name in FILES.values():
         check_output_path(out / name)
     loaded = _load_profiles(profiles)
     convention = load_profile(CONVENTION_PROFILE)
+    host = load_profile(host_profile)
+    if host.kind == "neuromorphic":
+        raise ReportError(f"report: host profile {host.name} is a neuromorphic chip; give an ANN or reference "
+                          f"profile (it computes the first layer)")
     networks = [load_network(p, graph_inputs, samples) for p in inputs]
     with tempfile.TemporaryDirectory(prefix="slt-report-") as scratch:
-        ann_model = _ann_model(ann, networks, Path(scratch))
+        ann_model = _ann_model(ann, networks, Path(scratch), train_ann, runs_dir, progress)
+        others = [_ann_model(p, networks, Path(scratch), train_ann, runs_dir, progress) for p in also_ann]
         for net in networks:
-            check_ann_matches(ann_model, net)
+            for model in [ann_model, *others]:
+                check_ann_matches(model, net)
         measured = [simulate(net, samples, progress) for net in networks]
-        ann_accuracy = _ann_accuracy(ann_model, networks[0], samples)
-        if ann is None:  # keep the twin the report describes next to it
+        ann_measured = measure_ann(ann_model, networks[0], samples)
+        if ann is None and ann_model.ticket is None:  # keep the twin the report describes next to it
             ann_model = _keep_twin(ann_model, out / FILES["ann_twin"])
-    data = report_data(networks, measured, ann_model, ann_accuracy, loaded, convention, samples)
+    context = _Context(ops, host, convention)
+    data = report_data(networks, measured, ann_model, ann_measured, loaded, context, samples)
+    data["ann_others"] = []
+    for other in others:
+        other_measured = measure_ann(other, networks[0], samples)
+        entry = _ann_entry(other, other_measured, loaded, context,
+                           _ann_energy(other, other_measured, convention, ops))
+        entry.update(label=f"ANN {other.path.stem}", origin="given with --also-ann")
+        data["ann_others"].append(entry)
+    if neurobench:
+        _add_neurobench(data, networks, samples)
+    if sanafe:
+        _add_sanafe(data, networks, loaded, samples)
     data["inputs"] = [str(p) for p in inputs]
     data["warnings"] = [f"{net.path.name}: {w}" for net in networks for w in net.warnings]
     for p, spec in zip(loaded, profiles):  # as the user named it (a shipped name or their file)
         data["profiles"][p.name]["given_as"] = str(spec)
+    data["verdict"] = verdict_rows(data)
+    _per_inference(data)
     plots = _write_plots(data, out)
     data["plots"] = {k: p.name for k, p in plots.items()}
     paths = {k: out / FILES[k] for k in ("json", "markdown", "html")}
     sections = report_sections(data)
     write_json_atomic(paths["json"], data)
     write_text_atomic(paths["markdown"], render_markdown(sections))
-    write_text_atomic(paths["html"], render_html(sections))
+    write_text_atomic(paths["html"], render_html(sections, out))
     return ReportResult(paths["json"], paths["markdown"], paths["html"], plots, data)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """The report's choices that every costing shares."""
+
+    ops: str
+    host: HardwareProfile
+    convention: HardwareProfile
 
 
 def _load_profiles(specs: Sequence[str]) -> List[HardwareProfile]:
@@ -335,22 +381,94 @@ def _simulate_nir(net: Network, samples: int, progress: bool) -> Measured:
 
 # ------------------------------------------------------------------------------------------------- ANN
 
-def _ann_model(ann: Optional[PathLike], networks: Sequence[Network], scratch: Path) -> AnnModel:
+def _ann_model(ann: Optional[PathLike], networks: Sequence[Network], scratch: Path, train: bool,
+               runs_dir: Optional[PathLike], progress: bool) -> AnnModel:
     from ..exporters.onnx_format import export_ticket_onnx, onnx_macs
 
+    first = next((n for n in networks if n.kind == "ticket"), None)
     if ann is not None:
-        path, origin = Path(ann), "given with --ann"
-    else:
-        first = next((n for n in networks if n.kind == "ticket"), None)
-        if first is None:
-            raise ReportError("report: no ANN to compare with: pass --ann ANN.onnx (the ANN twin is derived from a "
-                              "ticket, and every input is a NIR graph)")
-        path = export_ticket_onnx(first.path, scratch / FILES["ann_twin"])
-        origin = (f"ANN twin of {first.path.name}: its architecture and masked weights with ReLU for LIF, one pass "
-                  f"per image; a cost reference, not a trained ANN")
+        path = Path(ann)
+        if not path.is_file():
+            raise ReportError(f"{path}: no such file (--ann)")
+        if path.suffix.lower() != ".onnx":
+            return _ann_ticket(path, "given with --ann", None)
+        macs = tuple(onnx_macs(path))
+        in_shape, classes = _onnx_io(path)
+        return AnnModel(path, "given with --ann", macs, in_shape, classes)
+    if first is None:
+        raise ReportError("report: no ANN to compare with: pass --ann ANN.safetensors or ANN.onnx (the ANN twin "
+                          "is derived from a ticket, and every input is a NIR graph)")
+    if train:
+        path = train_ann_twin(first.ticket, first.path, runs_dir, progress)
+        return _ann_ticket(path, f"dense ANN twin of {first.path.name} trained with its recipe "
+                                 f"(search method dense, model.spiking false)", True)
+    path = export_ticket_onnx(first.path, scratch / FILES["ann_twin"])
     macs = tuple(onnx_macs(path))
     in_shape, classes = _onnx_io(path)
-    return AnnModel(path, origin, macs, in_shape, classes)
+    return AnnModel(path, f"UNTRAINED ANN twin of {first.path.name}: its masked SNN weights with ReLU, never "
+                          f"trained as an ANN (a cost reference only)", macs, in_shape, classes, trained=False)
+
+
+def _ann_ticket(path: Path, origin: str, trained: Optional[bool]) -> AnnModel:
+    from ..exporters.onnx_format import LayerMACs
+
+    ticket = Ticket.load(path)
+    if ticket.record.model.spiking:
+        raise ReportError(f"{path}: --ann takes an ANN ticket (model.spiking false) or ONNX; this is a spiking "
+                          f"ticket (pass it as an input instead)")
+    model = ticket.build_model()
+    shape = tuple(ticket.record.model.input_shape)
+    layers = ticket_synapse_layers(model, shape)
+    macs = tuple(LayerMACs(l.name, "Conv" if l.kind == "conv" else "Gemm", int(_dense_macs(l)),
+                           int(round(_dense_macs(l) * l.nonzero_weights / max(l.weights, 1))), int(l.weights),
+                           int(l.nonzero_weights), tuple(l.output_shape)) for l in layers)
+    if trained is None:
+        trained = ticket.record.method != "untrained"
+    return AnnModel(path, origin, macs, shape, ticket.record.model.num_classes, ticket=ticket, trained=trained)
+
+
+def _dense_macs(layer: SynapseLayer) -> float:
+    """MACs of one call with every input and weight nonzero (fan_in per output neuron)."""
+    return float(layer.neurons * layer.fan_in)
+
+
+def _runs_folder(ticket_path: Path) -> Path:
+    """The runs folder a ticket's run directory sits in (the folder above the one holding config.json)."""
+    for parent in ticket_path.resolve().parents:
+        if (parent / "config.json").is_file():
+            return parent.parent
+    return ticket_path.resolve().parent / "runs"
+
+
+def twin_config(ticket: Ticket):
+    """The RunConfig of ``search --spiking false --method dense`` with the ticket's model, data and training."""
+    from ..config import ModelConfig, RunConfig, SearchConfig
+
+    hp = dict(ticket.record.hyperparameters)
+    base = RunConfig.from_dict({k: hp[k] for k in ("data", "train") if k in hp}, where="ticket settings")
+    model = ModelConfig.from_dict(hp["model"]) if "model" in hp else ticket.record.model
+    seed = int(hp.get("search", {}).get("seed", ticket.record.seed))
+    return dataclasses.replace(base, model=dataclasses.replace(model, spiking=False),
+                               search=SearchConfig(method="dense", seed=seed))
+
+
+def train_ann_twin(ticket: Ticket, ticket_path: Path, runs_dir: Optional[PathLike], progress: bool) -> Path:
+    """Train (or reuse) the dense ANN twin with the ticket's recipe; returns its ticket path.
+
+    It is the run ``slt-deploy search --spiking false --method dense`` would make with the ticket's settings, in
+    the same runs folder, so a finished one is reused and a killed one resumes.
+    """
+    from ..paths import RunPaths
+    from ..search import search
+
+    config = twin_config(ticket)
+    folder = Path(runs_dir) if runs_dir is not None else _runs_folder(ticket_path)
+    done = RunPaths(folder / config.run_name()).ticket
+    if done.is_file():
+        return done
+    print(f"report: training the dense ANN twin of {ticket_path.name} ({config.train.epochs} epochs) in {folder}")
+    return search(config, folder, progress=progress,
+                  echo=print if progress else (lambda _msg: None)).ticket_path
 
 
 def _onnx_io(path: Path) -> Tuple[Optional[Tuple[int, ...]], Optional[int]]:
@@ -382,22 +500,58 @@ def check_ann_matches(ann: AnnModel, net: Network) -> None:
         problems.append(f"{ann.num_classes} vs {net.num_classes} classes")
     if len(ann.macs) != net.weight_layers:
         problems.append(f"{len(ann.macs)} vs {net.weight_layers} conv/linear layers")
+    if ann.ticket is not None and ann.ticket.record.dataset != net.data.dataset:
+        problems.append(f"dataset {ann.ticket.record.dataset} vs {net.data.dataset}")
     if problems:
         raise ReportError(f"ANN {ann.path} does not match {net.path}: {'; '.join(problems)}")
 
 
-def _ann_accuracy(ann: AnnModel, net: Network, samples: int) -> float:
-    """The ANN's accuracy on the same test samples (raw images, one pass each) via onnxruntime."""
+@dataclass(frozen=True)
+class AnnMeasured:
+    """The ANN's run on the same samples: accuracy, its activity and (ANN tickets) its deployed layers."""
+
+    accuracy: float
+    activity: Optional[NetworkActivity]
+    layers: Tuple[SynapseLayer, ...] = ()
+
+
+def measure_ann(ann: AnnModel, net: Network, samples: int) -> AnnMeasured:
+    """The ANN on the same test samples as the network.
+
+    An ANN ticket runs in torch the way it was trained and evaluated (its own encoding and T, logits summed over
+    time: for a direct-encoded input every step is the same, and the counter computes a layer with a constant
+    real-valued input once, so this costs one pass), and its activity is counted by the SNN's own counter (its
+    ReLU outputs are the populations' outputs). An ONNX file runs once per raw image in onnxruntime, with every
+    Conv/Gemm/MatMul input recorded and counted by the same counter (:mod:`slt_deploy.cost.onnx_activity`).
+    """
     from ..exporters.onnx_format import run_onnx
 
-    correct, n = 0, 0
+    correct, n, parts = 0, 0, []
+    if ann.ticket is not None:
+        model = ann.ticket.build_model()
+        logits: List[torch.Tensor] = []
+        hook = model.register_forward_hook(lambda m, a, o: logits.append(o.detach()))
+        try:
+            for x_seq, y in encoded_test_samples(ticket_data(ann.ticket), samples, ann.ticket.record.seed, False,
+                                                 "ANN", str(ann.path)):
+                parts.append(count_snntorch(model, x_seq, source="torch (ANN)"))
+                correct += _correct(logits.pop(), y)
+                n += len(y)
+        finally:
+            hook.remove()
+        layers = tuple(ticket_synapse_layers(model, ann.input_shape))
+        return AnnMeasured(correct / n, _merged(parts), layers)
+    from ..cost.onnx_activity import count_onnx
+
+    images = []
     for x, y in _test_samples(net, samples, progress=False):
         if x.dim() == 5:  # event frames (B, T, C, H, W): a frame-based ANN sees the event-count image
             x = x.sum(1)
-        logits = run_onnx(ann.path, x.numpy())
-        correct += int((torch.from_numpy(logits).argmax(1) == y).sum())
+        pred = torch.from_numpy(run_onnx(ann.path, x.numpy()))
+        correct += int((pred.argmax(1) == y).sum())
         n += len(y)
-    return correct / n
+        images.append(x.numpy())
+    return AnnMeasured(correct / n, count_onnx(ann.path, images))
 
 
 def _keep_twin(ann: AnnModel, dest: Path) -> AnnModel:
@@ -446,25 +600,69 @@ def _comparable(snn: HardwareProfile, ann: HardwareProfile, convention: Hardware
     return snn.name == ann.name and snn.name != convention.name
 
 
+def host_first_layer(net: Network) -> bool:
+    """Whether the deployment computes the first layer on the host: every input but event spikes
+    (the compiler's ``first_layer="host"``, chosen by :func:`slt_deploy.simulate.run` the same way)."""
+    return net.encoding != "events"
+
+
+def deployed_layers(layers: Sequence[SynapseLayer], host_fed: bool) -> List[SynapseLayer]:
+    """The layers as placed on chip. A host-computed layer's synapses stay on the host; its target population is
+    on chip and receives one host current per neuron, placed as a one-to-one input (one input axon and one unit
+    synapse per neuron), so every chip is checked for what it must really take: n input channels, not the
+    layer's weights."""
+    if not host_fed:
+        return list(layers)
+    out = []
+    for l in layers:
+        if l.source is None:
+            n = l.neurons
+            l = SynapseLayer(f"{l.name} (host currents)", "linear", torch.eye(n, dtype=torch.float64), (n,), (n,),
+                             None, l.target)
+        out.append(l)
+    return out
+
+
 def _memory_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile) -> dict:
-    """Weight bits per layer and encoding; totals per encoding (None if any layer's is unknown); best."""
+    """Weight bits per layer and encoding; totals per encoding (None if any layer's is unknown); best.
+
+    ``binary`` is offered only for layers whose weights take two values (+-alpha, zeros aside)."""
     mems = [layer_memory(l, profile) for l in layers]
+    for l, m in zip(layers, mems):
+        if "binary" in m.bits and binary_bits(l.weight) is None:
+            m.bits["binary"] = None
     totals = {e: (sum(m.bits[e] for m in mems) if all(m.bits.get(e) is not None for m in mems) else None)
               for e in profile.encodings}
     known = {e: b for e, b in totals.items() if b is not None}
     best = min(known, key=known.get) if known else None
     # a population driven by several layers (a residual sum) holds its neuron state once
     state = list({l.population: m.neuron_state_bits for l, m in zip(layers, mems)}.values())
-    return {"layers": [{"name": m.name, "bits": dict(m.bits), "best": m.best, "storage": m.storage,
-                        "neuron_state_bits": m.neuron_state_bits} for m in mems],
+    best_layers = [min((e for e in m.bits if m.bits[e] is not None), key=lambda e: m.bits[e], default=None)
+                   for m in mems]
+    return {"layers": [{"name": m.name, "bits": dict(m.bits), "best": b, "storage": m.storage,
+                        "neuron_state_bits": m.neuron_state_bits} for m, b in zip(mems, best_layers)],
             "totals": totals, "best_encoding": best, "best_bits": known.get(best),
+            "best_bytes": known[best] / 8 if best else None,
             "neuron_state_bits": sum(state) if all(s is not None for s in state) else None}
 
 
-def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile, resets=()) -> dict:
-    r = map_network(layers, profile, dict(resets))
+def _mapping_entry(layers: Sequence[SynapseLayer], profile: HardwareProfile, host_fed: bool,
+                   resets=()) -> dict:
+    deployed = deployed_layers(layers, host_fed)
+    nonbinary = [l.name for l in deployed if l.nonzero_weights and binary_bits(l.weight) is None]
+    if profile.encodings == ("binary",) and nonbinary:  # a crossbar of one-bit synapses cannot hold them
+        return {"fits": False, "cores_used": None, "failures": [
+                    f"layer {nonbinary[0]}: weights take more than two values; {profile.name} stores binary "
+                    f"synapses only (binarize the network first)"],
+                "verdict": f"{profile.name}: does not fit: layer {nonbinary[0]} is not binary", "unchecked": [],
+                "notes": [], "populations": [],
+                "host_layers": [l.name for l in layers if host_fed and l.source is None]}
+    r = map_network(deployed, profile, dict(resets))
     return {"fits": r.fits, "cores_used": r.cores_used, "verdict": r.verdict, "failures": list(r.failures),
-            "unchecked": list(r.unchecked), "notes": list(r.notes),
+            "unchecked": list(r.unchecked), "notes": list(r.notes) + (
+                [f"layer(s) {', '.join(l.name for l in layers if l.source is None)} computed on the host: their "
+                 f"synapses are off chip, their target neurons on chip fed host currents"] if host_fed else []),
+            "host_layers": [l.name for l in layers if host_fed and l.source is None],
             "populations": [{"population": p.population, "layers": list(p.layers), "neurons": p.neurons,
                              "cores": p.cores, "neurons_per_core": p.neurons_per_core, "encoding": p.encoding,
                              "synapse_bits": p.synapse_bits} for p in r.populations]}
@@ -478,53 +676,90 @@ def _activity_entry(a: NetworkActivity) -> dict:
 
 
 def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[HardwareProfile],
-                   convention: HardwareProfile, ann45: EnergyBreakdown) -> dict:
-    snn45 = snn_energy(m.activity, convention)
+                   ctx: _Context, ann45: EnergyBreakdown) -> dict:
+    host_fed = host_first_layer(net)
+    snn45 = snn_energy(m.activity, ctx.convention, ops=ctx.ops, host_first_layer=host_fed)
+
+    def energy(p: HardwareProfile) -> dict:
+        # a reference profile costs both sides itself; a chip's host layer is charged on the host profile
+        host = p if p.kind == "reference" else ctx.host
+        return snn_energy(m.activity, p, ops=ctx.ops, host=host, host_first_layer=host_fed).to_dict()
+
     return {
         "label": label, "file": str(net.path), "kind": net.kind, "method": net.method,
         "sparsity": net.sparsity, "dense": net.dense, "binary": _binary(m.layers), "timesteps": net.timesteps,
         "encoding": net.encoding, "dataset": net.data.dataset, "accuracy": net.record_accuracy,
         "accuracy_measured": m.accuracy, "samples": m.samples, "activity": _activity_entry(m.activity),
-        "energy": {p.name: snn_energy(m.activity, p).to_dict() for p in profiles if _snn_capable(p)},
+        "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops], "host_profile": ctx.host.name,
+                          "first_layer_on_host": host_fed,
+                          "first_layer": [l.name for l in m.activity.layers if l.from_input],
+                          "first_layer_computed_once": any(l.computed_once for l in m.activity.layers
+                                                           if l.from_input)},
+        "energy": {p.name: energy(p) for p in profiles if _snn_capable(p)},
         "convention_45nm": {"snn": snn45.to_dict(), "ann": ann45.to_dict(),
                             "percent_of_ann": 100.0 * energy_ratio(snn45, ann45)},
-        "memory": {p.name: _memory_entry(m.layers, p) for p in profiles if _snn_capable(p)},
-        "mapping": {p.name: _mapping_entry(m.layers, p, net.resets) for p in profiles if _placeable(p)},
+        # on a chip only the on-chip synapses are stored (the host keeps the first layer's weights)
+        "memory": {p.name: _memory_entry(m.layers if p.kind == "reference" else
+                                         [l for l in m.layers if not (host_fed and l.source is None)], p)
+                   for p in profiles if _snn_capable(p)},
+        "mapping": {p.name: _mapping_entry(m.layers, p, host_fed, net.resets) for p in profiles
+                    if _placeable(p)},
     }
 
 
-def _ann_entry(ann: AnnModel, accuracy: float, profiles: Sequence[HardwareProfile],
+def _ann_energy(ann: AnnModel, measured: AnnMeasured, profile: HardwareProfile, ops: str) -> EnergyBreakdown:
+    return ann_energy_from_activity(measured.activity, profile, ops=ops)
+
+
+def _ann_entry(ann: AnnModel, measured: AnnMeasured, profiles: Sequence[HardwareProfile], ctx: _Context,
                ann45: EnergyBreakdown) -> dict:
     capable = [p for p in profiles if _ann_capable(p)]
+    label = "ANN" + ("" if ann.trained is not False else " (untrained)")
+    weights = sum(m.weight_count for m in ann.macs)
+    memory = {}
+    for p in capable + ([ctx.host] if ctx.host.name not in {q.name for q in capable} else []):
+        b = p.limit("weight_bits")
+        memory[p.name] = {"weight_bits": b, "dense_bytes": weights * b / 8 if b else None,
+                          "mem": _memory_entry(measured.layers, p) if measured.layers else None}
     return {
-        "label": "ANN", "file": str(ann.path), "origin": ann.origin, "sparsity": ann.sparsity,
-        "dense_macs": ann.dense_macs, "effective_macs": ann.effective_macs, "accuracy_measured": accuracy,
+        "label": label, "file": str(ann.path), "origin": ann.origin, "trained": ann.trained,
+        "sparsity": ann.sparsity, "dense_macs": ann.dense_macs, "effective_macs": ann.effective_macs,
+        "accuracy_measured": measured.accuracy, "weights": weights,
+        "activity": _activity_entry(measured.activity) if measured.activity is not None else None,
+        "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops]},
         "layers": [{"name": m.name, "op": m.op_type, "dense_macs": m.dense_macs, "effective_macs": m.effective_macs,
                     "weights": m.weight_count, "nonzero_weights": m.nonzero_weights} for m in ann.macs],
-        "energy": {p.name: ann_energy_from_layers(ann.macs, p).to_dict() for p in capable},
-        "energy_skip_zeros": {p.name: ann_energy_from_layers(ann.macs, p, skip_zeros=True).to_dict()
-                              for p in capable},
+        "energy": {p.name: _ann_energy(ann, measured, p, ctx.ops).to_dict() for p in capable},
+        "memory": memory,
         "convention_45nm": ann45.to_dict(),
     }
 
 
 def _pairs(networks: Sequence[dict], ann: dict, profiles: Sequence[HardwareProfile],
            convention: HardwareProfile) -> List[dict]:
-    """SNN energy as % of ANN energy per comparable profile pair; computed only when both totals are complete."""
+    """SNN energy as % of ANN energy per comparable profile pair; computed only when both totals are known."""
     pairs = [(s.name, a.name) for s in profiles for a in profiles
              if _snn_capable(s) and _ann_capable(a) and _comparable(s, a, convention)]
     out = []
     for net in networks:
         for sp, ap in pairs:
             snn, a = net["energy"][sp], ann["energy"][ap]
-            entry = {"network": net["label"], "snn_profile": sp, "ann_profile": ap, "percent": None, "note": ""}
-            missing = [f"{sp}: {x}" for x in snn["unknown"]] + [f"{ap}: {x}" for x in a["unknown"]]
-            if missing:
-                entry["note"] = "not computed, unknown figure(s) " + ", ".join(missing)
+            entry = {"network": net["label"], "snn_profile": sp, "ann_profile": ap, "percent": None, "note": "",
+                     "kind": "exact"}
+            if snn["kind"] == "unknown" or a["kind"] == "unknown":
+                missing = [f"{sp}: {x}" for x in snn["unknown"]] + [f"{ap}: {x}" for x in a["unknown"]]
+                entry["note"] = "unknown: needs " + ", ".join(missing)
+                entry["kind"] = "unknown"
             elif a["total"] <= 0:
                 entry["note"] = f"not computed, ANN energy on {ap} is 0"
             else:
                 entry["percent"] = 100.0 * snn["total"] / a["total"]
+                kinds = {snn["kind"], a["kind"]} - {"exact"}
+                entry["kind"] = "estimate" if kinds else "exact"
+                if kinds:
+                    missing = [f"{sp}: {x}" for x in snn["unknown"]] + [f"{ap}: {x}" for x in a["unknown"]]
+                    entry["note"] = (f"estimate: SNN total {snn['kind']}, ANN total {a['kind']}"
+                                     + (f"; leaves out unknown {', '.join(missing)}" if missing else ""))
             out.append(entry)
     return out
 
@@ -536,6 +771,7 @@ def _profile_entry(p: HardwareProfile, networks: Sequence[dict], ann: dict) -> d
         "name": p.name, "kind": p.kind, "mapping": p.mapping, "description": p.description,
         "unknown_figures": list(p.unknown_figures()),
         "excluded_figures": [n for n, f in p.figures.items() if f.status == "excluded"],
+        "included_figures": [n for n, f in p.figures.items() if f.status == "included"],
         "unknown_limits": list(p.unknown_limits()),
         "unknown_in_report": [f for f in FIGURES if any(f in b["unknown"] for b in breakdowns)],
         "unused_in_report": [f for f in FIGURES if any(f in b["unused"] for b in breakdowns)],
@@ -543,20 +779,24 @@ def _profile_entry(p: HardwareProfile, networks: Sequence[dict], ann: dict) -> d
     }
 
 
-def report_data(networks: Sequence[Network], measured: Sequence[Measured], ann: AnnModel, ann_accuracy: float,
-                profiles: Sequence[HardwareProfile], convention: HardwareProfile, samples: int) -> dict:
+def report_data(networks: Sequence[Network], measured: Sequence[Measured], ann: AnnModel,
+                ann_measured: AnnMeasured, profiles: Sequence[HardwareProfile], ctx: _Context,
+                samples: int) -> dict:
     """Every number of the report as a JSON-ready dict (report.json); md/html/plots are rendered from it."""
-    ann45 = ann_energy_from_layers(ann.macs, convention)
+    convention = ctx.convention
+    ann45 = _ann_energy(ann, ann_measured, convention, ctx.ops)
     labels = _labels(networks, measured)
-    nets = [_network_entry(n, m, l, profiles, convention, ann45) for n, m, l in zip(networks, measured, labels)]
-    ann_entry = _ann_entry(ann, ann_accuracy, profiles, ann45)
+    nets = [_network_entry(n, m, l, profiles, ctx, ann45) for n, m, l in zip(networks, measured, labels)]
+    ann_entry = _ann_entry(ann, ann_measured, profiles, ctx, ann45)
     figures = convention.to_dict()["figures"]
     return {
         "format": FORMAT,
         "samples_requested": samples,
+        "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops], "host_profile": ctx.host.name},
+        "host_profile": ctx.host.to_dict(),
         "convention_45nm": {"profile": convention.name, "mac": figures["mac"], "synaptic_op": figures["synaptic_op"],
-                            "formula": "E_SNN = E_MAC x MACs of real-valued-input layers + E_AC x synaptic ops (ACs); "
-                                       "E_ANN = E_MAC x dense MACs; % = 100 x E_SNN / E_ANN"},
+                            "formula": "E_SNN = E_MAC x first-layer ops + E_AC x on-chip synaptic ops; "
+                                       "E_ANN = E_MAC x all its ops; % = 100 x E_SNN / E_ANN"},
         "profiles": {p.name: _profile_entry(p, nets, ann_entry) for p in profiles},
         "ann": ann_entry,
         "networks": nets,
@@ -564,6 +804,131 @@ def report_data(networks: Sequence[Network], measured: Sequence[Measured], ann: 
     }
 
 
+# ----------------------------------------------------------------------------------- verdict
+
+def _latency_entry(b: dict) -> dict:
+    lat = b.get("latency")
+    return {"latency_s": lat, "inferences_per_s": (1.0 / lat) if lat else None}
+
+
+def verdict_rows(data: dict) -> List[dict]:
+    """The deploy answer per (network, SNN profile, ANN target): fit, cores, energy, latency, accuracy, which wins.
+
+    A chip is compared with every ANN target of the report (an int8 edge ANN, fp32...), a reference profile
+    with itself; the SANA-FE latency is used where the profile gives none."""
+    ann = data["ann"]
+    rows = []
+    for n in data["networks"]:
+        for pname, snn in n["energy"].items():
+            prof = data["profiles"][pname]
+            targets = [a for a in ann["energy"] if (prof["kind"] == "neuromorphic" and
+                                                     data["profiles"][a]["kind"] == "ann") or a == pname]
+            mapping = n["mapping"].get(pname)
+            lat = _latency_entry(snn)
+            sim = (n.get("sanafe") or {}).get(pname)
+            if lat["latency_s"] is None and sim and sim.get("runs"):
+                first = sim["runs"][0]
+                lat = {"latency_s": first["latency_per_inference_s"],
+                       "inferences_per_s": 1.0 / first["latency_per_inference_s"]
+                       if first["latency_per_inference_s"] else None, "from": f"SANA-FE ({first['architecture']})"}
+            for a in targets or [None]:
+                ab = ann["energy"].get(a) if a else None
+                row = {"network": n["label"], "profile": pname,
+                       "fits": None if mapping is None else mapping["fits"],
+                       "why": "" if mapping is None else (mapping["failures"][0] if mapping["failures"] else
+                                                          "; ".join(mapping["unchecked"]) if mapping["fits"] is None
+                                                          else ""),
+                       "cores": None if mapping is None else mapping["cores_used"],
+                       "energy_j": snn["total"] if snn["kind"] != "unknown" else None, "energy_kind": snn["kind"],
+                       "energy_unknown": snn["unknown"], **{f"snn_{k}": v for k, v in lat.items()},
+                       "accuracy": n["accuracy_measured"], "ann_profile": a,
+                       "ann_energy_j": ab["total"] if ab and ab["kind"] != "unknown" else None,
+                       "ann_energy_kind": ab["kind"] if ab else None, "ann_unknown": ab["unknown"] if ab else [],
+                       **{f"ann_{k}": v for k, v in (_latency_entry(ab) if ab else {}).items()},
+                       "ann_accuracy": ann["accuracy_measured"], "ann_trained": ann["trained"]}
+                row["better_energy"] = _better(row["energy_j"], row["ann_energy_j"], snn["kind"],
+                                               ab["kind"] if ab else None)
+                row["better_accuracy"] = ("SNN" if row["accuracy"] > row["ann_accuracy"] else
+                                          "ANN" if row["accuracy"] < row["ann_accuracy"] else "equal")
+                rows.append(row)
+    return rows
+
+
+def _per_inference(data: dict) -> None:
+    """Per network and SNN profile: energy and latency per inference, in one place of report.json."""
+    ann = data["ann"]
+    for n in data["networks"]:
+        # what this network is compared with, in its own entry (the full ANN entry is data["ann"])
+        n["compared_with"] = {"label": ann["label"], "file": ann["file"], "trained": ann["trained"],
+                              "accuracy_measured": ann["accuracy_measured"], "counting_rule": ann["counting_rule"]}
+        n["per_inference"] = {}
+        for r in (r for r in data["verdict"] if r["network"] == n["label"]):
+            n["per_inference"].setdefault(r["profile"], {
+                "energy_j": r["energy_j"], "energy_kind": r["energy_kind"], "energy_unknown": r["energy_unknown"],
+                "latency_s": r["snn_latency_s"], "latency_from": r.get("snn_from", "profile"),
+                "inferences_per_s": r.get("snn_inferences_per_s"), "fits": r["fits"], "cores": r["cores"]})
+
+
+def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind: Optional[str]) -> str:
+    """Lower energy wins; 'unknown' when either is unknown, and a bound only decides when it is on the right side."""
+    if snn is None or ann is None:
+        return "unknown"
+    if snn < ann and snn_kind in ("exact", "upper bound") and ann_kind in ("exact", "lower bound"):
+        return "SNN"
+    if snn > ann and snn_kind in ("exact", "lower bound") and ann_kind in ("exact", "upper bound"):
+        return "ANN"
+    if "estimate" in (snn_kind, ann_kind):
+        return ("SNN" if snn < ann else "ANN") + " (estimate)"
+    lower, higher = ("SNN", "ANN") if snn < ann else ("ANN", "SNN")
+    return f"undecided: {lower} {snn_kind if lower == 'SNN' else ann_kind} vs {higher} " \
+           f"{ann_kind if higher == 'ANN' else snn_kind}"
+
+
+# ------------------------------------------------------------------------------- cross-checks
+
+def _add_neurobench(data: dict, networks: Sequence[Network], samples: int) -> None:
+    """NeuroBench's own metrics on each ticket's snnTorch network and the same samples (NIR inputs: none)."""
+    from ..cost.neurobench_metrics import compare_layers, neurobench_metrics, neurobench_summary
+
+    for net, entry in zip(networks, data["networks"]):
+        if net.kind != "ticket":
+            entry["neurobench"] = {"note": "NeuroBench runs snnTorch models; this input is a NIR graph"}
+            continue
+        xs, ys = [], []
+        for x_seq, y in _encoded(net, samples, progress=False):
+            xs.append(x_seq)
+            ys.append(y)
+        nb = neurobench_metrics(net.ticket.build_model(), torch.cat(xs, 1), torch.cat(ys))
+        activity = _activity_from_entry(entry)
+        entry["neurobench"] = {"version": nb["version"], "metrics": nb["metrics"], "summary": neurobench_summary(nb),
+                               "layers": compare_layers(activity, nb, host_first_layer(net))}
+
+
+def _activity_from_entry(entry: dict) -> NetworkActivity:
+    from ..cost.activity import LayerActivity
+
+    a = entry["activity"]
+    return NetworkActivity(tuple(LayerActivity(**l) for l in a["layers"]), a["timesteps"], a["samples"], a["source"])
+
+
+def _add_sanafe(data: dict, networks: Sequence[Network], profiles: Sequence[HardwareProfile], samples: int) -> None:
+    """SANA-FE on the deployed network of each ticket, for every profile that names SANA-FE architectures."""
+    from ..cost import sanafe_sim
+
+    for net, entry in zip(networks, data["networks"]):
+        entry["sanafe"] = {}
+        for p in profiles:
+            if not sanafe_sim.architectures(p):
+                continue
+            if net.kind != "ticket":
+                entry["sanafe"][p.name] = {"runs": [], "note": "SANA-FE replays snnTorch runs; this input is NIR"}
+                continue
+            xs = [x for x, _ in _encoded(net, min(samples, sanafe_sim.MAX_SAMPLES), progress=False)]
+            entry["sanafe"][p.name] = sanafe_sim.simulate_profile(
+                net.ticket.build_model(), torch.cat(xs, 1), p, host_fed=host_first_layer(net))
+
+
 def _write_plots(data: dict, out: Path) -> Dict[str, Path]:
     return {"energy_breakdown": plot_energy_breakdown(data, out / FILES["energy_breakdown"]),
+            "pareto": plot_pareto(data, out / FILES["pareto"]),
             "accuracy_sparsity_energy": plot_accuracy_sparsity_energy(data, out / FILES["accuracy_sparsity_energy"])}

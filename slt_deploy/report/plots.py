@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..cost.profiles import FIGURES
+from ..cost.energy import COMPONENTS
 from ..utils import atomic_path
 from .render import _component_names, energy_unit
 
@@ -32,37 +32,53 @@ def _save(fig, path: Path) -> Path:
 def _panel_entries(data: dict, name: str) -> List[Tuple[str, dict]]:
     """(label, breakdown) of every model costed on profile ``name``; the convention panel uses cmos45."""
     if name == data["convention_45nm"]["profile"] and name not in data["profiles"]:
-        return [("ANN", data["ann"]["convention_45nm"])] + [(n["label"], n["convention_45nm"]["snn"])
+        return [(data["ann"]["label"], data["ann"]["convention_45nm"])] + [(n["label"], n["convention_45nm"]["snn"])
                                                            for n in data["networks"]]
-    out = [("ANN", data["ann"]["energy"][name])] if name in data["ann"]["energy"] else []
+    out = [(data["ann"]["label"], data["ann"]["energy"][name])] if name in data["ann"]["energy"] else []
     return out + [(n["label"], n["energy"][name]) for n in data["networks"] if name in n["energy"]]
 
 
 def plot_energy_breakdown(data: dict, path: Path) -> Path:
-    """Stacked bars of energy per inference by component, one panel per profile (the convention first)."""
+    """Stacked bars of energy per inference by component, one panel per profile (the convention first), every
+    panel in one unit (that of the largest total) so panels compare by eye."""
     plt = _pyplot()
     names = list(dict.fromkeys([data["convention_45nm"]["profile"], *data["profiles"]]))
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
-    colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(FIGURES)}
+    colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(COMPONENTS)}
+    everything = [b["total"] for name in names for _, b in _panel_entries(data, name) if b.get("kind") != "unknown"]
+    scale, unit = energy_unit(max(everything + [1e-12]))
+    top = 1.1 * max(everything + [1e-12]) / scale
+    fig.suptitle(f"Energy per inference by component ({data['counting_rule']['ops']} ops, one unit: {unit})",
+                 fontsize=10)
     for ax, name in zip(axes.flat, names):
         entries = _panel_entries(data, name)
-        scale, unit = energy_unit(max([b["total"] for _, b in entries] + [1e-12]))
         bottom = np.zeros(len(entries))
-        for comp in _component_names([b for _, b in entries]):
-            vals = np.array([b["components"].get(comp, 0.0) / scale for _, b in entries])
-            ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
+        known = [(l, b) for l, b in entries if b.get("kind") != "unknown"]
+        for comp in _component_names([b for _, b in known]):
+            # a total that is unknown gets no bar (a partial one would read as its cost)
+            vals = np.array([0.0 if b.get("kind") == "unknown" else b["components"].get(comp, 0.0) / scale
+                             for _, b in entries])
+            if vals.any():
+                ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
             bottom += vals
+        for i, (_, b) in enumerate(entries):
+            if b.get("kind") == "unknown":
+                ax.text(i, 0, "unknown:\nneeds " + ",\n".join(b["unknown"][:3]) + ("..." if len(b["unknown"]) > 3
+                                                                                    else ""),
+                        ha="center", va="bottom", fontsize=6)
         ax.set_xticks(range(len(entries)))
-        ax.set_xticklabels([("" if b["complete"] else ">= ") + l for l, b in entries], rotation=30, ha="right",
-                           fontsize=7)
+        ax.set_xticklabels([{"exact": "", "lower bound": ">= ", "upper bound": "<= ", "estimate": "~",
+                             "unknown": "? "}.get(b.get("kind", "exact"), "") + l for l, b in entries],
+                           rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(f"energy / inference ({unit})")
-        ax.set_title(name if all(b["complete"] for _, b in entries) else f"{name} (>= : lower bound)", fontsize=9)
+        ax.set_title(name if all(b.get("kind") == "exact" for _, b in entries)
+                     else f"{name} (>= lower bound, ~ estimate, ? unknown)", fontsize=9)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=6)
-        else:  # every figure this profile would need is unknown: say so instead of an empty frame
-            ax.text(0.5, 0.5, "no known figure", transform=ax.transAxes, ha="center", va="center")
+        ax.set_ylim(0, top)  # one scale for every panel: bars compare across profiles
+        ax.set_xlim(-0.6, len(entries) - 0.4)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
@@ -85,5 +101,56 @@ def plot_accuracy_sparsity_energy(data: dict, path: Path) -> Path:
     ax.set_xlabel("sparsity (%)")
     ax.set_ylabel(f"accuracy on {nets[0]['samples']} test samples (%)")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_pareto(data: dict, path: Path) -> Path:
+    """Accuracy against energy per inference (log scale), one marker shape per profile, SNNs and the ANN, with
+    the Pareto front (lower energy and higher accuracy) of all the points whose totals are known."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    points = []  # (energy J, accuracy %, label, profile, is_ann, kind)
+    ann = data["ann"]
+    for a_entry in [ann, *data.get("ann_others", [])]:
+        for p, b in a_entry["energy"].items():
+            if b["kind"] != "unknown" and b["total"] > 0:
+                points.append((b["total"], 100 * a_entry["accuracy_measured"], a_entry["label"], p, True, b["kind"]))
+    for n in data["networks"]:
+        for p, b in n["energy"].items():
+            if b["kind"] != "unknown" and b["total"] > 0:
+                points.append((b["total"], 100 * n["accuracy_measured"], n["label"], p, False, b["kind"]))
+    markers = "osD^v<>pP*Xh"
+    profiles = list(dict.fromkeys(p for *_, p, _, _ in points))
+    # labels of neighbouring points alternate above and below, so points at one accuracy stay readable
+    for i, (e, a, label, p, is_ann, kind) in enumerate(sorted(points, key=lambda t: (t[1], t[0]))):
+        m = markers[profiles.index(p) % len(markers)]
+        color = "tab:red" if is_ann else "tab:blue"
+        ax.scatter(e, a, marker=m, s=70, facecolors="none" if kind != "exact" else color, edgecolors=color)
+        ax.annotate(f"{label} @ {p}", (e, a), fontsize=6, textcoords="offset points",
+                    xytext=(5, 6) if i % 2 == 0 else (5, -11), color=color)
+    front, best = [], -1.0
+    for e, a, *_ in sorted(points, key=lambda t: (t[0], -t[1])):
+        if a > best:
+            front.append((e, a))
+            best = a
+    if front:
+        ax.step([f[0] for f in front], [f[1] for f in front], where="post", color="gray", lw=1, alpha=0.6,
+                label="Pareto front")
+    for p in profiles:
+        ax.scatter([], [], marker=markers[profiles.index(p) % len(markers)], color="k", label=p)
+    ax.scatter([], [], color="tab:blue", label="SNN")
+    ax.scatter([], [], color="tab:red", label="ANN" if data.get("ann_others") else ann["label"])
+    if points:
+        ax.set_xscale("log")
+        accs = [a for _, a, *_ in points]
+        ax.set_ylim(max(0.0, min(accs) - 3), min(100.0, max(accs) + 2))
+    else:
+        ax.text(0.5, 0.5, "no profile gives a known energy", transform=ax.transAxes, ha="center")
+    ax.set_xlabel("energy per inference (J, log scale; hollow = bound or estimate)")
+    ax.set_ylabel(f"accuracy on {data['networks'][0]['samples']} test samples (%)")
+    ax.set_title(f"Accuracy vs energy per inference ({data['counting_rule']['ops']} ops)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)

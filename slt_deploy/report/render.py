@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 
-from ..cost.profiles import FIGURES
+from ..cost.energy import COMPONENTS
 
 # --------------------------------------------------------------------------------------------- rendering
 
@@ -48,12 +48,44 @@ def energy_unit(joules: float) -> Tuple[float, str]:
     return _PREFIXES[-1]
 
 
+def fmt_joules(j: float) -> str:
+    scale, unit = energy_unit(j)
+    return f"{j / scale:.4g} {unit}"
+
+
 def fmt_energy(b: Optional[dict]) -> str:
-    """A breakdown's total; '>= ' marks a lower bound (a needed figure is unknown)."""
+    """A breakdown's total, saying what it is: 'unknown: needs X', '>= ' a lower bound (a needed figure is
+    unknown or a lower bound), '<= ' an upper bound, '~ ... (estimate)' when it mixes both kinds of bound."""
     if b is None:
         return "-"
-    scale, unit = energy_unit(b["total"])
-    return f"{'' if b['complete'] else '>= '}{b['total'] / scale:.4g} {unit}"
+    kind = b.get("kind", "exact" if b["complete"] else "lower bound")
+    if kind == "unknown":
+        return "unknown: needs " + ", ".join(b["unknown"])
+    value = fmt_joules(b["total"])
+    if kind == "estimate":
+        return f"~{value} (estimate)"
+    if kind == "lower bound":
+        return f">= {value}"
+    if kind == "upper bound":
+        return f"<= {value}"
+    return value
+
+
+def fmt_seconds(s: Optional[float]) -> str:
+    if s is None:
+        return "unknown"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
+        if abs(s) >= scale:
+            return f"{s / scale:.4g} {unit}"
+    return f"{s / 1e-9:.4g} ns"
+
+
+def fmt_bytes(b: Optional[float]) -> str:
+    if b is None:
+        return "unknown"
+    if b >= 1024 ** 2:
+        return f"{b / 1024 ** 2:.2f} MiB"
+    return f"{b / 1024:.1f} KiB"
 
 
 def _pct(x: Optional[float]) -> str:
@@ -79,7 +111,7 @@ def _summary_table(data: dict) -> Table:
     cols = ("model", "file", "sparsity", "binary", "T / encoding", "accuracy (record)",
             f"accuracy ({data['networks'][0]['samples']} samples)", f"E 45 nm ({conv})", "% of ANN (45 nm)",
             *[f"E {p}" for p in energy_cols], *[f"fits {p}" for p in fit_cols])
-    rows = [("ANN", Path(ann["file"]).name, _pct(ann["sparsity"]), "-", "1 pass / image", "-",
+    rows = [(ann["label"], Path(ann["file"]).name, _pct(ann["sparsity"]), "-", "1 pass / image", "-",
              _pct(ann["accuracy_measured"]), fmt_energy(ann["convention_45nm"]), "100.00 %",
              *[fmt_energy(ann["energy"].get(p)) for p in energy_cols], *["-" for _ in fit_cols])]
     for n in data["networks"]:
@@ -100,36 +132,50 @@ def _convention_section(data: dict) -> Section:
     blocks: List[Block] = [
         f"45 nm convention (profile {c['profile']}, both sides): {c['formula']}, with E_MAC = "
         f"{c['mac']['value']} {c['mac']['unit']} and E_AC = {c['synaptic_op']['value']} {c['synaptic_op']['unit']} "
-        f"({c['mac']['source']}). Synaptic ops are counted exactly on the run (nonzero input x nonzero weight).",
+        f"({c['mac']['source']}). " + data["counting_rule"]["sentence"],
         Table(("model", "E_SNN", "E_ANN", "SNN as % of ANN"), rows)]
     if pairs:
-        blocks += ["Per profile pair (SNN profile vs ANN profile of this report); a pair with an unknown figure "
-                   "on either side is not computed.",
+        blocks += [data["counting_rule"]["sentence"] + " Per profile pair (SNN profile vs ANN profile of this "
+                   "report); a pair with no known total on either side is not computed, one with a bound is an "
+                   "estimate.",
                    Table(("model", "SNN profile", "ANN profile", "SNN as % of ANN", "note"), pairs)]
     return Section("SNN energy as % of ANN energy", tuple(blocks))
 
 
 def _component_names(breakdowns: Sequence[dict]) -> List[str]:
     present = {k for b in breakdowns for k in b["components"]}
-    return [k for k in FIGURES if k in present]
+    return [k for k in COMPONENTS if k in present]
 
 
 def _breakdown_table(name: str, data: dict) -> Optional[Table]:
     entries = [(n["label"], n["energy"][name]) for n in data["networks"] if name in n["energy"]]
     if name in data["ann"]["energy"]:
-        entries.insert(0, ("ANN", data["ann"]["energy"][name]))
+        entries.insert(0, (data["ann"]["label"], data["ann"]["energy"][name]))
     if not entries:
         return None
     comps = _component_names([b for _, b in entries])
     scale, unit = energy_unit(max(b["total"] for _, b in entries) or 1e-12)
-    rows = tuple((label, *[f"{b['components'][c] / scale:.4g}" if c in b["components"] else "-" for c in comps],
-                  fmt_energy(b), ", ".join(b["unknown"]) or "-") for label, b in entries)
-    return Table(("model", *[f"{c} ({unit})" for c in comps], "total", "unknown (total is a lower bound)"), rows)
+
+    def cell(b: dict, c: str) -> str:
+        if c in b.get("included", ()):
+            return "included"
+        if c in b["components"]:
+            return f"{b['components'][c] / scale:.4g}" + (f" ({b['bounds'][c]} bound)" if c in b.get("bounds", {})
+                                                           else "")
+        return "unknown" if c in b["unknown"] else "-"
+
+    host = data["counting_rule"]["host_profile"]
+    names = [f"first_layer ({unit}; SNN: on host {host})" if c == "first_layer" else f"{c} ({unit})" for c in comps]
+    rows = tuple((label, *[cell(b, c) for c in comps], fmt_energy(b), ", ".join(b["unknown"]) or "-")
+                 for label, b in entries)
+    return Table(("model", *names, "total", "unknown"), rows)
 
 
 def _energy_section(data: dict) -> Section:
-    blocks: List[Block] = ["Energy per inference (one sample, T steps for the SNN) = counted events x the "
-                           "profile's figure, per component."]
+    blocks: List[Block] = [data["counting_rule"]["sentence"] + " Energy per inference (one sample, T steps for "
+                           "the SNN) = counted events x the profile's figure, per component; the first layer is one "
+                           "component on both sides (SNN: computed on the host profile "
+                           f"{data['counting_rule']['host_profile']}; ANN: its own first layer)."]
     for name in data["profiles"]:
         table = _breakdown_table(name, data)
         if table is not None:
@@ -173,7 +219,9 @@ def _activity_section(data: dict) -> Section:
                      f"{s['dense_ops']:.6g}"))
     return Section("Activity (measured)", (
         "Per sample, summed over timesteps, from a run on the first test samples of each network's dataset "
-        "(NeuroBench definitions; see slt_deploy.cost.activity).",
+        "(NeuroBench definitions, except that a layer with a constant real-valued input is counted once per "
+        "sample: see the NeuroBench section and slt_deploy.cost.activity). ACs and MACs are effective counts; "
+        "dense ops count every weight.",
         Table(("model", "counted by", "samples", "T", "ACs", "MACs", "neuron updates", "output spikes",
                "dense ops"), tuple(rows))))
 
@@ -188,16 +236,142 @@ def _unknown_section(data: dict) -> Section:
                "unknown limits"), rows)))
 
 
+def _pct_or(x: Optional[float]) -> str:
+    return "unknown" if x is None else f"{100 * x:.2f} %"
+
+
+def _verdict_section(data: dict) -> Section:
+    rows = []
+    for r in data["verdict"]:
+        fits = "-" if r["fits"] is None and r["cores"] is None and not r["why"] else (
+            "not checked" if r["fits"] is None else "yes" if r["fits"] else "no")
+        energy = ("unknown: needs " + ", ".join(r["energy_unknown"]) if r["energy_j"] is None else
+                  fmt_energy({"total": r["energy_j"], "kind": r["energy_kind"], "complete": not r["energy_unknown"],
+                              "unknown": r["energy_unknown"]}))
+        ann_energy = ("-" if r["ann_profile"] is None else "unknown: needs " + ", ".join(r["ann_unknown"])
+                      if r["ann_energy_j"] is None else
+                      fmt_energy({"total": r["ann_energy_j"], "kind": r["ann_energy_kind"],
+                                  "complete": not r["ann_unknown"], "unknown": r["ann_unknown"]}))
+        mark = lambda who, text: f"**{text}**" if r["better_energy"].startswith(who) else text  # noqa: E731
+        lat = fmt_seconds(r["snn_latency_s"]) + (f" ({r['snn_from']})" if r.get("snn_from") else "")
+        ips = "unknown" if not r.get("snn_inferences_per_s") else f"{r['snn_inferences_per_s']:.4g}"
+        acc_mark = lambda who, x: f"**{_pct(x)}**" if r["better_accuracy"] == who else _pct(x)  # noqa: E731
+        rows.append((r["network"], r["profile"], fits + (f" ({r['why']})" if r["why"] else ""),
+                     "-" if r["cores"] is None else str(r["cores"]), mark("SNN", energy), lat, ips,
+                     acc_mark("SNN", r["accuracy"]), r["ann_profile"] or "-", mark("ANN", ann_energy),
+                     fmt_seconds(r.get("ann_latency_s")), acc_mark("ANN", r["ann_accuracy"]), r["better_energy"]))
+    ann = data["ann"]
+    trained = "" if ann["trained"] is not False else " UNTRAINED (the SNN's weights with ReLU, never trained):"
+    return Section("Verdict: deploy which, where", (
+        data["counting_rule"]["sentence"] + f" ANN:{trained} {ann['origin']}. Energy and latency per inference; "
+        "the better one in bold ('estimate' when a total mixes lower and upper bounds or leaves out an unknown "
+        "figure).",
+        Table(("network", "SNN on", "fits (why not)", "cores", "SNN energy", "SNN latency", "SNN inferences/s",
+               "SNN accuracy", "ANN on", "ANN energy", "ANN latency", "ANN accuracy", "lower energy"), tuple(rows)),
+        _ann_memory_table(data)))
+
+
+def _other_anns_section(data: dict) -> Optional[Section]:
+    """The comparison ANNs given with --also-ann (LT / MPLT tickets...), costed under the same rule."""
+    others = data.get("ann_others") or []
+    if not others:
+        return None
+    profiles = list(data["ann"]["energy"])
+    rows = tuple((a["label"], Path(a["file"]).name, _pct(a["sparsity"]), _pct(a["accuracy_measured"]),
+                  *[fmt_energy(a["energy"].get(p)) for p in profiles],
+                  *[fmt_bytes(a["memory"][p]["dense_bytes"]) if p in a["memory"] else "-" for p in profiles])
+                 for a in [data["ann"], *others])
+    return Section("Other ANNs", (
+        data["counting_rule"]["sentence"] + " The report's ANN first, then the ANNs given with --also-ann, on the "
+        "same samples.",
+        Table(("ANN", "file", "sparsity", "accuracy", *[f"E {p}" for p in profiles],
+               *[f"weights {p}" for p in profiles]), rows)))
+
+
+def _ann_memory_table(data: dict) -> Table:
+    ann = data["ann"]
+    rows = [(ann["label"], p, str(m["weight_bits"]), fmt_bytes(m["dense_bytes"]),
+             fmt_bytes(m["mem"]["best_bytes"]) + f" ({m['mem']['best_encoding']})" if m.get("mem") and
+             m["mem"]["best_bytes"] is not None else "-") for p, m in ann["memory"].items()]
+    for n in data["networks"]:
+        for p, m in n["memory"].items():
+            rows.append((n["label"], p, "-", "-", fmt_bytes(m["best_bytes"]) + f" ({m['best_encoding']})"
+                         if m["best_bytes"] is not None else "unknown"))
+    return Table(("model", "profile", "weight bits", "weights, dense", "weights, best encoding"), tuple(rows))
+
+
+def _neurobench_section(data: dict) -> Optional[Section]:
+    nets = [n for n in data["networks"] if n.get("neurobench", {}).get("metrics")]
+    if not nets:
+        return None
+    keys = list(nets[0]["neurobench"]["summary"])
+    rows = tuple((n["label"], *[_num(n["neurobench"]["summary"][k]) for k in keys]) for n in nets)
+    layer_rows = tuple((n["label"], l["layer"], _num(l["acs"]), _num(l["macs"]), _num(l["dense"]),
+                        _num((l["neurobench"] or {}).get("effective_acs")),
+                        _num((l["neurobench"] or {}).get("effective_macs")),
+                        _num((l["neurobench"] or {}).get("dense")), l["note"])
+                       for n in nets for l in n["neurobench"]["layers"])
+    return Section("NeuroBench 2.3.0 on the same network and samples", (
+        "NeuroBench's own metrics (Footprint, ConnectionSparsity, ActivationSparsity, MembraneUpdates, "
+        "SynapticOperations, ClassificationAccuracy), computed by NeuroBench on the snnTorch network and the same "
+        "test samples, per sample.", Table(("model", *keys), rows),
+        "Per layer: the project's effective ACs / MACs and dense ops (both rules, whichever this report uses) next "
+        "to NeuroBench's (its single_layer_MACs per connection hook); where they differ by design, the note says "
+        "why.",
+        Table(("model", "layer", "ACs", "MACs", "dense", "NB ACs", "NB MACs", "NB dense", "note"), layer_rows)))
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:.6g}"
+    return f"{x:,.0f}" if isinstance(x, (int, float)) else str(x)
+
+
+def _sanafe_section(data: dict) -> Optional[Section]:
+    rows = []
+    for n in data["networks"]:
+        for p, sim in (n.get("sanafe") or {}).items():
+            for r in sim.get("runs", []):
+                rows.append((n["label"], p, r["architecture"], str(r["samples"]),
+                             "-" if r["energy_per_inference_j"] is None else fmt_joules(r["energy_per_inference_j"]),
+                             fmt_energy(n["energy"][p]),
+                             fmt_joules(r["analytical_chip_j"]) if r.get("analytical_chip_j") is not None else "-",
+                             fmt_seconds(r["latency_per_timestep_s"]), fmt_seconds(r["latency_per_inference_s"]),
+                             r.get("note", "")))
+            if sim.get("note"):
+                rows.append((n["label"], p, "-", "-", "-", "-", "-", "-", "-", sim["note"]))
+    if not rows:
+        return None
+    return Section("SANA-FE simulation of the deployed network", (
+        "SANA-FE 2.2.9 runs the on-chip part of the deployed network (host layer excluded) replaying the spikes "
+        "of the same run; energy per inference and simulated time per timestep and per inference, next to the "
+        "analytical model (whole total, and its on-chip events only, which is what SANA-FE simulates). SANA-FE "
+        "simulates the events of the run, so its figures follow the effective rule whatever the report's rule is; "
+        "latency is SANA-FE's simulated time.",
+        Table(("model", "profile", "architecture", "samples", "SANA-FE energy / inference", "analytical total",
+               "analytical on-chip events", "latency / timestep", "latency / inference", "note"), tuple(rows))))
+
+
 def report_sections(data: dict) -> List[Section]:
     n = data["networks"][0]["samples"]
-    intro = (f"Activity counted on a real run of each network on the first {n} test samples of its dataset. "
-             f"ANN: {data['ann']['file']} ({data['ann']['origin']}); charged its dense MACs "
-             f"({data['ann']['dense_macs']:,} per image). '>=' marks a lower bound (an unknown figure).")
+    ann = data["ann"]
+    intro = (f"{data['counting_rule']['sentence']} Activity counted on a real run of each network on the first {n} "
+             f"test samples of its dataset; the ANN ({ann['label']}: {ann['origin']}) runs on the same samples. "
+             f"The first layer is one named component on both sides; in the SNN the host computes it (charged on "
+             f"{data['counting_rule']['host_profile']}). '>=' marks a lower bound, '<=' an upper bound, 'estimate' a "
+             f"total mixing both; 'unknown: needs X' a total with no known figure.")
     scatter = Image(data["plots"]["accuracy_sparsity_energy"], "accuracy vs sparsity vs energy")
-    return [Section("slt-deploy report", (intro,)),
-            Section("Side by side", (_summary_table(data), scatter)),
-            _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),
-            _activity_section(data), _unknown_section(data)]
+    pareto = Image(data["plots"]["pareto"], "accuracy vs energy per inference (Pareto), SNNs and ANN")
+    sections = [Section("slt-deploy report", (intro,)), _verdict_section(data),
+                Section("Accuracy vs energy", (pareto,)),
+                Section("Side by side", (data["counting_rule"]["sentence"], _summary_table(data), scatter)),
+                _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),
+                _activity_section(data)]
+    sections += [s for s in (_other_anns_section(data), _neurobench_section(data), _sanafe_section(data))
+                 if s is not None]
+    return sections + [_unknown_section(data)]
 
 
 def _md_cell(text: str) -> str:
@@ -228,7 +402,25 @@ _CSS = ("body{font-family:sans-serif;margin:2em;max-width:110em}table{border-col
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
 
 
-def render_html(sections: Sequence[Section]) -> str:
+def _bold(text: str) -> str:
+    """Markdown's **x** (the better of a pair) as HTML bold."""
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
+def _embedded(path: str, folder: Optional[Path]) -> str:
+    """The image as a data URI, so report.html can be sent alone; its file name if it cannot be read."""
+    import base64
+
+    file = Path(folder) / path if folder is not None else Path(path)
+    if not file.is_file():
+        return path
+    return "data:image/png;base64," + base64.b64encode(file.read_bytes()).decode("ascii")
+
+
+def render_html(sections: Sequence[Section], folder: Optional[Path] = None) -> str:
+    """Self-contained HTML: images under ``folder`` are embedded (base64)."""
     esc = html.escape
     parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\"><title>slt-deploy report</title>",
              f"<style>{_CSS}</style></head><body>"]
@@ -237,10 +429,10 @@ def render_html(sections: Sequence[Section]) -> str:
         for b in s.blocks:
             if isinstance(b, Table):
                 head = "".join(f"<th>{esc(c)}</th>" for c in b.columns)
-                body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
+                body = "".join("<tr>" + "".join(f"<td>{_bold(esc(str(c)))}</td>" for c in r) + "</tr>" for r in b.rows)
                 parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(b, Image):
-                parts.append(f"<p><img src=\"{esc(b.path)}\" alt=\"{esc(b.alt)}\"></p>")
+                parts.append(f"<p><img src=\"{esc(_embedded(b.path, folder))}\" alt=\"{esc(b.alt)}\"></p>")
             elif isinstance(b, Heading):
                 parts.append(f"<h3>{esc(b.text)}</h3>")
             else:
