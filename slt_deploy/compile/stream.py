@@ -19,15 +19,25 @@ def as_array(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def check_shape(net: LoweredNetwork, shape: tuple) -> None:
+    """The input's shape must be (N, T, *input shape) with N, T >= 1 (shared with simulators that hold the
+    input elsewhere, e.g. on a GPU)."""
+    shape = tuple(shape)
+    if len(shape) < 2 or shape[2:] != tuple(net.input.nir_shape):
+        dims = ", ".join(map(str, net.input.nir_shape))
+        raise CompileError(f"input of shape {shape} does not match (N, T, {dims})")
+    if shape[0] < 1 or shape[1] < 1:
+        raise CompileError(f"input of shape {shape} has no samples or no timesteps")
+
+
+NOT_FINITE = "input has NaN or infinite values"
+
+
 def check_input(net: LoweredNetwork, x) -> np.ndarray:
     x = as_array(x)
-    if x.ndim < 2 or tuple(x.shape[2:]) != tuple(net.input.nir_shape):
-        dims = ", ".join(map(str, net.input.nir_shape))
-        raise CompileError(f"input of shape {x.shape} does not match (N, T, {dims})")
-    if x.shape[0] < 1 or x.shape[1] < 1:
-        raise CompileError(f"input of shape {x.shape} has no samples or no timesteps")
+    check_shape(net, x.shape)
     if not np.isfinite(x).all():
-        raise CompileError("input has NaN or infinite values")
+        raise CompileError(NOT_FINITE)
     return x
 
 

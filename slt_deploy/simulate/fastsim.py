@@ -75,7 +75,7 @@ import scipy.sparse as sp
 from ..compile.errors import CompileError
 from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
     Population, Projection
-from ..compile.stream import check_input, input_stream, readout_values, to_nir_order
+from ..compile.stream import as_array, check_input, input_stream, readout_values, to_nir_order
 from ..errors import SltError
 
 
@@ -577,18 +577,18 @@ class FastSim:
 
     def _run(self, x, record_spikes: bool, count: bool, chunk: Optional[int]) -> SimResult:
         start = time.perf_counter()
-        x = check_input(self.net, x)
+        x = self._checked_input(x)
         n, steps = x.shape[:2]
         if chunk is None:
             widest = max([self.net.input.size] + [p.size for p in self.net.populations])
-            chunk = max(1, CHUNK_ELEMENTS // (steps * widest))
+            chunk = max(1, self.chunk_elements // (steps * widest))
         if chunk < 1:
             raise SimError(f"chunk={chunk} must be >= 1")
         limits: Dict[str, Dict[str, int]] = {p.name: {} for p in self.net.populations}
         try:
             parts = [self._run_chunk(x[i:i + chunk], count, limits) for i in range(0, n, chunk)]
         except CompileError:
-            input_stream(self.net, x)  # the same error for the whole input: sample numbers as run_lava gives them
+            input_stream(self.net, as_array(x))  # the same error for the whole input: sample numbers as run_lava
             raise
         def joined(arrays):  # one chunk (the usual case) needs no copy
             return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
@@ -600,6 +600,12 @@ class FastSim:
         return SimResult(outputs=outputs, spikes=spikes, readout_current=current, target=self.net.target,
                          steps=n * steps + self.net.latency, latency=self.net.latency, counts=counts,
                          limits=limits if self.fixed else {}, seconds={"total": time.perf_counter() - start})
+
+    chunk_elements = CHUNK_ELEMENTS  # default chunk: (sample, step, neuron) entries per layer array
+
+    def _checked_input(self, x):
+        """The input as the chunks take it (here a float64 numpy array), checked as the Lava backend checks it."""
+        return check_input(self.net, x)
 
     # one chunk of samples --------------------------------------------------------------------------
 

@@ -1,14 +1,21 @@
 """The fast fixed-point simulator on a GPU: :class:`TorchFastSim`, bit-exact with the numpy :class:`FastSim`.
 
 The same network, prepared by :class:`~slt_deploy.simulate.fastsim.FastSim` (effective Lava weights, blocks per
-source group, neuron constants), run with torch: the synapse products and the neuron loop on the device, the
-host layer and the readout's arithmetic on the CPU with numpy exactly as FastSim computes them. Why it is exact:
+source group, neuron constants), run with torch on the device: the input is sent there once and checked there
+(shape, NaN/inf, the 0/1 spikes a chip input needs, whether it repeats at every step), then the host layer, the
+synapse products and the neuron loop run there; only the spikes, the readout current and the counts come back
+(the readout's few float operations stay on the CPU with numpy, as FastSim computes them). Why it is exact:
 
 - synapse products: integer weights (|w| <= 256) times 0/1 spikes, summed in float32 where every partial sum
   stays below 2**24 and in float64 otherwise (FastSim's own rule): every sum is an integer the format holds
   exactly, so the order in which cuBLAS or cuSPARSE adds them changes nothing; TF32 inputs would be exact too
   (an 8-bit integer needs 8 of TF32's 11 significant bits). The floor shift by the weight exponent and the
   int32 wrap are integer operations on int64 (``>>`` on torch int64 is the same arithmetic shift as numpy's);
+- host layer: float64 ``round(scale * (W x + b))``, whose value depends on the order of the sum. It is first
+  computed by a matrix product in any order, with a rigorous bound on its distance from scipy's sequential
+  sum (the standard dot-product error bound); wherever the bound does not rule out a different rounding (a
+  value within the bound of a half-integer), the sample is recomputed in scipy's exact order
+  (:meth:`TorchFastSim._host_currents_ordered`), so every current is scipy's to the bit;
 - neurons: FastSim's equations in int64 (its ``_decay`` and ``_wrap32`` helpers work on torch tensors as
   they are), choosing the same branch FastSim chooses (no 24-bit wrap while ``|a_in| <= 2**17`` and the current
   keeps no memory, the wrap otherwise; the voltage clip where FastSim's bound says it can act).
@@ -31,10 +38,11 @@ import scipy.sparse as sp
 import torch
 
 from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, V_LIMIT, LoweredNetwork, Population, Projection
-from ..compile.stream import readout_values
+from ..compile.errors import CompileError
+from ..compile.stream import NOT_FINITE, as_array, check_shape, input_stream, readout_values
 from ..errors import ConfigError
 from ..utils import resolve_device
-from .fastsim import FLOAT32_EXACT, U_HALF, U_WRAP, FastSim, SimError, _decay, _nir_order, _Totals, _wrap32
+from .fastsim import FLOAT32_EXACT, U_HALF, U_WRAP, FastSim, SimError, _decay, _Totals, _wrap32
 
 __all__ = ["TorchFastSim", "fast_simulator", "TORCH_MIN_SAMPLES"]
 
@@ -48,6 +56,10 @@ NODE_TYPES = ("LIF", "IF", "CubaLIF")
 GPU_DENSE_MAX_ENTRIES = 2 ** 28   # dense weights up to 1 GiB (float32) on the device; beyond, sparse CSR
 TORCH_MIN_SAMPLES = 1000          # below this a GPU's start-up and transfers outweigh the gain
 TORCH_CHUNK_ELEMENTS = 2 ** 27    # (sample, step, neuron) entries per layer array in one chunk (int64: 1 GiB)
+# input dtypes sent to the device as they are (converted to float64 there: exact, as numpy's conversion)
+DEVICE_INPUT_DTYPES = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                                             np.float16, np.float32, np.float64)}
+HOST_BOUND_SAFETY = 4.0           # the rounding-error bound of the host product, taken this many times over
 
 
 def check_supported(net: LoweredNetwork) -> None:
@@ -121,6 +133,31 @@ class TorchFastSim(FastSim):
             self._host_nnz = torch.as_tensor(self.host_nnz, dtype=torch.float64, device=self.device)
             self._host = tuple(torch.as_tensor(a, device=self.device) for a in (
                 values.T.copy(), columns.T.copy(), host.bias.astype(np.float64), host.scale.astype(np.float64)))
+            # W^T (n_input, n_host) for the unordered product and |W|^T for its error bound; longest row = n
+            self._host_product = (self._product_matrix(w.data, w), self._product_matrix(np.abs(w.data), w), width)
+        self._lava_to_nir = {p.name: torch.as_tensor(np.argsort(p.nir_index), device=self.device)
+                             for p in lowered.populations if len(p.nir_shape) > 1}
+        self._input_to_lava = torch.as_tensor(lowered.input.nir_index, device=self.device)
+
+    def _product_matrix(self, data: np.ndarray, like: sp.csr_matrix) -> torch.Tensor:
+        """The (n_host, n_input) matrix of ``data`` in ``like``'s places, float64 on the device for
+        :meth:`_product`: its transpose dense when it fits, else itself as sparse CSR. Built from copies: scipy
+        operations such as ``abs`` sort a matrix's indices in place, which would change the stored order (the
+        order of scipy's sums) of the host matrix, whose arrays FastSim shares with the lowered network."""
+        rows = np.repeat(np.arange(like.shape[0]), np.diff(like.indptr))
+        if like.shape[0] * like.shape[1] <= GPU_DENSE_MAX_ENTRIES // 2:
+            dense_t = np.zeros(like.shape[::-1])
+            np.add.at(dense_t, (like.indices, rows), data)
+            return torch.as_tensor(dense_t, device=self.device)
+        csr = sp.csr_matrix((np.array(data, dtype=np.float64), (rows, like.indices)), shape=like.shape)
+        csr.sort_indices()  # torch's CSR kernels want each row's columns sorted (the order of the sum is free here)
+        with warnings.catch_warnings():  # see _on_device
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+            return torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int64),
+                                           torch.as_tensor(csr.indices, dtype=torch.int64),
+                                           torch.as_tensor(csr.data, dtype=torch.float64),
+                                           size=csr.shape).to(self.device)
 
     def _on_device(self, cols: Optional[np.ndarray], stored) -> Tuple[Optional[torch.Tensor], torch.Tensor, bool]:
         """(source columns, weights, dense): FastSim's (n_source, n_target) block, dense when it fits."""
@@ -139,28 +176,46 @@ class TorchFastSim(FastSim):
                                         torch.as_tensor(csr.data), size=csr.shape).to(dtype)
         return idx, w.to(self.device), False
 
+    chunk_elements = TORCH_CHUNK_ELEMENTS  # a larger default chunk: the device holds it
+
     def run(self, x, *, record_spikes: bool = True, count: bool = True, chunk: Optional[int] = None,
             blas_threads: Optional[int] = 1):
-        """As :meth:`FastSim.run`; the default chunk is larger (the device holds it)."""
+        """As :meth:`FastSim.run`; ``x`` may also be a torch tensor (on any device)."""
         self._record = record_spikes
-        if chunk is None:
-            x = np.asarray(x)
-            widest = max([self.net.input.size] + [p.size for p in self.net.populations])
-            chunk = max(1, TORCH_CHUNK_ELEMENTS // (max(1, x.shape[1]) * widest)) if x.ndim >= 2 else None
         return super().run(x, record_spikes=record_spikes, count=count, chunk=chunk, blas_threads=blas_threads)
+
+    def _checked_input(self, x) -> torch.Tensor:
+        """``x`` as float64 on the device, sent there in one transfer (in its own dtype, converted there) and
+        checked there: the same checks and messages as ``check_input``."""
+        if isinstance(x, torch.Tensor):
+            t = x.detach()
+        else:
+            a = np.asarray(x)
+            if a.dtype not in DEVICE_INPUT_DTYPES or not a.dtype.isnative:
+                a = as_array(a)
+            with warnings.catch_warnings():  # a read-only array (np.broadcast_to...) is only read here
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.as_tensor(a)
+        check_shape(self.net, tuple(t.shape))
+        t = t.to(self.device).to(torch.float64)
+        if not bool(torch.isfinite(t).all()):
+            raise CompileError(NOT_FINITE)
+        return t
 
     # one chunk: FastSim._run_chunk with the layers on the device ------------------------------------
 
-    def _run_chunk(self, x: np.ndarray, count: bool, limits: Dict[str, Dict[str, int]]):
-        net, dev = self.net, self.device
+    def _run_chunk(self, x: torch.Tensor, count: bool, limits: Dict[str, Dict[str, int]]):
+        net = self.net
         n, steps = x.shape[:2]
         m = n * steps
         rows: Dict[str, torch.Tensor] = {}
         totals: Dict[str, _Totals] = {}
         host = None
-        if net.host is None:
-            stream, _ = self._stream(x)  # input spikes, checked and ordered by input_stream as FastSim does
-            rows[net.input.name] = torch.as_tensor(np.ascontiguousarray(stream.reshape(m, -1) != 0), device=dev)
+        if net.host is None:  # input spikes: input_stream's check, then its Lava order
+            flat = x.reshape(m, -1)
+            if not bool(((flat == 0) | (flat == 1)).all()):
+                input_stream(net, x.cpu().numpy())  # raises the backend's error
+            rows[net.input.name] = flat.index_select(1, self._input_to_lava) != 0
         else:
             host, once, flat = self._host_stream(x)
             if count:  # FastSim's _layer_totals on the device (integer counts: exact in any order)
@@ -178,7 +233,7 @@ class TorchFastSim(FastSim):
             s = self._neurons_run(pop.name, a_in, steps, limits[pop.name])
             rows[pop.name] = s.reshape(m, pop.size)
             if self._record or net.readout.source == pop.name:
-                spikes[pop.name] = _nir_order(pop, s.cpu().numpy())
+                spikes[pop.name] = self._nir_order_to_host(pop, s)
         if net.readout.kind == "current":
             shape = (n, steps, int(np.prod(net.readout.nir_shape)))
             current = self._current_in(net.readout.name, shape, rows, None, totals if count else None)
@@ -192,23 +247,67 @@ class TorchFastSim(FastSim):
         fired = {name: float(r.count_nonzero()) for name, r in rows.items()}
         return outputs, current, spikes, (totals, fired)
 
-    def _host_stream(self, x: np.ndarray) -> Tuple[torch.Tensor, bool, torch.Tensor]:
+    def _nir_order_to_host(self, pop: Population, s: torch.Tensor) -> np.ndarray:
+        """FastSim's ``_nir_order`` with the permutation done on the device: int8 (N, T, *nir_shape) numpy."""
+        if pop.name in self._lava_to_nir:
+            s = s.index_select(2, self._lava_to_nir[pop.name])
+        return s.cpu().numpy().view(np.int8).reshape(tuple(s.shape[:2]) + tuple(pop.nir_shape))
+
+    def _host_stream(self, x: torch.Tensor) -> Tuple[torch.Tensor, bool, torch.Tensor]:
         """FastSim._stream for a host layer, computed on the device: int64 (N, T or 1, n), ``once``, and the
         distinct inputs (N * (1 or T), n_input) on the device."""
         net = self.net
         n, steps = x.shape[:2]
         once = steps > 1 and bool((x == x[:, :1]).all())
-        distinct = x[:, :1] if once else x
-        flat = torch.as_tensor(np.ascontiguousarray(distinct.reshape(-1, net.input.size), dtype=np.float64),
-                               device=self.device)
+        flat = (x[:, :1] if once else x).reshape(-1, net.input.size)
         cur = self._host_currents_on_device(flat)
         if bool((cur.abs() > net.host.limit).any()):
-            FastSim._stream(self, x)  # raises the backend's error (naming the sample and step)
+            FastSim._stream(self, x.cpu().numpy())  # raises the backend's error (naming the sample and step)
         return cur.to(torch.int64).reshape(n, 1 if once else steps, -1), once, flat
 
     def _host_currents_on_device(self, flat: torch.Tensor) -> torch.Tensor:
         """(M, n_input) float64 inputs (NIR order) -> (M, n_host) ``round(scale * (W x + b))``, bit-exact with
         FastSim._host_currents (and so with input_stream, what Lava receives).
+
+        One matrix product in any order gives ``a = scale * (W x + b)`` to within ``d``, a bound on its distance
+        from scipy's ordered value: both dot products lie within ``gamma_n * sum|w x|`` of the exact one (gamma_n
+        = n u / (1 - n u), n the longest row, u = 2**-53; Higham, Accuracy and Stability of Numerical
+        Algorithms, 3.1, for any order of summation, fused multiply-adds included), and the bias addition and
+        scaling each round once more (u relative, each). Where no half-integer lies within ``d`` of ``a``,
+        scipy's value rounds to the same integer; the samples with any current nearer than that (rare: ``d`` is
+        about 1e-9 for MNIST-sized layers) are recomputed in scipy's order.
+        """
+        w_t, w_abs_t, n_terms = self._host_product
+        _, _, bias, scale = self._host
+        if flat.shape[0] == 0:
+            return torch.zeros((0, bias.shape[0]), dtype=torch.float64, device=self.device)
+        sums = self._product(flat, w_t)
+        magnitude = self._product(flat.abs(), w_abs_t)  # sum |w x|, itself within gamma_n of its exact value
+        u = 2.0 ** -53
+        gamma = n_terms * u / (1 - n_terms * u)
+        shifted = sums + bias
+        approx = shifted * scale
+        # |sums - scipy's| <= 2 gamma magnitude (each within gamma of the exact sum; magnitude's own error
+        # covered by the safety factor); then one rounding of the bias sum, one of the product
+        bound = scale.abs() * (2 * gamma * magnitude + 2 * u * (shifted.abs() + 2 * gamma * magnitude)) \
+            + 2 * u * approx.abs()
+        bound = HOST_BOUND_SAFETY * bound + 2.0 ** -40
+        half_gap = ((approx - torch.floor(approx)) - 0.5).abs()  # distance to the nearest half-integer
+        unsure = (half_gap <= bound) | (approx.abs() >= 2.0 ** 50)
+        rounded = torch.round(approx)
+        redo = unsure.any(1).nonzero().flatten()
+        if redo.numel():
+            rounded[redo] = self._host_currents_ordered(flat.index_select(0, redo))
+        return rounded
+
+    def _product(self, flat: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """(M, n_input) inputs times the host matrix -> (M, n_host), in any order of summation."""
+        if matrix.layout == torch.strided:
+            return flat @ matrix
+        return torch.sparse.mm(matrix, flat.t().contiguous()).t()
+
+    def _host_currents_ordered(self, flat: torch.Tensor) -> torch.Tensor:
+        """:meth:`_host_currents_on_device` summed in scipy's order, for every current (M, n_host).
 
         scipy's CSR product sums each current in the row's stored order, one ``y += a * x`` after the other
         (no fused multiply-add in its generic C++ loop); here the k-th stored entry of every row is added in
