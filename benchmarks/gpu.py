@@ -14,6 +14,8 @@ activity counted; every spike, readout current and count is compared (bit-exact 
 
     python benchmarks/gpu.py --out DIR [--ticket mlp.safetensors] [--devices cpu,cuda] [--models ...]
 
+``--models ""`` measures the fast simulator only.
+
 A figure that was not measured is written "not measured". Results: DIR/gpu.json and DIR/gpu.md.
 """
 
@@ -111,6 +113,7 @@ def measure_training(args, devices) -> list:
 
 def measure_fastsim(args, devices) -> dict:
     from slt_deploy.compile import first_mismatch, lower
+    from slt_deploy.compile.stream import check_input
     from slt_deploy.data import load_dataset
     from slt_deploy.exporters.nir_format import ticket_to_nir
     from slt_deploy.simulate.fastsim import FastSim
@@ -130,6 +133,16 @@ def measure_fastsim(args, devices) -> dict:
     ref = numpy_sim.run(x)
     out["numpy_seconds"] = round(time.perf_counter() - start, 3)
     out["numpy_samples_per_s"] = round(len(x) / out["numpy_seconds"], 1)
+    numpy_times = [out["numpy_seconds"]]
+    for _ in range(args.sim_numpy_repeats - 1):
+        start = time.perf_counter()
+        numpy_sim.run(x)
+        numpy_times.append(time.perf_counter() - start)
+    out["numpy_runs"] = len(numpy_times)
+    out["numpy_seconds_median"] = round(statistics.median(numpy_times), 3)
+    start = time.perf_counter()
+    check_input(net, x)  # part of every run above: the CPU input check alone
+    out["numpy_input_check_seconds"] = round(time.perf_counter() - start, 4)
     start = time.perf_counter()
     numpy_sim.run(x, record_spikes=False, count=False)
     out["numpy_outputs_only_samples_per_s"] = round(len(x) / (time.perf_counter() - start), 1)
@@ -140,6 +153,14 @@ def measure_fastsim(args, devices) -> dict:
             continue
         sim = TorchFastSim(net, device)
         sim.run(x[:200])  # CUDA start-up and kernel loading, not part of the rate
+        sends = []
+        for _ in range(args.sim_repeats):  # part of every torch run: the input's one transfer alone
+            sync(device)
+            start = time.perf_counter()
+            torch.as_tensor(x).to(device)
+            sync(device)
+            sends.append(time.perf_counter() - start)
+        out[f"torch_{device.type}_input_transfer_seconds_median"] = round(statistics.median(sends), 4)
         times = []
         for _ in range(args.sim_repeats):
             sync(device)
@@ -165,6 +186,7 @@ def measure_fastsim(args, devices) -> dict:
         out[f"torch_{device.type}_samples_per_s"] = round(len(x) / median, 1)
         out[f"torch_{device.type}_bit_exact"] = bool(same)
         out[f"torch_{device.type}_speedup"] = round(out["numpy_seconds"] / median, 2)
+        out[f"torch_{device.type}_speedup_vs_numpy_median"] = round(out["numpy_seconds_median"] / median, 2)
         if not same:
             raise SystemExit("the torch fast simulator differs from the numpy one")
     return out
@@ -192,7 +214,8 @@ def markdown(result: dict) -> str:
         lines += ["", f"Fast simulator ({fs['model']} ticket, {fs['samples']} MNIST samples, T = {fs['timesteps']}, "
                       f"fixed_pt): numpy {fs['numpy_samples_per_s']} samples/s, torch on the GPU "
                       f"{fs.get('torch_cuda_samples_per_s', 'not measured')} samples/s "
-                      f"(x{fs.get('torch_cuda_speedup', 'not measured')}), bit-exact: "
+                      f"(x{fs.get('torch_cuda_speedup', 'not measured')}; median of {fs.get('numpy_runs', 1)} numpy "
+                      f"runs: x{fs.get('torch_cuda_speedup_vs_numpy_median', 'not measured')}), bit-exact: "
                       f"{fs.get('torch_cuda_bit_exact', 'not measured')}; outputs only (no spikes recorded, no "
                       f"counts): numpy {fs['numpy_outputs_only_samples_per_s']}, torch on the GPU "
                       f"{fs.get('torch_cuda_outputs_only_samples_per_s', 'not measured')} samples/s "
@@ -216,6 +239,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ticket", help="trained ticket for the fast-simulator figures (skipped without one)")
     ap.add_argument("--sim-samples", type=int, default=10000)
     ap.add_argument("--sim-repeats", type=int, default=3)
+    ap.add_argument("--sim-numpy-repeats", type=int, default=1, help="numpy runs (the first is also reported alone)")
     ap.add_argument("--sim-torch-cpu", action="store_true", help="also time the torch simulator on the CPU")
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]

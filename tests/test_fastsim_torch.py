@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from slt_deploy.compile import first_mismatch
+from slt_deploy.compile.errors import CompileError
 from slt_deploy.simulate import fastsim_torch
 from slt_deploy.simulate.fastsim import FastSim, SimError, simulate
 from slt_deploy.simulate.fastsim_torch import TorchFastSim, fast_simulator
@@ -75,6 +77,80 @@ def test_host_currents_on_the_device_are_fastsims(name):
     flat = CASES_MODULE.inputs(kwargs["seed"], 200, t, net.input.size, first_layer).reshape(-1, net.input.size) * 3
     ours = TorchFastSim(net, "cpu")._host_currents_on_device(torch.as_tensor(flat))
     np.testing.assert_array_equal(ours.numpy(), FastSim(net)._host_currents(flat).T)
+
+
+@pytest.mark.parametrize("name", ["lif-host", "random2-IF-host"])
+def test_host_currents_summed_in_order_where_the_bound_cannot_decide(name, monkeypatch):
+    """Every current near a half-integer (here: all, by a huge safety factor) is recomputed in scipy's order:
+    the same bits, and the ordered sum really ran on every sample; with the real bound on these inputs, no
+    sample needs it."""
+    _, kwargs, first_layer, _, t, _ = CASES_MODULE.CASE[name]
+    net = CASES_MODULE.lowered(CASES_MODULE.random_graph(**kwargs), "fixed_pt", first_layer)
+    flat = CASES_MODULE.inputs(kwargs["seed"], 100, t, net.input.size, first_layer).reshape(-1, net.input.size) * 3
+    ref = FastSim(net)._host_currents(flat).T
+    sim = TorchFastSim(net, "cpu")
+    redone = []
+    ordered = sim._host_currents_ordered
+    monkeypatch.setattr(sim, "_host_currents_ordered", lambda f: redone.append(len(f)) or ordered(f))
+    np.testing.assert_array_equal(sim._host_currents_on_device(torch.as_tensor(flat)).numpy(), ref)
+    assert redone == []
+    monkeypatch.setattr(fastsim_torch, "HOST_BOUND_SAFETY", 1e30)
+    np.testing.assert_array_equal(sim._host_currents_on_device(torch.as_tensor(flat)).numpy(), ref)
+    assert redone == [len(flat)]
+
+
+def test_a_current_exactly_halfway_is_summed_in_order(monkeypatch):
+    """A scaled current of exactly k + 1/2 (round half to even decides it) is always recomputed in order."""
+    net, _ = CASES_MODULE.case_network(CASES_MODULE.CASE["lif-host"])
+    sim = TorchFastSim(net, "cpu")
+    values, columns, bias, scale = sim._host
+    # host matrix: one weight 0.25, the first stored entry of row 0; no bias; scale 2 (all exact in binary)
+    w = sim.host_weight
+    data = np.zeros_like(w.data)
+    data[0] = 0.25
+    one = sp.csr_matrix((data, w.indices, w.indptr), shape=w.shape)
+    first = torch.zeros_like(values)
+    first[0, 0] = 0.25  # (k-th stored entry, row) table of the ordered sum
+    sim._host = (first, columns, torch.zeros_like(bias), torch.full_like(scale, 2.0))
+    sim._host_product = (sim._product_matrix(one.data, one), sim._product_matrix(np.abs(one.data), one),
+                         sim._host_product[2])
+    flat = np.zeros((2, net.input.size))
+    flat[0, w.indices[0]] = 5.0   # 2 * 0.25 * 5 = 2.5 -> 2 (to even)
+    flat[1, w.indices[0]] = 7.0   # 3.5 -> 4
+    redone = []
+    ordered = sim._host_currents_ordered
+    monkeypatch.setattr(sim, "_host_currents_ordered", lambda f: redone.append(len(f)) or ordered(f))
+    out = sim._host_currents_on_device(torch.as_tensor(flat)).numpy()
+    assert out[:, 0].tolist() == [2.0, 4.0] and redone == [2]
+
+
+def test_input_sent_as_it_comes_and_checked_on_the_device():
+    """float32 arrays and torch tensors give the bits of their float64 values; bad input raises the numpy
+    simulator's (and so the Lava backend's) errors; the lowered network is left as it was."""
+    net, x = CASES_MODULE.case_network(CASES_MODULE.CASE["lif-host"])
+    weight = net.host.weight.copy()
+    sim = TorchFastSim(net, "cpu")
+    assert np.array_equal(net.host.weight.indices, weight.indices)  # stored order (scipy's sum order) kept
+    assert np.array_equal(net.host.weight.data, weight.data)
+    x32 = x.astype(np.float32)
+    ref = simulate(net, x32.astype(np.float64))
+    assert_bit_exact(sim.run(x32), ref)
+    assert_bit_exact(sim.run(torch.as_tensor(x32)), ref)
+    bad = x.copy()
+    bad[1, 2, 3] = np.nan
+    for wrong in (bad, x[..., :-1], x[:0]):
+        with pytest.raises(CompileError) as numpy_error:
+            simulate(net, wrong)
+        with pytest.raises(CompileError) as torch_error:
+            sim.run(torch.as_tensor(wrong))
+        assert str(torch_error.value) == str(numpy_error.value)
+    loud = x.copy()
+    loud[2, 3] *= 1e6
+    with pytest.raises(CompileError, match=r"sample 2, step 3"):
+        sim.run(loud, chunk=1)
+    chip, xc = CASES_MODULE.case_network(CASES_MODULE.CASE["cubalif-chip"])
+    with pytest.raises(CompileError, match="binary spike input"):
+        TorchFastSim(chip, "cpu").run(xc * 0.5)
 
 
 def test_refuses_floating_pt_and_features_it_does_not_implement():
