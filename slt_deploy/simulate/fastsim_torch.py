@@ -98,9 +98,9 @@ def _same(a, b) -> bool:
 
 
 class TorchFastSim(FastSim):
-    """:class:`FastSim` with its host layer, synapse products and neuron loop in torch on ``device`` (fixed_pt
-    only). Made for a GPU: on a CPU it gives the same bits but is slower than numpy (its host layer adds one
-    stored entry per step), which is why :func:`fast_simulator` never picks it there."""
+    """:class:`FastSim` with its input checks, host layer, synapse products and neuron loop in torch on
+    ``device`` (fixed_pt only). Made for a GPU: on a CPU it gives the same bits at about numpy's speed (tests
+    run it there), which is why :func:`fast_simulator` never picks it there."""
 
     def __init__(self, lowered: LoweredNetwork, device: str | torch.device = "auto"):
         try:
