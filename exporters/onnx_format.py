@@ -94,6 +94,9 @@ def _convert(body: nn.Module, neuron_rule: Callable[[snn.Leaky, str], nn.Module]
 
 def _check_supported(body: nn.Module, rules: Dict[type, Callable]) -> None:
     for name, module in body.named_modules():
+        if isinstance(module, snn.RLeaky):
+            raise ExportError(f"layer {name!r} (RLeaky): a recurrent layer has no ONNX twin here; the report's "
+                              f"default ANN is the trained feed-forward twin (search --spiking false)")
         if type(module) not in rules and not _declared_traceable(module):
             supported = ", ".join(sorted(t.__name__ for t in rules))
             raise ExportError(f"layer {name or '(root)'!r} ({type(module).__name__}) is not supported by the "
