@@ -511,6 +511,8 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
         if problems:
             failures.append(f"{label}: {problems[0]}")
             n = hi
+        elif own_consumer:  # its fan-out follows its own core count, ceil(neurons / n): not monotone in n
+            n = next(m for m in range(hi, 0, -1) if not check(m)[0])
         else:
             lo = 1
             while lo < hi:  # largest n whose cores all fit (the constraints grow with n)
