@@ -566,7 +566,8 @@ def test_recurrent_mlp_option():
         resolve_config(ModelConfig(name="convnet", recurrent=True, neuron=subtract), (1, 28, 28), 10)
     snn_model = build_model(resolve_config(ModelConfig(hidden=(6, 5), recurrent=True, neuron=subtract), (1, 8, 8), 10))
     assert [type(snn_model.body.get_submodule(n)) for n in ("fc1_lif", "fc2_lif")] == [snn.RLeaky, snn.RLeaky]
-    assert snn_model.body.fc2_lif.reset_mechanism == "subtract" and snn_model.body.fc2_lif.recurrent.weight.shape == (5, 5)
+    fc2_lif = snn_model.body.fc2_lif
+    assert fc2_lif.reset_mechanism == "subtract" and fc2_lif.recurrent.weight.shape == (5, 5)
     assert list(prunable_layers(snn_model)) == ["fc1", "fc1_lif.recurrent", "fc2", "fc2_lif.recurrent", "readout"]
     assert snn_model.recurrent_weights() == ("fc1_lif.recurrent", "fc2_lif.recurrent")
     ann = build_model(resolve_config(ModelConfig(hidden=(6,), recurrent=True, spiking=False, neuron=subtract),
@@ -590,6 +591,7 @@ def test_recurrent_mlp_trained_by_the_search_deploys_end_to_end(tmp_path):
 
     from slt_deploy.compile.reference import record_snntorch
     from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig, RunConfig, SearchConfig, TrainConfig
+    from slt_deploy.cost.activity import count_simulation, count_snntorch, synapse_layers
     from slt_deploy.export import export_ticket
     from slt_deploy.exporters.nir_format import recurrent_edges
     from slt_deploy.report import build_report
@@ -616,6 +618,12 @@ def test_recurrent_mlp_trained_by_the_search_deploys_end_to_end(tmp_path):
     spikes = trace["fc1_lif"].transpose(0, 1).numpy()
     np.testing.assert_array_equal(spikes, expected["fc1_lif"])
     assert 0.05 < spikes.mean() < 0.95
+    # the fast simulator's recorded spikes, counted, give the snnTorch run's counts (recurrent layer included)
+    fast = BACKENDS["fast-float"](graph, x_seq.transpose(0, 1).numpy(), first_layer="host")
+    model = ticket.build_model()
+    counted = count_simulation(fast, x_seq.transpose(0, 1).numpy(), synapse_layers(model, (1, 8, 8)))
+    assert [(l.name, l.effective_synops, l.input_events) for l in counted.layers] == \
+        [(l.name, l.effective_synops, l.input_events) for l in count_snntorch(model, x_seq).layers]
 
     lava = simulate(tmp_path / "t.nir", "lava-float", samples=samples, progress=False)
     assert lava.first_mismatch is None and lava.accuracy == lava.reference_accuracy

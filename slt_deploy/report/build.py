@@ -305,7 +305,8 @@ def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
                    round=int(meta.get("round", -1)), record_accuracy=meta.get("accuracy"),
                    timesteps=data.timesteps, encoding=workload.encoding if workload else data.encoding, data=data,
                    seed=int(meta.get("seed", 0)), input_shape=_nir_shape(inputs[0].input_type),
-                   num_classes=math.prod(_nir_shape(outputs[0].output_type)), weight_layers=len(weights) - len(recurrent),
+                   num_classes=math.prod(_nir_shape(outputs[0].output_type)),
+                   weight_layers=len(weights) - len(recurrent),
                    graph=graph, chains=chains, workload=workload,
                    warnings=tuple(warned),
                    resets=tuple((f"layer {name}", str((node.metadata or {}).get("reset", "zero")))
