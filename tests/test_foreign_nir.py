@@ -546,15 +546,18 @@ def test_snntorch_rleaky_network_exports_to_a_recurrent_graph_that_runs_everywhe
     assert network_to_nir(zero, input_shape=(3,)).nodes["lif"].metadata["reset"] == "hold"
 
 
-def test_recurrent_mlp_option():
-    """``model.recurrent``: RLeaky hidden layers for mlp only, with subtract reset only; its ANN twin is the
-    feed-forward ReLU MLP; the default run name is unchanged (the option is hashed only when set)."""
+def test_recurrent_mlp_option(tmp_path):
+    """``model.recurrent``: RLeaky hidden layers for mlp only, with subtract reset only; its ANN twin (trained,
+    or the untrained ONNX one) is the feed-forward ReLU MLP; the default run name is unchanged (the option is
+    hashed only when set)."""
     import snntorch as snn
     from torch import nn
 
     from slt_deploy.config import ModelConfig, NeuronConfig, RunConfig
     from slt_deploy.errors import ConfigError, ExportError
-    from slt_deploy.exporters.onnx_format import ann_twin
+    import torch
+
+    from slt_deploy.exporters.onnx_format import ann_twin, export_snn_unrolled_onnx
     from slt_deploy.models import build_model, prunable_layers, resolve_config
 
     with pytest.raises(ConfigError, match=r"^model.recurrent=true needs model.neuron.reset=subtract \(--reset "
@@ -574,9 +577,16 @@ def test_recurrent_mlp_option():
                                      (1, 8, 8), 10))
     assert type(ann.body.fc1_lif) is nn.ReLU and ann.recurrent_weights() == ()
     assert RunConfig().run_name() == "imp_mlp_mnist_44136fa355"  # as before the option existed
-    with pytest.raises(ExportError, match=r"^layer 'fc1_lif' \(RLeaky\): a recurrent layer has no ONNX twin here; "
-                                          r"the report's default ANN is the trained feed-forward twin"):
-        ann_twin(snn_model)
+    # the untrained ONNX twin is feed-forward too: each RLeaky becomes ReLU, its recurrent weight dropped
+    twin = ann_twin(snn_model)
+    assert twin.meta["recurrence_dropped"] == "fc1_lif, fc2_lif"
+    assert not any(isinstance(m, snn.RLeaky) for m in twin.modules())
+    x = torch.rand(3, 1, 8, 8)
+    body = snn_model.body
+    by_hand = body.readout(torch.relu(body.fc2(torch.relu(body.fc1(x.flatten(1))))))
+    torch.testing.assert_close(twin(x), by_hand)
+    with pytest.raises(ExportError, match=r"^layer 'fc1_lif' \(RLeaky\) is not supported by the ONNX exporter"):
+        export_snn_unrolled_onnx(snn_model, (1, 8, 8), 3, tmp_path / "x.onnx")  # the SNN keeps its neurons
 
 
 @pytest.mark.lava

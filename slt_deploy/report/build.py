@@ -410,8 +410,9 @@ def _ann_model(ann: Optional[PathLike], networks: Sequence[Network], scratch: Pa
     path = export_ticket_onnx(first.path, scratch / FILES["ann_twin"])
     macs = tuple(onnx_macs(path))
     in_shape, classes = _onnx_io(path)
-    return AnnModel(path, f"UNTRAINED ANN twin of {first.path.name}: its masked SNN weights with ReLU, never "
-                          f"trained as an ANN (a cost reference only)", macs, in_shape, classes, trained=False)
+    dropped = " (recurrent weights dropped)" if first.ticket.record.model.recurrent else ""
+    return AnnModel(path, f"UNTRAINED ANN twin of {first.path.name}: its masked SNN weights with ReLU{dropped}, "
+                          f"never trained as an ANN (a cost reference only)", macs, in_shape, classes, trained=False)
 
 
 def _ann_ticket(path: Path, origin: str, trained: Optional[bool]) -> AnnModel:
