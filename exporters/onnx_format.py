@@ -76,18 +76,19 @@ def _declared_traceable(module: nn.Module) -> bool:
     return vars(type(module)).get("onnx_traceable", False) is True
 
 
-def _convert(body: nn.Module, neuron_rule: Callable[[snn.Leaky, str], nn.Module]) -> nn.Module:
-    """A deep copy of ``body`` with every ``snn.Leaky`` replaced by ``neuron_rule(leaky, name)``.
+def _convert(body: nn.Module, neuron_rule: Callable[[snn.Leaky, str], nn.Module],
+             neurons: Tuple[type, ...] = (snn.Leaky,)) -> nn.Module:
+    """A deep copy of ``body`` with every neuron of the types ``neurons`` replaced by ``neuron_rule(leaky, name)``.
 
     The original is never modified. Raises :class:`ExportError` naming the first unsupported layer.
     """
     rules: Dict[type, Callable[[nn.Module, str], nn.Module]] = {t: _keep for t in _PASSTHROUGH + _CONTAINERS}
-    rules[snn.Leaky] = neuron_rule
+    rules.update({t: neuron_rule for t in neurons})
     _check_supported(body, rules)
     _check_finite(body)
     out = copy.deepcopy(body)
     for name, module in list(out.named_modules()):
-        if type(module) is snn.Leaky:
+        if type(module) in neurons:
             _set_submodule(out, name, neuron_rule(module, name))
     return out.eval()
 
@@ -159,10 +160,16 @@ def ann_twin(model_or_ticket) -> AnnTwin:
     """The ANN counterpart of a spiking model or ticket, in eval mode.
 
     Same layers, same masked weights and BatchNorm statistics; every ``snn.Leaky`` (inside residual blocks
-    too) becomes ``nn.ReLU`` and the network runs once on the image instead of T times.
+    too) becomes ``nn.ReLU`` and the network runs once on the image instead of T times. An ``snn.RLeaky``
+    becomes ``nn.ReLU`` too, its recurrent weight dropped: run once there is no previous step, so the ANN
+    counterpart of a recurrent layer is feed-forward (as ``model.spiking=false`` builds a recurrent mlp);
+    ``meta["recurrence_dropped"]`` names those layers.
     """
     body, meta = _body_of(model_or_ticket)
-    return AnnTwin(_convert(body, _relu), meta).eval()
+    dropped = [name for name, m in body.named_modules() if type(m) is snn.RLeaky]
+    if dropped:
+        meta = {**meta, "recurrence_dropped": ", ".join(dropped)}
+    return AnnTwin(_convert(body, _relu, (snn.Leaky, snn.RLeaky)), meta).eval()
 
 
 # --------------------------------------------------------------------------------------------------------

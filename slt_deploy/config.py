@@ -222,6 +222,8 @@ class ModelConfig(Settings):
     spiking: bool = setting(True, "false = the ANN twin: ReLU in place of every LIF neuron (MPLT / LT baselines)")
     patch_keep: float = setting(1.0, "spikformer: fraction of patches kept before the encoder (MultiSp level 1)")
     binary_activations: bool = setting(False, "spikformer: binarize the ConvPEP output (MultiSp level 3)")
+    recurrent: bool = setting(False, "mlp: hidden layers are snnTorch RLeaky with an all-to-all recurrent Linear "
+                              "(needs --reset subtract); its ANN twin is the feed-forward ReLU MLP")
     args: str = setting("", "user model: keyword arguments of the factory as a JSON object, e.g. '{\"hidden\": 64}'")
     weights: Optional[str] = setting(None, "weights to start from (safetensors, or a torch state dict "
                                      "read with weights_only=True); IMP and EB rewind to them")
@@ -251,6 +253,11 @@ class ModelConfig(Settings):
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"model.args={self.args!r} is not valid JSON ({exc.msg})") from None
             _check(isinstance(parsed, dict), f"model.args={self.args!r} must be a JSON object of keyword arguments")
+        # snnTorch RLeaky's zero reset also drops the step's input (the whole next membrane is zeroed), which
+        # Lava's LIF cannot run (the NIR export marks it "hold" and compile refuses it): only subtract deploys
+        _check(not self.recurrent or self.neuron.reset == "subtract",
+               "model.recurrent=true needs model.neuron.reset=subtract (--reset subtract): RLeaky's zero reset "
+               "also drops the step's input, which Lava cannot run")
         _check(is_user_model(self.name) or not self.args,
                f"model.args applies to a user model (file.py:factory), not to model {self.name}")
 

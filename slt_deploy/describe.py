@@ -106,7 +106,8 @@ def describe_file(path: str | Path, as_json: bool = False) -> str:
     acc = "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %"
     head = [f"ticket {p}",
             f"  model     {r['model']['name']} {tuple(r['model']['input_shape'])} -> {r['model']['num_classes']} "
-            f"classes, widths {tuple(r['model']['hidden'])}",
+            f"classes, widths {tuple(r['model']['hidden'])}"
+            + (", recurrent (RLeaky)" if r["model"].get("recurrent") else ""),
             f"  neuron    beta {r['model']['neuron']['beta']}, threshold {r['model']['neuron']['threshold']}, "
             f"reset {r['model']['neuron']['reset']}",
             f"  method    {r['method']} (round {r['round']}), seed {r['seed']}",

@@ -189,6 +189,33 @@ def test_ann_relu_outputs_are_counted_like_spikes():
     assert fc1.output_spikes == 3                                                     # nonzero activations
 
 
+def test_rleaky_recurrent_layer_counts_the_previous_steps_spikes():
+    """RLeaky's recurrent Linear is a synapse layer from the population onto itself, fed the spikes of the step
+    before (none at step 0). Hand case: both neurons fire at every step (input current 2, threshold 1); the
+    recurrent weight has one nonzero, in column 1, so each step after the first makes 1 effective AC."""
+    import snntorch as snn
+
+    fc, out = nn.Linear(1, 2, bias=False), nn.Linear(2, 1, bias=False)
+    lif = snn.RLeaky(beta=0.5, threshold=1.0, reset_mechanism="subtract", init_hidden=True, all_to_all=True,
+                     linear_features=2)
+    with torch.no_grad():
+        fc.weight.fill_(2.0)
+        out.weight.fill_(1.0)
+        lif.recurrent.weight.copy_(torch.tensor([[0.0, 0.5], [0.0, 0.0]]))
+        lif.recurrent.bias.zero_()
+    net = SpikingNet(nn.Sequential(OrderedDict(fc=fc, lif=lif, readout=out)), ModelConfig())
+    a = A.count_snntorch(net, torch.ones(3, 1, 1))  # T = 3, one sample
+    rec = a.layer("lif.recurrent")
+    assert rec.population == "lif" and a.layer("fc").output_spikes == 6        # 2 neurons x 3 steps
+    assert rec.input_events == 4 and rec.effective_acs == 2                     # steps 1 and 2 only
+    assert rec.dense_ops == 4 * 3 and rec.neuron_updates == 0 and rec.output_spikes == 0
+    layers = A.synapse_layers(net, (1,))
+    assert [(l.name, l.source, l.target, l.recurrent) for l in layers] == [
+        ("fc", None, "lif", False), ("lif.recurrent", "lif", "lif", True), ("readout", "lif", None, False)]
+    spikes = torch.ones(3, 1, 2)
+    assert A.previous_step(spikes)[:, 0].tolist() == [[0, 0], [1, 1], [1, 1]]
+
+
 def test_merge_activity_weights_by_samples():
     net = linear_net(threshold=100.0)
     a = A.count_snntorch(net, torch.tensor([[[1.0, 0.0, 1.0]], [[0.0, 1.0, 1.0]]]))      # 5 synops, 1 sample
@@ -392,6 +419,20 @@ def test_partition_output_axons_limit_core_size(tmp_path):
     assert [p.neurons_per_core for p in fits.populations] == [4, 4] and fits.populations[0].max_core_fan_out == 8
     smaller = M.map_network(net, partition_profile(tmp_path, cores=8, fan_out_per_core=7))
     assert smaller.fits and smaller.populations[0].neurons_per_core == 3 and smaller.cores_used == 3 + 2
+
+
+def test_partition_places_a_recurrent_population(tmp_path):
+    """A population onto itself (RLeaky): its recurrent axons add to its cores' fan-in, and its output axons go
+    to its own cores, whose number depends on the split being tried."""
+    net = [fc(4, 8, "a", None, "A"), fc(8, 8, "A.recurrent", "A", "A")]
+    ok = M.map_network(net, partition_profile(tmp_path, cores=4, fan_in_per_core=12))
+    assert ok.fits and ok.cores_used == 2
+    pop = ok.populations[0]
+    assert (pop.neurons_per_core, pop.max_core_fan_in, pop.max_core_fan_out) == (4, 12, 8)  # 4 neurons x 2 cores
+    # fewer neurons per core means more cores of A to reach: 1 x 8, 2 x 4, 3 x 3, 4 x 2 output axons, all > 7
+    narrow = M.map_network(net, partition_profile(tmp_path, cores=8, fan_in_per_core=12, fan_out_per_core=7))
+    assert narrow.fits is False
+    assert "a core of 1 neuron(s) needs 8 output axons, fan_out_per_core = 7" in narrow.failures[0]
 
 
 def test_dynapcnn_one_layer_per_core():

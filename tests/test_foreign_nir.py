@@ -544,3 +544,110 @@ def test_snntorch_rleaky_network_exports_to_a_recurrent_graph_that_runs_everywhe
     zero = nn.Sequential(OrderedDict(fc=nn.Linear(3, 6), lif=snn.RLeaky(beta=0.8, linear_features=6,
                                                                         reset_mechanism="zero")))
     assert network_to_nir(zero, input_shape=(3,)).nodes["lif"].metadata["reset"] == "hold"
+
+
+def test_recurrent_mlp_option(tmp_path):
+    """``model.recurrent``: RLeaky hidden layers for mlp only, with subtract reset only; its ANN twin (trained,
+    or the untrained ONNX one) is the feed-forward ReLU MLP; the default run name is unchanged (the option is
+    hashed only when set)."""
+    import snntorch as snn
+    from torch import nn
+
+    from slt_deploy.config import ModelConfig, NeuronConfig, RunConfig
+    from slt_deploy.errors import ConfigError, ExportError
+    import torch
+
+    from slt_deploy.exporters.onnx_format import ann_twin, export_snn_unrolled_onnx
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+
+    with pytest.raises(ConfigError, match=r"^model.recurrent=true needs model.neuron.reset=subtract \(--reset "
+                                          r"subtract\): RLeaky's zero reset also drops the step's input, which "
+                                          r"Lava cannot run$"):
+        ModelConfig(recurrent=True)
+    subtract = NeuronConfig(reset="subtract")
+    with pytest.raises(ConfigError, match=r"^model.recurrent=True applies to mlp, not to model convnet$"):
+        resolve_config(ModelConfig(name="convnet", recurrent=True, neuron=subtract), (1, 28, 28), 10)
+    snn_model = build_model(resolve_config(ModelConfig(hidden=(6, 5), recurrent=True, neuron=subtract), (1, 8, 8), 10))
+    assert [type(snn_model.body.get_submodule(n)) for n in ("fc1_lif", "fc2_lif")] == [snn.RLeaky, snn.RLeaky]
+    fc2_lif = snn_model.body.fc2_lif
+    assert fc2_lif.reset_mechanism == "subtract" and fc2_lif.recurrent.weight.shape == (5, 5)
+    assert list(prunable_layers(snn_model)) == ["fc1", "fc1_lif.recurrent", "fc2", "fc2_lif.recurrent", "readout"]
+    assert snn_model.recurrent_weights() == ("fc1_lif.recurrent", "fc2_lif.recurrent")
+    ann = build_model(resolve_config(ModelConfig(hidden=(6,), recurrent=True, spiking=False, neuron=subtract),
+                                     (1, 8, 8), 10))
+    assert type(ann.body.fc1_lif) is nn.ReLU and ann.recurrent_weights() == ()
+    assert RunConfig().run_name() == "imp_mlp_mnist_44136fa355"  # as before the option existed
+    # the untrained ONNX twin is feed-forward too: each RLeaky becomes ReLU, its recurrent weight dropped
+    twin = ann_twin(snn_model)
+    assert twin.meta["recurrence_dropped"] == "fc1_lif, fc2_lif"
+    assert not any(isinstance(m, snn.RLeaky) for m in twin.modules())
+    x = torch.rand(3, 1, 8, 8)
+    body = snn_model.body
+    by_hand = body.readout(torch.relu(body.fc2(torch.relu(body.fc1(x.flatten(1))))))
+    torch.testing.assert_close(twin(x), by_hand)
+    with pytest.raises(ExportError, match=r"^layer 'fc1_lif' \(RLeaky\) is not supported by the ONNX exporter"):
+        export_snn_unrolled_onnx(snn_model, (1, 8, 8), 3, tmp_path / "x.onnx")  # the SNN keeps its neurons
+
+
+@pytest.mark.lava
+def test_recurrent_mlp_trained_by_the_search_deploys_end_to_end(tmp_path):
+    """Issue 13's RLeaky "Done when": an RLeaky network trained by the toolkit (``--recurrent true``) goes
+    search (IMP, 1 round) -> export NIR -> reference executor spike for spike with snnTorch -> Lava float spike
+    for spike with the reference -> Lava fixed within 1 point -> report, whose recurrent layer's synaptic ops are
+    the previous step's spikes times the kept recurrent weights, the same from the ticket and from its graph."""
+    import json
+
+    import torch
+
+    from slt_deploy.compile.reference import record_snntorch
+    from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig, RunConfig, SearchConfig, TrainConfig
+    from slt_deploy.cost.activity import count_simulation, count_snntorch, synapse_layers
+    from slt_deploy.export import export_ticket
+    from slt_deploy.exporters.nir_format import recurrent_edges
+    from slt_deploy.report import build_report
+    from slt_deploy.search import search
+    from slt_deploy.simulate import simulate
+    from slt_deploy.simulate.reference import NIRExecutor
+    from slt_deploy.simulate.workload import encoded_test_samples
+    from slt_deploy.ticket import Ticket
+
+    samples = 100
+    config = RunConfig(model=ModelConfig(hidden=(24,), recurrent=True, neuron=NeuronConfig(reset="subtract")),
+                       data=DataConfig(dataset="digits", n_train=400, n_test=samples, timesteps=5),
+                       train=TrainConfig(epochs=3, batch_size=50, optimizer="adam", lr=0.01),
+                       search=SearchConfig(method="imp", rounds=1, rewind_epoch=1))
+    path = search(config, tmp_path / "runs", progress=False, echo=lambda _m: None).ticket_path
+    ticket = Ticket.load(path)
+    assert 0 < float(ticket.mask["fc1_lif.recurrent"].float().mean()) < 1  # the recurrent weight is pruned too
+    graph = read_nir(export_ticket(path, "nir", tmp_path / "t.nir"))
+    assert recurrent_edges(graph) == [("fc1_lif", "fc1_lif.recurrent")]
+
+    x_seq, _ = next(encoded_test_samples(config.data, samples, 0, False, "test"))
+    _, expected = record_snntorch(ticket.build_model(), x_seq)
+    _, trace = NIRExecutor(graph).run(x_seq, record=True)
+    spikes = trace["fc1_lif"].transpose(0, 1).numpy()
+    np.testing.assert_array_equal(spikes, expected["fc1_lif"])
+    assert 0.05 < spikes.mean() < 0.95
+    # the fast simulator's recorded spikes, counted, give the snnTorch run's counts (recurrent layer included)
+    fast = BACKENDS["fast-float"](graph, x_seq.transpose(0, 1).numpy(), first_layer="host")
+    model = ticket.build_model()
+    counted = count_simulation(fast, x_seq.transpose(0, 1).numpy(), synapse_layers(model, (1, 8, 8)))
+    assert [(l.name, l.effective_synops, l.input_events) for l in counted.layers] == \
+        [(l.name, l.effective_synops, l.input_events) for l in count_snntorch(model, x_seq).layers]
+
+    lava = simulate(tmp_path / "t.nir", "lava-float", samples=samples, progress=False)
+    assert lava.first_mismatch is None and lava.accuracy == lava.reference_accuracy
+    fixed = simulate(tmp_path / "t.nir", "lava-fixed", samples=samples, progress=False)
+    assert abs(fixed.accuracy - fixed.reference_accuracy) <= 0.01 + 1e-12  # within 1 point (1 sample here)
+    assert lava.reference_accuracy > 0.5
+
+    report = build_report([path, tmp_path / "t.nir"], profiles=["loihi2"], out=tmp_path / "r", samples=samples,
+                          progress=False, runs_dir=tmp_path / "runs", neurobench=False, sanafe=False)
+    nets = json.loads(report.json.read_text())["networks"]
+    kept = ticket.mask["fc1_lif.recurrent"].double().sum(0).numpy()  # kept weights per source neuron
+    previous = np.concatenate([np.zeros_like(spikes[:, :1]), spikes[:, :-1]], axis=1)
+    by_hand = float((previous.sum(axis=(0, 1)) * kept).sum()) / samples
+    for net in nets:
+        layers = {l["name"]: l for l in net["activity"]["layers"]}
+        assert layers["fc1_lif.recurrent"]["effective_synops"] == pytest.approx(by_hand, rel=1e-12)
+        assert net["mapping"]["loihi2"]["fits"] is True

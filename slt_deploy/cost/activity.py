@@ -23,6 +23,10 @@ Definitions (NeuroBench 2.3.0, per sample, summed over timesteps; hardware_profi
 - ``neuron_updates``   = neurons x T (every neuron updates every step; the non-spiking readout integrates).
 - ``output_spikes``    = nonzero outputs of the population's spiking neuron (0 for the readout).
 
+A recurrent layer (snnTorch ``RLeaky``'s all-to-all ``recurrent`` Linear, a NIR weight node on a cycle through
+its spiking node) is a synapse layer from a population onto itself (``source == target``) whose input at step t
+is the population's spikes of step t-1 (zero at step 0): :func:`previous_step` of the recorded spikes.
+
 Several layers may drive one population (a residual block sums two branches before its second neuron). The
 population's ``neuron_updates`` and ``output_spikes`` are carried by the first of those layers only, so that
 sums over layers count each neuron once.
@@ -95,6 +99,11 @@ class SynapseLayer:
     def population(self) -> str:
         """The population this layer drives (its target, or the layer itself for the readout)."""
         return self.target if self.target is not None else self.name
+
+    @property
+    def recurrent(self) -> bool:
+        """A population onto itself: its input is the previous step's spikes (:func:`previous_step`)."""
+        return self.source is not None and self.source == self.target
 
     @property
     def weights(self) -> int:
@@ -258,6 +267,12 @@ def count_from_spikes(layers: Sequence[SynapseLayer], inputs: Mapping[str, torch
     return NetworkActivity(layers=tuple(out), timesteps=tb[0], samples=tb[1], source=source)
 
 
+def previous_step(spikes: torch.Tensor) -> torch.Tensor:
+    """A recurrent layer's input from its population's recorded (T, B, ...) spikes: step t gets the spikes of
+    step t-1, step 0 gets zeros (snnTorch RLeaky, NIR recurrent edges)."""
+    return torch.cat([torch.zeros_like(spikes[:1]), spikes[:-1]])
+
+
 def _count_layer(layer: SynapseLayer, x: torch.Tensor) -> dict:
     """Totals over the run (all steps and samples) for one layer; x is (T, B, *input_shape).
 
@@ -383,11 +398,18 @@ def _parse(body: nn.Module) -> List[LayerChain]:
                 chain.target = name
             open_.clear()
             last_pop[0] = name
+            recurrent = getattr(m, "recurrent", None)
+            if recurrent is not None:  # RLeaky: the recurrent weight, fed the population's previous spikes
+                if not isinstance(recurrent, nn.Linear):
+                    raise CountError(f"neuron {name} ({type(m).__name__}): only an all-to-all nn.Linear "
+                                     f"recurrence is counted, not {type(recurrent).__name__}")
+                # its pre-hook sees the previous step's spikes: RLeaky calls recurrent(spk[t-1])
+                chains.append(LayerChain(f"{name}.recurrent", recurrent, recurrent, name, target=name))
         elif isinstance(m, (nn.Identity, nn.Dropout)):
             pass
         else:
             raise CountError(f"layer {name} ({type(m).__name__}) is not supported by the activity counter; "
-                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, ReLU, "
+                             f"supported: Conv2d, Linear, BatchNorm1d/2d, AvgPool2d, Flatten, Leaky, RLeaky, ReLU, "
                              f"ResidualBlock, Identity, Dropout")
 
     def residual(name: str, block) -> None:
@@ -627,7 +649,8 @@ def simulation_inputs(result: "SimResult", x, layers: Sequence[SynapseLayer]):
         if layer.source is None:
             inputs[layer.name] = x_seq
         elif layer.source in spikes:
-            inputs[layer.name] = spikes[layer.source]
+            source = spikes[layer.source]
+            inputs[layer.name] = previous_step(source) if layer.recurrent else source
         else:
             raise CountError(f"layer {layer.name}: its source population {layer.source!r} was not simulated; "
                            f"simulated: {', '.join(spikes)}")

@@ -469,7 +469,6 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
         group = pops[pop]
         syn = synapses[pop]
         label = _label(pop, group)
-        dest = _destinations(syn.n_neurons, consumers.get(pop, []), chunk)
         shared_bits = None
         if _shared(profile) and b is not None:
             per_enc = {}
@@ -479,8 +478,14 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
                     per_enc[enc] = sum(vals)
             shared_bits = per_enc
 
+        # a recurrent population is its own consumer: its output axons depend on the n being tried
+        own_consumer = any(l.population == pop for l in consumers.get(pop, []))
+        fixed_dest = None if own_consumer else _destinations(syn.n_neurons, consumers.get(pop, []), chunk)
+
         def check(n: int):
             stats = _core_stats(syn, n, encodings, None if _shared(profile) else b, fmt)
+            dest = fixed_dest if fixed_dest is not None else \
+                _destinations(syn.n_neurons, consumers.get(pop, []), {**chunk, pop: n})
             out_axons = np.bincount(np.arange(syn.n_neurons) // n, weights=dest).astype(np.int64)
             if shared_bits is not None:
                 core_bits = {e: np.full(len(stats.sizes), v, dtype=np.int64) for e, v in shared_bits.items()}
@@ -506,6 +511,8 @@ def _map_partition(layers: List[SynapseLayer], profile: HardwareProfile) -> Mapp
         if problems:
             failures.append(f"{label}: {problems[0]}")
             n = hi
+        elif own_consumer:  # its fan-out follows its own core count, ceil(neurons / n): not monotone in n
+            n = next(m for m in range(hi, 0, -1) if not check(m)[0])
         else:
             lo = 1
             while lo < hi:  # largest n whose cores all fit (the constraints grow with n)

@@ -12,6 +12,11 @@ are connected, so SANA-FE counts one synaptic event per (spike x nonzero weight)
 samples run back to back as N x T timesteps (replay needs no state reset); energy and simulated time are divided
 by N (per inference) and by N x T (per timestep).
 
+A recurrent layer (RLeaky) is a synapse layer from a replay group to its own population's sink: SANA-FE counts
+every replayed spike through it, the last step's of each sample included, which in the deployed network reach
+no step (the analytical count uses the previous step's spikes): its synaptic events exceed the analytical
+ones by each sample's last-step spikes x their kept recurrent weights, and the result's note says so.
+
 With the profile-figures architecture the SANA-FE total equals the analytical model's on-chip events
 (synaptic_op x ACs + neuron_update x neurons x T + spike_out x spikes). With SANA-FE's calibrated Loihi, a
 replayed spike leaves an input soma, whose spike-out energy is 0 there, so that figure (69.3 pJ on its LIF soma)
@@ -126,11 +131,17 @@ def replay(model: nn.Module, x_seq: torch.Tensor, arch_name: str, host_fed: bool
            "latency_per_inference_s": float(result["sim_time"]) / n,
            "spikes_per_inference": total_spikes / n, "note": "",
            "activity": count_from_spikes(layers, inputs, spikes, source="snntorch (SANA-FE replay)")}
+    notes = []
     if units["spike_out_j"] is not None:
         missing = units["spike_out_j"] * total_spikes / n
         out["spike_out_not_in_total_j"] = missing
-        out["note"] = (f"replayed spikes leave SANA-FE input somas (0 J): its {units['spike_out_j'] * 1e12:.1f} pJ "
-                       f"LIF spike-out, {missing:.4g} J per inference, is not in this total")
+        notes.append(f"replayed spikes leave SANA-FE input somas (0 J): its {units['spike_out_j'] * 1e12:.1f} pJ "
+                     f"LIF spike-out, {missing:.4g} J per inference, is not in this total")
+    recurrent = [l.name for l in chip_layers if l.recurrent]
+    if recurrent:
+        notes.append(f"recurrent layer(s) {', '.join(recurrent)}: each sample's last-step spikes are counted "
+                     f"through them too (one more step than the deployed network)")
+    out["note"] = "; ".join(notes)
     return out
 
 

@@ -38,6 +38,21 @@ def leaky(neuron: NeuronConfig) -> snn.Leaky:
     )
 
 
+def recurrent_leaky(neuron: NeuronConfig, width: int) -> snn.RLeaky:
+    """:func:`leaky` with an all-to-all recurrent ``nn.Linear(width, width)`` (snnTorch RLeaky): the layer's
+    input at step t adds ``recurrent(spk[t-1])``. Its recurrent weight is a prunable Linear like any other
+    (``<name>.recurrent``): its synapses are stored and counted on the chip as the feed-forward ones are."""
+    return snn.RLeaky(
+        beta=neuron.beta,
+        threshold=neuron.threshold,
+        reset_mechanism=neuron.reset,
+        spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha),
+        init_hidden=True,
+        all_to_all=True,
+        linear_features=width,
+    )
+
+
 def activation(cfg: ModelConfig) -> nn.Module:
     """The model's nonlinearity: the LIF neuron, or ReLU for the ANN twin (``model.spiking=false``).
 
@@ -130,6 +145,11 @@ class SpikingNet(nn.Module):
         for name, module in self.body.named_modules():
             if is_neuron(module):
                 yield name, module
+
+    def recurrent_weights(self) -> Tuple[str, ...]:
+        """Names (within ``body``) of the recurrent weight layers of RLeaky-style neurons."""
+        return tuple(f"{name}.recurrent" for name, m in self.neurons()
+                     if isinstance(getattr(m, "recurrent", None), nn.Module))
 
 
 class ResidualBlock(nn.Module):

@@ -28,7 +28,7 @@ class ModelSpec:
 
 
 # ModelConfig settings that only some models use; setting one for another model is an error, not ignored
-MODEL_OPTIONS = ("patch_keep", "binary_activations")
+MODEL_OPTIONS = ("patch_keep", "binary_activations", "recurrent")
 
 
 MODELS: Dict[str, ModelSpec] = {}

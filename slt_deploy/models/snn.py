@@ -8,7 +8,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .layers import ResidualBlock, activation, batchnorm_for
+from .layers import ResidualBlock, activation, batchnorm_for, recurrent_leaky
 from .registry import _check_hidden, register_model
 
 def _conv_block(prefix: str, layers: OrderedDict, c_in: int, c_out: int, cfg: ModelConfig, pool: bool):
@@ -20,14 +20,17 @@ def _conv_block(prefix: str, layers: OrderedDict, c_in: int, c_out: int, cfg: Mo
     layers[f"{prefix}_lif"] = activation(cfg)
 
 
-@register_model("mlp", (300, 100), "Flatten -> Linear/LIF per hidden width -> Linear readout (LeNet-300-100)")
+@register_model("mlp", (300, 100), "Flatten -> Linear/LIF per hidden width -> Linear readout (LeNet-300-100); "
+                "--recurrent true: RLeaky hidden layers", options=("recurrent",))
 def _mlp(cfg: ModelConfig) -> nn.Module:
     c, h, w = cfg.input_shape
     layers = OrderedDict(flatten=nn.Flatten())
     width = c * h * w
     for i, hidden in enumerate(cfg.hidden, start=1):
         layers[f"fc{i}"] = nn.Linear(width, hidden)
-        layers[f"fc{i}_lif"] = activation(cfg)
+        # the ANN twin of a recurrent MLP (spiking=false) is the feed-forward ReLU MLP: no recurrence
+        recurrent = cfg.recurrent and cfg.spiking
+        layers[f"fc{i}_lif"] = recurrent_leaky(cfg.neuron, hidden) if recurrent else activation(cfg)
         width = hidden
     layers["readout"] = nn.Linear(width, cfg.num_classes)
     return nn.Sequential(layers)

@@ -141,7 +141,7 @@ def call_factory(cfg: ModelConfig) -> nn.Module:
 def resolve_user_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int) -> ModelConfig:
     """Fill in the shape, classes and the source hash (kept when already recorded: it is checked on build)."""
     defaults = ModelConfig()
-    for option in ("hidden", "patch_keep", "binary_activations"):
+    for option in ("hidden", "patch_keep", "binary_activations", "recurrent"):
         if getattr(cfg, option) != getattr(defaults, option):
             raise ConfigError(f"model.{option} applies to registered models; the user model {cfg.name} is built "
                               f"by its factory (give its arguments with --model-args)")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..cost.activity import NetworkActivity, SynapseLayer, count_from_spikes, count_snntorch, merge_activity, \
-    nir_synapse_layer
+    nir_synapse_layer, previous_step
 from ..cost.activity import synapse_layers as ticket_synapse_layers
 from ..config import DataConfig
 from ..cost.energy import OPS_RULES, RULE_SENTENCE, EnergyBreakdown, ann_energy_from_activity, \
@@ -66,7 +66,8 @@ class Network:
     seed: int
     input_shape: Tuple[int, ...]
     num_classes: int
-    weight_layers: int               # conv/linear layers (ticket) or weight nodes (NIR)
+    weight_layers: int               # feed-forward conv/linear layers (ticket) or weight nodes (NIR): the
+                                     # ANN's depth; a recurrent weight (RLeaky) has no ANN counterpart
     ticket: Optional[Ticket] = None
     graph: Any = None                # nir.NIRGraph for kind "nir"
     chains: Tuple[SynapseChain, ...] = ()  # its synapse layers, read (and so checked) when the file is loaded
@@ -260,7 +261,8 @@ def _ticket_network(p: Path) -> Network:
     ticket = Ticket.load(p)
     r = ticket.record
     ticket_to_nir(ticket, source=str(p))  # what cannot be deployed (attention, an ANN) says so here, in one line
-    layers = len(prunable_layers(ticket.build_model()))
+    model = ticket.build_model()
+    layers = len(set(prunable_layers(model)) - set(model.recurrent_weights()))
     return Network(path=p, kind="ticket", method=r.method, sparsity=float(r.sparsity), round=r.round,
                    record_accuracy=r.accuracy, timesteps=r.timesteps, encoding=r.encoding, data=ticket_data(ticket),
                    seed=r.seed, input_shape=tuple(r.model.input_shape), num_classes=r.model.num_classes,
@@ -293,6 +295,8 @@ def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
     if len(inputs) != 1 or len(outputs) != 1:
         raise ReportError(f"{p}: the report needs one Input and one Output node, the graph has "
                           f"{len(inputs)} and {len(outputs)}")
+    chains = tuple(synapse_chains(graph, str(p)))
+    recurrent = [c for c in chains if c.recurrent and c.node is not None]
     sparsity = meta.get("sparsity")
     if sparsity is None:  # a graph from another tool: measure it on the stored weights
         sizes = [np.asarray(n.weight).size for n in weights]
@@ -301,8 +305,9 @@ def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
                    round=int(meta.get("round", -1)), record_accuracy=meta.get("accuracy"),
                    timesteps=data.timesteps, encoding=workload.encoding if workload else data.encoding, data=data,
                    seed=int(meta.get("seed", 0)), input_shape=_nir_shape(inputs[0].input_type),
-                   num_classes=math.prod(_nir_shape(outputs[0].output_type)), weight_layers=len(weights),
-                   graph=graph, chains=tuple(synapse_chains(graph, str(p))), workload=workload,
+                   num_classes=math.prod(_nir_shape(outputs[0].output_type)),
+                   weight_layers=len(weights) - len(recurrent),
+                   graph=graph, chains=chains, workload=workload,
                    warnings=tuple(warned),
                    resets=tuple((f"layer {name}", str((node.metadata or {}).get("reset", "zero")))
                                 for name, node in graph.nodes.items() if isinstance(node, SPIKING_NODES)))
@@ -371,7 +376,7 @@ def _simulate_nir(net: Network, samples: int, progress: bool) -> Measured:
         logits, trace = executor.run(x_seq, record=True)
         if layers is None:  # a layer's input shape is that of the recorded node feeding it
             layers = tuple(nir_synapse_layer(c, tuple(trace[c.tap].shape[2:]), str(net.path)) for c in chains)
-        inputs = {c.name: trace[c.tap] for c in chains}
+        inputs = {c.name: previous_step(trace[c.tap]) if c.recurrent else trace[c.tap] for c in chains}
         spikes = {c.target: trace[c.target] for c in chains if c.target is not None}
         parts.append(count_from_spikes(layers, inputs, spikes, source="nir-executor"))
         correct += _correct(logits, y)
@@ -405,8 +410,9 @@ def _ann_model(ann: Optional[PathLike], networks: Sequence[Network], scratch: Pa
     path = export_ticket_onnx(first.path, scratch / FILES["ann_twin"])
     macs = tuple(onnx_macs(path))
     in_shape, classes = _onnx_io(path)
-    return AnnModel(path, f"UNTRAINED ANN twin of {first.path.name}: its masked SNN weights with ReLU, never "
-                          f"trained as an ANN (a cost reference only)", macs, in_shape, classes, trained=False)
+    dropped = " (recurrent weights dropped)" if first.ticket.record.model.recurrent else ""
+    return AnnModel(path, f"UNTRAINED ANN twin of {first.path.name}: its masked SNN weights with ReLU{dropped}, "
+                          f"never trained as an ANN (a cost reference only)", macs, in_shape, classes, trained=False)
 
 
 def _ann_ticket(path: Path, origin: str, trained: Optional[bool]) -> AnnModel:

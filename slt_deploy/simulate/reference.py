@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..errors import ExportError
 from ..utils import registrar
-from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, execution_order, predecessors, topological_order
+from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, execution_order, predecessors
 
 # (input, state) -> (output, new state); the state is None at the first step of a run.
 Op = Callable[[torch.Tensor, Any], Tuple[torch.Tensor, Any]]
@@ -342,6 +342,11 @@ class SynapseChain:
     post: Tuple[Any, ...] = ()       # AvgPool2d nodes between a Conv2d and its neuron
     target: Optional[str] = None     # spiking node; None for the non-spiking readout
 
+    @property
+    def recurrent(self) -> bool:
+        """A population onto itself (RLeaky's recurrent weight): its input is the previous step's spikes."""
+        return self.source is not None and self.source == self.target
+
 
 def _one(names: List[str], node: str, direction: str, where: str) -> str:
     if len(names) != 1:
@@ -354,13 +359,15 @@ def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
     """Synapse layers of a NIR graph, in execution order, the way the activity counter (:mod:`slt_deploy.cost.activity`) sees a ticket:
     weight node (Affine/Linear/Conv2d) fed by the Input or a spiking node through Flatten/AvgPool2d, feeding
     a spiking node (through AvgPool2d/Flatten) or, for the readout, the Output (directly or through LI).
-    A spiking node fed straight by another (a residual identity skip) is a one-to-one layer."""
+    A spiking node fed straight by another (a residual identity skip) is a one-to-one layer. A recurrent
+    weight node (on a cycle through its spiking node) is a layer from that population onto itself
+    (:attr:`SynapseChain.recurrent`)."""
     preds = predecessors(graph)
     succs: Dict[str, List[str]] = {name: [] for name in graph.nodes}
     for src, dst in graph.edges:
         succs[src].append(dst)
     chains: List[SynapseChain] = []
-    for name in topological_order(graph):
+    for name in execution_order(graph)[0]:
         node = graph.nodes[name]
         if isinstance(node, WEIGHT_NODES):
             chains.append(_weight_chain(name, graph, preds, succs, where))
