@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SltError
+from ..simulate.reference import nir_ints
 
 if TYPE_CHECKING:
     from ..simulate.fastsim import SimResult
@@ -592,11 +593,6 @@ def synapse_layers(model: nn.Module, input_shape: Sequence[int]) -> List[Synapse
 
 # ----------------------------------------------------------------- NIR graphs (reference executor)
 
-def _ints(value, n: int = 2) -> Tuple[int, ...]:
-    arr = np.asarray(value).ravel()
-    return tuple(int(v) for v in (np.repeat(arr, n) if arr.size == 1 else arr))
-
-
 def _torch_core(node, where: str) -> nn.Module:
     """The weight node as the torch layer the activity counter folds (only its weight and geometry count)."""
     w = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
@@ -604,8 +600,9 @@ def _torch_core(node, where: str) -> nn.Module:
         if isinstance(node.padding, str):
             raise CountError(f"{where}: conv padding {node.padding!r} is not supported; give explicit padding")
         groups = int(node.groups)
-        layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=_ints(node.stride),
-                          padding=_ints(node.padding), dilation=_ints(node.dilation), groups=groups, bias=False)
+        layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=nir_ints(node.stride, 2),
+                          padding=nir_ints(node.padding, 2), dilation=nir_ints(node.dilation, 2), groups=groups,
+                          bias=False)
     else:
         layer = nn.Linear(w.shape[1], w.shape[0], bias=False)
     layer.weight = nn.Parameter(w, requires_grad=False)
@@ -613,7 +610,7 @@ def _torch_core(node, where: str) -> nn.Module:
 
 
 def _torch_pool(node) -> nn.AvgPool2d:
-    return nn.AvgPool2d(_ints(node.kernel_size), _ints(node.stride), _ints(node.padding))
+    return nn.AvgPool2d(nir_ints(node.kernel_size, 2), nir_ints(node.stride, 2), nir_ints(node.padding, 2))
 
 
 def nir_synapse_layer(chain: "SynapseChain", input_shape: Tuple[int, ...], where: str) -> SynapseLayer:

@@ -25,32 +25,21 @@ from torch import nn
 from ..config import ModelConfig, NeuronConfig
 
 
+def _neuron_args(neuron: NeuronConfig) -> dict:
+    return dict(beta=neuron.beta, threshold=neuron.threshold, reset_mechanism=neuron.reset,
+                spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha), init_hidden=True)
 
 
 def leaky(neuron: NeuronConfig) -> snn.Leaky:
     """The project's neuron: snnTorch Leaky, ATan surrogate, hidden state kept inside the module."""
-    return snn.Leaky(
-        beta=neuron.beta,
-        threshold=neuron.threshold,
-        reset_mechanism=neuron.reset,
-        spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha),
-        init_hidden=True,
-    )
+    return snn.Leaky(**_neuron_args(neuron))
 
 
 def recurrent_leaky(neuron: NeuronConfig, width: int) -> snn.RLeaky:
     """:func:`leaky` with an all-to-all recurrent ``nn.Linear(width, width)`` (snnTorch RLeaky): the layer's
     input at step t adds ``recurrent(spk[t-1])``. Its recurrent weight is a prunable Linear like any other
     (``<name>.recurrent``): its synapses are stored and counted on the chip as the feed-forward ones are."""
-    return snn.RLeaky(
-        beta=neuron.beta,
-        threshold=neuron.threshold,
-        reset_mechanism=neuron.reset,
-        spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha),
-        init_hidden=True,
-        all_to_all=True,
-        linear_features=width,
-    )
+    return snn.RLeaky(**_neuron_args(neuron), all_to_all=True, linear_features=width)
 
 
 def activation(cfg: ModelConfig) -> nn.Module:

@@ -7,8 +7,9 @@ Modules: :mod:`.run` (the :func:`simulate` entry and the backend registry), :mod
 reference executor, spike-exact with snnTorch; the one reading of a NIR graph into torch ops),
 :mod:`.lava` (Lava processes from the compiler's IR; Lava is imported only there and in :mod:`.lava_neurons`,
 the project's own Lava processes: subtract reset and the sample gate of recurrent paths), :mod:`.fastsim` (a
-vectorized simulator bit-exact with Lava fixed point; :mod:`.fastsim_torch` is its torch twin for a GPU) and :mod:`.workload` (the samples a ticket or graph runs on:
-its dataset, or arrays / an input file / any dataset for graphs written by other tools).
+vectorized simulator bit-exact with Lava fixed point; :mod:`.fastsim_torch` is its torch twin for a GPU) and
+:mod:`.workload` (the samples a ticket or graph runs on: its dataset, or arrays / an input file / any dataset for
+graphs written by other tools).
 """
 
 from .run import BACKENDS, BackendRun, SimulationResult, simulate

@@ -501,6 +501,11 @@ class _Totals(NamedTuple):
     binary: bool
     synops_one_step: Optional[float] = None  # host layer fed the same input at every step: one step's synops
 
+    def repeated(self, steps: int, once: bool) -> "_Totals":
+        """Counts of one distinct step scaled to ``steps`` when the input repeats (``once``), else as they are."""
+        repeat = steps if once else 1
+        return _Totals(self.events * repeat, self.synops * repeat, self.binary, self.synops if once else None)
+
 
 def _layer_totals(inputs: np.ndarray, col_nnz: np.ndarray) -> _Totals:
     """Input events, effective synops and whether the input is binary, over all rows of ``inputs`` (M, n)."""
@@ -625,9 +630,7 @@ class FastSim:
             if count:  # counted on the distinct steps only, then scaled: same numbers, less work
                 distinct = x[:, :1] if once else x
                 one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
-                repeat = steps if once else 1
-                totals[net.host.name] = _Totals(one.events * repeat, one.synops * repeat, one.binary,
-                                                one.synops if once else None)
+                totals[net.host.name] = one.repeated(steps, once)
         spikes: Dict[str, np.ndarray] = {}
         for pop in net.populations:
             fed = host if net.host is not None and net.host.target == pop.name else None

@@ -223,9 +223,7 @@ class TorchFastSim(FastSim):
                 events = float(per_input.sum())
                 binary = events == float((flat.abs() == 1).sum())
                 one = _Totals(events, float(per_input @ self._host_nnz), binary)
-                repeat = steps if once else 1
-                totals[net.host.name] = _Totals(one.events * repeat, one.synops * repeat, one.binary,
-                                                one.synops if once else None)
+                totals[net.host.name] = one.repeated(steps, once)
         spikes: Dict[str, np.ndarray] = {}
         for pop in net.populations:
             fed = host if net.host is not None and net.host.target == pop.name else None

@@ -55,7 +55,7 @@ def _tensor(value, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value, dtype=np.float64)).to(dtype)
 
 
-def _ints(value, n: int) -> Tuple[int, ...]:
+def nir_ints(value, n: int) -> Tuple[int, ...]:
     arr = np.asarray(value).ravel()
     if arr.size == 1:
         arr = np.repeat(arr, n)
@@ -85,15 +85,15 @@ def _affine(name, node, dt):
 @_compiles(nir.Conv2d)
 def _conv2d(name, node, dt):
     w, b = _tensor(node.weight), _tensor(node.bias)
-    padding = node.padding if isinstance(node.padding, str) else _ints(node.padding, 2)
-    stride, dilation, groups = _ints(node.stride, 2), _ints(node.dilation, 2), int(node.groups)
+    padding = node.padding if isinstance(node.padding, str) else nir_ints(node.padding, 2)
+    stride, dilation, groups = nir_ints(node.stride, 2), nir_ints(node.dilation, 2), int(node.groups)
     return _stateless(lambda x: F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
                                          groups=groups))
 
 
 @_compiles(nir.AvgPool2d, nir.SumPool2d)
 def _pool2d(name, node, dt):
-    kernel, stride, padding = _ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2)
+    kernel, stride, padding = nir_ints(node.kernel_size, 2), nir_ints(node.stride, 2), nir_ints(node.padding, 2)
     # same kernel as torch.nn.AvgPool2d (bit-identical); a sum pool divides by 1
     divisor = 1 if isinstance(node, nir.SumPool2d) else None
     return _stateless(lambda x: F.avg_pool2d(x, kernel, stride, padding, divisor_override=divisor))
@@ -356,7 +356,8 @@ def _one(names: List[str], node: str, direction: str, where: str) -> str:
 
 
 def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
-    """Synapse layers of a NIR graph, in execution order, the way the activity counter (:mod:`slt_deploy.cost.activity`) sees a ticket:
+    """Synapse layers of a NIR graph, in execution order, the way the activity counter
+    (:mod:`slt_deploy.cost.activity`) sees a ticket:
     weight node (Affine/Linear/Conv2d) fed by the Input or a spiking node through Flatten/AvgPool2d, feeding
     a spiking node (through AvgPool2d/Flatten) or, for the readout, the Output (directly or through LI).
     A spiking node fed straight by another (a residual identity skip) is a one-to-one layer. A recurrent

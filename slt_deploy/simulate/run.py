@@ -13,9 +13,9 @@ Backends (registry :data:`BACKENDS`):
 A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
 (metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
 Event data (``events`` encoding) and binary sequences given as they are enter the chip directly
-(``first_layer="chip"``); other input feeds the first layer's currents from the host. The result reports accuracy, agreement with the
-reference (predictions, spikes per layer, the first differing layer and step), spikes per layer and
-samples per second.
+(``first_layer="chip"``); other input feeds the first layer's currents from the host. The result reports
+accuracy, agreement with the reference (predictions, spikes per layer, the first differing layer and step),
+spikes per layer and samples per second.
 """
 
 from __future__ import annotations
