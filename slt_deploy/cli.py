@@ -443,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", choices=("effective", "dense"), default="effective",
                    help="counting rule for both sides: effective = nonzero input x nonzero weight measured on the "
                         "same samples (spikes / ANN activations); dense = every weight (default: effective)")
-    p.add_argument("--host-profile", default="fp32-45nm", metavar="NAME_OR_FILE",
-                   help="profile the host-computed first layer of the SNN is charged on (default: fp32-45nm)")
+    p.add_argument("--host-profile", default="int8-45nm", metavar="NAME_OR_FILE",
+                   help="profile the host-computed first layer of the SNN is charged on (default: int8-45nm, the "
+                        "precision of the chip's own 8-bit weights)")
     p.add_argument("--untrained-ann", action="store_true",
                    help="compare with the ticket's own weights run with ReLU (never trained as an ANN; labelled "
                         "untrained) instead of training the dense twin")

@@ -12,6 +12,11 @@ from pathlib import Path
 from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 
 
+# every shipped chip, the 45 nm convention and the ANN targets a chip's user could deploy instead
+DEMO_PROFILES = ["cmos45", "loihi", "loihi2", "truenorth", "xylo", "dynapcnn", "fp32-45nm", "int8-45nm",
+                 "mlperf-tiny-gap9", "mlperf-tiny-stm32u5"]
+
+
 def demo_config(quick: bool = False) -> RunConfig:
     """IMP on the LeNet-300-100 spiking MLP, direct encoding, T=5, 8,000/2,000 MNIST split."""
     return RunConfig(
@@ -59,7 +64,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     print("\n== 4. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
     # the ANN side is the dense ANN twin trained with the ticket's recipe (cached in the runs folder)
     report = build_report([RunPaths(result.run_dir).round_ticket(0), result.ticket_path],
-                          profiles=["cmos45", "loihi", "loihi2", "truenorth", "fp32-45nm", "int8-45nm"],
+                          profiles=DEMO_PROFILES,
                           out=out / "report", samples=500, progress=progress)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
     print(f"wrote {report.html}")

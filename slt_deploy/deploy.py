@@ -26,6 +26,8 @@ from .ticket import USER_WEIGHTS_METHOD, Ticket, TicketRecord
 FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx.h5", "ann": "ann_twin.onnx", "simulate": "simulate.json",
          "report": "report", "summary": "summary.txt", "json": "deploy.json"}
 LOIHI_PROFILES = ("loihi", "loihi2")
+# the ANN targets a chip's verdict compares with (the report's rule: slt_deploy.report.verdict)
+ANN_TARGETS = ("int8-45nm", "fp32-45nm")
 
 
 @dataclass
@@ -159,7 +161,8 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .exporters.onnx_format import export_ticket_onnx
 
     files["ann"] = export_ticket_onnx(files["ticket"], out / FILES["ann"])
-    report = build_report([files["nir"]], ann=files["ann"], profiles=[profile], out=out / FILES["report"],
+    targets = [a for a in ANN_TARGETS if a != hw.name] if hw.kind == "neuromorphic" else []
+    report = build_report([files["nir"]], ann=files["ann"], profiles=[profile, *targets], out=out / FILES["report"],
                           samples=samples, progress=progress)
     files["report"] = report.markdown
 
@@ -179,6 +182,7 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
     energy = net.get("energy", {}).get(profile)
     latency = net.get("latency", {}).get(profile) if isinstance(net.get("latency"), dict) else None
     ratios = [r for r in report.get("ratios", []) if r.get("snn_profile") == profile]
+    verdict = next((r for r in report.get("verdict", []) if r["profile"] == profile), None)
     fl, fx = sims[float_backend], sims[backend]
     return {
         "profile": profile, "backend": backend, "model": ticket.record.model.label(),
@@ -198,6 +202,13 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
         "energy_per_inference_j": None if energy is None else energy["total"],
         "energy_complete": None if energy is None else energy["complete"],
         "energy_unknown": [] if energy is None else energy["unknown"],
+        # the report's verdict row for this chip, the same fields as report.json's (scope, intervals, decision,
+        # break-even), and every comparison it chose from
+        "energy_scope": None if energy is None else energy["scope"],
+        "energy_interval_j": None if energy is None else energy["interval"],
+        "decision": None if verdict is None else verdict["decision"],
+        "verdict_row": verdict,
+        "verdict_matrix": [r for r in report.get("verdict_matrix", []) if r["profile"] == profile],
         "latency_per_inference_s": latency.get("total") if isinstance(latency, dict) else latency,
         "ann": {"accuracy": report["ann"]["accuracy_measured"],
                 "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
@@ -235,6 +246,15 @@ def render_summary(d: dict) -> str:
     e = d["energy_per_inference_j"]
     lines.append("energy per inference: " + ("unknown" if e is None else f"{e:.4g} J" + (
         "" if d["energy_complete"] else f" (incomplete: unknown {', '.join(d['energy_unknown'])})")))
+    v = d.get("verdict_row")
+    if v and v.get("best_ann"):
+        from .report.render import _break_even_cell, fmt_interval, fmt_ratio
+
+        best = v["best_ann"]
+        lines.append(f"verdict at scope {v['scope']}: {v['decision']} (SNN {fmt_interval(v['snn_interval_at_scope_j'])}"
+                     f" vs {best['ann']} on {best['ann_profile']} {fmt_interval(best['ann_interval_j'])}, SNN/ANN "
+                     f"{fmt_ratio(v['ratio_interval'])})")
+        lines.append(f"  break-even: {_break_even_cell(v)}")
     lat = d["latency_per_inference_s"]
     lines.append("latency per inference: " + ("unknown (not in this report)" if lat is None else f"{lat:.4g} s"))
     ann = d["ann"]

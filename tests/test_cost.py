@@ -296,14 +296,19 @@ def test_static_energy_needs_power_and_latency(tmp_path):
 
 
 def test_ann_energy_dense_or_effective_and_from_layers():
-    # INT8: 0.3 pJ per MAC + 1.25 pJ per weight read
-    e = ann_energy(1_000, 100, "int8-45nm")
+    # INT8: 0.3 pJ per MAC + a weight read; 1,000 int8 weights (7.8 KiB... 1,000 bytes) fit the 8 KB SRAM:
+    # 5 pJ per 32-bit read / 4 weights per word = 1.25 pJ per weight
+    e = ann_energy(1_000, 100, "int8-45nm", storage=(8_000, 8))
     assert e.components["mac"] == pytest.approx(1_000 * 0.3e-12)
     assert e.components["memory_access"] == pytest.approx(1_000 * 1.25e-12)
     assert e.unknown == ("static_power",)
-    skip = ann_energy(1_000, 100, "int8-45nm", skip_zeros=True)
+    skip = ann_energy(1_000, 100, "int8-45nm", skip_zeros=True, storage=(8_000, 8))
     assert skip.total == pytest.approx(100 * 1.55e-12)
-    layers = [SimpleNamespace(dense_macs=600, effective_macs=60), SimpleNamespace(dense_macs=400, effective_macs=40)]
+    # without the weights' size the weight read is unknown
+    assert "memory_access" in ann_energy(1_000, 100, "int8-45nm").unknown
+    layers = [SimpleNamespace(dense_macs=600, effective_macs=60, weight_count=600),
+              SimpleNamespace(dense_macs=400, effective_macs=40, weight_count=400)]
+    # 1,000 fp32 weights = 3.9 KiB: the 8 KB SRAM, 5 pJ per 32-bit weight
     assert ann_energy_from_layers(layers, "fp32-45nm").total == pytest.approx(1_000 * (4.6 + 5) * 1e-12)
 
 

@@ -38,16 +38,64 @@ with both sides counted by the same rule.
 
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .activity import LayerActivity, NetworkActivity
-from .profiles import FIGURES, HardwareProfile, ProfileError, load_profile
+from .profiles import FIGURE_SCOPES, FIGURES, SCOPES, HardwareProfile, ProfileError, load_profile
 
 OPS_RULES = ("effective", "dense")
 #: Energy components in report order: the first layer, then the profile figures.
 COMPONENTS = ("first_layer",) + tuple(FIGURES)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One charged part of a total, as an interval, with what it covers and what it scales with.
+
+    ``base``: the narrowest scope the part belongs to (a weight read is chip-dynamic); ``covers``: what its
+    figure really includes (TrueNorth's all-in synaptic event covers chip: static power inside). ``activity`` /
+    ``density``: the part grows linearly with spikes per neuron per step / with the fraction of nonzero weights
+    (what break-even solves for)."""
+
+    component: str
+    base: str
+    covers: str
+    low: float
+    high: float
+    activity: bool = False
+    density: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def scoped_interval(terms: Iterable[Term], scope: str, own_scope: str, open_below: Iterable[str] = (),
+                    scale_activity: float = 1.0, scale_density: float = 1.0) -> Tuple[float, float]:
+    """The total of ``terms`` at ``scope`` as (low, high) joules.
+
+    A term whose base is wider than ``scope`` is left out; one whose figure covers more than ``scope`` counts
+    from 0 (part of it lies outside the scope) to its high end. ``open_below`` names the bases of needed figures
+    nobody knows: the high end is then unbounded. Beyond the profile's ``own_scope`` (a chip profile asked for a
+    board figure) the high end is unbounded too. ``scale_*`` multiply the terms that scale with activity or
+    density (break-even).
+    """
+    rank = SCOPES.index
+    low = high = 0.0
+    for t in terms:
+        if rank(t.base) > rank(scope):
+            continue
+        k = (scale_activity if t.activity else 1.0) * (scale_density if t.density else 1.0)
+        high += t.high * k
+        if rank(t.covers) <= rank(scope):
+            low += t.low * k
+    if any(rank(b) <= rank(scope) for b in open_below) or rank(scope) > rank(own_scope):
+        high = math.inf
+    return low, high
+
+
 RULE_SENTENCE = {
     "effective": "Counting rule: effective ops = nonzero input x nonzero weight, measured on the same test samples "
                  "for both sides (spikes for the SNN, real activations for the ANN).",
@@ -70,10 +118,17 @@ class EnergyBreakdown:
     bounds: Mapping[str, str] = types.MappingProxyType({})  # charged figure -> "lower" / "upper"
     ops: str = "effective"
     latency: float = None               # seconds per inference, None when unknown
+    terms: Tuple[Term, ...] = ()        # the total as intervals per part (scopes, what scales)
+    scope: str = "chip"                 # what the profile's total covers when every figure is known
+    open_below: Tuple[str, ...] = ()    # bases of needed figures nobody knows (their high end is unbounded)
 
     @property
     def total(self) -> float:
         return float(sum(self.components.values()))
+
+    def interval(self, scope: Optional[str] = None) -> Tuple[float, float]:
+        """(low, high) joules at ``scope`` (default: the profile's own); see :func:`scoped_interval`."""
+        return scoped_interval(self.terms, scope or self.scope, self.scope, self.open_below)
 
     @property
     def complete(self) -> bool:
@@ -97,7 +152,10 @@ class EnergyBreakdown:
         return {"profile": self.profile, "side": self.side, "total": self.total, "complete": self.complete,
                 "components": dict(self.components), "counts": dict(self.counts), "unknown": list(self.unknown),
                 "unused": list(self.unused), "notes": list(self.notes), "included": list(self.included),
-                "bounds": dict(self.bounds), "kind": self.kind, "ops": self.ops, "latency": self.latency}
+                "bounds": dict(self.bounds), "kind": self.kind, "ops": self.ops, "latency": self.latency,
+                "scope": self.scope, "interval": list(self.interval()), "terms": [t.to_dict() for t in self.terms],
+                "open_below": list(self.open_below),
+                "intervals": {s: list(self.interval(s)) for s in SCOPES}}
 
 
 def energy_ratio(snn: EnergyBreakdown, ann: EnergyBreakdown) -> float:
@@ -118,36 +176,75 @@ class _Ledger:
         self.unused: List[str] = []
         self.included: List[str] = []
         self.bounds: Dict[str, str] = {}
+        self.terms: List[Term] = []
+        self.open_below: List[str] = []
+        self.memory_notes: List[str] = []
 
-    def charge(self, name: str, count: float) -> None:
-        fig = self.profile.figure(name)
+    def charge(self, name: str, count: float, *, activity: bool = False, density: bool = False,
+               storage: Optional[Tuple[float, float]] = None) -> None:
+        """``count`` events of figure ``name``. ``storage`` (bits stored, bits per weight) picks a weight read's
+        energy from the profile's ``weight_memory`` when it has one (memory_access only)."""
         self.counts[name] = self.counts.get(name, 0.0) + float(count)
+        read = _weight_read(self.profile, storage) if name == "memory_access" else None
+        if read is not None:
+            joules, note = read
+            self.components[name] = self.components.get(name, 0.0) + float(count) * joules
+            self.terms.append(Term(name, "chip-dynamic", "chip-dynamic", count * joules, count * joules,
+                                   activity, density))
+            self.memory_notes.append(note)
+            return
+        fig = self.profile.figure(name)
         if fig is not None and fig.value is not None:
             self.components[name] = self.components.get(name, 0.0) + float(count) * fig.si()
             if fig.status == "included":
                 self.included.append(name)
             if fig.bound and count > 0:
                 self.bounds[name] = fig.bound
+            low, high = fig.interval()
+            if count > 0:
+                self.terms.append(Term(name, FIGURE_SCOPES[name], fig.covers, count * low, count * high,
+                                       activity, density))
         elif count > 0:
             self._missing(name)
 
-    def charge_first_layer(self, ops: float, host: HardwareProfile) -> None:
-        """The first layer's ops on ``host`` (its mac + memory_access per op), as one component."""
+    def charge_first_layer(self, ops: float, host: HardwareProfile,
+                           storage: Optional[Tuple[float, float]] = None) -> None:
+        """The first layer's ops on ``host`` (its mac + memory_access per op), as one component; ``storage``:
+        (bits stored, bits per weight read) of what ``host`` holds (its weight memory level follows it)."""
         self.counts["first_layer"] = float(ops)
         energy = 0.0
         for name in ("mac", "memory_access"):
+            read = _weight_read(host, storage) if name == "memory_access" else None
             fig = host.figure(name)
-            if fig is not None and fig.value is not None:
-                energy += float(ops) * fig.si()
+            if read is not None:
+                per_op, note = read
+                self.memory_notes.append(f"first layer on {host.name}: {note}")
+                low = high = per_op
+                covers = "chip-dynamic"
+            elif fig is not None and fig.value is not None:
+                per_op = fig.si()
+                low, high = fig.interval()
+                covers = fig.covers
                 if fig.bound and ops > 0:
                     self.bounds[f"first_layer ({host.name} {name})"] = fig.bound
-            elif ops > 0 and not (fig is not None and fig.status == "excluded"):
-                self.unknown.append(f"first_layer ({host.name} {name})")
+            else:
+                if ops > 0 and not (fig is not None and fig.status == "excluded"):
+                    self.unknown.append(f"first_layer ({host.name} {name})")
+                    self.open_below.append(FIGURE_SCOPES[name])
+                continue
+            energy += float(ops) * per_op
+            if ops > 0:
+                self.terms.append(Term("first_layer", FIGURE_SCOPES[name], covers, ops * low, ops * high,
+                                       False, True))
         self.components["first_layer"] = energy
 
     def _missing(self, name: str) -> None:
         fig = self.profile.figure(name)
-        (self.unused if fig is not None and fig.status == "excluded" else self.unknown).append(name)
+        if fig is not None and fig.status == "excluded":
+            self.unused.append(name)
+        else:
+            self.unknown.append(name)
+            self.open_below.append(FIGURE_SCOPES[name])
 
     def static(self, latency_name: str, steps: int) -> None:
         """static_power x latency x steps, when the profile gives both (0 W needs no latency)."""
@@ -167,13 +264,30 @@ class _Ledger:
         seconds = latency.si() * steps
         self.counts["static_power"] = seconds
         self.components["static_power"] = power.si() * seconds
+        (p_low, p_high), (l_low, l_high) = power.interval(), latency.interval()
+        self.terms.append(Term("static_power", "chip", power.covers, p_low * l_low * steps, p_high * l_high * steps))
 
     def result(self, side: str, notes: Tuple[str, ...] = (), ops: str = "effective",
                latency=None) -> EnergyBreakdown:
+        notes = tuple(notes) + tuple(dict.fromkeys(self.memory_notes))
         return EnergyBreakdown(self.profile.name, side, types.MappingProxyType(dict(self.components)),
                                types.MappingProxyType(dict(self.counts)), tuple(dict.fromkeys(self.unknown)),
                                tuple(dict.fromkeys(self.unused)), notes, tuple(dict.fromkeys(self.included)),
-                               types.MappingProxyType(dict(self.bounds)), ops, latency)
+                               types.MappingProxyType(dict(self.bounds)), ops, latency, tuple(self.terms),
+                               self.profile.scope, tuple(dict.fromkeys(self.open_below)))
+
+
+def _weight_read(profile: HardwareProfile, storage: Optional[Tuple[float, float]]) -> Optional[Tuple[float, str]]:
+    """(J per weight read, note) from the profile's weight_memory for ``storage`` = (bits stored, bits per
+    weight); None when the profile has none or the storage is not known."""
+    if storage is None or not profile.weight_memory or not storage[0] or not storage[1]:
+        return None
+    found = profile.weight_read(*storage)
+    if found is None:
+        return None
+    joules, level = found
+    return joules, (f"weights ({storage[0] / 8 / 1024:.1f} KiB at {storage[1]:g} bits each) read from {level.name}: "
+                    f"{level.read_j * 1e12:g} pJ per {level.word_bits}-bit access -> {joules * 1e12:.4g} pJ per weight")
 
 
 def _check_ops(ops: str) -> None:
@@ -191,12 +305,20 @@ def _latency(profile: HardwareProfile, name: str, steps: int):
     return fig.si() * steps if fig is not None and fig.value is not None else None
 
 
+def dense_storage(layers: Iterable[LayerActivity], profile: HardwareProfile) -> Optional[Tuple[float, float]]:
+    """(bits stored, bits per weight read) of ``layers`` stored densely at the profile's weight_bits."""
+    bits = profile.limit("weight_bits")
+    return (float(sum(l.weights for l in layers)) * bits, float(bits)) if bits else None
+
+
 def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", host=None,
                host_first_layer: bool = True) -> EnergyBreakdown:
     """Energy of one SNN inference (one sample, T steps) on a neuromorphic or reference profile.
 
     ``host``: the profile the host-computed first layer is charged on (default: ``profile`` itself, as the
     45 nm convention charges it); ``host_first_layer`` False keeps the first layer on chip (event input).
+    The host's weight reads follow the size of what it stores (the first layer, dense at its weight_bits) where
+    its profile has a ``weight_memory``.
     """
     _check_ops(ops)
     profile = load_profile(profile)
@@ -208,12 +330,17 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     on_host = [l for l in activity.layers if host_first_layer and l.from_input]
     chip = [l for l in activity.layers if l not in on_host]
     if on_host:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host)
-    ledger.charge("synaptic_op", sum(layer_ops(l, ops) for l in chip if l.input_binary))
-    ledger.charge("mac", sum(layer_ops(l, ops) for l in chip if not l.input_binary))
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host, dense_storage(on_host, host))
+    spiking = sum(layer_ops(l, ops) for l in chip if l.input_binary)  # grows with the spikes that feed them
+    real = sum(layer_ops(l, ops) for l in chip if not l.input_binary)
+    ledger.charge("synaptic_op", spiking, activity=True, density=True)
+    ledger.charge("mac", real, density=True)
     ledger.charge("neuron_update", activity.neuron_updates)
-    ledger.charge("spike_out", activity.output_spikes)
-    ledger.charge("memory_access", sum(layer_ops(l, ops) for l in chip))
+    ledger.charge("spike_out", activity.output_spikes, activity=True)
+    storage = dense_storage(chip, profile)
+    ledger.charge("memory_access", spiking, activity=True, density=True, storage=storage)
+    if real:
+        ledger.charge("memory_access", real, density=True, storage=storage)
     ledger.static("timestep_latency", activity.timesteps)
     where = f"on the host ({host.name})" if on_host else "on chip"
     notes = (f"counts from {activity.source or 'a run'} over {activity.samples} sample(s), T = {activity.timesteps}",
@@ -222,11 +349,13 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     return ledger.result("snn", notes, ops, _latency(profile, "timestep_latency", activity.timesteps))
 
 
-def ann_energy(dense_macs: float, effective_macs: float, profile, *, skip_zeros: bool = False) -> EnergyBreakdown:
+def ann_energy(dense_macs: float, effective_macs: float, profile, *, skip_zeros: bool = False,
+               storage: Optional[Tuple[float, float]] = None) -> EnergyBreakdown:
     """Energy of one ANN inference from MAC totals alone (no activity measured: no first-layer component).
 
     Charges ``dense_macs`` (a dense accelerator multiplies every weight) or, with ``skip_zeros``,
-    ``effective_macs`` (zero weights skipped), once as arithmetic and once as a weight read.
+    ``effective_macs`` (zero weights skipped), once as arithmetic and once as a weight read; ``storage``: (bits
+    stored, bits per weight read), which picks the weight memory on profiles with a ``weight_memory``.
     """
     profile = load_profile(profile)
     if profile.kind == "neuromorphic":
@@ -236,28 +365,35 @@ def ann_energy(dense_macs: float, effective_macs: float, profile, *, skip_zeros:
         raise ValueError(f"MAC counts must satisfy 0 <= effective ({effective_macs}) <= dense ({dense_macs})")
     macs = effective_macs if skip_zeros else dense_macs
     ledger = _Ledger(profile)
-    ledger.charge("mac", macs)
-    ledger.charge("memory_access", macs)
+    ledger.charge("mac", macs, density=skip_zeros)
+    ledger.charge("memory_access", macs, density=skip_zeros, storage=storage)
     ledger.static("inference_latency", 1)
     which = "effective MACs (zero weights skipped)" if skip_zeros else "dense MACs"
     return ledger.result("ann", (f"charged {which}: dense {dense_macs:g}, effective {effective_macs:g}",),
                          "effective" if skip_zeros else "dense", _latency(profile, "inference_latency", 1))
 
 
-def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "effective") -> EnergyBreakdown:
-    """Energy of one ANN inference from its activity measured on real samples (one pass, T = 1)."""
+def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "effective",
+                             storage: Optional[Tuple[float, float]] = None) -> EnergyBreakdown:
+    """Energy of one ANN inference from its activity measured on real samples (one pass, T = 1).
+
+    ``storage``: (bits stored, bits per weight read) of the ANN's weights, e.g. a pruned ANN in a sparse
+    encoding; default dense at the profile's weight_bits. It picks the weight memory level on profiles with a
+    ``weight_memory`` (the whole network is stored on the device, first layer included).
+    """
     _check_ops(ops)
     profile = load_profile(profile)
     if profile.kind == "neuromorphic":
         raise ProfileError(f"{profile.path}: profile {profile.name} is a neuromorphic target; use snn_energy, "
                            f"or an ANN or reference profile")
+    storage = storage or dense_storage(activity.layers, profile)
     ledger = _Ledger(profile)
     first = [l for l in activity.layers if l.from_input]
     rest = [l for l in activity.layers if not l.from_input]
     if first:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile)
-    ledger.charge("mac", sum(layer_ops(l, ops) for l in rest))
-    ledger.charge("memory_access", sum(layer_ops(l, ops) for l in rest))
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile, storage)
+    ledger.charge("mac", sum(layer_ops(l, ops) for l in rest), density=True)
+    ledger.charge("memory_access", sum(layer_ops(l, ops) for l in rest), density=True, storage=storage)
     ledger.static("inference_latency", 1)
     return ledger.result("ann", (f"counts from {activity.source or 'a run'} over {activity.samples} sample(s), "
                                  f"one pass each",), ops, _latency(profile, "inference_latency", 1))
@@ -265,7 +401,11 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
 
 def ann_energy_from_layers(layers: Iterable, profile, *, skip_zeros: bool = False) -> EnergyBreakdown:
     """:func:`ann_energy` of per-layer MAC counts: any objects with ``dense_macs`` and ``effective_macs``
-    (e.g. ``slt_deploy.exporters.onnx_format.LayerMACs``)."""
+    (e.g. ``slt_deploy.exporters.onnx_format.LayerMACs``); with ``weight_count`` the weights are stored densely
+    at the profile's weight_bits."""
     layers = list(layers)
+    profile = load_profile(profile)
+    bits = profile.limit("weight_bits")
+    weights = sum(getattr(l, "weight_count", 0) for l in layers)
     return ann_energy(sum(l.dense_macs for l in layers), sum(l.effective_macs for l in layers), profile,
-                      skip_zeros=skip_zeros)
+                      skip_zeros=skip_zeros, storage=(weights * bits, bits) if weights and bits else None)

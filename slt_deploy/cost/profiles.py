@@ -150,11 +150,27 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
     "delay_bits": _Spec(BIT_UNITS, "int", 0, "synaptic delay bits stored per synapse"),
 }
 
-_TOP_KEYS = ("name", "kind", "description", "mapping", "figures", "limits", "synapse_format", "sanafe")
-_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound")
+_TOP_KEYS = ("name", "kind", "description", "mapping", "scope", "figures", "limits", "synapse_format", "sanafe",
+             "weight_memory")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions")
+_MEMORY_KEYS = ("value", "unit", "word_bits", "capacity", "source", "status", "note", "conditions")
 # ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
 # estimate, not a bound.
 BOUNDS = ("lower", "upper")
+
+#: What an energy covers, narrowest first. ``arithmetic``: the synaptic arithmetic alone (ACs, MACs);
+#: ``chip-dynamic``: everything the chip does per event (arithmetic, memory reads, neuron updates, spikes);
+#: ``chip``: chip-dynamic plus static (leakage, idle) power over the inference; ``board``: the whole device's
+#: supply (a measured board or development kit: regulators, I/O, host MCU). A verdict compares two energies at
+#: one scope (slt_deploy.report.verdict).
+SCOPES = ("arithmetic", "chip-dynamic", "chip", "board")
+#: The scope each figure belongs to when it does not say otherwise (``scope:`` on a figure says what it covers,
+#: e.g. TrueNorth's all-in synaptic event covers ``chip``, an MLPerf Tiny energy per MAC ``board``).
+FIGURE_SCOPES = {"synaptic_op": "arithmetic", "mac": "arithmetic", "memory_access": "chip-dynamic",
+                 "neuron_update": "chip-dynamic", "spike_out": "chip-dynamic", "static_power": "chip",
+                 "timestep_latency": "chip", "inference_latency": "chip"}
+#: A profile's scope when it does not give one: what its totals cover when every figure is known.
+DEFAULT_SCOPES = {"reference": "arithmetic", "ann": "chip-dynamic", "neuromorphic": "chip"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -171,16 +187,51 @@ class Figure:
     status: str
     note: str = ""
     bound: str = ""           # "", "lower" or "upper" (see BOUNDS)
+    range: Optional[Tuple[float, float]] = None  # sourced (low, high) around value, in ``unit``
+    scope: str = ""           # what the figure covers (SCOPES); "" = FIGURE_SCOPES[name]
+    conditions: str = ""      # what it was measured or designed under (chip, node, voltage, network)
 
     @property
     def known(self) -> bool:
         return self.value is not None
+
+    @property
+    def covers(self) -> str:
+        return self.scope or FIGURE_SCOPES[self.name]
 
     def si(self) -> Optional[float]:
         """The value in J, W or s (None when unknown)."""
         if self.value is None:
             return None
         return self.value * FIGURES[self.name].units[self.unit]
+
+    def interval(self) -> Tuple[float, float]:
+        """(low, high) in SI units: ``range`` when given, else the value, open on the side a ``bound`` leaves
+        open (a published minimum has no upper end, a worst case no lower one); unknown: (0, inf)."""
+        if self.value is None:
+            return 0.0, math.inf
+        scale = FIGURES[self.name].units[self.unit]
+        if self.range is not None:
+            return self.range[0] * scale, self.range[1] * scale
+        v = self.value * scale
+        return {"lower": (v, math.inf), "upper": (0.0, v)}.get(self.bound, (v, v))
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One level of a weight store (``weight_memory``): ``read_j`` per access of ``word_bits``, holding up to
+    ``capacity_bits`` (None: unbounded, e.g. DRAM)."""
+
+    name: str
+    read_j: float
+    word_bits: int
+    capacity_bits: Optional[int]
+    source: str
+    status: str
+    note: str = ""
+
+    def per_bit(self) -> float:
+        return self.read_j / self.word_bits
 
 
 LimitValue = Union[None, int, bool, Tuple[int, ...], Tuple[str, ...]]
@@ -226,6 +277,17 @@ class HardwareProfile:
     path: str
     # SANA-FE architectures: "loihi" (its calibrated one) or a file in hardware_profiles/sanafe/
     sanafe: Tuple[str, ...] = ()
+    scope: str = "chip"                          # what a total covers when every figure is known (SCOPES)
+    weight_memory: Tuple[MemoryLevel, ...] = ()  # by capacity, smallest first; see weight_read
+
+    def weight_read(self, storage_bits: float, bits_per_weight: float) -> Optional[Tuple[float, MemoryLevel]]:
+        """(J per weight read, level) from ``weight_memory``: the smallest level that holds ``storage_bits``,
+        its access energy per bit times ``bits_per_weight`` (a wide word delivers several narrow weights read in
+        sequence). None when the profile has no weight_memory section."""
+        for level in self.weight_memory:
+            if level.capacity_bits is None or storage_bits <= level.capacity_bits:
+                return level.per_bit() * bits_per_weight, level
+        return None
 
     def figure(self, name: str) -> Optional[Figure]:
         """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""
@@ -260,8 +322,11 @@ class HardwareProfile:
             for name, e in section.items():
                 value = list(e.value) if isinstance(e.value, tuple) else e.value
                 out[name] = {"value": value, "unit": e.unit, "source": e.source, "status": e.status, "note": e.note}
-                if getattr(e, "bound", ""):
-                    out[name]["bound"] = e.bound
+                for key in ("bound", "scope", "conditions"):
+                    if getattr(e, key, ""):
+                        out[name][key] = getattr(e, key)
+                if getattr(e, "range", None) is not None:
+                    out[name]["range"] = list(e.range)
             return out
 
         data = {"name": self.name, "kind": self.kind, "description": self.description, "mapping": self.mapping,
@@ -270,6 +335,12 @@ class HardwareProfile:
             data["synapse_format"] = entries(self.synapse_format)
         if self.sanafe:
             data["sanafe"] = list(self.sanafe)
+        data["scope"] = self.scope
+        if self.weight_memory:
+            data["weight_memory"] = {m.name: {"value": m.read_j * 1e12, "unit": "pJ", "word_bits": m.word_bits,
+                                              "capacity": None if m.capacity_bits is None else
+                                              m.capacity_bits / 8 / 1024, "source": m.source,
+                                              "status": m.status, "note": m.note} for m in self.weight_memory}
         return data
 
     def unknown_figures(self) -> Tuple[str, ...]:
@@ -337,7 +408,10 @@ def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
     mapping = _choice(data["mapping"], MAPPINGS, where, "mapping")
     description = _text(data["description"], where, "description")
 
-    figures = _section(data["figures"], FIGURES, REQUIRED_FIGURES[kind], where, "figures", Figure)
+    weight_memory = _weight_memory(data.get("weight_memory"), where)
+    required = tuple(f for f in REQUIRED_FIGURES[kind] if not (weight_memory and f == "memory_access"))
+    figures = _section(data["figures"], FIGURES, required, where, "figures", Figure)
+    scope = _choice(data.get("scope", DEFAULT_SCOPES[kind]), SCOPES, where, "scope")
     limits = _section(data["limits"], LIMITS, REQUIRED_LIMITS[mapping], where, "limits", Limit)
     fmt_data = data.get("synapse_format")
     synapse_format = ({} if fmt_data is None else
@@ -350,7 +424,43 @@ def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
     return HardwareProfile(name=name, kind=kind, description=description, mapping=mapping,
                            figures=types.MappingProxyType(figures), limits=types.MappingProxyType(limits),
                            synapse_format=types.MappingProxyType(synapse_format), path=where,
-                           sanafe=tuple(sanafe))
+                           sanafe=tuple(sanafe), scope=scope, weight_memory=weight_memory)
+
+
+def _weight_memory(data: Any, where: str) -> Tuple[MemoryLevel, ...]:
+    """``weight_memory``: level name -> {value (read energy), unit, word_bits, capacity (KiB, null = unbounded),
+    source, status, note}; returned smallest first."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict) or not data:
+        raise ProfileError(f"{where}: weight_memory must be a mapping of level name -> {{{', '.join(_MEMORY_KEYS)}}}")
+    levels = []
+    for name, entry in data.items():
+        field = f"weight_memory.{name}"
+        if not isinstance(entry, dict):
+            raise ProfileError(f"{where}: {field} must be a mapping with keys {', '.join(_MEMORY_KEYS)}")
+        _no_unknown(entry, _MEMORY_KEYS, where, f"{field}.")
+        for key in ("value", "unit", "word_bits", "capacity", "source", "status"):
+            if key not in entry:
+                raise ProfileError(f"{where}: {field}.{key} is missing (capacity: null for an unbounded level)")
+        status = _choice(entry["status"], tuple(s for s in STATUSES if s not in _NULL_STATUSES + ("included",)),
+                         where, f"{field}.status")
+        note = entry.get("note") or ""
+        if status in _NEEDS_NOTE and not str(note).strip():
+            raise ProfileError(f"{where}: {field}.note is required when status is {status} ({STATUSES[status]})")
+        unit = _choice(entry["unit"], tuple(ENERGY_UNITS), where, f"{field}.unit")
+        read = _number(entry["value"], _Spec(ENERGY_UNITS, "number", 0.0, "", exclusive_minimum=True), where,
+                       f"{field}.value", integer=False)
+        word = _number(entry["word_bits"], _Spec(BIT_UNITS, "int", 1, ""), where, f"{field}.word_bits", integer=True)
+        cap = entry["capacity"]
+        cap_bits = None if cap is None else _number(cap, _Spec(BIT_UNITS, "number", 0.0, "", exclusive_minimum=True),
+                                                    where, f"{field}.capacity (KiB)", integer=False) * 8 * 1024
+        levels.append(MemoryLevel(str(name), read * ENERGY_UNITS[unit], word, cap_bits,
+                                  _text(entry["source"], where, f"{field}.source"), status, str(note).strip()))
+    levels.sort(key=lambda m: math.inf if m.capacity_bits is None else m.capacity_bits)
+    if sum(m.capacity_bits is None for m in levels) > 1:
+        raise ProfileError(f"{where}: weight_memory has more than one unbounded level (capacity: null)")
+    return tuple(levels)
 
 
 def _no_unknown(data: dict, valid, where: str, prefix: str) -> None:
@@ -419,11 +529,29 @@ def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
     bound = data.get("bound") or ""
     if bound and bound not in BOUNDS:
         raise ProfileError(f"{where}: {field}.bound {bound!r} is not one of: {', '.join(BOUNDS)}")
-    extra = {"bound": bound} if cls is Figure else {}
-    if bound and cls is not Figure:
-        raise ProfileError(f"{where}: {field}.bound applies to energy figures only")
+    extra = {}
+    if cls is Figure:
+        extra = {"bound": bound, "range": _range(data.get("range"), value, spec, where, field),
+                 "scope": _choice(data["scope"], SCOPES, where, f"{field}.scope") if data.get("scope") else "",
+                 "conditions": str(data.get("conditions") or "").strip()}
+    else:
+        for key in ("bound", "range", "scope"):
+            if data.get(key):
+                raise ProfileError(f"{where}: {field}.{key} applies to energy figures only")
     return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
                note=note.strip(), **extra)
+
+
+def _range(data: Any, value: Any, spec: _Spec, where: str, field: str) -> Optional[Tuple[float, float]]:
+    """A figure's sourced [low, high]: two numbers around its value (the note says where each end comes from)."""
+    if data is None:
+        return None
+    if value is None or not isinstance(data, list) or len(data) != 2:
+        raise ProfileError(f"{where}: {field}.range must be [low, high] around a known value, got {data!r}")
+    low, high = (float(_number(v, spec, where, f"{field}.range", integer=False)) for v in data)
+    if not low <= value <= high:
+        raise ProfileError(f"{where}: {field}.range [{low}, {high}] must contain value {value}")
+    return float(low), float(high)
 
 
 def _value(value: Any, spec: _Spec, where: str, field: str):

@@ -15,7 +15,7 @@ Per input (a ticket, or a NIR graph):
 One counting rule for both sides (``ops``: ``effective`` = nonzero input x nonzero weight measured on the same
 samples, spikes for the SNN and real activations for the ANN; ``dense`` = every weight), stated in every table.
 The first layer is one named component on both sides; the SNN's is computed by the host (charged on the host
-profile, default ``fp32-45nm``), once per sample for a constant input. The ANN is, by default, the dense ANN twin
+profile, default ``int8-45nm``), once per sample for a constant input. The ANN is, by default, the dense ANN twin
 trained with the first ticket's recipe (``search --spiking false --method dense``, cached in the runs folder);
 ``--ann`` takes an ANN ticket or ONNX. Mapping follows the deployment: host-computed synapses are off chip.
 NeuroBench 2.3.0's own metrics and SANA-FE 2.2.9 runs (profiles naming SANA-FE architectures) sit next to the
@@ -35,10 +35,11 @@ Modules: :mod:`.build` (inputs, simulation, costing, ``report.json``), :mod:`.re
 from ..cost.profiles import profiles_table
 from .build import (FILES, FORMAT, AnnMeasured, AnnModel, Measured, Network, ReportError, ReportResult,
                     build_report, check_ann_matches, load_network, measure_ann, report_data, simulate,
-                    train_ann_twin, twin_config, verdict_rows)
+                    train_ann_twin, twin_config)
+from .verdict import verdict_tables
 from .render import render_html, render_markdown, report_sections
 
-__all__ = ["FILES", "FORMAT", "AnnMeasured", "measure_ann", "train_ann_twin", "twin_config", "verdict_rows",
+__all__ = ["FILES", "FORMAT", "AnnMeasured", "measure_ann", "train_ann_twin", "twin_config", "verdict_tables",
            "AnnModel", "Measured", "Network", "ReportError", "ReportResult", "build_report",
            "check_ann_matches", "load_network", "profiles_table", "report_data", "simulate", "render_html",
            "render_markdown", "report_sections"]

@@ -28,7 +28,8 @@ from ..exporters.nir_format import SPIKING_NODES
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
 from ..simulate.workload import (encoded_test_samples, graph_input_shape, load_input_file, nir_data, nir_metadata,
                                  test_samples, ticket_data)
-from .plots import plot_accuracy_sparsity_energy, plot_energy_breakdown, plot_pareto
+from .plots import plot_accuracy_sparsity_energy, plot_break_even, plot_energy_breakdown, plot_pareto
+from .verdict import verdict_tables
 from .render import render_html, render_markdown, report_sections
 
 
@@ -37,11 +38,12 @@ PathLike = Union[str, Path]
 FORMAT = "slt-deploy.report/1"
 # The SNN papers' 45 nm convention is itself a profile (hardware_profiles/cmos45.yaml): no numbers live here.
 CONVENTION_PROFILE = "cmos45"
-# The host that computes the first layer of a host-fed SNN (a float CPU/MCU next to the chip).
-HOST_PROFILE = "fp32-45nm"
+# The host that computes the first layer of a host-fed SNN: an int8 accelerator next to the chip, at the precision
+# of the chip's own weights (Loihi, Xylo, DYNAP-CNN store 8-bit weights); --host-profile fp32-45nm for a float host.
+HOST_PROFILE = "int8-45nm"
 FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html", "ann_twin": "ann_twin.onnx",
          "energy_breakdown": "energy_breakdown.png", "accuracy_sparsity_energy": "accuracy_sparsity_energy.png",
-         "pareto": "accuracy_vs_energy.png"}
+         "pareto": "accuracy_vs_energy.png", "break_even": "break_even.png"}
 
 
 class ReportError(SltError):
@@ -101,6 +103,7 @@ class AnnModel:
     num_classes: Optional[int]
     ticket: Optional[Ticket] = None  # an ANN ticket (model.spiking false): counted on its real activations
     trained: Optional[bool] = None   # trained as an ANN (True), the SNN's weights with ReLU (False), unknown (None)
+    label: str = ""                  # the report's name for it ("" = from its role: ANN, ANN <file>)
 
     @property
     def dense_macs(self) -> int:
@@ -182,6 +185,9 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     with tempfile.TemporaryDirectory(prefix="slt-report-") as scratch:
         ann_model = _ann_model(ann, networks, Path(scratch), train_ann, runs_dir, progress)
         others = [_ann_model(p, networks, Path(scratch), train_ann, runs_dir, progress) for p in also_ann]
+        skipped: List[str] = []
+        if ann is None and train_ann:  # the ANN pruned like each ticket, trained with the ticket's recipe
+            others = _pruned_anns(networks, runs_dir, progress, skipped) + others
         for net in networks:
             for model in [ann_model, *others]:
                 check_ann_matches(model, net)
@@ -196,18 +202,19 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
         other_measured = measure_ann(other, networks[0], samples)
         entry = _ann_entry(other, other_measured, loaded, context,
                            _ann_energy(other, other_measured, convention, ops))
-        entry.update(label=f"ANN {other.path.stem}", origin="given with --also-ann")
+        entry.update(label=other.label or f"ANN {other.path.stem}",
+                     origin=other.origin if other.label else "given with --also-ann")
         data["ann_others"].append(entry)
     if neurobench:
         _add_neurobench(data, networks, samples)
     if sanafe:
         _add_sanafe(data, networks, loaded, samples)
     data["inputs"] = [str(p) for p in inputs]
-    data["warnings"] = [f"{net.path.name}: {w}" for net in networks for w in net.warnings]
+    data["warnings"] = [f"{net.path.name}: {w}" for net in networks for w in net.warnings] + skipped
     for p, spec in zip(loaded, profiles):  # as the user named it (a shipped name or their file)
         data["profiles"][p.name]["given_as"] = str(spec)
-    data["verdict"] = verdict_rows(data)
     _per_inference(data)
+    data["verdict"], data["verdict_matrix"] = verdict_tables(data)
     plots = _write_plots(data, out)
     data["plots"] = {k: p.name for k, p in plots.items()}
     paths = {k: out / FILES[k] for k in ("json", "markdown", "html")}
@@ -477,6 +484,54 @@ def train_ann_twin(ticket: Ticket, ticket_path: Path, runs_dir: Optional[PathLik
                   echo=print if progress else (lambda _msg: None)).ticket_path
 
 
+def counterpart_config(ticket: Ticket):
+    """The ticket's own search (method, rounds, pruning, training) with ``model.spiking`` false: the ANN pruned
+    the same way (an ANN lottery ticket, LT; MPLT for biprop), as Cheng et al. compare."""
+    from ..config import RunConfig
+
+    hp = dict(ticket.record.hyperparameters)
+    config = RunConfig.from_dict({k: hp[k] for k in ("model", "data", "train", "search") if k in hp},
+                                 where="ticket settings")
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, spiking=False))
+
+
+def _pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progress: bool,
+                 skipped: List[str]) -> List[AnnModel]:
+    """For each pruned ticket, its ANN counterpart at the same round (so the same sparsity), trained on demand
+    and cached in the runs folder like the dense twin; one ANN search serves every round of a ticket's run.
+    A ticket whose recorded settings cannot be searched again gets none, said in ``skipped``."""
+    from ..errors import ConfigError
+    from ..paths import RunPaths
+    from ..search import search
+
+    out: Dict[Path, AnnModel] = {}
+    for net in networks:
+        t = net.ticket
+        if net.kind != "ticket" or net.dense or t.record.method == "dense" or t.record.model.recurrent \
+                or not t.record.hyperparameters or not t.record.model.spiking:
+            continue
+        folder = Path(runs_dir) if runs_dir is not None else _runs_folder(net.path)
+        try:
+            config = counterpart_config(t)
+            paths = RunPaths(folder / config.run_name())
+            if not paths.ticket.is_file():
+                print(f"report: training the pruned ANN counterpart of {net.path.name} ({config.search.method}, "
+                      f"model.spiking false) in {folder}")
+                search(config, folder, progress=progress, echo=print if progress else (lambda _msg: None))
+        except ConfigError as exc:
+            skipped.append(f"{net.path.name}: no pruned ANN counterpart: its recorded settings do not search ({exc})")
+            continue
+        path = paths.round_ticket(t.record.round) if t.record.method == "imp" else paths.ticket
+        if path in out or not path.is_file():
+            continue
+        model = _ann_ticket(path, f"ANN counterpart of {net.path.name}: its search ({t.record.method}, round "
+                                  f"{t.record.round}) with model.spiking false, same recipe", True)
+        pruned = f"{100 * model.sparsity:.1f} %"
+        out[path] = dataclasses.replace(model, origin=model.origin + f", {pruned} sparse",
+                                        label=f"pruned ANN {pruned}")
+    return list(out.values())
+
+
 def _onnx_io(path: Path) -> Tuple[Optional[Tuple[int, ...]], Optional[int]]:
     """(one sample's input shape, number of outputs) of an ONNX model; None where a dimension is symbolic."""
     import onnx
@@ -713,8 +768,21 @@ def _network_entry(net: Network, m: Measured, label: str, profiles: Sequence[Har
     }
 
 
+def _ann_storage(measured: AnnMeasured, profile: HardwareProfile) -> Optional[Tuple[float, float]]:
+    """(bits stored, bits per weight read) of the ANN on ``profile`` in its best encoding (a pruned ANN: CSR
+    where it is smaller), None where its layers are not known (ONNX: stored densely by the energy model)."""
+    if not measured.layers:
+        return None
+    mem = _memory_entry(measured.layers, profile)
+    bits, enc = mem["best_bits"], mem["best_encoding"]
+    if bits is None:
+        return None
+    stored = sum(l.weights if enc == "dense" else l.nonzero_weights for l in measured.layers)
+    return float(bits), float(bits) / max(stored, 1)
+
+
 def _ann_energy(ann: AnnModel, measured: AnnMeasured, profile: HardwareProfile, ops: str) -> EnergyBreakdown:
-    return ann_energy_from_activity(measured.activity, profile, ops=ops)
+    return ann_energy_from_activity(measured.activity, profile, ops=ops, storage=_ann_storage(measured, profile))
 
 
 def _ann_entry(ann: AnnModel, measured: AnnMeasured, profiles: Sequence[HardwareProfile], ctx: _Context,
@@ -810,84 +878,31 @@ def report_data(networks: Sequence[Network], measured: Sequence[Measured], ann: 
     }
 
 
-# ----------------------------------------------------------------------------------- verdict
-
-def _latency_entry(b: dict) -> dict:
-    lat = b.get("latency")
-    return {"latency_s": lat, "inferences_per_s": (1.0 / lat) if lat else None}
-
-
-def verdict_rows(data: dict) -> List[dict]:
-    """The deploy answer per (network, SNN profile, ANN target): fit, cores, energy, latency, accuracy, which wins.
-
-    A chip is compared with every ANN target of the report (an int8 edge ANN, fp32...), a reference profile
-    with itself; the SANA-FE latency is used where the profile gives none."""
-    ann = data["ann"]
-    rows = []
-    for n in data["networks"]:
-        for pname, snn in n["energy"].items():
-            prof = data["profiles"][pname]
-            targets = [a for a in ann["energy"] if (prof["kind"] == "neuromorphic" and
-                                                     data["profiles"][a]["kind"] == "ann") or a == pname]
-            mapping = n["mapping"].get(pname)
-            lat = _latency_entry(snn)
-            sim = (n.get("sanafe") or {}).get(pname)
-            if lat["latency_s"] is None and sim and sim.get("runs"):
-                first = sim["runs"][0]
-                lat = {"latency_s": first["latency_per_inference_s"],
-                       "inferences_per_s": 1.0 / first["latency_per_inference_s"]
-                       if first["latency_per_inference_s"] else None, "from": f"SANA-FE ({first['architecture']})"}
-            for a in targets or [None]:
-                ab = ann["energy"].get(a) if a else None
-                row = {"network": n["label"], "profile": pname,
-                       "fits": None if mapping is None else mapping["fits"],
-                       "why": "" if mapping is None else (mapping["failures"][0] if mapping["failures"] else
-                                                          "; ".join(mapping["unchecked"]) if mapping["fits"] is None
-                                                          else ""),
-                       "cores": None if mapping is None else mapping["cores_used"],
-                       "energy_j": snn["total"] if snn["kind"] != "unknown" else None, "energy_kind": snn["kind"],
-                       "energy_unknown": snn["unknown"], **{f"snn_{k}": v for k, v in lat.items()},
-                       "accuracy": n["accuracy_measured"], "ann_profile": a,
-                       "ann_energy_j": ab["total"] if ab and ab["kind"] != "unknown" else None,
-                       "ann_energy_kind": ab["kind"] if ab else None, "ann_unknown": ab["unknown"] if ab else [],
-                       **{f"ann_{k}": v for k, v in (_latency_entry(ab) if ab else {}).items()},
-                       "ann_accuracy": ann["accuracy_measured"], "ann_trained": ann["trained"]}
-                row["better_energy"] = _better(row["energy_j"], row["ann_energy_j"], snn["kind"],
-                                               ab["kind"] if ab else None)
-                row["better_accuracy"] = ("SNN" if row["accuracy"] > row["ann_accuracy"] else
-                                          "ANN" if row["accuracy"] < row["ann_accuracy"] else "equal")
-                rows.append(row)
-    return rows
-
+# ------------------------------------------------------------------------------ per inference
 
 def _per_inference(data: dict) -> None:
-    """Per network and SNN profile: energy and latency per inference, in one place of report.json."""
+    """Per network and SNN profile: energy and latency per inference, in one place of report.json (the profile's
+    latency, else SANA-FE's simulated one)."""
     ann = data["ann"]
     for n in data["networks"]:
         # what this network is compared with, in its own entry (the full ANN entry is data["ann"])
         n["compared_with"] = {"label": ann["label"], "file": ann["file"], "trained": ann["trained"],
-                              "accuracy_measured": ann["accuracy_measured"], "counting_rule": ann["counting_rule"]}
+                              "accuracy_measured": ann["accuracy_measured"], "counting_rule": ann["counting_rule"],
+                              "others": [a["label"] for a in data.get("ann_others", [])]}
         n["per_inference"] = {}
-        for r in (r for r in data["verdict"] if r["network"] == n["label"]):
-            n["per_inference"].setdefault(r["profile"], {
-                "energy_j": r["energy_j"], "energy_kind": r["energy_kind"], "energy_unknown": r["energy_unknown"],
-                "latency_s": r["snn_latency_s"], "latency_from": r.get("snn_from", "profile"),
-                "inferences_per_s": r.get("snn_inferences_per_s"), "fits": r["fits"], "cores": r["cores"]})
-
-
-def _better(snn: Optional[float], ann: Optional[float], snn_kind: str, ann_kind: Optional[str]) -> str:
-    """Lower energy wins; 'unknown' when either is unknown, and a bound only decides when it is on the right side."""
-    if snn is None or ann is None:
-        return "unknown"
-    if snn < ann and snn_kind in ("exact", "upper bound") and ann_kind in ("exact", "lower bound"):
-        return "SNN"
-    if snn > ann and snn_kind in ("exact", "lower bound") and ann_kind in ("exact", "upper bound"):
-        return "ANN"
-    if "estimate" in (snn_kind, ann_kind):
-        return ("SNN" if snn < ann else "ANN") + " (estimate)"
-    lower, higher = ("SNN", "ANN") if snn < ann else ("ANN", "SNN")
-    return f"undecided: {lower} {snn_kind if lower == 'SNN' else ann_kind} vs {higher} " \
-           f"{ann_kind if higher == 'ANN' else snn_kind}"
+        for pname, snn in n["energy"].items():
+            mapping = n["mapping"].get(pname)
+            latency, source = snn.get("latency"), "profile"
+            sim = (n.get("sanafe") or {}).get(pname)
+            if latency is None and sim and sim.get("runs") and sim["runs"][0].get("latency_per_inference_s"):
+                latency, source = sim["runs"][0]["latency_per_inference_s"], f"SANA-FE ({sim['runs'][0]['architecture']})"
+            n["per_inference"][pname] = {
+                "energy_j": snn["total"] if snn["kind"] != "unknown" else None, "energy_kind": snn["kind"],
+                "energy_unknown": snn["unknown"], "energy_interval_j": snn["interval"], "scope": snn["scope"],
+                "latency_s": latency, "latency_from": source if latency is not None else None,
+                "inferences_per_s": 1.0 / latency if latency else None,
+                "fits": None if mapping is None else mapping["fits"],
+                "cores": None if mapping is None else mapping["cores_used"]}
 
 
 # ------------------------------------------------------------------------------- cross-checks
@@ -937,4 +952,5 @@ def _add_sanafe(data: dict, networks: Sequence[Network], profiles: Sequence[Hard
 def _write_plots(data: dict, out: Path) -> Dict[str, Path]:
     return {"energy_breakdown": plot_energy_breakdown(data, out / FILES["energy_breakdown"]),
             "pareto": plot_pareto(data, out / FILES["pareto"]),
-            "accuracy_sparsity_energy": plot_accuracy_sparsity_energy(data, out / FILES["accuracy_sparsity_energy"])}
+            "accuracy_sparsity_energy": plot_accuracy_sparsity_energy(data, out / FILES["accuracy_sparsity_energy"]),
+            "break_even": plot_break_even(data, out / FILES["break_even"])}

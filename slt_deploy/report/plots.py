@@ -154,3 +154,49 @@ def plot_pareto(data: dict, path: Path) -> Path:
     ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_break_even(data: dict, path: Path) -> Path:
+    """Per chip: each network's SNN energy against its spike activity (spikes per neuron per step; the band is
+    the interval at the verdict's scope), the best ANN's energy as a horizontal band, today's activity marked."""
+    from .verdict import energy_at_activity
+
+    plt = _pyplot()
+    rows = [r for r in data.get("verdict", []) if r.get("break_even") and r["break_even"]["activity"]["today"]]
+    chips = list(dict.fromkeys(r["profile"] for r in rows))
+    fig, axes = plt.subplots(1, max(len(chips), 1), figsize=(4.2 * max(len(chips), 1), 3.6), squeeze=False)
+    nets = {n["label"]: n for n in data["networks"]}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, chip in zip(axes[0], chips):
+        mine = [r for r in rows if r["profile"] == chip]
+        top = max(max(2 * r["break_even"]["activity"]["today"], r["break_even"]["activity"]["win_below"] or 0)
+                  for r in mine)
+        xs = np.linspace(0.0, 1.2 * top, 50)
+        for i, r in enumerate(mine):
+            color = colors[i % len(colors)]
+            today = r["break_even"]["activity"]["today"]
+            b = nets[r["network"]]["energy"][chip]
+            band = np.array([energy_at_activity(b, r["scope"], today, x) for x in xs])
+            finite = np.isfinite(band[:, 1])
+            ax.plot(xs, band[:, 0], color=color, lw=1.2, label=f"SNN {r['network']}")
+            if finite.all():
+                ax.fill_between(xs, band[:, 0], band[:, 1], color=color, alpha=0.2)
+            low, high = energy_at_activity(b, r["scope"], today, today)
+            ax.scatter([today], [low], color=color, zorder=3)
+            a_low, a_high = r["best_ann"]["ann_interval_j"]
+            ax.axhline(a_low, color="tab:red", lw=1, ls="--")
+            if np.isfinite(a_high) and a_high > a_low:
+                ax.axhspan(a_low, a_high, color="tab:red", alpha=0.1)
+        best = mine[0]["best_ann"]
+        ax.plot([], [], color="tab:red", ls="--", label=f"{best['ann']} on {best['ann_profile']}")
+        ax.set_title(f"{chip} (scope {mine[0]['scope']})", fontsize=9)
+        ax.set_xlabel("spike activity (spikes per neuron per step)", fontsize=8)
+        ax.set_ylabel("energy per inference (J)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    if not chips:
+        axes[0][0].text(0.5, 0.5, "no chip with a known energy and an ANN to compare with",
+                        transform=axes[0][0].transAxes, ha="center", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

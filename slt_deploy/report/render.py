@@ -240,35 +240,105 @@ def _pct_or(x: Optional[float]) -> str:
     return "unknown" if x is None else f"{100 * x:.2f} %"
 
 
-def _verdict_section(data: dict) -> Section:
+def fmt_interval(interval) -> str:
+    """An energy interval: one value when its ends meet, '>= x' when open above, 'x - y' otherwise."""
+    low, high = interval
+    if high == float("inf"):
+        return f">= {fmt_joules(low)}" if low > 0 else "unknown"
+    if low == high:
+        return fmt_joules(low)
+    if low <= 0:
+        return f"<= {fmt_joules(high)}"
+    scale, unit = energy_unit(high)
+    return f"{low / scale:.4g} - {high / scale:.4g} {unit}"
+
+
+def fmt_ratio(interval) -> str:
+    low, high = interval
+    hi = "inf" if high == float("inf") else f"{100 * high:.3g} %"
+    return f"{100 * low:.3g} %" if low == high else f"{100 * low:.3g} - {hi}"
+
+
+def _fits_cell(r: dict) -> str:
+    fits = "-" if r["fits"] is None and r["cores"] is None and not r["why"] else (
+        "not checked" if r["fits"] is None else f"yes ({r['cores']} cores)" if r["fits"] and r["cores"] else
+        "yes" if r["fits"] else "no")
+    return fits + (f" ({r['why']})" if r["why"] and r["fits"] is False else "")
+
+
+def _break_even_cell(r: dict) -> str:
+    """Spike activity and weight sparsity at which the decision flips, today's values first."""
+    be = r.get("break_even")
+    if not be:
+        return "-"
+    act, sp = be["activity"], be["sparsity"]
+    parts = []
+    if act["today"] is not None:
+        win = act["win_below"]
+        win_text = ("never (the fixed part alone costs more)" if win is not None and win <= 0 else
+                    "unknown" if win is None else f"< {win:.3g}")
+        lose = act["lose_above"]
+        parts.append(f"activity {act['today']:.3g}/neuron/step: SNN wins at {win_text}"
+                     + ("" if lose is None or lose < 0 else f", loses at > {lose:.3g}"))
+    if sp["today"] is not None:
+        win = sp["win_above"]
+        win_text = ("unknown" if win is None else "never" if win >= 1 else "any sparsity" if win <= 0 else
+                    f"> {100 * win:.3g} %")
+        parts.append(f"sparsity {100 * sp['today']:.1f} %: wins at {win_text}")
+    return "; ".join(parts)
+
+
+def verdict_table(data: dict) -> Table:
+    """The answer first: one row per network x chip, decided by :mod:`slt_deploy.report.verdict`'s rule; only
+    a decided winner's energy is bold."""
     rows = []
     for r in data["verdict"]:
-        fits = "-" if r["fits"] is None and r["cores"] is None and not r["why"] else (
-            "not checked" if r["fits"] is None else "yes" if r["fits"] else "no")
-        energy = ("unknown: needs " + ", ".join(r["energy_unknown"]) if r["energy_j"] is None else
-                  fmt_energy({"total": r["energy_j"], "kind": r["energy_kind"], "complete": not r["energy_unknown"],
-                              "unknown": r["energy_unknown"]}))
-        ann_energy = ("-" if r["ann_profile"] is None else "unknown: needs " + ", ".join(r["ann_unknown"])
-                      if r["ann_energy_j"] is None else
-                      fmt_energy({"total": r["ann_energy_j"], "kind": r["ann_energy_kind"],
-                                  "complete": not r["ann_unknown"], "unknown": r["ann_unknown"]}))
-        mark = lambda who, text: f"**{text}**" if r["better_energy"].startswith(who) else text  # noqa: E731
-        lat = fmt_seconds(r["snn_latency_s"]) + (f" ({r['snn_from']})" if r.get("snn_from") else "")
-        ips = "unknown" if not r.get("snn_inferences_per_s") else f"{r['snn_inferences_per_s']:.4g}"
-        acc_mark = lambda who, x: f"**{_pct(x)}**" if r["better_accuracy"] == who else _pct(x)  # noqa: E731
-        rows.append((r["network"], r["profile"], fits + (f" ({r['why']})" if r["why"] else ""),
-                     "-" if r["cores"] is None else str(r["cores"]), mark("SNN", energy), lat, ips,
-                     acc_mark("SNN", r["accuracy"]), r["ann_profile"] or "-", mark("ANN", ann_energy),
-                     fmt_seconds(r.get("ann_latency_s")), acc_mark("ANN", r["ann_accuracy"]), r["better_energy"]))
+        best = r.get("best_ann")
+        if best is None:
+            ann_cells = ("-", "-", "-", "-")
+        else:
+            ann_cells = (f"{best['ann']} on {best['ann_profile']}", fmt_interval(best["ann_interval_j"]),
+                         _pct(best["ann_accuracy"]), fmt_ratio(r["ratio_interval"]))
+        decision = r["decision"]
+        snn = fmt_interval(r.get("snn_interval_at_scope_j") or r["snn_interval_j"])
+        snn = f"**{snn}**" if r.get("energy_decision") == "SNN" and decision == "SNN" else snn
+        if best is not None and decision == "ANN":
+            ann_cells = (ann_cells[0], f"**{ann_cells[1]}**") + ann_cells[2:]
+        lat = fmt_seconds(r["snn_latency_s"]) + (f" ({r['snn_latency_from']})"
+                                                 if r.get("snn_latency_from") not in (None, "profile") else "")
+        rows.append((r["network"], r["profile"], _fits_cell(r), r["scope"], snn, lat, _pct(r["accuracy"]),
+                     *ann_cells, decision, _break_even_cell(r)))
+    return Table(("network", "chip", "fits", "scope", "SNN energy", "SNN latency", "SNN accuracy", "best ANN instead",
+                  "ANN energy", "ANN accuracy", "SNN / ANN", "decision", "break-even (today: ...)"), tuple(rows))
+
+
+def _verdict_section(data: dict) -> Section:
     ann = data["ann"]
     trained = "" if ann["trained"] is not False else " UNTRAINED (the SNN's weights with ReLU, never trained):"
+    others = ", ".join(a["label"] for a in data.get("ann_others", []))
     return Section("Verdict: deploy which, where", (
-        data["counting_rule"]["sentence"] + f" ANN:{trained} {ann['origin']}. Energy and latency per inference; "
-        "the better one in bold ('estimate' when a total mixes lower and upper bounds or leaves out an unknown "
-        "figure).",
-        Table(("network", "SNN on", "fits (why not)", "cores", "SNN energy", "SNN latency", "SNN inferences/s",
-               "SNN accuracy", "ANN on", "ANN energy", "ANN latency", "ANN accuracy", "lower energy"), tuple(rows)),
-        _ann_memory_table(data)))
+        data["counting_rule"]["sentence"] + f" ANN:{trained} {ann['origin']}"
+        + (f"; also {others}" if others else "") + ". Per inference, one row per network and chip, against the "
+        "ANN with the lowest energy that chip's user could deploy instead (every ANN of the report on every ANN "
+        "target). Both sides are counted at one scope (the narrower of the two profiles': arithmetic < "
+        "chip-dynamic < chip < board) as intervals from the figures' sourced ranges and bounds; a side wins only "
+        "when its whole interval is below the other's, otherwise 'undecided'. Break-even: the spike activity "
+        "(spikes per neuron per step) and weight sparsity at which the SNN would win (or lose) against that ANN, "
+        "all else equal.",
+        verdict_table(data), _ann_memory_table(data)))
+
+
+def _matrix_section(data: dict) -> Section:
+    """Every comparison the verdict chose from: network x chip x ANN x ANN target."""
+    rows = tuple((r["network"], r["profile"], r["ann"], r["ann_profile"], r["scope"],
+                  fmt_interval(r["snn_interval_j"]), fmt_interval(r["ann_interval_j"]),
+                  fmt_ratio(r["ratio_interval"]), _pct(r["ann_accuracy"]), r["decision"])
+                 for r in data.get("verdict_matrix", []))
+    return Section("Full comparison matrix", (
+        "Each pair at its common scope, by the verdict's rule (a chip's network that does not fit is still costed "
+        "here).",
+        Table(("network", "SNN on", "ANN", "ANN on", "scope", "SNN energy", "ANN energy", "SNN / ANN",
+               "ANN accuracy", "energy decision"), rows)))
 
 
 def _other_anns_section(data: dict) -> Optional[Section]:
@@ -365,6 +435,9 @@ def report_sections(data: dict) -> List[Section]:
     scatter = Image(data["plots"]["accuracy_sparsity_energy"], "accuracy vs sparsity vs energy")
     pareto = Image(data["plots"]["pareto"], "accuracy vs energy per inference (Pareto), SNNs and ANN")
     sections = [Section("slt-deploy report", (intro,)), _verdict_section(data),
+                Section("Break-even: energy against spike activity",
+                        (Image(data["plots"]["break_even"], "SNN energy against spike activity, with the best ANN"),)),
+                _matrix_section(data),
                 Section("Accuracy vs energy", (pareto,)),
                 Section("Side by side", (data["counting_rule"]["sentence"], _summary_table(data), scatter)),
                 _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),

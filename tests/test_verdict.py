@@ -1,0 +1,250 @@
+"""The verdict's rule (slt_deploy.report.verdict) and the energy intervals and scopes it reads, on hand-computed
+cases: every expected number is worked out in the comment next to it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from slt_deploy.cost import activity as A
+from slt_deploy.cost.energy import Term, ann_energy_from_activity, scoped_interval, snn_energy
+from slt_deploy.cost.profiles import ProfileError, load_profile
+from slt_deploy.report import verdict as V
+
+PJ = 1e-12
+
+
+def chip_activity(acs=1_000.0, updates=50.0, spikes=10.0, host_macs=0.0, weights=100, nonzero=100, timesteps=5):
+    """A host-fed first layer (``host_macs`` real-valued MACs, 10 x 10 weights) and one spiking layer."""
+    layers = []
+    if host_macs:
+        layers.append(A.LayerActivity("fc1", "linear", "p1", 1, host_macs, host_macs, False, 0.0, 0.0, 100, 100,
+                                      10, 10, 10, True, True))
+    layers.append(A.LayerActivity("fc2", "linear", "p2", 1, acs, acs, True, updates, spikes, weights, nonzero,
+                                  10, 10, 10))
+    return A.NetworkActivity(tuple(layers), timesteps, 1, "test")
+
+
+def ann_activity(macs: float, weights: int) -> A.NetworkActivity:
+    return A.NetworkActivity((A.LayerActivity("fc", "linear", "p", 1, macs, macs, False, 0.0, 0.0, weights, weights,
+                                              10, 10, 10, False, False),), 1, 1, "test")
+
+
+# --------------------------------------------------------------------------------------------- the rule
+
+@pytest.mark.parametrize("snn, ann, expected", [
+    ((1, 2), (3, 4), "SNN"),                    # whole SNN interval below the ANN's
+    ((3, 4), (1, 2), "ANN"),
+    ((1, 3), (2, 4), "undecided"),              # overlap
+    ((1, 2), (2, 3), "undecided"),              # touching ends decide nothing
+    ((1, math.inf), (3, 4), "undecided"),       # an SNN lower bound below the ANN: could be either
+    ((5, math.inf), (3, 4), "ANN"),             # a lower bound above the ANN's whole interval loses
+    ((1, 2), (3, math.inf), "SNN"),             # an ANN lower bound above the SNN: the SNN wins
+    ((0, 2), (1, 4), "undecided"),              # an upper bound that overlaps
+])
+def test_a_side_wins_only_when_its_whole_interval_is_below(snn, ann, expected):
+    assert V.decide(snn, ann) == expected
+
+
+def test_ratio_interval():
+    assert V.ratio_interval((2, 4), (8, 10)) == pytest.approx((0.2, 0.5))     # 2/10, 4/8
+    assert V.ratio_interval((2, math.inf), (8, 10)) == (0.2, math.inf)
+    assert V.ratio_interval((2, 4), (8, math.inf)) == (0.0, 0.5)
+
+
+# ------------------------------------------------------------------------------------------ intervals
+
+def test_loihi_interval_from_its_sourced_ranges():
+    # synaptic op [23.6, 35.5] pJ, neuron update [52, 81] pJ, spike [1.7, 180.3] pJ, memory included (0):
+    # low  = 1,000 x 23.6 + 50 x 52 + 10 x 1.7 = 23,600 + 2,600 + 17 = 26,217 pJ
+    # high = 1,000 x 35.5 + 50 x 81 + 10 x 180.3 = 35,500 + 4,050 + 1,803 = 41,353 pJ
+    e = snn_energy(chip_activity(), "loihi", host_first_layer=False)
+    assert e.interval("chip-dynamic") == pytest.approx((26_217 * PJ, 41_353 * PJ))
+    assert e.total == pytest.approx((23_600 + 50 * 81 + 17) * PJ)     # the point value keeps Davies' figures
+    # at chip scope static power is unknown: the high end is open
+    assert e.interval("chip") == (pytest.approx(26_217 * PJ), math.inf)
+    # arithmetic only: the synaptic ops
+    assert e.interval("arithmetic") == pytest.approx((23_600 * PJ, 35_500 * PJ))
+
+
+def test_an_all_in_figure_counts_from_zero_below_its_scope():
+    # TrueNorth: 26 pJ per synaptic event, all in (static power inside): chip scope [26,000, 26,000] pJ for 1,000
+    # events; at chip-dynamic it includes something outside the scope, so [0, 26,000] pJ
+    e = snn_energy(chip_activity(), "truenorth", host_first_layer=False)
+    assert e.interval("chip") == pytest.approx((26_000 * PJ, 26_000 * PJ))
+    assert e.interval("chip-dynamic") == pytest.approx((0.0, 26_000 * PJ))
+    # a board figure is beyond what a chip profile models: open above
+    assert e.interval("board") == (pytest.approx(26_000 * PJ), math.inf)
+
+
+def test_scoped_interval_leaves_out_wider_parts_and_opens_on_unknowns():
+    terms = [Term("mac", "arithmetic", "arithmetic", 1.0, 2.0), Term("static_power", "chip", "chip", 5.0, 5.0)]
+    assert scoped_interval(terms, "arithmetic", "chip") == (1.0, 2.0)
+    assert scoped_interval(terms, "chip", "chip") == (6.0, 7.0)
+    assert scoped_interval(terms, "chip", "chip", open_below=("chip-dynamic",)) == (6.0, math.inf)
+    assert scoped_interval(terms, "arithmetic", "chip", open_below=("chip-dynamic",)) == (1.0, 2.0)
+
+
+# ------------------------------------------------------------------------ memory follows the footprint
+
+@pytest.mark.parametrize("weights, bits_profile, per_read_pj, level", [
+    # int8: 8,192 weights = 8 KiB fits the 8 KB SRAM: 5 pJ / 32 bits x 8 = 1.25 pJ
+    (8_192, "int8-45nm", 1.25, "sram_8kib"),
+    # 8,193 weights no longer fit: the 32 KB cache, 20 pJ / 64 bits x 8 = 2.5 pJ
+    (8_193, "int8-45nm", 2.5, "sram_32kib"),
+    # 266,200 weights (LeNet-300-100) = 260 KiB: the 1 MB cache, 100 / 64 x 8 = 12.5 pJ
+    (266_200, "int8-45nm", 12.5, "cache_1mib"),
+    # 2 MiB of int8 weights: DRAM, 640 / 32 x 8 = 160 pJ
+    (2 * 1024 * 1024, "int8-45nm", 160.0, "dram"),
+    # fp32: the same LeNet-300-100 takes 1.02 MiB > 1 MB: DRAM, 640 pJ per 32-bit weight
+    (266_200, "fp32-45nm", 640.0, "dram"),
+    # 2,048 fp32 weights = 8 KiB: 5 pJ per 32-bit weight
+    (2_048, "fp32-45nm", 5.0, "sram_8kib"),
+])
+def test_ann_weight_reads_follow_the_footprint(weights, bits_profile, per_read_pj, level):
+    e = ann_energy_from_activity(ann_activity(1_000, weights), bits_profile)
+    assert e.components["memory_access"] == pytest.approx(1_000 * per_read_pj * PJ)
+    assert any(level in n for n in e.notes)
+    assert e.scope == "chip-dynamic" and e.interval() == pytest.approx((e.total, e.total))
+
+
+def test_a_sparse_store_reads_its_index_bits():
+    # 1,000 MACs on a pruned ANN stored in 100,000 bits for 5,000 nonzero weights (20 bits each, 8 + 12 of index):
+    # 12.2 KiB -> the 32 KB cache, 20 / 64 pJ per bit x 20 bits = 6.25 pJ per read
+    e = ann_energy_from_activity(ann_activity(1_000, 20_000), "int8-45nm", storage=(100_000, 20.0))
+    assert e.components["memory_access"] == pytest.approx(1_000 * 6.25 * PJ)
+
+
+def test_the_host_layer_reads_from_the_memory_its_weights_need():
+    # host int8-45nm holds the first layer (100 int8 weights = 800 bits: 8 KB SRAM, 1.25 pJ per read):
+    # 400 MACs x (0.3 + 1.25) = 620 pJ
+    e = snn_energy(chip_activity(host_macs=400), "loihi", host="int8-45nm")
+    assert e.components["first_layer"] == pytest.approx(400 * 1.55 * PJ)
+
+
+def test_weight_memory_is_validated(tmp_path):
+    data = yaml.safe_load(open(load_profile("int8-45nm").path))
+    data["weight_memory"]["sram_8kib"]["capacity"] = -1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"weight_memory.sram_8kib.capacity"):
+        load_profile(path)
+    data["weight_memory"]["sram_8kib"]["capacity"] = None
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="more than one unbounded level"):
+        load_profile(path)
+
+
+def test_a_range_must_contain_its_value(tmp_path):
+    data = yaml.safe_load(open(load_profile("loihi").path))
+    data["figures"]["synaptic_op"]["range"] = [30, 40]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"figures.synaptic_op.range \[30.0, 40.0\] must contain value 23.6"):
+        load_profile(path)
+
+
+# --------------------------------------------------------------------------------- verdict and break-even
+
+def _data(snn_breakdown: dict, anns: list, fits=True) -> dict:
+    profiles = {"loihi": {"name": "loihi", "kind": "neuromorphic"}, "int8-45nm": {"name": "int8-45nm", "kind": "ann"}}
+    network = {"label": "ticket", "sparsity": 0.5, "energy": {"loihi": snn_breakdown},
+               "activity": {"per_sample": {"output_spikes": 10.0, "neuron_updates": 50.0}},
+               "mapping": {"loihi": {"fits": fits, "failures": [] if fits else ["too big"], "unchecked": [],
+                                     "cores_used": 1 if fits else None}},
+               "accuracy_measured": 0.9, "per_inference": {}}
+    return {"networks": [network], "profiles": profiles, "ann": anns[0], "ann_others": anns[1:]}
+
+
+def _ann(label: str, joules: float) -> dict:
+    # an ANN whose int8-45nm energy is exactly ``joules``, as the report stores it
+    b = ann_energy_from_activity(ann_activity(1, 100), "int8-45nm").to_dict()
+    b["terms"] = [Term("mac", "arithmetic", "arithmetic", joules, joules, False, True).to_dict()]
+    return {"label": label, "energy": {"int8-45nm": b}, "accuracy_measured": 0.95, "sparsity": 0.0}
+
+
+def test_overlapping_intervals_are_undecided_and_not_bold():
+    from slt_deploy.report.render import verdict_table
+
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()   # [26.217, 41.353] nJ
+    data = _data(snn, [_ann("dense ANN", 30_000 * PJ)])
+    short, matrix = V.verdict_tables(data)
+    assert [r["decision"] for r in short] == ["undecided"] and matrix[0]["decision"] == "undecided"
+    assert short[0]["scope"] == "chip-dynamic"
+    assert short[0]["ratio_interval"] == pytest.approx([26_217 / 30_000, 41_353 / 30_000])
+    data["verdict"], data["verdict_matrix"] = short, matrix
+    table = verdict_table(data)
+    assert not any("**" in cell for row in table.rows for cell in row)
+    assert table.rows[0][4] == "26.22 - 41.35 nJ" and table.rows[0][8] == "30 nJ"
+
+
+def test_the_best_ann_is_the_cheapest_and_decides():
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()
+    data = _data(snn, [_ann("dense ANN", 100_000 * PJ), _ann("pruned ANN", 20_000 * PJ)])
+    short, matrix = V.verdict_tables(data)
+    assert len(matrix) == 2
+    assert short[0]["best_ann"]["ann"] == "pruned ANN" and short[0]["decision"] == "ANN"   # 20 < 26.217 nJ
+    # a network that does not fit is never a winner
+    short, _ = V.verdict_tables(_data(snn, [_ann("dense ANN", 100_000 * PJ)], fits=False))
+    assert short[0]["decision"] == "does not fit" and short[0]["energy_decision"] == "SNN"
+
+
+def test_break_even_activity_and_sparsity():
+    # Loihi, no host: E(a) = F + A x a / a0 with F = neuron updates 50 x [52, 81] = [2,600, 4,050] pJ and
+    # A = synaptic ops + spikes = [23,617, 37,303] pJ at a0 = 10 spikes / 50 updates = 0.2.
+    # Against an ANN of exactly 30,000 pJ: win below 0.2 x (30,000 - 4,050) / 37,303 = 0.139131...,
+    # lose above 0.2 x (30,000 - 2,600) / 23,617 = 0.232036...
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()
+    short, _ = V.verdict_tables(_data(snn, [_ann("dense ANN", 30_000 * PJ)]))
+    act = short[0]["break_even"]["activity"]
+    assert act["today"] == pytest.approx(0.2)
+    assert act["win_below"] == pytest.approx(0.2 * 25_950 / 37_303)
+    assert act["lose_above"] == pytest.approx(0.2 * 27_400 / 23_617)
+    # density: F = neuron updates + spikes = [2,617, 5,853] pJ, D = synaptic ops [23,600, 35,500] pJ at d0 = 0.5:
+    # win below d = 0.5 x (30,000 - 5,853) / 35,500 -> sparsity above 1 - 0.340099 = 0.659901
+    sp = short[0]["break_even"]["sparsity"]
+    assert sp["today"] == pytest.approx(0.5)
+    assert sp["win_above"] == pytest.approx(1 - 0.5 * 24_147 / 35_500)
+    assert sp["lose_below"] == pytest.approx(1 - 0.5 * 27_383 / 23_600)
+    # at the win point the SNN's high end equals the ANN's energy
+    low, high = V.energy_at_activity(snn, "chip-dynamic", 0.2, act["win_below"])
+    assert high == pytest.approx(30_000 * PJ)
+
+
+# --------------------------------------------------------------------- each new profile's figures, by hand
+
+def test_loihi2_bounds_from_the_measured_pilotnet_run():
+    # 1,000 synaptic ops x <= 29.9 pJ + 50 updates x <= 185 pJ (spikes and reads included): [0, 29,900 + 9,250] pJ
+    # chip-dynamic; static 0.232-0.282 W x <= 200 us per step x T = 5: [0, 0.282 x 1e-3] J more at chip scope
+    e = snn_energy(chip_activity(), "loihi2", host_first_layer=False)
+    assert e.interval("chip-dynamic") == pytest.approx((0.0, 39_150 * PJ))
+    assert e.interval("chip") == pytest.approx((0.0, 39_150 * PJ + 0.282 * 200e-6 * 5))
+    # the point total uses the values: 29,900 + 9,250 pJ + 0.232 W x 1 ms
+    assert e.total == pytest.approx(39_150 * PJ + 0.232 * 1e-3)
+    assert e.kind == "upper bound"
+
+
+@pytest.mark.parametrize("name, watts", [("xylo", (188.2e-6, 542.9e-6)), ("dynapcnn", (0.4187e-3, 0.42e-3))])
+def test_vendor_chips_know_static_power_but_no_event_energy(name, watts):
+    # no per-event figure is published: the SNN's own energy is open above; static power is known but the step
+    # time is not, so it cannot be charged either
+    e = snn_energy(chip_activity(), name, host_first_layer=False)
+    assert e.interval("chip-dynamic") == (0.0, math.inf)
+    assert {"synaptic_op", "neuron_update", "spike_out"} <= set(e.unknown) and "timestep_latency" in e.unknown
+    assert load_profile(name).figure("static_power").interval() == pytest.approx(watts)
+
+
+def test_mlperf_tiny_board_figure_per_mac():
+    # GAP9: 27.711 uJ / 12,534,936 MACs = 2.21 pJ, 18.561 uJ / 2,665,584 = 6.96 pJ: 1,000 MACs (first layer, with
+    # its reads included) -> [2,210, 6,960] pJ at board scope; at chip scope it counts from 0 (board > chip)
+    e = ann_energy_from_activity(A.NetworkActivity((A.LayerActivity(
+        "fc", "linear", "p", 1, 1_000, 1_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, False, True),), 1, 1, "t"),
+        "mlperf-tiny-gap9")
+    assert e.interval("board") == pytest.approx((2_210 * PJ, 6_960 * PJ))
+    assert e.interval("chip") == pytest.approx((0.0, 6_960 * PJ))
+    assert 27.711e-6 / 12_534_936 == pytest.approx(2.21e-12, rel=2e-3)
+    assert 18.561e-6 / 2_665_584 == pytest.approx(6.96e-12, rel=2e-3)
+    stm = load_profile("mlperf-tiny-stm32u5").figure("mac")
+    assert stm.range == pytest.approx((2578.969e-6 / 12_534_936 * 1e12, 656.163e-6 / 2_665_584 * 1e12), rel=2e-3)
