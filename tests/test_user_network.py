@@ -292,6 +292,13 @@ def test_deploy_from_model_and_weights_with_fast_backend(user, tmp_path, capsys)
     d = json.loads((out / "deploy.json").read_text())
     assert d["method"] == "user-weights" and d["float_backend"] == "fast-float" and d["samples"] == 8
     assert d["float_spike_identical"] is True and d["overlap"] is None
+    # deploy.json carries the report's verdict fields for its chip: the same row as report.json's
+    report = json.loads((out / "report" / "report.json").read_text())
+    (row,) = [r for r in report["verdict"] if r["profile"] == "loihi"]
+    assert d["verdict_row"] == row and d["decision"] == row["decision"]
+    assert d["energy_scope"] == "chip" and row["scope"] == "chip-dynamic"   # loihi against the 45 nm ANN targets
+    assert row["decision"] in ("SNN", "ANN", "undecided") and set(row["break_even"]) == {"activity", "sparsity"}
+    assert {r["ann_profile"] for r in d["verdict_matrix"]} == {"int8-45nm", "fp32-45nm"}
     rec = Ticket.load(out / "ticket.safetensors").record
     assert rec.model.factory_args() == {"hidden": 12} and rec.train_data["samples"] == 60
 

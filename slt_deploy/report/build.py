@@ -893,6 +893,9 @@ def _per_inference(data: dict) -> None:
         for pname, snn in n["energy"].items():
             mapping = n["mapping"].get(pname)
             latency, source = snn.get("latency"), "profile"
+            step = data["profiles"][pname]["figures"].get("timestep_latency") or {}
+            if latency is not None and step.get("bound") == "upper":
+                source = "profile, upper bound"
             sim = (n.get("sanafe") or {}).get(pname)
             if latency is None and sim and sim.get("runs") and sim["runs"][0].get("latency_per_inference_s"):
                 latency, source = sim["runs"][0]["latency_per_inference_s"], f"SANA-FE ({sim['runs'][0]['architecture']})"

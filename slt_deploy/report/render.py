@@ -266,6 +266,20 @@ def _fits_cell(r: dict) -> str:
     return fits + (f" ({r['why']})" if r["why"] and r["fits"] is False else "")
 
 
+def _flip_text(win, lose, today: str, unit, lower_is_better: bool) -> str:
+    """One quantity's break-even: where the SNN surely wins and where it surely loses, against today's value."""
+    show = unit
+    if lower_is_better:  # activity: wins below win, loses above lose
+        win_t = None if win is None else ("never" if win <= 0 else f"< {show(win)}")
+        lose_t = None if lose is None else ("at any value" if lose <= 0 else f"> {show(lose)}")
+    else:                # sparsity: wins above win, loses below lose
+        win_t = None if win is None else ("never" if win >= 1 else "at any value" if win <= 0 else f"> {show(win)}")
+        lose_t = None if lose is None else ("at any value" if lose >= 1 else None if lose <= 0 else f"< {show(lose)}")
+    parts = [f"wins {win_t}" if win_t else "", f"loses {lose_t}" if lose_t else ""]
+    text = ", ".join(p for p in parts if p) or "no value decides it (an energy is open-ended)"
+    return f"{today}: {text}"
+
+
 def _break_even_cell(r: dict) -> str:
     """Spike activity and weight sparsity at which the decision flips, today's values first."""
     be = r.get("break_even")
@@ -274,17 +288,11 @@ def _break_even_cell(r: dict) -> str:
     act, sp = be["activity"], be["sparsity"]
     parts = []
     if act["today"] is not None:
-        win = act["win_below"]
-        win_text = ("never (the fixed part alone costs more)" if win is not None and win <= 0 else
-                    "unknown" if win is None else f"< {win:.3g}")
-        lose = act["lose_above"]
-        parts.append(f"activity {act['today']:.3g}/neuron/step: SNN wins at {win_text}"
-                     + ("" if lose is None or lose < 0 else f", loses at > {lose:.3g}"))
+        parts.append(_flip_text(act["win_below"], act["lose_above"], f"activity {act['today']:.3g}/neuron/step",
+                                lambda x: f"{x:.3g}", True))
     if sp["today"] is not None:
-        win = sp["win_above"]
-        win_text = ("unknown" if win is None else "never" if win >= 1 else "any sparsity" if win <= 0 else
-                    f"> {100 * win:.3g} %")
-        parts.append(f"sparsity {100 * sp['today']:.1f} %: wins at {win_text}")
+        parts.append(_flip_text(sp["win_above"], sp["lose_below"], f"sparsity {100 * sp['today']:.1f} %",
+                                lambda x: f"{100 * x:.3g} %", False))
     return "; ".join(parts)
 
 
@@ -304,8 +312,8 @@ def verdict_table(data: dict) -> Table:
         snn = f"**{snn}**" if r.get("energy_decision") == "SNN" and decision == "SNN" else snn
         if best is not None and decision == "ANN":
             ann_cells = (ann_cells[0], f"**{ann_cells[1]}**") + ann_cells[2:]
-        lat = fmt_seconds(r["snn_latency_s"]) + (f" ({r['snn_latency_from']})"
-                                                 if r.get("snn_latency_from") not in (None, "profile") else "")
+        lat = ("<= " if "upper bound" in str(r.get("snn_latency_from")) else "") + fmt_seconds(r["snn_latency_s"]) + (
+            f" ({r['snn_latency_from']})" if r.get("snn_latency_from") not in (None, "profile") else "")
         rows.append((r["network"], r["profile"], _fits_cell(r), r["scope"], snn, lat, _pct(r["accuracy"]),
                      *ann_cells, decision, _break_even_cell(r)))
     return Table(("network", "chip", "fits", "scope", "SNN energy", "SNN latency", "SNN accuracy", "best ANN instead",
@@ -332,13 +340,13 @@ def _matrix_section(data: dict) -> Section:
     """Every comparison the verdict chose from: network x chip x ANN x ANN target."""
     rows = tuple((r["network"], r["profile"], r["ann"], r["ann_profile"], r["scope"],
                   fmt_interval(r["snn_interval_j"]), fmt_interval(r["ann_interval_j"]),
-                  fmt_ratio(r["ratio_interval"]), _pct(r["ann_accuracy"]), r["decision"])
+                  fmt_ratio(r["ratio_interval"]), _pct(r["ann_accuracy"]), r["decision"], _break_even_cell(r))
                  for r in data.get("verdict_matrix", []))
     return Section("Full comparison matrix", (
         "Each pair at its common scope, by the verdict's rule (a chip's network that does not fit is still costed "
         "here).",
         Table(("network", "SNN on", "ANN", "ANN on", "scope", "SNN energy", "ANN energy", "SNN / ANN",
-               "ANN accuracy", "energy decision"), rows)))
+               "ANN accuracy", "energy decision", "break-even (today: ...)"), rows)))
 
 
 def _other_anns_section(data: dict) -> Optional[Section]:

@@ -109,8 +109,10 @@ def _pairs_for(profile: dict, ann_profiles: Dict[str, dict]) -> List[str]:
 
 
 def comparisons(network: dict, pname: str, profiles: Dict[str, dict], anns: Sequence[dict]) -> List[dict]:
-    """Every (ANN, ANN target) a network on ``pname`` is compared with, each at its own common scope."""
+    """Every (ANN, ANN target) a network on ``pname`` is compared with, each at its own common scope, with its
+    break-even (rule 5)."""
     snn_b = network["energy"][pname]
+    activity, density = _activity(network), 1.0 - network["sparsity"]
     ann_profiles = {a: profiles[a] for a in profiles if profiles[a]["kind"] != "neuromorphic"}
     rows = []
     for target in _pairs_for(profiles[pname], ann_profiles):
@@ -124,7 +126,10 @@ def comparisons(network: dict, pname: str, profiles: Dict[str, dict], anns: Sequ
                          "ann_sparsity": ann.get("sparsity"), "ann_accuracy": ann["accuracy_measured"],
                          "ann_trained": ann.get("trained"),
                          "snn_interval_j": list(snn_i), "ann_interval_j": list(ann_i),
-                         "ratio_interval": list(ratio_interval(snn_i, ann_i)), "decision": decide(snn_i, ann_i)})
+                         "ratio_interval": list(ratio_interval(snn_i, ann_i)), "decision": decide(snn_i, ann_i),
+                         "break_even": {"activity": break_even(snn_b, ann_i, scope, "activity", activity),
+                                        "sparsity": _as_sparsity(break_even(snn_b, ann_i, scope, "density",
+                                                                            density))}})
     return rows
 
 
@@ -139,8 +144,6 @@ def verdict_tables(data: dict) -> Tuple[List[dict], List[dict]]:
     anns = [data["ann"], *data.get("ann_others", [])]
     short, matrix = [], []
     for n in data["networks"]:
-        activity = _activity(n)
-        density = 1.0 - n["sparsity"]
         for pname, snn_b in n["energy"].items():
             mapping = n["mapping"].get(pname)
             fits = None if mapping is None else mapping["fits"]
@@ -160,14 +163,11 @@ def verdict_tables(data: dict) -> Tuple[List[dict], List[dict]]:
             if best is None:
                 row.update(scope=snn_b["scope"], decision="no ANN target to compare with", break_even=None)
             else:
-                scope, ann_i = best["scope"], tuple(best["ann_interval_j"])
+                scope = best["scope"]
                 decision = best["decision"] if fits is not False else "does not fit"
                 row.update(scope=scope, snn_interval_at_scope_j=best["snn_interval_j"],
                            ratio_interval=best["ratio_interval"], decision=decision,
-                           energy_decision=best["decision"],
-                           break_even={"activity": break_even(snn_b, ann_i, scope, "activity", activity),
-                                       "sparsity": _as_sparsity(break_even(snn_b, ann_i, scope, "density",
-                                                                           density))})
+                           energy_decision=best["decision"], break_even=best["break_even"])
             short.append(row)
     return short, matrix
 

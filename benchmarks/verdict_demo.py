@@ -1,0 +1,63 @@
+"""The verdict for the demo networks on every shipped profile: like for like, by intervals, with break-even.
+
+The demo's IMP search (LeNet-300-100 spiking MLP, 8,000/2,000 offline MNIST split, T = 5, 4 rounds) is run (or
+reused from --runs-dir); the dense SNN (round 0) and the 68.4 % ticket (round 4) are reported on every shipped
+profile under the effective rule, against the dense ANN twin and the ANN pruned to the ticket's sparsity, both
+trained with the same recipe (cached in the same runs folder). Writes <out>/verdict_demo/ (report.md/.html/.json,
+plots) and <out>/verdict_demo.json (the verdict rows, with command, machine and date).
+
+    .venv/bin/python benchmarks/verdict_demo.py --runs-dir benchmarks/runs [--samples 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import add_run_args, provenance  # noqa: E402
+
+from slt_deploy.cost.profiles import profile_names  # noqa: E402
+from slt_deploy.demo import demo_config  # noqa: E402
+from slt_deploy.paths import RunPaths  # noqa: E402
+from slt_deploy.report import build_report  # noqa: E402
+from slt_deploy.report.render import _break_even_cell, fmt_interval, fmt_ratio  # noqa: E402
+from slt_deploy.search import search  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_run_args(ap)
+    ap.add_argument("--samples", type=int, default=500, help="test samples the report runs")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    result = search(demo_config(), args.runs_dir, progress=False)
+    tickets = [RunPaths(result.run_dir).round_ticket(0), result.ticket_path]
+    out = Path(args.out)
+    rep = build_report(tickets, profiles=profile_names(), out=out / "verdict_demo", samples=args.samples,
+                       progress=False, runs_dir=args.runs_dir)
+    d = rep.data
+    rows = d["verdict"]
+    summary = {"provenance": provenance("verdict_demo.py", args), "tickets": [str(p) for p in tickets],
+               "report": str(rep.markdown),
+               "anns": [{k: a[k] for k in ("label", "file", "origin", "sparsity", "accuracy_measured")}
+                        for a in [d["ann"], *d["ann_others"]]],
+               "verdict": rows, "verdict_matrix": d["verdict_matrix"]}
+    path = out / "verdict_demo.json"
+    path.write_text(json.dumps(summary, indent=1, default=str))
+    for r in rows:
+        best = r.get("best_ann") or {}
+        print(f"| {r['network']} | {r['profile']} | {'-' if r['fits'] is None else 'yes' if r['fits'] else 'no'} "
+              f"| {r['scope']} | {fmt_interval(r.get('snn_interval_at_scope_j') or r['snn_interval_j'])} "
+              f"| {best.get('ann', '-')} on {best.get('ann_profile', '-')} "
+              f"| {fmt_interval(best['ann_interval_j']) if best else '-'} "
+              f"| {fmt_ratio(r['ratio_interval']) if best else '-'} | {r['decision']} | {_break_even_cell(r)} |")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
