@@ -237,11 +237,13 @@ def test_vendor_chips_know_static_power_but_no_event_energy(name, watts):
 
 
 def test_mlperf_tiny_board_figure_per_mac():
-    # GAP9: 27.711 uJ / 12,534,936 MACs = 2.21 pJ, 18.561 uJ / 2,665,584 = 6.96 pJ: 1,000 MACs (first layer, with
-    # its reads included) -> [2,210, 6,960] pJ at board scope; at chip scope it counts from 0 (board > chip)
+    # GAP9: 27.711 uJ / 12,534,936 MACs = 2.21 pJ, 18.561 uJ / 2,665,584 = 6.96 pJ per dense MAC. A layer with
+    # 400 effective and 1,000 dense MACs: the device skips no zeros (dense_compute), so 1,000 MACs (reads
+    # included) -> [2,210, 6,960] pJ at board scope; at chip scope it counts from 0 (board > chip)
     e = ann_energy_from_activity(A.NetworkActivity((A.LayerActivity(
-        "fc", "linear", "p", 1, 1_000, 1_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, False, True),), 1, 1, "t"),
+        "fc", "linear", "p", 1, 400, 1_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, False, True),), 1, 1, "t"),
         "mlperf-tiny-gap9")
+    assert e.counts["first_layer"] == 1_000 and e.ops == "dense"
     assert e.interval("board") == pytest.approx((2_210 * PJ, 6_960 * PJ))
     assert e.interval("chip") == pytest.approx((0.0, 6_960 * PJ))
     assert 27.711e-6 / 12_534_936 == pytest.approx(2.21e-12, rel=2e-3)

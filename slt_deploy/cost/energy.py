@@ -387,6 +387,11 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
         raise ProfileError(f"{profile.path}: profile {profile.name} is a neuromorphic target; use snn_energy, "
                            f"or an ANN or reference profile")
     storage = storage or dense_storage(activity.layers, profile)
+    notes = [f"counts from {activity.source or 'a run'} over {activity.samples} sample(s), one pass each"]
+    if profile.limit("dense_compute") and ops != "dense":
+        # the device skips no zero (its per-MAC figure was derived from dense MAC counts): what it does is dense
+        ops = "dense"
+        notes.append(f"{profile.name} computes every MAC (limits.dense_compute): charged dense MACs")
     ledger = _Ledger(profile)
     first = [l for l in activity.layers if l.from_input]
     rest = [l for l in activity.layers if not l.from_input]
@@ -395,8 +400,7 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
     ledger.charge("mac", sum(layer_ops(l, ops) for l in rest), density=True)
     ledger.charge("memory_access", sum(layer_ops(l, ops) for l in rest), density=True, storage=storage)
     ledger.static("inference_latency", 1)
-    return ledger.result("ann", (f"counts from {activity.source or 'a run'} over {activity.samples} sample(s), "
-                                 f"one pass each",), ops, _latency(profile, "inference_latency", 1))
+    return ledger.result("ann", tuple(notes), ops, _latency(profile, "inference_latency", 1))
 
 
 def ann_energy_from_layers(layers: Iterable, profile, *, skip_zeros: bool = False) -> EnergyBreakdown:

@@ -125,6 +125,8 @@ LIMITS: Dict[str, _Spec] = {
     "encodings": _Spec({}, "names", 0, f"synapse encodings the target stores: {', '.join(ENCODINGS)}"),
     "weight_sharing": _Spec({}, "bool", 0, "conv kernels are stored once per layer (true) or every synapse "
                             "of the unrolled layer is stored (false)"),
+    "dense_compute": _Spec({}, "bool", 0, "the device computes every MAC of a layer whatever its inputs and weights "
+                           "(dense kernels, no zero skipping): it is charged dense MACs under either counting rule"),
     "reset_modes": _Spec({}, "names", 0, "neuron resets the chip implements: zero, subtract (optional; a network "
                          "using another one does not fit)", choices=("zero", "subtract")),
 }
