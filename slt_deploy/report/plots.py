@@ -164,10 +164,15 @@ def plot_break_even(data: dict, path: Path) -> Path:
     plt = _pyplot()
     rows = [r for r in data.get("verdict", []) if r.get("break_even") and r["break_even"]["activity"]["today"]]
     chips = list(dict.fromkeys(r["profile"] for r in rows))
-    fig, axes = plt.subplots(1, max(len(chips), 1), figsize=(4.2 * max(len(chips), 1), 3.6), squeeze=False)
+    cols = min(3, max(len(chips), 1))
+    grid_rows = -(-max(len(chips), 1) // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(4.4 * cols, 3.4 * grid_rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(chips):]:
+        ax.set_visible(bool(not chips and ax is flat[0]))
     nets = {n["label"]: n for n in data["networks"]}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, chip in zip(axes[0], chips):
+    for ax, chip in zip(flat, chips):
         mine = [r for r in rows if r["profile"] == chip]
         top = max(max(2 * r["break_even"]["activity"]["today"], r["break_even"]["activity"]["win_below"] or 0)
                   for r in mine)
@@ -178,7 +183,8 @@ def plot_break_even(data: dict, path: Path) -> Path:
             b = nets[r["network"]]["energy"][chip]
             band = np.array([energy_at_activity(b, r["scope"], today, x) for x in xs])
             finite = np.isfinite(band[:, 1])
-            ax.plot(xs, band[:, 0], color=color, lw=1.2, label=f"SNN {r['network']}")
+            open_above = "" if finite.all() else " (lower end; open above)"
+            ax.plot(xs, band[:, 0], color=color, lw=1.2, label=f"SNN {r['network']}{open_above}")
             if finite.all():
                 ax.fill_between(xs, band[:, 0], band[:, 1], color=color, alpha=0.2)
             low, high = energy_at_activity(b, r["scope"], today, today)
@@ -189,14 +195,15 @@ def plot_break_even(data: dict, path: Path) -> Path:
                 ax.axhspan(a_low, a_high, color="tab:red", alpha=0.1)
         best = mine[0]["best_ann"]
         ax.plot([], [], color="tab:red", ls="--", label=f"{best['ann']} on {best['ann_profile']}")
-        ax.set_title(f"{chip} (scope {mine[0]['scope']})", fontsize=9)
+        fits = "" if mine[0]["fits"] is not False else ", does not fit"
+        ax.set_title(f"{chip} (scope {mine[0]['scope']}{fits})", fontsize=9)
         ax.set_xlabel("spike activity (spikes per neuron per step)", fontsize=8)
         ax.set_ylabel("energy per inference (J)", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     if not chips:
-        axes[0][0].text(0.5, 0.5, "no chip with a known energy and an ANN to compare with",
-                        transform=axes[0][0].transAxes, ha="center", fontsize=8)
+        flat[0].text(0.5, 0.5, "no chip with a known energy and an ANN to compare with",
+                     transform=flat[0].transAxes, ha="center", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
