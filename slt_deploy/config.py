@@ -389,6 +389,27 @@ def _non_default(settings: Settings) -> dict:
     return out
 
 
+_KIND_NAMES = {list: "list", tuple: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def check_section_types(cls, data: dict, where: str, prefix: str = "") -> None:
+    """Every settings group that ``data`` gives (``model``, ``model.neuron``...) is a mapping or empty, checked
+    before anything is merged into it: a section given as a YAML list is one line naming it, whatever flags
+    are added on top. Walks the dataclasses, so a new group is covered."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if not (isinstance(hint, type) and issubclass(hint, Settings)) or data.get(f.name) is None:
+            continue
+        value = data[f.name]
+        if not isinstance(value, dict):
+            kind = _KIND_NAMES.get(type(value), type(value).__name__)
+            keys = ", ".join(g.name for g in dataclasses.fields(hint) if not g.metadata.get("internal"))
+            raise ConfigError(f"{where}: section {prefix}{f.name} must be a mapping of its settings ({keys}), "
+                              f"got a {kind} {short(value)}")
+        check_section_types(hint, value, where, f"{prefix}{f.name}.")
+
+
 def read_config_file(path: str | Path) -> dict:
     """The raw mapping of a YAML or JSON config file (sections model/data/train/search), not yet validated."""
     from .yamlio import read_file

@@ -39,7 +39,7 @@ class DeployResult:
 def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = True) -> Ticket:
     """A dense ticket of the user's network at its weights (``model.weights``), on ``data`` (its training split
     is fingerprinted, its test split gives the recorded accuracy)."""
-    from .data import fingerprint, infer_dataset, load_dataset
+    from .data import describe_data, fingerprint, infer_dataset, load_dataset
     from .models import initial_model, prunable_layers, resolve_config
     from .search.train import accuracy
     from .ticket import Mask, library_versions
@@ -50,7 +50,7 @@ def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = Tru
         raise ConfigError(f"deploy {model.name}: give the trained weights with --weights FILE (or deploy a ticket)")
     data = infer_dataset(data)
     split = load_dataset(data)
-    resolved = resolve_config(model, split.train.input_shape, split.train.num_classes)
+    resolved = resolve_config(model, split.train.input_shape, split.train.num_classes, describe_data(data))
     net = initial_model(resolved).eval()
     mask = Mask.ones_like(prunable_layers(net))
     fp = fingerprint(split.train, data.path)
