@@ -89,7 +89,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .exporters.nir_format import ticket_to_nir, write_nir
     from .report import build_report
     from .simulate import BACKENDS, simulate
-    from .simulate.workload import check_ticket_overlap, ticket_data
+    from .simulate.workload import NetworkInput, check_ticket_overlap, ticket_data
     from .utils import write_json_atomic, write_text_atomic
 
     if backend not in BACKENDS:
@@ -115,6 +115,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
                           f"with --weights)")
     if data is not None:
         ticket = _with_data(ticket, data)
+        NetworkInput.of_ticket(ticket, source).check_data(ticket_data(ticket, allow_overlap=True))
     eval_data = ticket_data(ticket, allow_overlap=True)
     overlap = check_ticket_overlap(ticket, eval_data, allow_overlap, samples=samples)
     if overlap is not None:  # labelled in the ticket itself, so every later stage reading it knows

@@ -49,13 +49,14 @@ def _check_hidden(cfg: ModelConfig, n: int) -> None:
 
 def check_against_data(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int,
                        data: str = "the data") -> None:
-    """A model's input shape and class count, where the settings give them, must be the data's (``data`` says
-    which data, for the message): a mismatch fails one line here, not deep inside the first training step."""
+    """A model's input shape, where the settings give it, must be the data's, and its class count at least the
+    data's (``data`` says which data, for the message): a mismatch fails one line here, not deep inside the
+    first training step."""
     shape = tuple(int(d) for d in input_shape)
     if cfg.input_shape and tuple(cfg.input_shape) != shape:
         raise SettingConflict("model.input_shape", ",".join(map(str, cfg.input_shape)),
                               f"{data} has samples of shape {','.join(map(str, shape))} (C,H,W)")
-    if cfg.num_classes and cfg.num_classes != num_classes:
+    if cfg.num_classes and cfg.num_classes < num_classes:  # more outputs than classes: some never trained
         raise SettingConflict("model.num_classes", cfg.num_classes,
                               f"{data} has {num_classes} classes (labels 0-{num_classes - 1})")
 
