@@ -215,6 +215,13 @@ def check_nir_graph(graph, path: Path, prefix: str = "") -> None:
                 raise ExportError(f"{label} has NaN or infinite values in {field!r}")
             if field in ("tau", "tau_mem", "tau_syn", "v_threshold") and not bool((arr > 0).all()):
                 raise ExportError(f"{label}: {field} must be > 0 (found {short(float(arr.min()))})")
+            own_dt = (getattr(node, "metadata", None) or {}).get("dt")
+            if field in ("tau", "tau_mem", "tau_syn") and own_dt is not None:
+                # a step the node states itself (no --dt changes it): tau < dt is unstable on every backend
+                try:
+                    euler_step(full, field, arr, float(own_dt))
+                except ExportError as exc:
+                    raise ExportError(f"{where}: {exc} (the node's own dt metadata)") from None
 
 
 #: Relative slack on tau >= dt: snnTorch's beta = 0 gives tau = dt exactly in float64, but a tau stored as float32

@@ -115,6 +115,8 @@ def cmd_search(args) -> int:
     try:
         search(config, args.runs_dir, progress=not args.no_progress)
     except SettingConflict as exc:  # name the setting as the user gave it: a flag or the config file
+        if exc.setting is None:
+            raise
         raise exc.with_origin(setting_origin(args, exc.setting, exc.value)) from None
     except SltError as exc:  # a setting found wrong once the data is known: say which file it came from
         if args.config and str(args.config) not in str(exc):

@@ -297,6 +297,7 @@ class TrainConfig(Settings):
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(0.0 <= self.momentum < 1.0, f"train.momentum={self.momentum} must be in [0, 1)")
         _check(DEVICE_PATTERN.fullmatch(self.device) is not None,
                f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
@@ -334,6 +335,8 @@ class SearchConfig(Settings):
         _check(self.eb_tau > 0, f"search.eb_tau={self.eb_tau} must be > 0")
         _check(self.et_lambda > 0, f"search.et_lambda={self.et_lambda} must be > 0")
         _check(self.et_epochs >= 1, f"search.et_epochs={self.et_epochs} must be >= 1")
+        _check(self.eb_max_epochs >= 0, f"search.eb_max_epochs={self.eb_max_epochs} must be >= 0 (0 = train.epochs)")
+        _check(self.seed >= 0, f"search.seed={self.seed} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,9 @@ class RunConfig(Settings):
                    f"data.timesteps={self.data.timesteps}: Early-Time needs T >= 3 (T_early is chosen in 2..T-1)")
             _check(self.search.method in ("imp", "eb"),
                    f"search.early_time works with imp or eb, not {self.search.method}")
+        _check(self.search.reference is None or self.search.method == "random",
+               f"search.reference applies to method random (the ticket whose per-layer sparsity a random mask "
+               f"copies), not to method {self.search.method}")
         if self.search.method == "eb":
             _check(self.search.eb_max_epochs <= self.train.epochs or self.search.eb_max_epochs == 0,
                    "search.eb_max_epochs must not exceed train.epochs")

@@ -178,6 +178,9 @@ def load_digits(cfg: DataConfig) -> DatasetSplit:
     (8,000 / 2,000) exceed what digits has, a request *equal to the default* means "all"; any other
     request above what is available is an error, as for the other datasets.
     """
+    if cfg.path is not None:  # a folder given for data that has none is a mistake, not something to ignore
+        raise DataError(f"data.path={cfg.path} is given, but the dataset digits is bundled with scikit-learn and "
+                        f"reads no folder (leave out --data-path, or name the dataset the folder holds)")
     from sklearn.datasets import load_digits as sklearn_digits  # lazy: sklearn is slow to import
 
     bunch = sklearn_digits()

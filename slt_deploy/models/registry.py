@@ -86,7 +86,7 @@ def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: 
 
 def model_spec(name: str) -> ModelSpec:
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown model {name!r} (model.name); available: {', '.join(sorted(MODELS))}")
     return MODELS[name]
 
 
