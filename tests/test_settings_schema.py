@@ -304,6 +304,15 @@ def test_other_subcommands_refuse_settings_that_disagree(runner, artifacts, tmp_
     many = tmp_path / "many classes.npz"  # 12 classes for 10 outputs
     np.savez(many, x_train=np.zeros((12, 1, 8, 8), np.uint8), y_train=np.arange(12),
              x_test=np.zeros((12, 1, 8, 8), np.uint8), y_test=np.arange(12))
+    import io
+    import zipfile
+
+    header = io.BytesIO()  # an input file declaring 1.3 G float32 elements in 128 bytes
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1 << 22, 5, 1, 8, 8)})
+    (tmp_path / "bomb.npy").write_bytes(header.getvalue() + bytes(64))
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as z:
+        z.writestr("x.npy", header.getvalue() + bytes(64))
     sim = ["simulate", nir, "--backend", "reference", "--no-progress", "--json", f"{out}/sim.json"]
     rep = ["report", nir, "--ann", str(artifacts["onnx"]), "--profiles", "loihi2", "--out", out, "--no-progress"]
     dep = ["deploy", ticket, "--profile", "loihi2", "--backend", "fast-fixed", "--out", out, "--no-progress"]
@@ -316,6 +325,8 @@ def test_other_subcommands_refuse_settings_that_disagree(runner, artifacts, tmp_
         ("simulate dataset shape", [*sim, "--dataset", "mnist"], "shape"),
         ("simulate npz shape", [*sim, "--data-path", str(wrong_shape)], "shape"),
         ("simulate npz classes", [*sim, "--data-path", str(many)], "12 classes"),
+        ("simulate npy declares too much", [*sim, "--input", str(tmp_path / "bomb.npy")], "limit"),
+        ("simulate npz declares too much", [*sim, "--input", str(tmp_path / "bomb.npz")], "limit"),
         ("report samples 0", [*rep, "--samples", "0"], "samples"),
         ("report dataset shape", [*rep, "--dataset", "mnist", "--samples", "5"], "shape"),
         ("deploy samples 0", [*dep, "--samples", "0"], "samples"),

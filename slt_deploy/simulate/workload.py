@@ -245,6 +245,8 @@ def array_workload(x, y=None, *, shape: Tuple[int, ...], encoding: Optional[str]
 def load_input_file(path, *, shape: Tuple[int, ...], encoding: Optional[str] = None,
                     timesteps: Optional[int] = None, seed: int = 0, samples: Optional[int] = None) -> Workload:
     """A workload from a ``.npz`` (arrays ``x`` and optionally ``y``) or ``.npy`` (``x`` alone) file; no pickle."""
+    from ..data.base import npy_declared
+
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such input file")
@@ -252,14 +254,20 @@ def load_input_file(path, *, shape: Tuple[int, ...], encoding: Optional[str] = N
         raise DataError(f"{p}: input files are .npz (arrays x and optional y) or .npy (x), not {p.suffix!r}")
     try:
         if p.suffix.lower() == ".npy":
+            with open(p, "rb") as stream:
+                npy_declared(stream, p, "x")  # the declared size against --max-elements, before numpy allocates
             x, y = np.load(p, allow_pickle=False), None
         else:
             with np.load(p, allow_pickle=False) as f:
                 if "x" not in f.files:
                     raise DataError(f"{p}: holds {', '.join(f.files) or 'no arrays'}; the input must be named x "
                                     f"(and the labels y)")
+                for key in ("x", "y"):
+                    if key in f.files:
+                        with f.zip.open(f"{key}.npy") as member:
+                            npy_declared(member, p, key)
                 x, y = f["x"], (f["y"] if "y" in f.files else None)
-    except DataError:
+    except SltError:
         raise
     except (OSError, ValueError, EOFError, KeyError) as exc:  # not numpy, truncated, or object arrays (pickle)
         raise DataError(f"{p}: not a readable numpy file ({_one_line(exc)})") from None
