@@ -56,7 +56,9 @@ def check_against_data(cfg: ModelConfig, input_shape: Tuple[int, ...], num_class
     if cfg.input_shape and tuple(cfg.input_shape) != shape:
         raise SettingConflict("model.input_shape", ",".join(map(str, cfg.input_shape)),
                               f"{data} has samples of shape {','.join(map(str, shape))} (C,H,W)")
-    if cfg.num_classes and cfg.num_classes < num_classes:  # more outputs than classes: some never trained
+    # more outputs than the data's classes is allowed: an .npz's class count is its largest label + 1, and arrays
+    # holding a subset of the classes are legitimate
+    if cfg.num_classes and cfg.num_classes < num_classes:
         raise SettingConflict("model.num_classes", cfg.num_classes,
                               f"{data} has {num_classes} classes (labels 0-{num_classes - 1})")
 
