@@ -145,6 +145,24 @@ def _flags(settings: dict, prefix: Tuple[str, ...] = ()) -> List[str]:
     return out
 
 
+def _groups(cls, prefix: Tuple[str, ...] = ()):
+    """(path, its first plain setting's field) of every settings group (section) of ``cls``: model, model.neuron"""
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if isinstance(hint, type) and issubclass(hint, Settings):
+            first = next(g for _, g, _ in _fields(hint))
+            yield prefix + (f.name,), first
+            yield from _groups(hint, prefix + (f.name,))
+
+
+def section_cases() -> List[Tuple[str, dict, tuple, dict]]:
+    """A section given as a list or a number, in a config file, with (the 4th item) a flag of that section given
+    too (merged into the section before validation: the crash of issue 26)."""
+    return [(f"{'.'.join(path)}=section-{label}", _nested(path, value), (path[-1],),
+             _nested(path + (first.name,), first.default))  # the flag's value is valid: its default
+            for path, first in _groups(RunConfig) for label, value in (("list", [1, 2]), ("number", 3))]
+
+
 def run_cases() -> List[Tuple[str, dict, Optional[str]]]:
     """(case id, settings on top of BASE, what the message must name) for every RunConfig setting."""
     cases = []
@@ -243,9 +261,25 @@ def test_search_refuses_every_wrong_setting(runner):
         config.write_text(yaml.safe_dump(_merge(BASE, settings)))
         runner.check(f"{case} (config)", ["search", "--config", str(config), "--runs-dir", str(runner.out),
                                           "--no-progress"], name)
+    for case, settings, name, flag in section_cases():  # config files only: a flag cannot give a section
+        config = runner.root / "config.yaml"
+        config.write_text(yaml.safe_dump(_merge(BASE, settings)))
+        for extra in ([], _flags(flag)):
+            runner.check(f"{case} (config {' '.join(extra)})", ["search", "--config", str(config), *extra,
+                                                                "--runs-dir", str(runner.out), "--no-progress"], name)
     print(f"{runner.runs} runs refused")
     assert not runner.failures, f"{len(runner.failures)} of {runner.runs} runs failed:\n" + \
         "\n".join(runner.failures)
+
+
+def _path_of(nested: dict) -> Tuple[str, ...]:
+    key, value = next(iter(nested.items()))
+    return (key,) + (_path_of(value) if isinstance(value, dict) else ())
+
+
+def _leaf(nested: dict):
+    value = next(iter(nested.values()))
+    return _leaf(value) if isinstance(value, dict) else value
 
 
 def _job_key(settings: dict) -> dict:
@@ -258,6 +292,12 @@ def test_sweep_refuses_every_wrong_setting(runner):
     for case, settings, name in run_cases():
         spec = {"base": _merge(BASE, settings), "jobs": [_job_key(settings)], "executor": "serial",
                 "runs_dir": str(runner.out)}
+        sweep = runner.root / "sweep.yaml"
+        sweep.write_text(yaml.safe_dump(spec))
+        runner.check(case, ["sweep", str(sweep), "--no-progress"], name)
+    for case, settings, name, flag in section_cases():  # a section as a list, with a grid key inside it
+        spec = {"base": _merge(BASE, settings), "grid": {".".join(_path_of(flag)): [_leaf(flag)]},
+                "executor": "serial", "runs_dir": str(runner.out)}
         sweep = runner.root / "sweep.yaml"
         sweep.write_text(yaml.safe_dump(spec))
         runner.check(case, ["sweep", str(sweep), "--no-progress"], name)
