@@ -1,9 +1,11 @@
-"""Reliability figures (issue 15): the hostile corpus, and searches killed with SIGKILL at random moments.
+"""Reliability figures (issues 15, 26): the hostile corpus, wrong settings generated from the settings schema,
+and searches killed with SIGKILL at random moments.
 
 1. Hostile corpus: writes the malformed files of ``tests/test_hostile_corpus.py`` and runs each through every
    subcommand that reads its kind, in this process; counts runs, exit codes and messages that do not name the
    file (a failure is anything but exit 2 with one line naming the file and, where known, the field).
-2. kill -9 trials: one uninterrupted IMP search on digits, then ``--trials`` searches each SIGKILLed after a
+2. Wrong settings (issue 26): every case ``tests/test_settings_schema.py`` generates, as flags and as a config file.
+3. kill -9 trials: one uninterrupted IMP search on digits, then ``--trials`` searches each SIGKILLed after a
    random delay (uniform over 5-80 % of the uninterrupted run's wall time, seeded) and resumed with the same command, as
    many times as it takes to finish (each resume is killed again with probability 1/2). A trial passes when
    the final ticket's tensors and masks are byte-identical to the uninterrupted ticket's and the records agree
@@ -62,6 +64,39 @@ def corpus_figures(workdir: Path) -> dict:
     return {"files": len(cases), "kinds": sorted({c.kind for c in cases}), "runs": runs,
             "exit_codes": by_rc, "failures": len(failures), "failure_examples": failures[:10],
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def settings_figures(workdir: Path) -> dict:
+    """Issue 26: the wrong settings ``tests/test_settings_schema.py`` generates from the settings dataclasses,
+    each given to ``search`` as flags and as a config file; a failure is anything but exit 2 with one stderr line
+    (no traceback, no internal error) and nothing written."""
+    spec = importlib.util.spec_from_file_location("settings_schema", ROOT / "tests" / "test_settings_schema.py")
+    schema = importlib.util.module_from_spec(spec)
+    sys.modules["settings_schema"] = schema
+    spec.loader.exec_module(schema)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out, config = workdir / "runs", workdir / "config.yaml"
+    cases = schema.run_cases()
+    runs, failures, by_rc = 0, [], {}
+    start = time.perf_counter()
+    for case, settings, _ in cases:
+        config.write_text(schema.yaml.safe_dump(schema._merge(schema.BASE, settings)))
+        for argv in (["search", *schema._flags(schema.BASE), *schema._flags(settings)],
+                     ["search", "--config", str(config)]):
+            runs += 1
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    rc = schema.main([*argv, "--runs-dir", str(out), "--no-progress"])
+                except SystemExit as exc:  # argparse's refusals
+                    rc = exc.code
+            by_rc[rc] = by_rc.get(rc, 0) + 1
+            text = err.getvalue()
+            if rc != 2 or text.count("\n") != 1 or "internal error" in text or out.exists():
+                failures.append(f"{case} rc={rc}: {text.strip()[:200]}")
+            shutil.rmtree(out, ignore_errors=True)
+    return {"cases": len(cases), "runs": runs, "exit_codes": by_rc, "failures": len(failures),
+            "failure_examples": failures[:10], "seconds": round(time.perf_counter() - start, 1)}
 
 
 def _search_argv(runs_dir: Path) -> list:
@@ -136,6 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="slt-reliability-") as tmp:
         figures = {"provenance": provenance("reliability.py", args),
                    "corpus": corpus_figures(Path(tmp) / "corpus"),
+                   "settings": settings_figures(Path(tmp) / "settings"),
                    "kill9": kill_trials(args.trials, args.seed, Path(tmp) / "kill") if args.trials else None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

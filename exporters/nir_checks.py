@@ -215,3 +215,34 @@ def check_nir_graph(graph, path: Path, prefix: str = "") -> None:
                 raise ExportError(f"{label} has NaN or infinite values in {field!r}")
             if field in ("tau", "tau_mem", "tau_syn", "v_threshold") and not bool((arr > 0).all()):
                 raise ExportError(f"{label}: {field} must be > 0 (found {short(float(arr.min()))})")
+            own_dt = (getattr(node, "metadata", None) or {}).get("dt")
+            if field in ("tau", "tau_mem", "tau_syn") and own_dt is not None:
+                # a step the node states itself (no --dt changes it): tau < dt is unstable on every backend
+                try:
+                    euler_step(full, field, arr, float(own_dt))
+                except ExportError as exc:
+                    raise ExportError(f"{where}: {exc} (the node's own dt metadata)") from None
+
+
+#: Relative slack on tau >= dt: snnTorch's beta = 0 gives tau = dt exactly in float64, but a tau stored as float32
+#: can fall a few 1e-8 below it; that is decay 0, not an unstable step.
+EULER_SLACK = 1e-6
+
+
+def euler_step(name: str, what: str, tau, dt: float) -> np.ndarray:
+    """``k = dt / tau`` of one forward-Euler step of ``tau dv/dt = -v + ...`` (decay ``1 - k``), refused in one
+    line naming the node when a time constant is not > 0 or is shorter than the step (``tau < dt``): the decay
+    ``1 - dt/tau`` is then negative, the state flips sign every step, and no backend can run what the graph
+    means. Loihi's fixed point cannot hold it (dv > 4095); the float executors refuse it the same way, so every
+    backend gives the same answer for the same graph."""
+    tau = np.asarray(tau, dtype=np.float64)
+    if not bool((tau > 0).all()):
+        raise ExportError(f"node {name!r}: time constants must be > 0 ({what} min {float(tau.min()):.6g})")
+    k = dt / tau
+    worst = float(k.max()) if k.size else 0.0
+    if worst > 1.0 + EULER_SLACK:
+        shortest = float(tau.min())
+        raise ExportError(f"node {name!r}: {what}={shortest:.6g} s is shorter than the time step dt={dt:.6g} s, so "
+                          f"the forward-Euler decay 1 - dt/{what} = {1.0 - worst:.6g} is negative (unstable: the "
+                          f"state flips sign every step): the step must be <= {shortest:.6g} s")
+    return k

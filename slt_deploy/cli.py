@@ -16,8 +16,8 @@ import typing
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from .config import RunConfig, Settings, read_config_file
-from .errors import ConfigError, SltError
+from .config import RunConfig, Settings, check_section_types, read_config_file
+from .errors import ConfigError, SettingConflict, SltError
 from .limits import Limits, set_max_elements
 
 # settings whose plain field name would be ambiguous on the command line
@@ -59,15 +59,31 @@ def run_config_from_args(args: argparse.Namespace, base: Optional[RunConfig] = N
     data, where = (base or RunConfig()).to_dict(), "settings"
     if getattr(args, "config", None):
         where = str(args.config)
-        _merge(data, read_config_file(args.config))
+        raw = read_config_file(args.config)
+        check_section_types(RunConfig, raw, where)  # a section given as a list, before flags are merged into it
+        _merge(data, raw)
     for key, value in vars(args).items():
         if "/" in key:
             *parents, leaf = key.split("/")
             node = data
             for p in parents:
-                node = node.setdefault(p, {})
+                if node.get(p) is None:  # an empty section in the file (``model:``)
+                    node[p] = {}
+                node = node[p]
             node[leaf] = value
     return RunConfig.from_dict(data, where=where)
+
+
+def setting_origin(args: argparse.Namespace, setting: str, value) -> str:
+    """A setting (``model.num_classes``) as the user gave it: ``--num-classes 5`` when it came from a flag,
+    ``cfg.yaml: model.num_classes=5`` from the config file."""
+    path = tuple(setting.split("."))
+    given = vars(args).get("/".join(path))
+    if given is not None:
+        return f"--{FLAG_NAMES.get(path, path[-1].replace('_', '-'))} {given}"
+    if getattr(args, "config", None):
+        return f"{args.config}: {setting}={value}"
+    return f"{setting}={value}"
 
 
 def _merge(into: dict, update: dict) -> None:
@@ -98,6 +114,10 @@ def cmd_search(args) -> int:
     config = run_config_from_args(args)
     try:
         search(config, args.runs_dir, progress=not args.no_progress)
+    except SettingConflict as exc:  # name the setting as the user gave it: a flag or the config file
+        if exc.setting is None:
+            raise
+        raise exc.with_origin(setting_origin(args, exc.setting, exc.value)) from None
     except SltError as exc:  # a setting found wrong once the data is known: say which file it came from
         if args.config and str(args.config) not in str(exc):
             raise type(exc)(f"{args.config}: {exc}") from None

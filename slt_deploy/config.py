@@ -297,6 +297,7 @@ class TrainConfig(Settings):
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(0.0 <= self.momentum < 1.0, f"train.momentum={self.momentum} must be in [0, 1)")
         _check(DEVICE_PATTERN.fullmatch(self.device) is not None,
                f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
@@ -334,6 +335,8 @@ class SearchConfig(Settings):
         _check(self.eb_tau > 0, f"search.eb_tau={self.eb_tau} must be > 0")
         _check(self.et_lambda > 0, f"search.et_lambda={self.et_lambda} must be > 0")
         _check(self.et_epochs >= 1, f"search.et_epochs={self.et_epochs} must be >= 1")
+        _check(self.eb_max_epochs >= 0, f"search.eb_max_epochs={self.eb_max_epochs} must be >= 0 (0 = train.epochs)")
+        _check(self.seed >= 0, f"search.seed={self.seed} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,9 @@ class RunConfig(Settings):
                    f"data.timesteps={self.data.timesteps}: Early-Time needs T >= 3 (T_early is chosen in 2..T-1)")
             _check(self.search.method in ("imp", "eb"),
                    f"search.early_time works with imp or eb, not {self.search.method}")
+        _check(self.search.reference is None or self.search.method == "random",
+               f"search.reference applies to method random (the ticket whose per-layer sparsity a random mask "
+               f"copies), not to method {self.search.method}")
         if self.search.method == "eb":
             _check(self.search.eb_max_epochs <= self.train.epochs or self.search.eb_max_epochs == 0,
                    "search.eb_max_epochs must not exceed train.epochs")
@@ -387,6 +393,27 @@ def _non_default(settings: Settings) -> dict:
         if value != default:
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+_KIND_NAMES = {list: "list", tuple: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def check_section_types(cls, data: dict, where: str, prefix: str = "") -> None:
+    """Every settings group that ``data`` gives (``model``, ``model.neuron``...) is a mapping or empty, checked
+    before anything is merged into it: a section given as a YAML list is one line naming it, whatever flags
+    are added on top. Walks the dataclasses, so a new group is covered."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if not (isinstance(hint, type) and issubclass(hint, Settings)) or data.get(f.name) is None:
+            continue
+        value = data[f.name]
+        if not isinstance(value, dict):
+            kind = _KIND_NAMES.get(type(value), type(value).__name__)
+            keys = ", ".join(g.name for g in dataclasses.fields(hint) if not g.metadata.get("internal"))
+            raise ConfigError(f"{where}: section {prefix}{f.name} must be a mapping of its settings ({keys}), "
+                              f"got a {kind} {short(value)}")
+        check_section_types(hint, value, where, f"{prefix}{f.name}.")
 
 
 def read_config_file(path: str | Path) -> dict:

@@ -41,7 +41,7 @@ class DeployResult:
 def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = True) -> Ticket:
     """A dense ticket of the user's network at its weights (``model.weights``), on ``data`` (its training split
     is fingerprinted, its test split gives the recorded accuracy)."""
-    from .data import fingerprint, infer_dataset, load_dataset
+    from .data import describe_data, fingerprint, infer_dataset, load_dataset
     from .models import initial_model, prunable_layers, resolve_config
     from .search.train import accuracy
     from .ticket import Mask, library_versions
@@ -52,7 +52,7 @@ def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = Tru
         raise ConfigError(f"deploy {model.name}: give the trained weights with --weights FILE (or deploy a ticket)")
     data = infer_dataset(data)
     split = load_dataset(data)
-    resolved = resolve_config(model, split.train.input_shape, split.train.num_classes)
+    resolved = resolve_config(model, split.train.input_shape, split.train.num_classes, describe_data(data))
     net = initial_model(resolved).eval()
     mask = Mask.ones_like(prunable_layers(net))
     fp = fingerprint(split.train, data.path)
@@ -91,7 +91,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .exporters.nir_format import ticket_to_nir, write_nir
     from .report import build_report
     from .simulate import BACKENDS, simulate
-    from .simulate.workload import check_ticket_overlap, ticket_data
+    from .simulate.workload import NetworkInput, check_ticket_overlap, ticket_data
     from .utils import write_json_atomic, write_text_atomic
 
     if backend not in BACKENDS:
@@ -117,6 +117,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
                           f"with --weights)")
     if data is not None:
         ticket = _with_data(ticket, data)
+        NetworkInput.of_ticket(ticket, source).check_data(ticket_data(ticket, allow_overlap=True))
     eval_data = ticket_data(ticket, allow_overlap=True)
     overlap = check_ticket_overlap(ticket, eval_data, allow_overlap, samples=samples)
     if overlap is not None:  # labelled in the ticket itself, so every later stage reading it knows

@@ -35,3 +35,22 @@ class MissingDependencyError(SltError):
 class OutputError(SltError):
     """An output file or folder cannot be written: it is not a regular file, its folder is missing or not
     writable, or the disk is full."""
+
+
+class SettingConflict(ConfigError):
+    """A setting that is valid alone but disagrees with the data (or another setting): ``--num-classes 5, but
+    the dataset mnist has labels 0-9``. It keeps the setting's dotted name and value so that the command line,
+    which knows whether the value came from a flag or a config file, can say so (:meth:`with_origin`)."""
+
+    def __init__(self, setting: str, value=None, conflict: str = ""):
+        if not conflict:  # one message, as every SltError is re-raised with a prefix (``type(exc)(f"{where}: ..")``)
+            self.setting = self.value = None
+            self.conflict = setting
+            super().__init__(setting)
+            return
+        self.setting, self.value, self.conflict = setting, value, conflict
+        super().__init__(f"{setting}={value}, but {conflict}")
+
+    def with_origin(self, origin: str) -> "ConfigError":
+        """The same error with the setting named as the user gave it (``--num-classes 5``, ``cfg.yaml: ...``)."""
+        return ConfigError(f"{origin}, but {self.conflict}" if self.setting else self.conflict)

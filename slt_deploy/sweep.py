@@ -729,12 +729,26 @@ def run_sweep(spec: SweepSpec, progress: bool = True, echo: Callable[[str], None
     driver of the same sweep (:func:`sweep_lock`); SIGTERM stops the driver like Ctrl-C.
     """
     check_sweep(spec)
-    with sweep_lock(spec.out_dir), _sigterm_interrupts():
-        return _run_sweep(spec, progress, echo, on_event)
+    # the executor first (Ray started, or the cluster reached), before the lock, the out folder or a line of
+    # progress: a cluster that cannot be reached is one line and leaves nothing on disk
+    todo = any(not is_finished(spec.runs_dir / job.run_name) for job in spec.jobs)
+    executor = _make_executor(spec.options, echo) if todo else None
+    running = False
+    try:
+        with sweep_lock(spec.out_dir), _sigterm_interrupts():
+            running = True  # from here on _run_sweep closes the executor
+            return _run_sweep(spec, progress, echo, on_event, executor)
+    finally:
+        if executor is not None and not running:  # e.g. another driver holds the lock
+            executor.close()
+
+
+def _make_executor(opts: SweepOptions, echo: Callable[[str], None]):
+    return SerialExecutor() if opts.executor == "serial" else RayExecutor(opts, echo)
 
 
 def _run_sweep(spec: SweepSpec, progress: bool, echo: Callable[[str], None],
-               on_event: Optional[Callable[[SweepEvent], None]]) -> SweepResult:
+               on_event: Optional[Callable[[SweepEvent], None]], executor: Any = None) -> SweepResult:
     opts = spec.options
     runs_dir, out_dir = spec.runs_dir, spec.out_dir
     states = [JobState(job, runs_dir / job.run_name) for job in spec.jobs]
@@ -746,10 +760,9 @@ def _run_sweep(spec: SweepSpec, progress: bool, echo: Callable[[str], None],
     dup = f"; {spec.duplicates} duplicate(s) run once" if spec.duplicates else ""
     echo(f"sweep {spec.name}: {len(states)} jobs, {reused} already finished, {len(todo)} to run{dup}")
 
-    executor: Any = None
     startup_s, wall_s = 0.0, 0.0
     if todo:
-        executor = SerialExecutor() if opts.executor == "serial" else RayExecutor(opts, echo)
+        executor = executor or _make_executor(opts, echo)
         _sigterm_to_interrupt()  # again: Ray's runtime replaced it with its own (abort with a stack dump)
         startup_s = getattr(executor, "startup_s", 0.0)
         limit = opts.max_concurrent or executor.capacity

@@ -651,3 +651,69 @@ def test_recurrent_mlp_trained_by_the_search_deploys_end_to_end(tmp_path):
         layers = {l["name"]: l for l in net["activity"]["layers"]}
         assert layers["fc1_lif.recurrent"]["effective_synops"] == pytest.approx(by_hand, rel=1e-12)
         assert net["mapping"]["loihi2"]["fits"] is True
+
+
+# ----------------------------------------------------------------------------------- tau < dt (issue 26)
+
+def unstable_graph(tau_mem=5e-5, tau_syn=None):
+    """Input(2) -> Affine -> LIF or CubaLIF(3) -> Affine -> Output at dt = 1e-4, one node with tau < dt."""
+    if tau_syn is None:
+        neuron = nir.LIF(tau=np.array([1e-3, tau_mem, 1e-3]), r=np.ones(3), v_leak=np.zeros(3),
+                         v_threshold=np.ones(3), v_reset=np.zeros(3))
+    else:
+        neuron = nir.CubaLIF(tau_mem=np.full(3, tau_mem), tau_syn=np.full(3, tau_syn), r=np.ones(3),
+                             v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3), w_in=np.ones(3))
+    nodes = dict(input=nir.Input(input_type={"input": np.array([2])}),
+                 fc1=nir.Affine(weight=np.full((3, 2), 0.5, np.float32), bias=np.zeros(3, np.float32)),
+                 lif=neuron,
+                 readout=nir.Affine(weight=np.eye(2, 3, dtype=np.float32), bias=np.zeros(2, np.float32)),
+                 output=nir.Output(output_type={"output": np.array([2])}))
+    edges = [("input", "fc1"), ("fc1", "lif"), ("lif", "readout"), ("readout", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": DT})
+
+
+@pytest.mark.parametrize("backend", backends(names=ALL))
+@pytest.mark.parametrize("taus", [(5e-5, None, "tau"), (5e-5, 1e-3, "tau_mem"), (1e-3, 2e-5, "tau_syn")],
+                         ids=["lif", "cubalif-mem", "cubalif-syn"])
+def test_tau_below_dt_is_refused_on_every_backend(backend, taus):
+    """tau < dt makes the forward-Euler decay 1 - dt/tau negative. The fixed-point backends always refused it
+    (dv > 4095); the float ones ran it silently (the reference at 45 % accuracy on a real graph). Now every
+    backend, float included, refuses it with the same line naming the node, the time constant and dt."""
+    from slt_deploy.errors import SltError
+
+    tau_mem, tau_syn, what = taus
+    x = np.ones((2, 4, 2), np.float32)
+    shortest = min(t for t in (tau_mem, tau_syn) if t is not None) if what != "tau_mem" else tau_mem
+    with pytest.raises(SltError, match=rf"node 'lif': {what}={shortest:g} s is shorter than the time step "
+                                       rf"dt=0.0001 s, so the forward-Euler decay 1 - dt/{what} = -?[0-9.]+ is "
+                                       r"negative"):
+        run(backend, unstable_graph(tau_mem, tau_syn), x, "host")
+
+
+def test_tau_equal_to_dt_runs():
+    """tau == dt is decay 0 (snnTorch beta = 0), even with tau stored in float32 a few 1e-9 below dt."""
+    graph = unstable_graph(tau_mem=float(np.float32(DT)))
+    out = run("reference", graph, np.ones((1, 3, 2), np.float32), "host")
+    assert out.spikes["lif"].shape[-1] == 3
+
+
+def test_cli_names_the_file_and_the_remedy(tmp_path, capsys):
+    """simulate and report refuse it before loading any data: one line naming the file, the node and --dt;
+    a smaller --dt runs the same graph."""
+    from slt_deploy.cli import main
+    from slt_deploy.exporters.nir_format import write_nir
+
+    path = write_nir(unstable_graph(), tmp_path / "unstable.nir")
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.ones((2, 4, 2), np.float32))
+    for argv in (["simulate", str(path), "--backend", "fast-float", "--input", str(inputs), "--no-progress"],
+                 ["report", str(path), "--profiles", "loihi2", "--out", str(tmp_path / "rep"), "--input",
+                  str(inputs), "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"slt-deploy: error: {path}: node 'lif': tau=5e-05 s is "
+                                                       f"shorter than the time step dt=0.0001 s")
+        assert err.rstrip().endswith("the step must be <= 5e-05 s; set the step with --dt")
+    assert not (tmp_path / "rep").exists()
+    assert main(["simulate", str(path), "--backend", "fast-float", "--input", str(inputs), "--dt", "5e-5",
+                 "--no-progress"]) == 0

@@ -39,7 +39,7 @@ BOMB = 1 << 28  # elements a memory bomb declares: 1 GiB of float32, far above t
 
 @dataclass
 class Case:
-    kind: str                  # ticket, nir, onnx, netx, config, sweep, profile
+    kind: str                  # ticket, nir, onnx, netx, config, sweep, profile, data
     name: str                  # what was done to the file
     path: Path
     field: Optional[str] = None  # the field the message must name, where the damage is in one field
@@ -264,6 +264,8 @@ def nir_cases(valid: Path, d: Path) -> List[Case]:
     edit("weight-nan", "fc1", lambda f: f["node/nodes/fc1/weight"].__setitem__((0, 0), np.nan))
     edit("bias-inf", "fc1", lambda f: f["node/nodes/fc1/bias"].__setitem__(0, np.inf))
     edit("tau-zero", "tau", lambda f: f["node/nodes/fc1_lif/tau"].__setitem__(0, 0.0))
+    # tau < dt (the node's own dt 1e-4): decay 1 - dt/tau = -1, refused by every backend and reader (issue 26)
+    edit("tau-below-dt", "fc1_lif", lambda f: f["node/nodes/fc1_lif/tau"].__setitem__(slice(None), 5e-5))
     edit("threshold-negative", "v_threshold", lambda f: f["node/nodes/fc1_lif/v_threshold"].__setitem__(0, -1.0))
     edit("weight-bomb", "fc1/weight", replace("node/nodes/fc1/weight", None, shape=(1 << 14, 1 << 14),
                                                 dtype="f4", chunks=(256, 256), compression="gzip"))
@@ -424,6 +426,67 @@ def config_cases(d: Path) -> List[Case]:
     put("sparsity-one", "search:\n  method: eb\n  target_sparsity: 1.0\n", "target_sparsity")
     put("data-path-missing", "data:\n  path: /nonexistent/dätä dir\ntrain:\n  epochs: 1\n", "dätä dir")
     put("bool-text", "model:\n  spiking: maybe\n", "spiking")
+    # valid alone, wrong for the data (issue 26): refused before the run folder exists, naming the setting
+    dense = "search:\n  method: dense\n"  # nothing else wrong: the mismatch is what must be named
+    put("num-classes-vs-data", base + dense + "model:\n  num_classes: 5\n", "num_classes")
+    put("input-shape-vs-data", base + dense + "model:\n  input_shape: [3, 32, 32]\n", "input_shape")
+    put("search-section-list", base + "search: [1, 2]\n", "search")  # the command adds --seed into it
+    put("neuron-section-list", base + "model:\n  neuron: [0.5]\n", "neuron")
+    return cases
+
+
+def _idx_header(dims) -> bytes:
+    return struct.pack(">HBB", 0, 8, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
+
+
+def _npz_declaring(path: Path, shapes: dict) -> None:
+    """An .npz whose members' .npy headers declare ``shapes`` over a few bytes of data."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for key, shape in shapes.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            z.writestr(f"{key}.npy", buf.getvalue() + bytes(64))
+
+
+def data_cases(d: Path) -> List[Case]:
+    """Data given with --data-path (issue 26): headers declaring more than the element limit, compressed or not,
+    refused before allocating; the user's arrays disagreeing with the settings."""
+    import gzip
+
+    cases = []
+    bomb = (4_000_000, 28, 28)  # 3.1 G elements declared in 1.7 MB of gzip
+    folder = d / "data-idx-gzip-bomb"
+    folder.mkdir()
+    # 384 MiB of body: decompressing it before reading the header (what gzip.decompress did) shows in the
+    # peak-RSS check of test_hostile_corpus
+    with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "wb", compresslevel=1) as f:
+        f.write(_idx_header(bomb))
+        for _ in range(384):
+            f.write(bytes(1 << 20))
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(_idx_header(bomb[:1]) + bytes(bomb[0]))
+    cases.append(Case("data", "idx-gzip-bomb", folder, "4000000x28x28"))
+    folder = d / "data-idx-raw-bomb"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(_idx_header(bomb) + bytes(4096))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx_header(bomb[:1]) + bytes(4096))
+    cases.append(Case("data", "idx-raw-bomb", folder, "4000000x28x28"))
+    npz = d / "data-npz-bomb.npz"
+    _npz_declaring(npz, {"x_train": (1 << 20, 1, 100, 100), "y_train": (1 << 20,), "x_test": (2, 1, 8, 8),
+                         "y_test": (2,)})
+    cases.append(Case("data", "npz-header-bomb", npz, "x_train"))
+    rng = np.random.default_rng(0)
+    shaped = d / "data-npz-wrong-shape.npz"  # 1x4x4 samples for a network of 1x8x8
+    np.savez(shaped, x_train=rng.integers(0, 255, (20, 1, 4, 4), dtype=np.uint8), y_train=np.arange(20) % 10,
+             x_test=rng.integers(0, 255, (10, 1, 4, 4), dtype=np.uint8), y_test=np.arange(10) % 10)
+    cases.append(Case("data", "npz-shape-vs-model", shaped, "shape"))
+    classes = d / "data-npz-more-classes.npz"  # 12 classes for a network of 10 outputs
+    np.savez(classes, x_train=rng.integers(0, 255, (24, 1, 8, 8), dtype=np.uint8), y_train=np.arange(24) % 12,
+             x_test=rng.integers(0, 255, (12, 1, 8, 8), dtype=np.uint8), y_test=np.arange(12) % 12)
+    cases.append(Case("data", "npz-classes-vs-model", classes, "12 classes"))
     return cases
 
 
@@ -477,7 +540,7 @@ def build_corpus(root: Path) -> tuple:
     d = root / "corpus dïr"  # a space and a non-ASCII character in every corpus path
     d.mkdir(parents=True, exist_ok=True)
     cases = (ticket_cases(valid["ticket"], d) + nir_cases(valid["nir"], d) + onnx_cases(valid["onnx"], d)
-             + netx_cases(valid["netx"], d) + config_cases(d) + sweep_cases(d) + profile_cases(d))
+             + netx_cases(valid["netx"], d) + config_cases(d) + sweep_cases(d) + profile_cases(d) + data_cases(d))
     return valid, cases
 
 
@@ -493,7 +556,16 @@ def commands(case: Case, valid: dict, out: Path) -> List[List[str]]:
                 ["report", p, "--ann", str(valid["onnx"]), "--profiles", "loihi2", *report[1:]]],
         "onnx": [["inspect", p], ["report", str(valid["nir"]), "--ann", p, "--profiles", "loihi2", *report[1:]]],
         "netx": [["inspect", p]],
-        "config": [["search", "--config", p, "--runs-dir", str(out / "runs"), "--no-progress"]],
+        # --seed (the default) is merged into the file's search section: a section given as a list must fail cleanly
+        "config": [["search", "--config", p, "--seed", "0", "--runs-dir", str(out / "runs"), "--no-progress"]],
+        # the network is the valid one's (mlp on 1x8x8 digits, 10 classes): --num-classes 10 / --input-shape
+        # 1,8,8 make it so for a search, so that a mismatch is the file's
+        "data": [["search", "--data-path", p, "--hidden", "12,12", "--input-shape", "1,8,8", "--num-classes", "10",
+                  "--epochs", "1", "--method", "dense", "--runs-dir", str(out / "runs"), "--no-progress"],
+                 ["simulate", str(valid["nir"]), "--data-path", p, "--backend", "reference", "--samples", "5",
+                  "--no-progress", "--json", str(out / "sim.json")],
+                 ["deploy", str(valid["ticket"]), "--profile", "loihi2", "--backend", "fast-fixed", "--data-path", p,
+                  "--out", str(out / "deploy"), "--samples", "5", "--no-progress"]],
         "sweep": [["sweep", p, "--serial", "--no-progress"]],
         "profile": [["report", str(valid["nir"]), "--ann", str(valid["onnx"]), "--profiles", p, *report[1:]]],
     }[case.kind]
@@ -514,7 +586,7 @@ def corpus(tmp_path_factory):
 def test_corpus_is_large_and_covers_every_kind(corpus):
     _, _, cases = corpus
     kinds = {c.kind for c in cases}
-    assert kinds == {"ticket", "nir", "onnx", "netx", "config", "sweep", "profile"}
+    assert kinds == {"ticket", "nir", "onnx", "netx", "config", "sweep", "profile", "data"}
     assert len(cases) >= 300
 
 

@@ -323,3 +323,19 @@ def test_expansion_combines_jobs_with_the_grid_and_the_jobs_keys_win():
 def test_example_sweep_files_expand_and_validate(name, jobs):
     spec = load_sweep(Path(__file__).resolve().parents[1] / "examples" / name)
     assert len(spec.jobs) == jobs and spec.options.executor == "ray" and spec.options.address is None
+
+
+def test_unreachable_cluster_leaves_nothing(tmp_path, slt_deploy_exe, cli_env):
+    """A cluster that cannot be reached (a closed loopback port): one line, exit 2, and nothing new on disk -- no
+    lock file, no out folder, no runs folder (Ray is reached before the sweep writes anything)."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": BASE, "grid": {"search.method": ["dense"]}, "connect_timeout_s": 1.0,
+                                     "runs_dir": str(tmp_path / "runs")}))
+    before = sorted(tmp_path.rglob("*"))
+    proc = subprocess.run([slt_deploy_exe, "sweep", str(sweep), "--address", "127.0.0.1:1", "--no-progress"],
+                          capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+        "slt-deploy: error: cannot reach the Ray cluster at 127.0.0.1:1 within 1 s: ConnectionRefusedError"), \
+        proc.stderr
+    assert sorted(tmp_path.rglob("*")) == before

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ExportError
+from ..exporters.nir_checks import euler_step
 from ..exporters.nir_format import DEFAULT_DT, execution_order, predecessors
 from ..utils import registrar
 from .errors import CompileError
@@ -290,11 +291,9 @@ def _per_neuron(name: str, what: str, value, shape: Shape) -> np.ndarray:
                            f"{shape}") from None
 
 
-def _euler(name, tau, r, shape, dt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tau = _per_neuron(name, "tau", tau, shape)
-    if not bool((tau > 0).all()):
-        raise CompileError(f"node {name!r}: time constants must be > 0")
-    k = dt / tau
+def _euler(name, tau, r, shape, dt, what: str = "tau") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tau = _per_neuron(name, what, tau, shape)
+    k = euler_step(name, what, tau, dt)  # tau <= 0 or tau < dt: one line naming the node, as in the reference
     return _f32(1.0 - k), _f32(_per_neuron(name, "r", r, shape) * k), k
 
 
@@ -372,8 +371,8 @@ def _cubalif(low, name, node, inputs):
     sig = _one_input(name, node, inputs)
     reset = _check_reset(name, node)
     dt = low.node_dt(node)
-    syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt)
-    mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt)
+    syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt, "tau_syn")
+    mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt, "tau_mem")
     host_fed = low.first_layer == "host" and low.input_name in sig.terms  # its bias travels in the host current
     if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()) and not host_fed:
         # a constant input would accumulate in Lava's current u, but Lava's bias is added to v (the host-fed

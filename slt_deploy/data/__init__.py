@@ -34,7 +34,7 @@ Takes a :class:`~slt_deploy.config.DataConfig`; gives a :class:`DatasetSplit` of
 """
 
 from .base import (ArrayDataset, DatasetSplit, DATASETS, ENCODINGS, IMAGE_ENCODINGS, MNIST_ENV, SPLIT_SEED,
-                   TRAIN_FRACTION, check_encoding, load_dataset, register)
+                   TRAIN_FRACTION, check_encoding, describe_data, load_dataset, register)
 from .encoding import batches, encode
 from .events import events_to_frames, load_dvsgesture, load_cifar10dvs, load_event_mnist, load_nmnist, \
     mnist_to_events, read_cifar10dvs_aedat4, read_dvsgesture_npy, read_nmnist_bin
@@ -45,7 +45,8 @@ from .user import Fingerprint, Overlap, check_overlap, fingerprint, infer_datase
     read_npz, sample_hashes
 
 __all__ = ["ArrayDataset", "DatasetSplit", "DATASETS", "ENCODINGS", "IMAGE_ENCODINGS", "MNIST_ENV", "SPLIT_SEED",
-           "TRAIN_FRACTION", "check_encoding", "load_dataset", "register", "batches", "encode", "events_to_frames",
+           "TRAIN_FRACTION", "check_encoding", "describe_data", "load_dataset", "register", "batches", "encode",
+           "events_to_frames",
            "load_dvsgesture", "load_cifar10dvs", "load_event_mnist", "load_nmnist", "mnist_to_events",
            "read_cifar10dvs_aedat4", "read_dvsgesture_npy", "read_nmnist_bin", "default_mnist_dir", "load_cifar10",
            "load_digits", "load_fashion_mnist", "load_mnist", "read_idx", "verify_md5sums",

@@ -2,6 +2,7 @@
 
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..limits import check_elements
 
 
 
@@ -123,6 +125,15 @@ def check_encoding(cfg: DataConfig) -> None:
                         f"data.dataset={cfg.dataset} is images: use {', '.join(IMAGE_ENCODINGS)}")
 
 
+def describe_data(cfg: DataConfig) -> str:
+    """The data ``cfg`` names, as an error message says it: "the dataset mnist", "the arrays in data.npz"."""
+    if cfg.dataset == "npz":
+        return f"the .npz file {cfg.path}"
+    if cfg.dataset == "imagefolder":
+        return f"the image folder {cfg.path}"
+    return f"the dataset {cfg.dataset}" + (f" in {cfg.path}" if cfg.path else "")
+
+
 def load_dataset(cfg: DataConfig) -> DatasetSplit:
     """Load the train/test split that ``cfg`` describes, truncated to ``cfg.n_train`` / ``cfg.n_test``."""
     try:
@@ -177,6 +188,25 @@ def _folder(cfg: DataConfig, hint: str) -> Path:
         raise DataError(f"{folder}: data folder does not exist{'; ' + hint if hint else ''}")
     _verify_md5sums_cached(folder)
     return folder
+
+
+def npy_declared(stream, path: Path, what: str):
+    """(shape, dtype) that a .npy stream (a file, or an .npz member) declares in its header, read without the
+    data; the element count is checked against the limit (``--max-elements``) before anything is allocated
+    (numpy allocates the declared size before it reads). The stream is left at the start of the data."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(stream)
+        readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+        if version not in readers:
+            raise DataError(f"{path}: {what} is in .npy format version {version[0]}.{version[1]}; "
+                            f"save it with numpy.save / numpy.savez (format 1.0 or 2.0)")
+        shape, _, dtype = readers[version](stream)
+    except ValueError as exc:  # a bad magic string or header
+        raise DataError(f"{path}: {what} is not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    check_elements(math.prod(shape), str(path), f"{what} of shape {shape}")
+    return shape, dtype
 
 
 # ---------------------------------------------------------------------------------------------- checksums

@@ -10,7 +10,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError, MissingDependencyError
 
-from .base import SPLIT_SEED, ArrayDataset, DatasetSplit, _fixed_split, _folder, _take, register
+from .base import SPLIT_SEED, ArrayDataset, DatasetSplit, _fixed_split, _folder, _take, npy_declared, register
 from .images import load_mnist
 
 # -------------------------------------------------------------------------------------------- event data
@@ -145,6 +145,8 @@ def read_dvsgesture_npy(path: Path) -> np.ndarray:
     from tonic.datasets import DVSGesture
 
     try:
+        with open(path, "rb") as f:
+            npy_declared(f, path, "the event array")  # the declared size, before numpy allocates it
         raw = np.load(path, allow_pickle=False)  # a user file is data: never unpickled
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None

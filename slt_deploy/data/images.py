@@ -4,6 +4,7 @@
 import codecs
 import dataclasses
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..limits import check_elements
 
 from .base import (MNIST_ENV, MNIST_HINT, DatasetSplit, _check_labels, _fixed_split, _folder, _make_split,
                    register)
@@ -28,14 +30,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file of unsigned bytes (the MNIST format), gzipped or raw.
 
     Compression is detected by the gzip magic bytes (1f 8b), not the file name, so a renamed file still
-    reads. The header is validated and the payload must have exactly the size it declares.
+    reads. The header is read first (from the decompressed stream's first bytes for a gzipped file) and the
+    size it declares is checked against the element limit (``--max-elements``) before the body is read or
+    decompressed: a few-MB gzip file declaring billions of pixels is refused without allocating them. The
+    payload must have exactly the size the header declares.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            gzipped = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f
+            return _read_idx_stream(path, stream)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:  # includes gzip.BadGzipFile
@@ -43,22 +49,38 @@ def read_idx(path: str | Path) -> np.ndarray:
     except (EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
 
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise DataError(f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex() or 'empty'})")
-    dtype_code, ndim = raw[2], raw[3]
+
+#: Trailing bytes past the declared payload are counted up to this many (the message says "at least").
+_IDX_TRAILING_COUNTED = 16 << 20
+
+
+def _read_idx_stream(path: Path, stream) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise DataError(f"{path}: not an IDX file (bad magic number 0x{head[:4].hex() or 'empty'})")
+    dtype_code, ndim = head[2], head[3]
     if dtype_code != IDX_UBYTE:
         raise DataError(f"{path}: IDX data type 0x{dtype_code:02x} is not supported (only unsigned byte, 0x08)")
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({ndim} dimensions, {len(raw)} bytes in the file)")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected, found = int(np.prod(dims, dtype=np.int64)), len(raw) - header
-    if found < expected:
-        raise DataError(f"{path}: truncated IDX file (expected {expected} bytes of data, found {found})")
-    if found > expected:
-        raise DataError(f"{path}: IDX file has {found - expected} bytes after the {expected} its header declares")
+    raw_dims = stream.read(4 * ndim)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({ndim} dimensions, {4 + len(raw_dims)} bytes in the file)")
+    dims = tuple(int.from_bytes(raw_dims[4 * i: 4 + 4 * i], "big") for i in range(ndim))
+    expected = math.prod(dims)
+    check_elements(expected, str(path), f"IDX header dimensions {'x'.join(map(str, dims))}")
+    body = stream.read(expected)
+    if len(body) < expected:
+        raise DataError(f"{path}: truncated IDX file (expected {expected} bytes of data, found {len(body)})")
+    extra = 0
+    while extra < _IDX_TRAILING_COUNTED:
+        chunk = stream.read(min(1 << 20, _IDX_TRAILING_COUNTED - extra))
+        if not chunk:
+            break
+        extra += len(chunk)
+    if extra:
+        more = "at least " if extra >= _IDX_TRAILING_COUNTED else ""
+        raise DataError(f"{path}: IDX file has {more}{extra} bytes after the {expected} its header declares")
     # bytearray makes the array writable (np.frombuffer over bytes would be read-only).
-    return np.frombuffer(bytearray(raw[header:]), dtype=np.uint8).reshape(dims)
+    return np.frombuffer(bytearray(body), dtype=np.uint8).reshape(dims)
 
 
 def _read_idx_expecting(path: Path, magic: int, what: str) -> np.ndarray:
@@ -156,6 +178,9 @@ def load_digits(cfg: DataConfig) -> DatasetSplit:
     (8,000 / 2,000) exceed what digits has, a request *equal to the default* means "all"; any other
     request above what is available is an error, as for the other datasets.
     """
+    if cfg.path is not None:  # a folder given for data that has none is a mistake, not something to ignore
+        raise DataError(f"data.path={cfg.path} is given, but the dataset digits is bundled with scikit-learn and "
+                        f"reads no folder (leave out --data-path, or name the dataset the folder holds)")
     from sklearn.datasets import load_digits as sklearn_digits  # lazy: sklearn is slow to import
 
     bunch = sklearn_digits()

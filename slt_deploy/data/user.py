@@ -27,8 +27,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import DataError
-from .base import FILE_KIND_DATASETS, ArrayDataset, DatasetSplit, _check_labels, _fixed_split, _make_split, register
+from ..errors import DataError, SltError
+from .base import FILE_KIND_DATASETS, ArrayDataset, DatasetSplit, _check_labels, _fixed_split, _make_split, \
+    npy_declared, register
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
@@ -60,6 +61,12 @@ def _npz_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _declared(f, path: Path, key: str):
+    """(shape, dtype) that member ``key`` of an open ``.npz`` declares, read and checked without its data."""
+    with f.zip.open(key + ".npy") as member:
+        return npy_declared(member, path, key)
+
+
 def read_npz(path: str | Path):
     """(x_train, y_train, x_test, y_test) of a user's ``.npz``, checked; DataError names the file and key."""
     path = Path(path).expanduser()
@@ -71,8 +78,10 @@ def read_npz(path: str | Path):
             if missing:
                 raise DataError(f"{path}: missing array(s) {', '.join(missing)}; an .npz needs "
                                 f"{', '.join(NPZ_KEYS)} (it has {', '.join(f.files) or 'none'})")
+            for key in NPZ_KEYS:
+                _declared(f, path, key)
             arrays = {k: f[k] for k in NPZ_KEYS}
-    except DataError:
+    except SltError:
         raise
     except ValueError as exc:  # object arrays need pickle, which is never allowed
         raise DataError(f"{path}: cannot read without pickle ({str(exc).splitlines()[0]})") from None
@@ -96,8 +105,16 @@ def read_npz(path: str | Path):
 
 
 def npz_is_events(path: str | Path) -> bool:
-    with np.load(Path(path).expanduser(), allow_pickle=False) as f:
-        return "x_train" in f.files and f["x_train"].ndim == 5
+    """Whether the ``.npz``'s x_train is 5-D spikes, from its header alone (a damaged file is refused later,
+    by :func:`read_npz`, with the reason)."""
+    path = Path(path).expanduser()
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return "x_train" in f.files and len(_declared(f, path, "x_train")[0]) == 5
+    except SltError:
+        raise
+    except Exception:
+        return False
 
 
 @register("npz")

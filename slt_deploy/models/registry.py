@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 from ..config import ModelConfig, is_user_model
-from ..errors import ConfigError
+from ..errors import ConfigError, SettingConflict
 from ..limits import check_elements, short
 from .layers import SpikingNet
 
@@ -47,8 +47,27 @@ def _check_hidden(cfg: ModelConfig, n: int) -> None:
     if len(cfg.hidden) != n:
         raise ConfigError(f"model.hidden for {cfg.name} needs {n} widths, got {len(cfg.hidden)}: {cfg.hidden}")
 
-def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int) -> ModelConfig:
-    """Fill in what the model config leaves to the dataset or the model's defaults."""
+def check_against_data(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int,
+                       data: str = "the data") -> None:
+    """A model's input shape, where the settings give it, must be the data's, and its class count at least the
+    data's (``data`` says which data, for the message): a mismatch fails one line here, not deep inside the
+    first training step."""
+    shape = tuple(int(d) for d in input_shape)
+    if cfg.input_shape and tuple(cfg.input_shape) != shape:
+        raise SettingConflict("model.input_shape", ",".join(map(str, cfg.input_shape)),
+                              f"{data} has samples of shape {','.join(map(str, shape))} (C,H,W)")
+    # more outputs than the data's classes is allowed: an .npz's class count is its largest label + 1, and arrays
+    # holding a subset of the classes are legitimate
+    if cfg.num_classes and cfg.num_classes < num_classes:
+        raise SettingConflict("model.num_classes", cfg.num_classes,
+                              f"{data} has {num_classes} classes (labels 0-{num_classes - 1})")
+
+
+def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: int,
+                   data: str = "the data") -> ModelConfig:
+    """Fill in what the model config leaves to the dataset or the model's defaults, after checking what it
+    gives against the dataset's shape and classes (:func:`check_against_data`)."""
+    check_against_data(cfg, input_shape, num_classes, data)
     if is_user_model(cfg.name):
         from .user import resolve_user_config
 
@@ -69,7 +88,7 @@ def resolve_config(cfg: ModelConfig, input_shape: Tuple[int, ...], num_classes: 
 
 def model_spec(name: str) -> ModelSpec:
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown model {name!r} (model.name); available: {', '.join(sorted(MODELS))}")
     return MODELS[name]
 
 

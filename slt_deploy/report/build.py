@@ -280,7 +280,7 @@ def _nir_network(p: Path, given: GraphInputs, samples: int) -> Network:
     from ..simulate.run import load_graph, with_dt
 
     graph, _, repairs = load_graph(p, given.lenient)
-    graph, _, warned = with_dt(graph, given.dt)
+    graph, _, warned = with_dt(graph, given.dt, str(p))
     warned = repairs + warned
     meta = nir_metadata(graph)
     workload = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from ..config import RunConfig
-from ..data import infer_dataset, load_dataset
+from ..data import describe_data, infer_dataset, load_dataset
 from ..errors import ConfigError, OutputError
 from ..models import initial_model, prunable_layers, resolve_config
 from ..paths import RunPaths
@@ -81,7 +81,8 @@ def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, ech
     split = splits.get(data_key)
     if split is None:
         split = splits[data_key] = load_dataset(config.data)
-    model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes)
+    model_config = resolve_config(config.model, split.train.input_shape, split.train.num_classes,
+                                  describe_data(config.data))
     # a user model's source and weights hashes are settings: editing either starts a new run, never resumes
     config = config.replace(model=config.model.replace(name=model_config.name, weights=model_config.weights,
                                                        source_sha256=model_config.source_sha256,

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from ..errors import ExportError
 from ..utils import registrar
+from ..exporters.nir_checks import euler_step
 from ..exporters.nir_format import DEFAULT_DT, RESET_MODES, execution_order, predecessors
 
 # (input, state) -> (output, new state); the state is None at the first step of a run.
@@ -119,12 +120,9 @@ def _threshold(name, node, dt):
     return _stateless(lambda x: (x > thr).to(x.dtype))
 
 
-def _euler(name: str, tau, r, v_leak, dt: float):
+def _euler(name: str, tau, r, v_leak, dt: float, what: str = "tau"):
     """(decay, gain, leak) of one forward-Euler step, in float64 then float32; leak is None when zero."""
-    tau = np.asarray(tau, dtype=np.float64)
-    if not bool((tau > 0).all()):
-        raise ExportError(f"node {name!r}: time constants must be > 0")
-    k = dt / tau
+    k = euler_step(name, what, tau, dt)  # refuses tau <= 0 and tau < dt, as every other backend does
     leak = k * np.asarray(v_leak, dtype=np.float64)
     return _tensor(1.0 - k), _tensor(np.asarray(r, dtype=np.float64) * k), \
         (_tensor(leak) if bool((leak != 0).any()) else None)
@@ -193,8 +191,8 @@ def _if(name, node, dt):
 @_compiles(nir.CubaLIF)
 def _cubalif(name, node, dt):
     # tau_syn dI/dt = -I + w_in x  ->  I <- (1 - k_s) I + (w_in k_s) x ; the membrane then uses the new I
-    syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, 0.0, dt)
-    mem = _membrane(name, node, *_euler(name, node.tau_mem, node.r, node.v_leak, dt))
+    syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, 0.0, dt, "tau_syn")
+    mem = _membrane(name, node, *_euler(name, node.tau_mem, node.r, node.v_leak, dt, "tau_mem"))
 
     def op(x, state):
         i_syn, v, s = state if state is not None else (torch.zeros(()), None, None)

@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SltError
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,29 @@ def graph_dt(graph) -> Optional[float]:
     return None
 
 
-def with_dt(graph, dt: Optional[float]) -> Tuple[object, float, List[str]]:
+def _check_steps(graph, run_dt: float, where: str) -> None:
+    """Each neuron node's time constants against the step the executors give it (its own ``dt`` metadata, else
+    the graph's)."""
+    from ..exporters.nir_checks import euler_step
+
+    for name, node in graph.nodes.items():
+        own = "dt" in (node.metadata or {})
+        node_dt = float(node.metadata["dt"]) if own else run_dt
+        for what in ("tau", "tau_mem", "tau_syn"):
+            if type(node).__name__ in NEURON_TYPES and getattr(node, what, None) is not None:
+                try:
+                    euler_step(name, what, getattr(node, what), node_dt)
+                except SltError as exc:
+                    hint = ("; this node's step is its own dt metadata, which --dt does not change" if own
+                            else "; set the step with --dt")
+                    raise type(exc)(f"{where + ': ' if where else ''}{exc}{hint}") from None
+
+
+def with_dt(graph, dt: Optional[float], where: str = "") -> Tuple[object, float, List[str]]:
     """(graph to run, its dt, warnings): ``dt`` (when given) becomes the graph's ``dt`` metadata (nodes that
-    state their own keep it); a graph with no dt at all runs at DEFAULT_DT, with a warning naming it."""
+    state their own keep it); a graph with no dt at all runs at DEFAULT_DT, with a warning naming it. Every
+    neuron's time constants are checked against the step it will run at before anything else is done (tau < dt
+    is refused in one line naming ``where`` and the node, on every backend: :func:`euler_step`)."""
     import copy
 
     from ..exporters.nir_format import DEFAULT_DT
@@ -175,8 +195,10 @@ def with_dt(graph, dt: Optional[float]) -> Tuple[object, float, List[str]]:
             raise ConfigError(f"dt={dt} must be a positive number of seconds")
         graph = copy.copy(graph)
         graph.metadata = {**(graph.metadata or {}), "dt": float(dt)}
+        _check_steps(graph, float(dt), where)
         return graph, float(dt), []
     stated = graph_dt(graph)
+    _check_steps(graph, DEFAULT_DT if stated is None else stated, where)
     if stated is not None:
         return graph, stated, []
     return graph, DEFAULT_DT, [f"the graph states no dt; assuming dt = {DEFAULT_DT:g} s (snnTorch's export "
@@ -234,7 +256,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     if first_layer not in (None, "host", "chip"):
         raise ConfigError(f"first_layer={first_layer!r} must be host or chip")
     graph, where, repairs = load_graph(model, lenient)
-    graph, run_dt, warned = with_dt(graph, dt)
+    graph, run_dt, warned = with_dt(graph, dt, where)
     warned = repairs + warned
     work = graph_workload(graph, where, samples=samples, progress=progress, x=x, y=y, input=input, data=data,
                           encoding=encoding, timesteps=timesteps)

@@ -75,9 +75,10 @@ def nir_data(graph, path: Path) -> DataConfig:
     return cfg.replace(encoding=str(meta["encoding"]), timesteps=int(meta["timesteps"]))
 
 
-def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, where: str = ""
-                 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) batches of the first ``samples`` test samples of ``data``, with a progress bar."""
+def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, where: str = "",
+                 fits: Optional["NetworkInput"] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) batches of the first ``samples`` test samples of ``data``, with a progress bar; ``fits``: the
+    network's input, checked against the data before the first batch."""
     from tqdm.auto import tqdm
 
     from ..data import batches, load_dataset
@@ -86,6 +87,8 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
     # the samples are the same; event-mnist converts only what it loads)
     take = 0 if data.n_test == 0 else min(samples, data.n_test)  # 0: all of it (the user's data)
     test = load_dataset(data.replace(n_train=1, n_test=take)).test
+    if fits is not None:
+        fits.check(test, data)
     n = min(samples, len(test))
     if n < samples:
         warnings.warn(f"{where or data.dataset}: the test split has {len(test)} samples; using all of them, "
@@ -101,14 +104,55 @@ def test_samples(data: DataConfig, samples: int, progress: bool, desc: str, wher
             bar.update(len(y))
 
 
-def encoded_test_samples(data: DataConfig, samples: int, seed: int, progress: bool, desc: str, where: str = ""
-                         ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+def encoded_test_samples(data: DataConfig, samples: int, seed: int, progress: bool, desc: str, where: str = "",
+                         fits: Optional["NetworkInput"] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """(x_seq (T, B, ...), y) with ``data``'s encoding and T; one seeded generator, so rate spikes reproduce."""
     from ..data import encode
 
     gen = generator(seed, "workload", "encode")
-    for x, y in test_samples(data, samples, progress, desc, where):
+    for x, y in test_samples(data, samples, progress, desc, where, fits):
         yield encode(x, data.encoding, data.timesteps, gen), y
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    """What a network takes and gives -- one sample's shape and its number of outputs (class scores) -- to be
+    checked against the data it is about to run on (:meth:`check`), so that a mismatch is one line naming both
+    before any work, not a shape error inside an executor."""
+
+    shape: Tuple[int, ...]
+    outputs: int
+    what: str  # "the graph model.nir", "the ticket t.safetensors"
+
+    def check(self, ds, data: DataConfig) -> None:
+        from ..data import describe_data
+
+        shape = tuple(int(d) for d in ds.input_shape)
+        if shape != tuple(self.shape):
+            raise DataError(f"{describe_data(data)} has samples of shape {','.join(map(str, shape))}, but "
+                            f"{self.what} takes input of shape {','.join(map(str, self.shape))}")
+        if ds.num_classes > self.outputs:
+            raise DataError(f"{describe_data(data)} has {ds.num_classes} classes (labels 0-{ds.num_classes - 1}), "
+                            f"but {self.what} has {self.outputs} outputs")
+
+    def check_data(self, data: DataConfig) -> None:
+        """Load ``data``'s test split (the first sample of each split) and check it."""
+        from ..data import load_dataset
+
+        self.check(load_dataset(data.replace(n_train=1, n_test=1)).test, data)
+
+    @classmethod
+    def of_graph(cls, graph, where: str) -> "NetworkInput":
+        import nir
+
+        outputs = [n for n in graph.nodes.values() if isinstance(n, nir.Output)]
+        size = int(np.prod(np.asarray(next(iter(outputs[0].output_type.values()))))) if len(outputs) == 1 else 0
+        return cls(graph_input_shape(graph), size or 1 << 62, f"the graph {where}")  # unknown: not checked
+
+    @classmethod
+    def of_ticket(cls, ticket: Ticket, where: str) -> "NetworkInput":
+        m = ticket.record.model
+        return cls(tuple(m.input_shape), int(m.num_classes), f"the ticket {where}")
 
 
 def test_set_size(data: DataConfig) -> int:
@@ -201,6 +245,8 @@ def array_workload(x, y=None, *, shape: Tuple[int, ...], encoding: Optional[str]
 def load_input_file(path, *, shape: Tuple[int, ...], encoding: Optional[str] = None,
                     timesteps: Optional[int] = None, seed: int = 0, samples: Optional[int] = None) -> Workload:
     """A workload from a ``.npz`` (arrays ``x`` and optionally ``y``) or ``.npy`` (``x`` alone) file; no pickle."""
+    from ..data.base import npy_declared
+
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such input file")
@@ -208,14 +254,20 @@ def load_input_file(path, *, shape: Tuple[int, ...], encoding: Optional[str] = N
         raise DataError(f"{p}: input files are .npz (arrays x and optional y) or .npy (x), not {p.suffix!r}")
     try:
         if p.suffix.lower() == ".npy":
+            with open(p, "rb") as stream:
+                npy_declared(stream, p, "x")  # the declared size against --max-elements, before numpy allocates
             x, y = np.load(p, allow_pickle=False), None
         else:
             with np.load(p, allow_pickle=False) as f:
                 if "x" not in f.files:
                     raise DataError(f"{p}: holds {', '.join(f.files) or 'no arrays'}; the input must be named x "
                                     f"(and the labels y)")
+                for key in ("x", "y"):
+                    if key in f.files:
+                        with f.zip.open(f"{key}.npy") as member:
+                            npy_declared(member, p, key)
                 x, y = f["x"], (f["y"] if "y" in f.files else None)
-    except DataError:
+    except SltError:
         raise
     except (OSError, ValueError, EOFError, KeyError) as exc:  # not numpy, truncated, or object arrays (pickle)
         raise DataError(f"{p}: not a readable numpy file ({_one_line(exc)})") from None
@@ -228,10 +280,13 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def dataset_workload(data: DataConfig, samples: int, seed: int, progress: bool, where: str = "") -> Workload:
-    """The first ``samples`` test samples of ``data`` (any registered loader), encoded as ``data`` says."""
+def dataset_workload(data: DataConfig, samples: int, seed: int, progress: bool, where: str = "",
+                     fits: Optional[NetworkInput] = None) -> Workload:
+    """The first ``samples`` test samples of ``data`` (any registered loader), encoded as ``data`` says, after
+    checking them against the network's input (``fits``)."""
     xs, ys = [], []
-    for x_seq, y in encoded_test_samples(data, samples, seed, progress, f"data {where or data.dataset}", where):
+    for x_seq, y in encoded_test_samples(data, samples, seed, progress, f"data {where or data.dataset}", where,
+                                         fits):
         xs.append(x_seq.transpose(0, 1).numpy())  # (B, T, ...): the backends take samples first
         ys.append(y.numpy())
     return Workload(np.concatenate(xs), np.concatenate(ys), data.dataset, data.encoding)
@@ -275,4 +330,4 @@ def graph_workload(graph, where: str, *, samples: int, progress: bool = False, x
     if data is None:
         data = nir_data(graph, Path(where))
         data = data.replace(**{k: v for k, v in (("encoding", encoding), ("timesteps", timesteps)) if v is not None})
-    return dataset_workload(data, samples, seed, progress, where)
+    return dataset_workload(data, samples, seed, progress, where, NetworkInput.of_graph(graph, where))
