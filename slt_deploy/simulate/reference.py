@@ -382,6 +382,14 @@ def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
                     source = p if isinstance(graph.nodes[p], _NIR_SPIKING) else None
                     chains.append(SynapseChain(f"{p}->{name}", None, p, source, target=name,
                                                delayed=(p, name) in delayed))
+    # a recurrent weight node has no in-step input, so the execution order may put it first: list it after the
+    # feed-forward layers into its population, as snnTorch's model order does (the first layer into a population
+    # carries the population's neuron updates and spikes in the counts)
+    ordered = [c for c in chains if not c.recurrent]
+    for chain in (c for c in chains if c.recurrent):
+        into = [i for i, c in enumerate(ordered) if c.target == chain.target]
+        ordered.insert(into[-1] + 1 if into else len(ordered), chain)
+    chains = ordered
     targets = {c.target for c in chains}
     for name, node in graph.nodes.items():
         if isinstance(node, _NIR_SPIKING) and name not in targets:
