@@ -5,7 +5,8 @@ Braille structure: Input(12) -> Affine with a bias -> CubaLIF hidden layer with 
 Affine -> CubaLIF readout -> Output (the readout's spikes). Variants: reset to zero (NIR's own semantics) and by
 subtraction (``reset: subtract`` metadata), with and without the biases. The graphs come from
 :func:`braille_graph` (deterministic) and are also stored in ``tests/data/braille/`` (a test checks the stored
-files are what the helper writes), so they can be given to the command line as they are.
+files are what the helper writes), so they can be given to the command line as they are; the two-layer cycle is
+``tests/data/two_layer_cycle.nir``. ``benchmarks/nir_paper.py`` runs the same files.
 
 Agreement asserted: the float backends (fast-float, lava-float) spike for spike equal to the reference executor;
 the fixed-point backends (fast-fixed, lava-fixed) bit for bit equal to each other, and close to the reference.
@@ -206,6 +207,15 @@ def test_braille_graph_lava_fixed_point_is_the_fast_simulator_bit_for_bit(reset,
 
 
 # ----------------------------------------------------------------------------------- a cycle through two layers
+
+
+def test_stored_two_layer_cycle_graph_is_the_helpers():
+    stored = read_nir(DATA.parent / "two_layer_cycle.nir")
+    made = two_layer_cycle_graph()
+    assert sorted(stored.nodes) == sorted(made.nodes)
+    assert sorted(map(tuple, stored.edges)) == sorted(map(tuple, made.edges))
+    for name in ("fc_in", "fc_ab", "fc_ba", "readout"):
+        np.testing.assert_array_equal(stored.nodes[name].weight, made.nodes[name].weight)
 
 
 def test_a_cycle_through_two_layers_has_one_step_per_synapse_layer_on_the_reference():
