@@ -259,3 +259,20 @@ def test_a_cycle_through_two_layers_runs_on_every_backend(backend, first_layer):
         assert min((expected[n] == ref[n]).mean() for n in ("a", "b")) >= 0.9
     for name in ("a", "b"):
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_netx_refuses_a_current_bias_in_one_line(tmp_path):
+    """netx's CUBA neuron adds its bias to the voltage: a file of a CubaLIF layer fed through a bias would run
+    another network, so it is refused (the feed-forward Braille graph, readout made non-spiking)."""
+    from slt_deploy.compile import lower
+    from slt_deploy.errors import ExportError
+    from slt_deploy.exporters.netx_format import lowered_to_netx
+
+    graph = braille_graph("zero", True)
+    del graph.nodes["w_rec"], graph.nodes["lif2"]
+    graph.edges[:] = [e for e in graph.edges if "w_rec" not in e and "lif2" not in e] + [("fc2", "output")]
+    net = lower(graph, "fixed_pt", first_layer="chip", netx_compatible=True)
+    with pytest.raises(ExportError, match=r"^layer\(s\) lif1 take a bias into the synaptic current \(CubaLIF fed "
+                                          r"through a bias\); netx's CUBA neuron adds its bias to the voltage"):
+        lowered_to_netx(net, tmp_path / "x.h5", graph)
+    assert not (tmp_path / "x.h5").exists()
