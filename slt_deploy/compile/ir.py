@@ -37,7 +37,7 @@ itself that is ``I_t = W_in x_t + W_rec s_{t-1} + b`` (the recurrent layer's bia
 like any bias). For a cycle through several layers ``A -> B -> A`` both projections on the cycle are delayed,
 one reference step per synapse layer on the cycle (Loihi's one step per synapse)::
 
-    I_A[t] = W_in x[t] + W_BA s_B[t-1] ;  I_B[t] = W_AB s_A[t-1]  ;  s[-1] = 0
+    I_A[t] = W_in x[t] + b_in + W_BA s_B[t-1] ;  I_B[t] = W_AB s_A[t-1] + b_AB ;  s[-1] = 0
 
 so a spike of A reaches B one step later and comes back to A two steps later. (NIRTorch's interpreter delays only
 the edge that closes the cycle in its traversal; for a layer's recurrence onto itself the two readings agree.)
