@@ -115,6 +115,11 @@ def lowered_to_netx(net: LoweredNetwork, path, graph=None) -> Path:
         raise ExportError(f"layer(s) {', '.join(subtract)} reset by subtraction; netx's CUBA neuron (lava-dl) resets "
                           f"to zero, so the file would run a different network (slt-deploy simulate runs it in Lava "
                           f"with this project's own subtract-reset process)")
+    current = [p.name for p in net.populations if p.current_bias is not None]
+    if current:
+        raise ExportError(f"layer(s) {', '.join(current)} take a bias into the synaptic current (CubaLIF fed "
+                          f"through a bias); netx's CUBA neuron adds its bias to the voltage, so the file would run a "
+                          f"different network (slt-deploy simulate runs it in Lava with this project's own process)")
     path = Path(path)
     prev_name, prev_shape_3d = net.input.name, len(net.input.nir_shape) == 3
 

@@ -13,6 +13,7 @@ Conventions (the same as snnTorch's own exporter, so other NIR tools read our fi
   Neuron parameters are stored as float64: a float32 ``tau`` does not give back the float32 ``beta`` for
   about a third of all betas (``float32(1 - dt/float32(tau)) != beta``), which would break spike-exactness.
 - ``beta == 1`` (no leak) becomes ``nir.IF`` with ``r = 1/dt`` (``dv/dt = r I``, Euler: ``v <- v + I``).
+- ``snn.RLeaky`` / ``snn.RSynaptic`` become that node plus a recurrent ``Affine`` from it back to itself.
 - ``snn.Synaptic(alpha, beta)`` becomes ``nir.CubaLIF`` with ``tau_syn = dt/(1-alpha)``,
   ``w_in = 1/(1-alpha)`` (so ``I <- alpha I + x``), ``tau_mem = dt/(1-beta)``, ``r = 1/(1-beta)``
   (so ``v <- beta v + I``, with the updated current, as snnTorch does).
@@ -381,18 +382,18 @@ def _leaky(b, name, neuron, signal):
     return _Signal((name,), shape)
 
 
-@_handles(snn.RLeaky)
-def _rleaky(b, name, neuron, signal):
-    """A LIF node with a recurrent Affine from it back to itself: the cycle carries the previous step's spikes
-    (:func:`recurrent_edges`), which is RLeaky's ``beta*mem + input + recurrent(spk[t-1])``."""
+def _recurrent(b, name, neuron, signal, base: Handler, kind: str) -> _Signal:
+    """The neuron node made by ``base`` with a recurrent Affine from it back to itself: the cycle carries the
+    previous step's spikes (:func:`recurrent_edges`), which is RLeaky's ``beta*mem + input + recurrent(spk[t-1])``
+    and RSynaptic's ``alpha*syn + input + recurrent(spk[t-1])`` (the recurrent bias included, from step 0)."""
     reset = _reset_mode(name, neuron)
-    if reset == "zero":  # RLeaky's zero reset zeroes the whole next-step membrane, input included (as Synaptic)
+    if reset == "zero":  # their zero reset zeroes the whole next-step membrane, input included (as Synaptic)
         reset = "hold"
     recurrent = getattr(neuron, "recurrent", None)
     if not isinstance(recurrent, nn.Linear) or len(signal.shape) != 1:
-        raise ExportError(f"layer {name!r} (RLeaky): only an all-to-all (nn.Linear) recurrence on a flat layer is "
+        raise ExportError(f"layer {name!r} ({kind}): only an all-to-all (nn.Linear) recurrence on a flat layer is "
                           f"exported; got {type(recurrent).__name__} on shape {signal.shape}")
-    node_signal = _leaky(b, name, neuron, signal)
+    node_signal = base(b, name, neuron, signal)
     b.nodes[name].metadata["reset"] = reset
     rec_name = _join(name, "recurrent")
     weight = recurrent.weight.detach().double().numpy()
@@ -401,6 +402,19 @@ def _rleaky(b, name, neuron, signal):
                                metadata=b.weight_metadata(rec_name, weight)), node_signal)
     b.edges.append((rec_name, name))
     return node_signal
+
+
+@_handles(snn.RLeaky)
+def _rleaky(b, name, neuron, signal):
+    """A LIF node with its recurrent Affine (see :func:`_recurrent`)."""
+    return _recurrent(b, name, neuron, signal, _leaky, "RLeaky")
+
+
+@_handles(snn.RSynaptic)
+def _rsynaptic(b, name, neuron, signal):
+    """A CubaLIF node with its recurrent Affine (see :func:`_recurrent`): the recurrent input joins the synaptic
+    current, as NIR's CubaLIF sums every input into ``I``."""
+    return _recurrent(b, name, neuron, signal, _synaptic, "RSynaptic")
 
 
 @_handles(snn.Synaptic)

@@ -159,17 +159,17 @@ def _relu(leaky: snn.Leaky, name: str) -> nn.Module:
 def ann_twin(model_or_ticket) -> AnnTwin:
     """The ANN counterpart of a spiking model or ticket, in eval mode.
 
-    Same layers, same masked weights and BatchNorm statistics; every ``snn.Leaky`` (inside residual blocks
-    too) becomes ``nn.ReLU`` and the network runs once on the image instead of T times. An ``snn.RLeaky``
-    becomes ``nn.ReLU`` too, its recurrent weight dropped: run once there is no previous step, so the ANN
-    counterpart of a recurrent layer is feed-forward (as ``model.spiking=false`` builds a recurrent mlp);
-    ``meta["recurrence_dropped"]`` names those layers.
+    Same layers, same masked weights and BatchNorm statistics; every ``snn.Leaky`` or ``snn.Synaptic`` (inside
+    residual blocks too) becomes ``nn.ReLU`` and the network runs once on the image instead of T times. An
+    ``snn.RLeaky`` / ``snn.RSynaptic`` becomes ``nn.ReLU`` too, its recurrent weight dropped: run once there is no
+    previous step, so the ANN counterpart of a recurrent layer is feed-forward (as ``model.spiking=false`` builds
+    a recurrent mlp); ``meta["recurrence_dropped"]`` names those layers.
     """
     body, meta = _body_of(model_or_ticket)
-    dropped = [name for name, m in body.named_modules() if type(m) is snn.RLeaky]
+    dropped = [name for name, m in body.named_modules() if type(m) in (snn.RLeaky, snn.RSynaptic)]
     if dropped:
         meta = {**meta, "recurrence_dropped": ", ".join(dropped)}
-    return AnnTwin(_convert(body, _relu, (snn.Leaky, snn.RLeaky)), meta).eval()
+    return AnnTwin(_convert(body, _relu, (snn.Leaky, snn.RLeaky, snn.Synaptic, snn.RSynaptic)), meta).eval()
 
 
 # --------------------------------------------------------------------------------------------------------

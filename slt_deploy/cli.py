@@ -22,6 +22,8 @@ from .limits import Limits, set_max_elements
 
 # settings whose plain field name would be ambiguous on the command line
 FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path", ("model", "args"): "model-args"}
+DEVICE_HELP = ("where the fast simulator runs and activity is counted: auto (the GPU when there is one), cpu, cuda or "
+               "cuda:N; the counts are the same on any device (default: auto)")
 
 
 def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
@@ -285,7 +287,8 @@ def cmd_report(args) -> int:
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
                           samples=args.samples, progress=not args.no_progress, graph_inputs=given, ops=args.ops,
                           host_profile=args.host_profile, train_ann=not args.untrained_ann, runs_dir=args.runs_dir,
-                          neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann)
+                          neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann,
+                          device=args.device)
     for warning in result.data.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
@@ -298,7 +301,8 @@ def cmd_deploy(args) -> int:
 
     model, data = _model_data_args(args)
     result = deploy(args.target, profile=args.profile, out=args.out, backend=args.backend, model=model, data=data,
-                    samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress)
+                    samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress,
+                    device=args.device)
     print(result.summary)
     for key in ("summary", "json", "report", "nir", "netx"):
         if key in result.files:
@@ -478,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--samples", type=int, default=200, help="test samples simulated for the counts (default: 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     _add_input_flags(p)  # applies to the NIR graphs; tickets run on their own data
     p.set_defaults(func=cmd_report)
 
@@ -497,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-overlap", action="store_true", help="evaluate even on data that overlaps the ticket's "
                                                                 "training split (labelled in every output)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",

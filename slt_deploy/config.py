@@ -202,9 +202,16 @@ class NeuronConfig(Settings):
     reset: str = setting("zero", "reset after a spike: zero (what Loihi/Lava implement) or subtract",
                          choices=("zero", "subtract"))
     surrogate_alpha: float = setting(2.0, "slope of the ATan surrogate gradient")
+    alpha: float = setting(0.0, "synaptic current decay per step (snnTorch Synaptic alpha) in [0, 1); 0 = no "
+                           "synaptic current (Leaky); > 0 needs --reset subtract")
 
     def validate(self):
         _check(0.0 <= self.beta <= 1.0, f"neuron.beta={self.beta} must be in [0, 1]")
+        _check(0.0 <= self.alpha < 1.0, f"neuron.alpha={self.alpha} must be in [0, 1)")
+        # snnTorch Synaptic's zero reset also drops the step's input (exported as "hold"), which Lava cannot run
+        _check(self.alpha == 0.0 or self.reset == "subtract",
+               f"neuron.alpha={self.alpha} (Synaptic neurons) needs neuron.reset=subtract (--reset subtract): "
+               f"Synaptic's zero reset also drops the step's input, which Lava cannot run")
         _check(self.threshold > 0, f"neuron.threshold={self.threshold} must be > 0")
         _check(self.surrogate_alpha > 0, f"neuron.surrogate_alpha={self.surrogate_alpha} must be > 0")
 
@@ -222,8 +229,9 @@ class ModelConfig(Settings):
     spiking: bool = setting(True, "false = the ANN twin: ReLU in place of every LIF neuron (MPLT / LT baselines)")
     patch_keep: float = setting(1.0, "spikformer: fraction of patches kept before the encoder (MultiSp level 1)")
     binary_activations: bool = setting(False, "spikformer: binarize the ConvPEP output (MultiSp level 3)")
-    recurrent: bool = setting(False, "mlp: hidden layers are snnTorch RLeaky with an all-to-all recurrent Linear "
-                              "(needs --reset subtract); its ANN twin is the feed-forward ReLU MLP")
+    recurrent: bool = setting(False, "mlp: hidden layers are snnTorch RLeaky (RSynaptic with --alpha > 0) with an "
+                              "all-to-all recurrent Linear (needs --reset subtract); its ANN twin is the "
+                              "feed-forward ReLU MLP")
     args: str = setting("", "user model: keyword arguments of the factory as a JSON object, e.g. '{\"hidden\": 64}'")
     weights: Optional[str] = setting(None, "weights to start from (safetensors, or a torch state dict "
                                      "read with weights_only=True); IMP and EB rewind to them")

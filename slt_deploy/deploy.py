@@ -79,12 +79,13 @@ def _with_data(ticket: Ticket, data: DataConfig) -> Ticket:
 
 def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
            data: Optional[DataConfig] = None, samples: int = 100, allow_overlap: bool = False,
-           progress: bool = True, echo=print) -> DeployResult:
+           progress: bool = True, echo=print, device: str = "auto") -> DeployResult:
     """Deploy ``target`` (a ticket path, a :class:`Ticket`, or a model name / ``file.py:factory`` whose
     settings and weights are in ``model``) on ``profile``; every file goes to ``out``.
 
     ``data``: evaluation data (default: the ticket's test split; required for a model). ``samples``: test
-    samples simulated and costed.
+    samples simulated and costed. ``device``: where the fast simulator runs and the report counts activity
+    (``auto``: the GPU when there is one; the same counts anywhere).
     """
     from .compile import FORMATS as COMPILED
     from .cost.profiles import load_profile
@@ -99,6 +100,9 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     if samples < 1:
         raise ConfigError(f"samples={samples} must be >= 1")
     hw = load_profile(profile)  # a bad profile fails before anything is written
+    from .utils import resolve_device
+
+    resolve_device(device)  # a GPU that is not there: one line, before anything is written
     out = Path(out)
 
     # 1. the ticket
@@ -151,7 +155,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     float_backend = "fast-float" if backend.startswith("fast") else "lava-float"
     sims = {}
     for name in dict.fromkeys([float_backend, backend]):
-        sims[name] = simulate(files["nir"], name, samples=samples, progress=progress)
+        sims[name] = simulate(files["nir"], name, samples=samples, progress=progress, device=device)
         echo(sims[name].summary().split("\n")[0])
     write_json_atomic(out / FILES["simulate"], {k: v.to_dict() for k, v in sims.items()})
     files["simulate"] = out / FILES["simulate"]
@@ -164,7 +168,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     files["ann"] = export_ticket_onnx(files["ticket"], out / FILES["ann"])
     targets = [a for a in ANN_TARGETS if a != hw.name] if hw.kind == "neuromorphic" else []
     report = build_report([files["nir"]], ann=files["ann"], profiles=[profile, *targets], out=out / FILES["report"],
-                          samples=samples, progress=progress)
+                          samples=samples, progress=progress, device=device)
     files["report"] = report.markdown
 
     data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)

@@ -32,7 +32,14 @@ DT = 1e-4
 
 # ------------------------------------------------------------------------------------------ networks
 
-def _neuron(rng, kind, n, betas, threshold):
+def _neuron(rng, kind, n, betas, threshold, reset="zero"):
+    node = _neuron_node(rng, kind, n, betas, threshold)
+    if reset != "zero":
+        node.metadata = {"reset": reset}
+    return node
+
+
+def _neuron_node(rng, kind, n, betas, threshold):
     beta = rng.choice(betas, n)  # several betas -> several Lava processes (groups) per population
     # a (lo, hi) threshold is drawn per neuron (the compiler folds it into the weights)
     thr = rng.uniform(*threshold, n) if isinstance(threshold, tuple) else np.full(n, threshold)
@@ -47,7 +54,7 @@ def _neuron(rng, kind, n, betas, threshold):
 
 
 def random_graph(seed, sizes, *, density, w_mean, w_std, betas=(0.5,), threshold=1.0, kind="LIF", bias=0.0,
-                 small=None, spiking_output=False, scaled=False):
+                 small=None, spiking_output=False, scaled=False, reset="zero"):
     """Input -> (Affine -> neuron)* -> Affine readout -> Output. ``small=(layer, hi)`` redraws that layer's
     weights in [0, hi): tiny positive weights against the threshold give a negative weight exponent.
     ``spiking_output`` makes the last layer spiking and wires it to the Output (a spike readout); ``scaled``
@@ -70,7 +77,7 @@ def random_graph(seed, sizes, *, density, w_mean, w_std, betas=(0.5,), threshold
             nodes["output"] = nir.Output(output_type={"output": np.array([n_out])})
             edges.append((name, "output"))
         else:
-            nodes[f"lif{i}"] = _neuron(rng, kind, n_out, betas, threshold)
+            nodes[f"lif{i}"] = _neuron(rng, kind, n_out, betas, threshold, reset)
             edges.append((name, f"lif{i}"))
             prev = f"lif{i}"
     if spiking_output:
@@ -142,6 +149,12 @@ CASES = [
                             betas=(0.3, 0.5, 0.7), small=(2, 0.0006)), "chip", 2, 60,
      {"negative_exp": 1, "groups": 3}),
     ("branches-chip", dict(seed=6, builder=branch_graph), "chip", 3, 12, {"groups": 2}),
+    # a bias into CubaLIF neurons enters their current (the project's Lava process), with both resets
+    ("cubalif-bias-chip", dict(seed=7, sizes=(40, 30, 15, 5), density=0.5, w_mean=0.1, w_std=0.5, kind="CubaLIF",
+                               bias=0.05), "chip", 3, 12, {"current_bias": 1}),
+    ("cubalif-bias-subtract-groups", dict(seed=8, sizes=(30, 25, 12, 5), density=0.6, w_mean=0.1, w_std=0.5,
+                                          kind="CubaLIF", bias=0.05, reset="subtract", betas=(0.5, 0.8)),
+     "chip", 3, 12, {"groups": 2, "current_bias": 1}),
 ] + [random_case(seed) for seed in range(6)]
 CASE = {c[0]: c for c in CASES}
 
@@ -167,6 +180,8 @@ def check_exercised(net, result, wants):
         assert max(len(p.groups()) for p in net.populations) == wants["groups"]
     if "negative_exp" in wants:
         assert min(p.weight_exp for p in net.projections) < 0
+    if "current_bias" in wants:
+        assert all(p.current_bias is not None and p.current_bias.any() for p in net.populations)
     for name, s in result.spikes.items():  # no silent or saturated-on layer: spikes carry information
         assert 0 < s.mean() < 1, name
     if net.readout.kind == "spikes":
@@ -188,7 +203,8 @@ def _lava_clip(block):
 def streamed_lava(net, x):
     """Lava's processes, transcribed literally and stepped as run_lava steps them (fixed_pt).
 
-    Samples stream back to back; every LIFReset resets at its offset; one Dense per (target group, source group)
+    Samples stream back to back; every LIFReset resets at its offset (the project's LIF: current bias and
+    subtract reset too); one Dense per (target group, source group)
     block with its own weight clip and exponent shift, sending last step's int64 sum through an int32 channel;
     LIF state in int32 with Lava's expressions. Independent of fastsim's batching (and of Lava); slow.
     """
@@ -211,6 +227,7 @@ def streamed_lava(net, x):
                 blocks.append([pr, ti, si, _lava_clip(block), np.zeros(ti.size, np.int64)])
     u = {p.name: np.zeros(p.size, np.int32) for p in net.populations}
     v = {p.name: np.zeros(p.size, np.int32) for p in net.populations}
+    s_prev = {p.name: np.zeros(p.size, bool) for p in net.populations}  # the project's LIF (subtract reset)
     rec = {p.name: np.zeros((total, p.size), np.int8) for p in net.populations}
     readout = np.zeros((total, n_out))
     for c in range(total):
@@ -232,18 +249,26 @@ def streamed_lava(net, x):
                 if tau % t == (1 + p.lag) % t:
                     u[p.name][idx] = 0
                     v[p.name][idx] = 0
+                    s_prev[p.name][idx] = False
                 uu, vv = u[p.name][idx], v[p.name][idx]
                 dec = np.int64(uu) * (4096 - (int(p.du[k]) + 1))
                 dec = np.int32(np.sign(dec) * np.right_shift(np.abs(dec), 12))
-                dec += np.left_shift(a_in[p.name][idx], 6)
+                a = a_in[p.name][idx]
+                if p.current_bias is not None:  # the project's LIF: the current bias joins a_in (int32)
+                    a = (a.astype(np.int64) + p.current_bias[idx]).astype(np.int32)
+                dec += np.left_shift(a, 6)
                 wrapped = np.where(dec > 2 ** 23, dec - 2 ** 24, dec)
                 uu = np.where(wrapped <= -2 ** 23, dec + 2 ** 24, wrapped).astype(np.int32)
                 bias = np.left_shift(p.bias_mant[idx].astype(np.int32), p.bias_exp[idx].astype(np.int32))
+                if p.reset == "subtract":
+                    bias = bias - (int(p.vth[k]) << 6) * s_prev[p.name][idx].astype(np.int32)
                 dv = np.int64(vv) * (4096 - int(p.dv[k]))
                 dv = np.int32(np.sign(dv) * np.right_shift(np.abs(dv), 12))
                 vv = np.clip(dv + uu + bias, -(2 ** 23) + 1, 2 ** 23 - 1).astype(np.int32)
                 s = vv > (int(p.vth[k]) << 6)
-                vv[s] = 0
+                if p.reset != "subtract":
+                    vv[s] = 0
+                s_prev[p.name][idx] = s
                 u[p.name][idx], v[p.name][idx] = uu, vv
                 s_all[idx] = s
             spikes[p.name] = s_all

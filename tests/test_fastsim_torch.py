@@ -162,14 +162,14 @@ def test_refuses_floating_pt_and_features_it_does_not_implement():
                                "floating_pt runs on the numpy FastSim")
 
     net, _ = CASES_MODULE.case_network(CASES_MODULE.CASE["lif-host"])
-    # a population setting it does not implement (the subtract reset, added to the IR by issue 13) is refused,
-    # not ignored; its default value is what this backend implements
-    pop = net.populations[0]
-    TorchFastSim(replace(net, populations=(replace(pop, reset="zero"), *net.populations[1:])), "cpu")
-    changed = replace(net, populations=(replace(pop, reset="subtract"), *net.populations[1:]))
+    # a projection setting it does not implement (a recurrent projection, issue 13) is refused, not ignored;
+    # its default value is what this backend implements
+    proj = net.projections[0]
+    TorchFastSim(replace(net, projections=(replace(proj, recurrent=False), *net.projections[1:])), "cpu")
+    changed = replace(net, projections=(replace(proj, recurrent=True), *net.projections[1:]))
     with pytest.raises(SimError) as info:
         TorchFastSim(changed, "cpu")
-    assert str(info.value) == (f"population {pop.name!r}: reset='subtract' is not implemented by the torch "
+    assert str(info.value) == (f"projection {proj.name!r}: recurrent=True is not implemented by the torch "
                                f"fast simulator; use the numpy FastSim")
 
     back = net.projections[1]

@@ -481,10 +481,10 @@ def test_netx_with_the_first_layer_on_chip_and_inspect_reads_netx(tmp_path, caps
     assert capsys.readouterr().err.strip() == "slt-deploy: error: --first-layer applies to --format netx, not nir"
 
 
-def test_cubalif_with_a_bias_runs_host_fed_and_is_refused_on_chip():
-    """A bias into a current-based layer accumulates in its synaptic current: exact when the layer is fed from
-    the host (the bias is part of the host current), refused on chip (Lava's bias enters the voltage)."""
-    from slt_deploy.compile import CompileError, lower
+def test_cubalif_with_a_bias_runs_host_fed_and_on_chip():
+    """A bias into a current-based layer accumulates in its synaptic current (NIR's CubaLIF): in the host current
+    when the layer is fed from the host, as the population's current bias on chip."""
+    from slt_deploy.compile import lower
 
     n = 4
     nodes = OrderedDict(
@@ -500,11 +500,12 @@ def test_cubalif_with_a_bias_runs_host_fed_and_is_refused_on_chip():
     x = (np.random.default_rng(4).random((3, 20, 3)) < 0.5).astype(np.float32)
     reference = run("reference", graph, x, "host").spikes["cuba"]
     assert reference.sum() > 20
-    np.testing.assert_array_equal(run("fast-float", graph, x, "host").spikes["cuba"], reference)
-    assert (run("fast-fixed", graph, x, "host").spikes["cuba"] == reference).mean() >= 0.95
-    with pytest.raises(CompileError, match=r"node 'cuba' \(CubaLIF\): a bias feeding a current-based neuron with "
-                                           r"synaptic memory cannot be mapped to Lava's voltage bias on chip"):
-        lower(graph, first_layer="chip")
+    for first_layer in ("host", "chip"):
+        np.testing.assert_array_equal(run("fast-float", graph, x, first_layer).spikes["cuba"], reference)
+        assert (run("fast-fixed", graph, x, first_layer).spikes["cuba"] == reference).mean() >= 0.95
+    cuba = lower(graph, first_layer="chip").population("cuba")
+    np.testing.assert_allclose(cuba.current_bias, [0.05, 0.0, 0.1, -0.02], rtol=1e-6)  # g_m g_s = 1 here
+    assert not cuba.bias_mant.any()
 
 
 def test_snntorch_rleaky_network_exports_to_a_recurrent_graph_that_runs_everywhere():

@@ -116,7 +116,7 @@ SOURCE = textwrap.dedent('''
 
 
     def make_recurrent():
-        return nn.Sequential(nn.Flatten(), nn.Linear(16, 3), snn.RLeaky(beta=0.9, linear_features=3,
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 3), snn.RLeaky(beta=0.9, all_to_all=False, V=0.5,
                                                                       init_hidden=True))
 
 
@@ -361,7 +361,8 @@ def test_deploy_refuses_overlapping_data_or_labels_it(user, tmp_path, capsys):
                                        "stacked (steps, batch, ...) spikes", "forward(x) for ONE time step"]),
     ("{root}/own_net.py:make_branch", ["layer 'fc2' does not take the previous layer's output", "forward(x) for ONE"]),
     ("{root}/own_net.py:make_explicit", ["layer '2' (Leaky) has init_hidden=False", "init_hidden=True"]),
-    ("{root}/own_net.py:make_recurrent", ["layer '2' (RLeaky) is not supported"]),
+    ("{root}/own_net.py:make_recurrent", ["layer '2' (RLeaky) has a RecurrentOneToOne recurrence; only an "
+                                          "all-to-all nn.Linear one is supported"]),
     ("no_such_package_xyz.mod:make", ["cannot find module 'no_such_package_xyz.mod'"]),
 ])
 def test_bad_model_specs_are_one_line_errors(user, tmp_path, capsys, spec, fragments):
@@ -482,7 +483,8 @@ def test_api_search_and_deploy_with_a_module_instance_and_dataloaders(user, tmp_
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
-def test_synaptic_and_subtract_reset_export_exactly_and_lava_refuses_them_in_one_line(user, tmp_path, capsys, reset):
+def test_synaptic_exports_exactly_deploys_with_subtract_and_zero_reset_is_refused_in_one_line(user, tmp_path, capsys,
+                                                                                            reset):
     from safetensors.torch import save_file
 
     from slt_deploy import api
@@ -495,15 +497,16 @@ def test_synaptic_and_subtract_reset_export_exactly_and_lava_refuses_them_in_one
     run = api.simulate(api.export_nir(net, input_shape=(1, 4, 4)), x, backend="reference")
     assert np.array_equal(run.outputs.reshape(expected.shape), expected)
     assert run.spikes["2"].sum() > 0  # the neurons fire: the equality is not of silent layers
-    # Synaptic's zero reset also drops the next step's input, which Lava cannot do; with the subtract reset
-    # (which Lava runs since issue 13) the ANN twin of the cost report is what refuses a Synaptic layer
+    # Synaptic's zero reset also drops the next step's input, which Lava cannot do; the subtract reset deploys
+    # (Lava runs it since issue 13; the ANN twin of the cost report turns Synaptic into ReLU since issue 25)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    _one_line_error(capsys, ["deploy", f"{user / 'own_net.py'}:make_synaptic", "--weights",
-                             str(tmp_path / "w.safetensors"), "--model-args", json.dumps({"reset": reset}),
-                             "--data-path", str(user / "data.npz"), "--profile", "loihi", "--backend", "fast-fixed",
-                             "--out", str(tmp_path / "o"), "--no-progress"],
-                    "reset mode 'hold' is not supported" if reset == "zero" else
-                    "layer '2' (Synaptic) is not supported by the ONNX exporter")
+    argv = ["deploy", f"{user / 'own_net.py'}:make_synaptic", "--weights", str(tmp_path / "w.safetensors"),
+            "--model-args", json.dumps({"reset": reset}), "--data-path", str(user / "data.npz"), "--profile",
+            "loihi", "--backend", "fast-fixed", "--out", str(tmp_path / "o"), "--no-progress"]
+    if reset == "subtract":
+        assert main(argv) == 0 and (tmp_path / "o").is_dir()
+        return
+    _one_line_error(capsys, argv, "reset mode 'hold' is not supported")
     assert not (tmp_path / "o").exists()  # refused before anything is written
 
 

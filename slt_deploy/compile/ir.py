@@ -27,18 +27,25 @@ of the step where ``(tau - 1 - lag) % T == 0`` (Lava ``LIFReset(reset_interval=T
 i.e. exactly when their first input of a new sample arrives; synapse buffers need no reset because of the
 staggering.
 
-Recurrence (a projection from a population into itself, ``Projection.recurrent``)
----------------------------------------------------------------------------------
-NIR has no delays on edges; a cycle through a spiking node is read as snnTorch's ``RLeaky`` / ``RSynaptic``
-compute it (:func:`slt_deploy.exporters.nir_format.recurrent_edges`): the edge leaving the spiking node carries
-its spikes of the *previous* reference step, zero at step 0, so ``I_t = W_in x_t + W_rec s_{t-1} + b`` (the
-recurrent layer's bias ``b`` is there from step 0 on, like any bias). Lava's Dense/Sparse already delivers at
-``tau`` what it received at ``tau - 1``, so a recurrent projection has ``delay == 1`` and joins the population's
-other inputs with no lag of its own (its source's lag is its target's). What would cross a sample boundary --
-the spikes of a sample's last step, delivered at the next sample's first step -- is cut by a gate process on the
-recurrent path that sends zeros at every step with ``(tau - lag) % T == 0``
-(:mod:`slt_deploy.simulate.lava_neurons`). Only a layer's recurrence onto itself is mapped; a cycle through
-several neuron layers is refused.
+Recurrence (a projection that carries the previous step's spikes, ``Projection.recurrent``)
+---------------------------------------------------------------------------------------------
+NIR edges carry no delay, and a cycle cannot be computed without one. This project reads a cycle as snnTorch's
+``RLeaky`` / ``RSynaptic`` compute their recurrence and as a chip's synapses do
+(:func:`slt_deploy.exporters.nir_format.recurrent_edges`): every edge that leaves a spiking node and leads back to
+it carries that node's spikes of the *previous* reference step (zero at step 0). For a layer's recurrence onto
+itself that is ``I_t = W_in x_t + W_rec s_{t-1} + b`` (the recurrent layer's bias ``b`` is there from step 0 on,
+like any bias). For a cycle through several layers ``A -> B -> A`` both projections on the cycle are delayed,
+one reference step per synapse layer on the cycle (Loihi's one step per synapse)::
+
+    I_A[t] = W_in x[t] + b_in + W_BA s_B[t-1] ;  I_B[t] = W_AB s_A[t-1] + b_AB ;  s[-1] = 0
+
+so a spike of A reaches B one step later and comes back to A two steps later. (NIRTorch's interpreter delays only
+the edge that closes the cycle in its traversal; for a layer's recurrence onto itself the two readings agree.)
+Lava's Dense/Sparse already delivers at ``tau`` what it received at ``tau - 1``, so a recurrent projection has
+``delay == 1`` and adds no lag: ``lag(target) == lag(source)`` (a forward projection has ``lag(target) ==
+lag(source) + 1``; all of a population's inputs must agree). What would cross a sample boundary -- the spikes of
+a sample's last step, delivered at the next sample's first step -- is cut by a gate process on the recurrent path
+that sends zeros at every step with ``(tau - lag) % T == 0`` (:mod:`slt_deploy.simulate.lava_neurons`).
 
 Synapses (projection ``p`` from ``src`` into ``dst``)
 ------------------------------------------------------
@@ -75,6 +82,17 @@ fixed_pt (Loihi bit-accurate, lava.proc.lif.models.PyLifModelBitAcc), all intege
 with ``trunc0(x / 4096) = sign(x) * (|x| >> 12)`` (rounds toward zero) and ``wrap24`` Lava's 24-bit wrap
 (``x > 2**23 -> x - 2**24``, then ``x <= -2**23 -> x + 2**24``). ``du = 4095`` keeps no current
 (``u = a_in << 6``), which is snnTorch's Leaky.
+
+Current bias (``Population.current_bias``, the bias of the layer before a CubaLIF node with synaptic memory).
+NIR's CubaLIF is ``tau_syn dI/dt = -I + w_in S``, so the Affine's bias is part of ``S`` and accumulates in the
+synaptic current ``I``, not in the voltage: ``I_t = a I_{t-1} + g_s (W x_t + b)``. Lava's LIF bias enters ``v``,
+so a current bias is added to ``a_in`` before Lava's own update, on this project's Lava process
+(:mod:`slt_deploy.simulate.lava_neurons`)::
+
+    u = u*(1 - du) + (a_in + current_bias)                                  (floating_pt, current_bias = g_m g_s b)
+    u = wrap24(trunc0(u * (4096 - (du + 1)) / 4096) + ((a_in + current_bias) << 6))   (fixed_pt, integer, a_in units)
+
+(for LIF and IF, with no current memory, the layer's bias is the voltage bias ``bias_mant``: the same thing).
 
 Reset by subtraction (``Population.reset == "subtract"``, snnTorch's default and NIR ``reset: subtract``
 metadata) runs on this project's own Lava process (:mod:`slt_deploy.simulate.lava_neurons`), which keeps the
@@ -186,6 +204,12 @@ class Population:
     bias_exp: np.ndarray
     lag: int
     reset: str = "zero"       # "zero" (Lava LIF) or "subtract" (slt_deploy.simulate.lava_neurons)
+    current_bias: Optional[np.ndarray] = None  # (n,) added to a_in (float; int64 in fixed_pt); None: no current bias
+
+    @property
+    def own_process(self) -> bool:
+        """Whether Lava runs this population on the project's own LIF process (subtract reset or a current bias)."""
+        return self.reset == "subtract" or self.current_bias is not None
 
     @property
     def size(self) -> int:
@@ -214,6 +238,7 @@ class Projection:
     delay: int = 1            # Lava steps between the source's spike and the target's input
     scale: float = 1.0        # fixed_pt: mantissa = q(scale * weight / target threshold) (readout: no
                               # threshold); 1.0 in float
+    recurrent: bool = False   # carries the source's spikes of the previous step (module docstring)
 
     @property
     def nnz(self) -> int:
@@ -223,11 +248,6 @@ class Projection:
     def density(self) -> float:
         n = self.weight.shape[0] * self.weight.shape[1]
         return self.nnz / n if n else 0.0
-
-    @property
-    def recurrent(self) -> bool:
-        """A population's projection onto itself: its spikes of the previous step (see the module docstring)."""
-        return self.source == self.target
 
     def dense(self) -> np.ndarray:
         return self.weight.toarray() if sp.issparse(self.weight) else np.asarray(self.weight)
@@ -326,10 +346,11 @@ class LoweredNetwork:
             lines.append(f"  host {self.host.name} -> {self.host.target} ({self.host.weight.nnz} weights)")
         for p in self.populations:
             lines.append(f"  population {p.name} {p.node_type} {p.nir_shape} lag={p.lag} "
-                         f"groups={len(p.groups())}{' reset=subtract' if p.reset == 'subtract' else ''}")
+                         f"groups={len(p.groups())}{' reset=subtract' if p.reset == 'subtract' else ''}"
+                         f"{' current_bias' if p.current_bias is not None else ''}")
         for p in self.projections:
             lines.append(f"  projection {p.name}: {p.source} -> {p.target} {p.weight.shape} "
-                         f"density={p.density:.3f} weight_exp={p.weight_exp}")
+                         f"density={p.density:.3f} weight_exp={p.weight_exp}{' recurrent' if p.recurrent else ''}")
         lines.append(f"  readout {self.readout.name} ({self.readout.kind}) lag={self.readout.lag}")
         lines.extend("  " + q.line() for q in self.quantization)
         return "\n".join(lines)

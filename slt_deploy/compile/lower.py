@@ -13,18 +13,24 @@ rounded once to float32), so for snnTorch graphs ``decay == beta`` and ``gain ==
     LIF     v <- decay v + gain I + k v_leak      -> Lava du = 1, dv = 1 - decay, rows of W scaled by gain,
                                                      bias = gain * const + k v_leak, vth = v_threshold
     IF      v <- v + (r dt) I                     -> dv = 0, gain = r dt
-    CubaLIF I <- a I + g_s x ; v <- d v + g_m I   -> du = 1 - a, dv = 1 - d, rows scaled by g_m g_s
+    CubaLIF I <- a I + g_s x ; v <- d v + g_m I   -> du = 1 - a, dv = 1 - d, rows scaled by g_m g_s,
+                                                     current_bias = g_m g_s const (NIR: the bias is part of x)
 
 Per-neuron parameters are kept per neuron; the Lava backend groups neurons with equal (du, dv, vth) into one LIF
 process each, and the fixed-point pass folds per-neuron thresholds into the weights (exact for reset to zero and
 by subtraction). ``reset: subtract`` metadata gives a subtract-reset population (see :mod:`.ir`).
+
+An edge that carries the previous step's spikes (on a cycle, :func:`~slt_deploy.exporters.nir_format.
+recurrent_edges`) makes its source a *delayed* term of the signal (``_Signal.delayed``), and the projection built
+from it a recurrent one, whatever the cycle's length; lags then follow ``lag(target) = lag(source)`` for a
+recurrent projection and ``lag(source) + 1`` for any other (:func:`_lags`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import nir
 import numpy as np
@@ -96,6 +102,7 @@ class _Signal:
     const: np.ndarray
     nodes: Tuple[str, ...] = ()
     li: Optional[Tuple[str, np.ndarray, np.ndarray]] = None  # (node, decay, gain) of a readout LI node
+    delayed: FrozenSet[str] = frozenset()  # sources whose term carries their spikes of the previous step
 
     @property
     def size(self) -> int:
@@ -106,13 +113,13 @@ class _Signal:
         if bias is not None:
             const = const + bias
         terms = OrderedDict((src, sp.csr_matrix(matrix @ m)) for src, m in self.terms.items())
-        return _Signal(tuple(shape), terms, const, self.nodes + (name,))
+        return _Signal(tuple(shape), terms, const, self.nodes + (name,), delayed=self.delayed)
 
 
-def _identity_signal(source: str, shape: Shape) -> _Signal:
+def _identity_signal(source: str, shape: Shape, delayed: bool = False) -> _Signal:
     n = int(np.prod(shape))
     return _Signal(tuple(shape), OrderedDict([(source, sp.identity(n, format="csr", dtype=np.float64))]),
-                   np.zeros(n))
+                   np.zeros(n), delayed=frozenset([source]) if delayed else frozenset())
 
 
 @dataclass
@@ -127,6 +134,7 @@ class _PopDraft:
     vth: np.ndarray
     bias: np.ndarray
     reset: str = "zero"
+    current_bias: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -135,6 +143,7 @@ class _ProjDraft:
     source: str
     target: str
     matrix: sp.csr_matrix  # NIR flat order, float64
+    recurrent: bool = False  # carries the source's spikes of the previous step
 
 
 @dataclass
@@ -182,8 +191,12 @@ def _one_input(name: str, node, inputs: List[_Signal]) -> _Signal:
             raise CompileError(f"node {name!r}: an LI readout node can only feed the Output node")
         terms = OrderedDict(sig.terms)
         for src, m in other.terms.items():
+            if src in terms and (src in sig.delayed) != (src in other.delayed):
+                raise CompileError(f"node {name!r}: it receives the neuron layer {src!r} both in step and delayed "
+                                   f"by one step (through a cycle); such a mix is not mapped")
             terms[src] = sp.csr_matrix(terms[src] + m) if src in terms else m
-        sig = _Signal(sig.shape, terms, sig.const + other.const, sig.nodes + other.nodes)
+        sig = _Signal(sig.shape, terms, sig.const + other.const, sig.nodes + other.nodes,
+                      delayed=sig.delayed | other.delayed)
     if sig.li is not None and not isinstance(node, nir.Output):
         raise CompileError(f"node {name!r} ({type(node).__name__}) follows the LI node {sig.li[0]!r}; a "
                            f"non-spiking LI node is only supported directly before the Output node")
@@ -267,7 +280,7 @@ def _flatten(low, name, node, inputs):
     start, end = int(node.start_dim), int(node.end_dim)
     start, end = start % ndim if ndim else 0, end % ndim if ndim else 0
     shape = sig.shape[:start] + (int(np.prod(sig.shape[start:end + 1])),) + sig.shape[end + 1:]
-    return _Signal(shape, sig.terms, sig.const, sig.nodes + (name,))
+    return replace(sig, shape=shape, nodes=sig.nodes + (name,))
 
 
 @handles(nir.Scale)
@@ -313,37 +326,43 @@ def _check_reset(name: str, node) -> str:
 
 
 def _add_population(low: _Lowering, name, node, sig: _Signal, *, du, dv, gain, extra_bias, reset,
-                    const_gain=None):
-    """Turn the input signal of a neuron node into projections (and host input) plus a population."""
+                    const_gain=None, current_bias: bool = False):
+    """Turn the input signal of a neuron node into projections (and host input) plus a population.
+
+    ``current_bias``: the signal's constant enters the synaptic current (CubaLIF), not the voltage bias."""
     thr = _per_neuron(name, "v_threshold", node.v_threshold, sig.shape)
     if not bool((thr > 0).all()):
         raise CompileError(f"node {name!r} ({type(node).__name__}): v_threshold must be > 0, got "
                            f"min {thr.min():.4g}")
     const_gain = gain if const_gain is None else const_gain
     rows = sp.diags(gain, format="csr")
-    bias = const_gain * sig.const + extra_bias
+    const = const_gain * sig.const
+    bias = extra_bias if current_bias else const + extra_bias
+    cur_bias = const if current_bias else None
     for src, matrix in sig.terms.items():
-        if src not in (low.input_name, name) and src not in low.pops:
-            raise CompileError(f"node {name!r}: a recurrent input from the neuron layer {src!r} (a cycle through "
-                               f"several neuron layers); only a layer's recurrence onto itself is mapped (snnTorch "
-                               f"RLeaky / RSynaptic)")
+        recurrent = src in sig.delayed
+        if src != low.input_name and src not in low.pops and not recurrent:
+            raise CompileError(f"node {name!r}: its input from the neuron layer {src!r} comes before that layer "
+                               f"is computed, on no cycle")
         scaled = sp.csr_matrix(matrix if bool((gain == 1).all()) else rows @ matrix)
         scaled.eliminate_zeros()
-        draft = _ProjDraft(sig.nodes, src, name, scaled)
+        draft = _ProjDraft(sig.nodes, src, name, scaled, recurrent)
         if src == low.input_name and low.first_layer == "host":
             if low.host is not None:
                 raise CompileError(f"node {name!r}: the input feeds more than one neuron layer ({low.host.target!r} "
                                    f"and {name!r}); use first_layer='chip' with spike input")
-            if len([s for s in sig.terms if s != name]) > 1:  # its own recurrence is on chip, in step
+            in_step = [s for s in sig.terms if s not in sig.delayed]  # recurrent inputs are on chip, in step
+            if len(in_step) > 1:
                 raise CompileError(f"node {name!r}: the first neuron layer receives the input and other layers "
-                                   f"({', '.join(s for s in sig.terms if s != src)}); not supported with "
+                                   f"({', '.join(s for s in in_step if s != src)}); not supported with "
                                    f"first_layer='host'")
-            # the host current carries the affine bias; the leak stays the population's own bias (counted once)
-            low.host, low.host_bias = draft, const_gain * sig.const
-            bias = extra_bias
+            # the host current carries the affine bias (into u, so a current bias too); the leak stays the
+            # population's own bias (counted once)
+            low.host, low.host_bias = draft, const
+            bias, cur_bias = extra_bias, None
         else:
             low.projs.append(draft)
-    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias, reset)
+    low.pops[name] = _PopDraft(name, type(node).__name__, sig.shape, du, dv, thr, bias, reset, cur_bias)
     return _identity_signal(name, sig.shape)
 
 
@@ -373,16 +392,12 @@ def _cubalif(low, name, node, inputs):
     dt = low.node_dt(node)
     syn_decay, syn_gain, _ = _euler(name, node.tau_syn, node.w_in, sig.shape, dt, "tau_syn")
     mem_decay, mem_gain, k = _euler(name, node.tau_mem, node.r, sig.shape, dt, "tau_mem")
-    host_fed = low.first_layer == "host" and low.input_name in sig.terms  # its bias travels in the host current
-    if bool((sig.const != 0).any()) and not bool((syn_decay == 0).all()) and not host_fed:
-        # a constant input would accumulate in Lava's current u, but Lava's bias is added to v (the host-fed
-        # layer's bias is part of the host current, which enters u, so it is exact there)
-        raise CompileError(f"node {name!r} (CubaLIF): a bias feeding a current-based neuron with synaptic memory "
-                           f"cannot be mapped to Lava's voltage bias on chip; remove the bias of the layer before "
-                           f"it (a first layer computed on the host, first_layer='host', takes it)")
+    # NIR: the bias of the layer before is part of the input S, so it accumulates in the current I (Lava's own
+    # bias enters v): with current memory it is a current bias (the host-fed layer carries it in its host current)
+    in_current = bool((sig.const != 0).any()) and not bool((syn_decay == 0).all())
     leak = _f32(k * _per_neuron(name, "v_leak", node.v_leak, sig.shape))
     return _add_population(low, name, node, sig, du=1.0 - syn_decay, dv=1.0 - mem_decay,
-                           gain=mem_gain * syn_gain, extra_bias=leak, reset=reset)
+                           gain=mem_gain * syn_gain, extra_bias=leak, reset=reset, current_bias=in_current)
 
 
 @handles(nir.LI)
@@ -393,7 +408,7 @@ def _li(low, name, node, inputs):
     leak = k * _per_neuron(name, "v_leak", node.v_leak, sig.shape)
     if bool((leak != 0).any()):
         raise CompileError(f"node {name!r} (LI): v_leak != 0 is not supported for the readout")
-    return _Signal(sig.shape, sig.terms, sig.const, sig.nodes, li=(name, decay, gain))
+    return replace(sig, li=(name, decay, gain))
 
 
 @handles(nir.Output)
@@ -415,7 +430,7 @@ def _output(low, name, node, inputs):
                                f"at least one neuron layer is needed")
         m = sp.csr_matrix(matrix)
         m.eliminate_zeros()
-        low.projs.append(_ProjDraft(sig.nodes, src, name, m))
+        low.projs.append(_ProjDraft(sig.nodes, src, name, m, src in sig.delayed))
     low.readout = dict(name=name, kind="current", shape=sig.shape, bias=sig.const.copy(), nodes=nodes,
                        decay=li[1] if li else None, gain=li[2] if li else None)
     return sig
@@ -479,23 +494,33 @@ def _check_structure(graph) -> List[str]:
 
 
 def _lags(low: _Lowering, order: List[str]) -> Dict[str, int]:
-    """Lava step offset of every population: one step per synapse layer, all paths into a node must agree."""
+    """Lava step offset of every population: one step per forward synapse layer, none for a recurrent one (its
+    Lava step is the reference's previous step, see :mod:`.ir`); all inputs of a node must agree.
+
+    On a cycle a population's lag may come from a layer computed after it, so ``lag(target) = lag(source) +
+    (0 if recurrent else 1)`` is propagated from the input until nothing changes, then checked on every input."""
     lags = {low.input_name: 0}
+    if low.host is not None:
+        lags[low.host.target] = 0
+    changed = True
+    while changed:
+        changed = False
+        for p in low.projs:
+            if p.target not in lags and p.source in lags:
+                lags[p.target] = lags[p.source] + (0 if p.recurrent else 1)
+                changed = True
     for name in order:
-        if name not in low.pops and (low.readout is None or name != low.readout["name"]):
+        incoming = [p for p in low.projs if p.target == name]
+        if name == low.input_name or not incoming:  # the spikes readout reads its population directly
             continue
-        incoming = [p for p in low.projs if p.target == name and p.source != name]  # recurrence: one step, own lag
+        arrivals = {p.source: lags[p.source] + (0 if p.recurrent else 1) for p in incoming}
         if low.host is not None and low.host.target == name:
-            lags[name] = 0
-            continue
-        if not incoming:  # the spikes readout reads its population directly
-            continue
-        arrivals = {p.source: lags[p.source] + 1 for p in incoming}
+            arrivals[low.input_name] = 0  # the host current
         if len(set(arrivals.values())) > 1:
             paths = ", ".join(f"{src} (+{lag})" for src, lag in arrivals.items())
             raise CompileError(f"node {name!r}: its inputs arrive with different delays ({paths}); paths of unequal "
-                               f"length (residual shortcuts) need synaptic delays, which are not mapped yet")
-        lags[name] = max(arrivals.values())
+                               f"length (residual shortcuts, or a cycle entered at two layers) need synaptic "
+                               f"delays, which are not mapped yet")
     return lags
 
 
@@ -530,8 +555,8 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
     for name in order:
         node = graph.nodes[name]
         # a recurrent edge carries its spiking node's output of the previous step: the population's own spikes
-        inputs = [_identity_signal(p, _node_shape(graph.nodes[p])) if (p, name) in delayed else signals[p]
-                  for p in preds[name]]
+        inputs = [_identity_signal(p, _node_shape(graph.nodes[p]), delayed=True) if (p, name) in delayed
+                  else signals[p] for p in preds[name]]
         signals[name] = HANDLERS[type(node)](low, name, node, inputs)
     if not low.pops:
         raise CompileError("the graph has no neuron node (LIF, IF or CubaLIF) to map to Lava")
@@ -549,7 +574,8 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
             name=draft.name, node_type=draft.node_type, nir_shape=draft.shape, lava_shape=lava_shape,
             nir_index=nir_index, du=draft.du[nir_index], dv=draft.dv[nir_index], vth=draft.vth[nir_index],
             bias_mant=draft.bias[nir_index], bias_exp=np.zeros(len(nir_index), np.int64), lag=lags[draft.name],
-            reset=draft.reset))
+            reset=draft.reset,
+            current_bias=None if draft.current_bias is None else draft.current_bias[nir_index]))
     readout_name = low.readout["name"]
     projs = []
     for d in low.projs:
@@ -557,7 +583,7 @@ def lower_float(graph, *, first_layer: str = "host", sparse_below: float = 0.5) 
         m = d.matrix[rows][:, index[d.source]]
         projs.append(Projection(name="+".join(d.nodes) or f"{d.source}->{d.target}", nodes=d.nodes,
                                 source=d.source, target=d.target, weight=_store(m, sparse_below),
-                                delay=1 if d.source == d.target else lags[d.target] - lags[d.source]))
+                                delay=1 if d.recurrent else lags[d.target] - lags[d.source], recurrent=d.recurrent))
     host = None
     if low.host is not None:
         tgt = index[low.host.target]

@@ -25,6 +25,8 @@ What is chosen per population (a layer of LIF neurons), and why:
   normalized weights and biases. A binary ticket (nonzero weights exactly +-alpha) always gets exactly two
   mantissa levels +-m, and the search picks the m / vth closest to alpha / theta.
 - **bias_exp** is the smallest exponent in 0..7 whose 13-bit mantissa holds ``64 * vth * r``.
+- **Current bias** (CubaLIF fed through a bias, see :mod:`.ir`) is added to ``a_in``, so it is in a_in units:
+  ``round(vth * current_bias / theta)``, the resolution of the weights (its error joins the score of ``vth``).
 - **Decays** ``dv = round(4096 (1 - decay))`` (must be <= 4095), ``du = 4095`` (no current memory; Lava adds
   one) for LIF/IF, ``du = round(4096 (1 - alpha)) - 1`` for CubaLIF.
 - **Host-fed first population**: the host sends ``round(4096 / theta_i * current_i)``, ``vth = 4096``; its own
@@ -171,6 +173,7 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
     inv = 1.0 / pop.vth
     norm = [sp.csr_matrix(sp.diags(inv) @ sp.csr_matrix(p.weight)) for p in incoming]
     r = pop.bias_mant * inv
+    r_cur = None if pop.current_bias is None else pop.current_bias * inv  # current bias / threshold
     mixed = [_is_mixed(m) for m in norm]
     m_top = 254 if any(mixed) else 255
     max_r = max((float(np.abs(m.data).max()) for m in norm if m.nnz), default=0.0)
@@ -192,6 +195,8 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
             except CompileError:
                 continue
             bias_sse = float(((bmant * 2.0 ** bexp / (ACT_SHIFT_UNITS * vth) - r) ** 2).sum())
+            if r_cur is not None:
+                bias_sse += float(((np.round(vth * r_cur) / vth - r_cur) ** 2).sum())
             score = sse + bias_sse
             if best is None or score < best[0] - 1e-15 * max(score, 1.0):
                 best = (score, int(vth), bmant, bexp, sse, ref)
@@ -231,13 +236,18 @@ def _quantize_population(pop: Population, incoming: List[Projection], netx: bool
         a_max += np.maximum(pos, neg) * 2.0 ** e
         weight = q if sp.issparse(p.weight) else q.toarray()
         new_projs.append(replace(p, weight=weight, weight_exp=e, scale=k))
+    current_bias = None if r_cur is None else np.round(vth * r_cur).astype(np.int64)
+    if current_bias is not None:
+        a_max += np.abs(current_bias)
     worst = float(a_max.max(initial=0.0))
     if worst >= A_IN_LIMIT:
         warnings.warn(f"layer {pop.name!r}: if every excitatory (or inhibitory) input spiked in the same step, "
                       f"a_in = {worst:.0f} would exceed 2**17 and Loihi's 24-bit current would wrap")
     n = pop.size
     new_pop = replace(pop, du=du, dv=dv, vth=np.full(n, vth, np.int64), bias_mant=bmant,
-                      bias_exp=np.full(n, bexp, np.int64))
+                      bias_exp=np.full(n, bexp, np.int64), current_bias=current_bias)
+    if current_bias is not None:
+        note = "; ".join(filter(None, [note, "current bias in a_in units"]))
     record = LayerQuant(layer=pop.name, scale=float(k * 2.0 ** e), weight_exp=e, max_mantissa=top_mant,
                         weight_levels=len(levels), vth=vth, bias_exp=bexp, du=int(du.max()), dv=int(dv.max()),
                         weight_error=float(np.sqrt(sse / ref)) if ref else 0.0,

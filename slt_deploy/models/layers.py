@@ -26,20 +26,26 @@ from ..config import ModelConfig, NeuronConfig
 
 
 def _neuron_args(neuron: NeuronConfig) -> dict:
-    return dict(beta=neuron.beta, threshold=neuron.threshold, reset_mechanism=neuron.reset,
+    args = dict(beta=neuron.beta, threshold=neuron.threshold, reset_mechanism=neuron.reset,
                 spike_grad=surrogate.atan(alpha=neuron.surrogate_alpha), init_hidden=True)
+    if neuron.alpha > 0:  # a synaptic current: snnTorch Synaptic / RSynaptic (NIR CubaLIF)
+        args["alpha"] = neuron.alpha
+    return args
 
 
-def leaky(neuron: NeuronConfig) -> snn.Leaky:
-    """The project's neuron: snnTorch Leaky, ATan surrogate, hidden state kept inside the module."""
-    return snn.Leaky(**_neuron_args(neuron))
+def leaky(neuron: NeuronConfig) -> nn.Module:
+    """The project's neuron: snnTorch Leaky (Synaptic when ``neuron.alpha > 0``), ATan surrogate, hidden state
+    kept inside the module."""
+    return (snn.Synaptic if neuron.alpha > 0 else snn.Leaky)(**_neuron_args(neuron))
 
 
-def recurrent_leaky(neuron: NeuronConfig, width: int) -> snn.RLeaky:
-    """:func:`leaky` with an all-to-all recurrent ``nn.Linear(width, width)`` (snnTorch RLeaky): the layer's
-    input at step t adds ``recurrent(spk[t-1])``. Its recurrent weight is a prunable Linear like any other
-    (``<name>.recurrent``): its synapses are stored and counted on the chip as the feed-forward ones are."""
-    return snn.RLeaky(**_neuron_args(neuron), all_to_all=True, linear_features=width)
+def recurrent_leaky(neuron: NeuronConfig, width: int) -> nn.Module:
+    """:func:`leaky` with an all-to-all recurrent ``nn.Linear(width, width)`` (snnTorch RLeaky, or RSynaptic with
+    a synaptic current): the layer's input at step t adds ``recurrent(spk[t-1])``. Its recurrent weight is a
+    prunable Linear like any other (``<name>.recurrent``): its synapses are stored and counted on the chip as the
+    feed-forward ones are."""
+    kind = snn.RSynaptic if neuron.alpha > 0 else snn.RLeaky
+    return kind(**_neuron_args(neuron), all_to_all=True, linear_features=width)
 
 
 def activation(cfg: ModelConfig) -> nn.Module:

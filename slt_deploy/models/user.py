@@ -36,8 +36,9 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 
-#: The neurons a user network may use (their NIR export and Lava compilation exist).
-SUPPORTED_NEURONS = (snn.Leaky, snn.Synaptic)
+#: The neurons a user network may use (their NIR export and Lava compilation exist); the recurrent ones with an
+#: all-to-all ``nn.Linear`` recurrence (``all_to_all=True, linear_features=n``), a cycle in NIR.
+SUPPORTED_NEURONS = (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic)
 
 SUPPORTED_FORM = ("supported: a forward(x) for ONE time step with neurons built with init_hidden=True, e.g. "
                   "'def forward(self, x): return self.lif2(self.fc2(self.lif1(self.fc1(x.flatten(1)))))', or an "
@@ -177,8 +178,11 @@ def _check_neurons(name: str, module: nn.Module, hidden_state: bool = True) -> N
         kind = type(m).__name__
         if type(m) not in SUPPORTED_NEURONS:
             raise ConfigError(f"model {name!r}: layer {qual!r} ({kind}) is not supported; neurons: "
-                              f"{', '.join(c.__name__ for c in SUPPORTED_NEURONS)} (recurrent RLeaky/RSynaptic "
-                              f"come with NIR recurrence)")
+                              f"{', '.join(c.__name__ for c in SUPPORTED_NEURONS)}")
+        if hasattr(m, "recurrent") and not isinstance(m.recurrent, nn.Linear):
+            raise ConfigError(f"model {name!r}: layer {qual!r} ({kind}) has a {type(m.recurrent).__name__} "
+                              f"recurrence; only an all-to-all nn.Linear one is supported (all_to_all=True, "
+                              f"linear_features=n)")
         if hidden_state and not m.init_hidden:
             raise ConfigError(f"model {name!r}: layer {qual!r} ({kind}) has init_hidden=False (state passed "
                               f"explicitly); build it with init_hidden=True; {SUPPORTED_FORM}")
@@ -452,8 +456,10 @@ def _hidden_copy(neuron: nn.Module) -> nn.Module:
               inhibition=neuron.inhibition, learn_beta=learn("beta"), learn_threshold=learn("threshold"),
               reset_mechanism=neuron.reset_mechanism, state_quant=neuron.state_quant,
               reset_delay=neuron.reset_delay)
-    if isinstance(neuron, snn.Synaptic):
+    if isinstance(neuron, (snn.Synaptic, snn.RSynaptic)):
         kw.update(alpha=neuron.alpha.detach().clone(), learn_alpha=learn("alpha"))
+    if isinstance(getattr(neuron, "recurrent", None), nn.Linear):  # RLeaky / RSynaptic, all-to-all
+        kw.update(all_to_all=True, linear_features=neuron.recurrent.in_features)
     copy = type(neuron)(**kw)
     copy.load_state_dict(neuron.state_dict())
     return copy

@@ -23,7 +23,8 @@ from ..errors import SltError
 from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
 from ..ticket import Ticket
-from ..utils import atomic_path, check_output_dir, check_output_path, write_json_atomic, write_text_atomic
+from ..utils import atomic_path, check_output_dir, check_output_path, resolve_device, write_json_atomic, \
+    write_text_atomic
 from ..exporters.nir_format import SPIKING_NODES
 from ..simulate.reference import WEIGHT_NODES, NIRExecutor, SynapseChain, synapse_chains
 from ..simulate.workload import (encoded_test_samples, graph_input_shape, load_input_file, nir_data, nir_metadata,
@@ -149,7 +150,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
                  out: PathLike, samples: int = 200, progress: bool = True, ops: str = "effective",
                  host_profile: str = HOST_PROFILE, train_ann: bool = True, runs_dir: Optional[PathLike] = None,
                  neurobench: bool = True, sanafe: bool = True, also_ann: Sequence[PathLike] = (),
-                 graph_inputs: Optional[GraphInputs] = None) -> ReportResult:
+                 graph_inputs: Optional[GraphInputs] = None, device: str = "auto") -> ReportResult:
     """Simulate each input on its first ``samples`` test samples, cost it on ``profiles``, write the report.
 
     ``inputs``: tickets or NIR graphs; ``ann``: an ANN ticket (safetensors, ``model.spiking`` false) or an ONNX
@@ -160,8 +161,9 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     host-computed first layer of the SNN is charged. ``neurobench`` / ``sanafe``: add NeuroBench's metrics and
     SANA-FE simulations (profiles naming a SANA-FE architecture). ``also_ann``: more ANNs to compare with (ANN
     tickets or ONNX, e.g. LT / MPLT tickets at the SNN ticket's sparsity), measured and costed the same way and
-    listed in ``data["ann_others"]``. Every input is read and checked (profiles, ANN against each network)
-    before anything is simulated or written.
+    listed in ``data["ann_others"]``. ``device``: where the networks' activity is counted (``auto``: the GPU
+    when there is one; the same counts on any device). Every input is read and checked (profiles, ANN against
+    each network) before anything is simulated or written.
     """
     if not inputs:
         raise ReportError("report: give at least one ticket or NIR file")
@@ -175,6 +177,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
     check_output_dir(out)  # before anything is simulated: the folder, then each file it will hold
     for name in FILES.values():
         check_output_path(out / name)
+    where = resolve_device(device)  # a GPU that is not there: one line, before anything runs
     loaded = _load_profiles(profiles)
     convention = load_profile(CONVENTION_PROFILE)
     host = load_profile(host_profile)
@@ -191,7 +194,7 @@ def build_report(inputs: Sequence[PathLike], *, ann: Optional[PathLike] = None, 
         for net in networks:
             for model in [ann_model, *others]:
                 check_ann_matches(model, net)
-        measured = [simulate(net, samples, progress) for net in networks]
+        measured = [simulate(net, samples, progress, where) for net in networks]
         ann_measured = measure_ann(ann_model, networks[0], samples)
         if ann is None and ann_model.ticket is None:  # keep the twin the report describes next to it
             ann_model = _keep_twin(ann_model, out / FILES["ann_twin"])
@@ -354,28 +357,31 @@ def _correct(logits: torch.Tensor, y: torch.Tensor) -> int:
     return int((logits.sum(0).argmax(1) == y).sum())
 
 
-def simulate(net: Network, samples: int, progress: bool = True) -> Measured:
-    """Run the network on its first ``samples`` test samples; counts and accuracy come from that run."""
-    return _simulate_ticket(net, samples, progress) if net.kind == "ticket" else _simulate_nir(net, samples, progress)
+def simulate(net: Network, samples: int, progress: bool = True, device=None) -> Measured:
+    """Run the network on its first ``samples`` test samples; counts and accuracy come from that run, counted on
+    ``device`` (a torch device; None: the CPU). A ticket runs there too; a NIR graph's executor runs on the CPU."""
+    device = torch.device("cpu") if device is None else device
+    return _simulate_ticket(net, samples, progress, device) if net.kind == "ticket" else \
+        _simulate_nir(net, samples, progress, device)
 
 
-def _simulate_ticket(net: Network, samples: int, progress: bool) -> Measured:
-    model = net.ticket.build_model()
+def _simulate_ticket(net: Network, samples: int, progress: bool, device) -> Measured:
+    model = net.ticket.build_model().to(device)
     logits: List[torch.Tensor] = []
     hook = model.register_forward_hook(lambda module, args, output: logits.append(output.detach()))
     parts, correct, n = [], 0, 0
     try:
         for x_seq, y in _encoded(net, samples, progress):
-            parts.append(count_snntorch(model, x_seq, source="snntorch"))  # the hook sees this very run
-            correct += _correct(logits.pop(), y)
+            parts.append(count_snntorch(model, x_seq.to(device), source="snntorch"))  # the hook sees this run
+            correct += _correct(logits.pop().cpu(), y)
             n += len(y)
     finally:
         hook.remove()
-    layers = tuple(ticket_synapse_layers(model, net.input_shape))
+    layers = tuple(ticket_synapse_layers(model.cpu(), net.input_shape))
     return Measured(_merged(parts), layers, correct / n, n)
 
 
-def _simulate_nir(net: Network, samples: int, progress: bool) -> Measured:
+def _simulate_nir(net: Network, samples: int, progress: bool, device) -> Measured:
     executor = NIRExecutor(net.graph)
     chains = net.chains
     parts, correct, n, layers = [], 0, 0, None
@@ -383,6 +389,7 @@ def _simulate_nir(net: Network, samples: int, progress: bool) -> Measured:
         logits, trace = executor.run(x_seq, record=True)
         if layers is None:  # a layer's input shape is that of the recorded node feeding it
             layers = tuple(nir_synapse_layer(c, tuple(trace[c.tap].shape[2:]), str(net.path)) for c in chains)
+        trace = {name: t.to(device) for name, t in trace.items()}
         inputs = {c.name: previous_step(trace[c.tap]) if c.recurrent else trace[c.tap] for c in chains}
         spikes = {c.target: trace[c.target] for c in chains if c.target is not None}
         parts.append(count_from_spikes(layers, inputs, spikes, source="nir-executor"))

@@ -29,7 +29,7 @@ the floor shifts, so the per-group split matters only when ``e < 0`` and the sou
 
 Neurons, fixed_pt (``PyLifResetModelBitAcc``), all integers::
 
-    a_in = int32(sum_p a_p [+ host current])
+    a_in = int32(sum_p a_p [+ host current] [+ current_bias])     (current bias: the project's ProjectLIF)
     x    = trunc0(u * (4096 - (du + 1)) / 4096) + (a_in << 6)
     u    = x - 2**24 if x > 2**23 else x + 2**24 if x <= -2**23 else x      (Lava's one-step 24-bit wrap)
     v    = clip(trunc0(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
@@ -43,7 +43,12 @@ an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only w
 
 Neurons, floating_pt (``PyLifResetModelFloat``), in float64 and in Lava's operation order::
 
-    u = u * (1 - du) ; u = u + a_in ;  v = v * (1 - dv) + u + bias_mant ;  s = v > vth ;  v[s] = 0
+    u = u * (1 - du) ; u = u + (a_in + current_bias) ;  v = v * (1 - dv) + u + bias_mant ;  s = v > vth ;  v[s] = 0
+
+Recurrence: populations joined by recurrent projections (a layer onto itself, or a cycle through several,
+see :mod:`slt_deploy.compile.ir`) are run together, step by step: at step ``t`` each takes its feed-forward
+input plus the recurrent synapses' output of the previous step's spikes (zero at a sample's first step). A
+recurrent projection from a layer computed earlier (off the cycle) is its spikes shifted by one step.
 
 Host layer and readout: the host currents (``round_half_even(scale * (W x + b))`` in fixed_pt) are computed
 with the very operations of :func:`slt_deploy.compile.stream.input_stream`, the function whose output the Lava
@@ -258,6 +263,7 @@ class _Neurons:
     keep_v: np.ndarray   # fixed: 4096 - dv;       float: 1 - dv
     bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
     vth: np.ndarray      # fixed: vth << 6;        float: vth
+    current_bias: Optional[np.ndarray] = None  # added to a_in (int64 in fixed point); None: none
 
     @property
     def subtract(self) -> bool:
@@ -270,9 +276,20 @@ class _Neurons:
             bias = np.where(bexp >= 0, mant << np.maximum(bexp, 0), mant >> np.maximum(-bexp, 0))
             keep_u = DECAY_UNITY - (pop.du.astype(np.int64) + 1)
             keep_v = DECAY_UNITY - pop.dv.astype(np.int64)
-            return cls(pop, True, keep_u, keep_v, bias, pop.vth.astype(np.int64) << ACT_SHIFT)
+            cur = None if pop.current_bias is None else pop.current_bias.astype(np.int64)
+            return cls(pop, True, keep_u, keep_v, bias, pop.vth.astype(np.int64) << ACT_SHIFT, cur)
+        cur = None if pop.current_bias is None else pop.current_bias.astype(np.float64)
         return cls(pop, False, 1.0 - pop.du.astype(np.float64), 1.0 - pop.dv.astype(np.float64),
-                   pop.bias_mant.astype(np.float64), pop.vth.astype(np.float64))
+                   pop.bias_mant.astype(np.float64), pop.vth.astype(np.float64), cur)
+
+    def with_current_bias(self, a_in: np.ndarray) -> np.ndarray:
+        """Lava's a_in of the project's LIF process: the synaptic input plus the current bias (int32 in fixed)."""
+        if self.current_bias is None:
+            return a_in
+        a_in = a_in + self.current_bias
+        if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
+            a_in = _wrap32(a_in)
+        return a_in
 
     def run(self, a_in: np.ndarray, steps: int, events: Dict[str, int]) -> np.ndarray:
         """(N, T, n) input currents -> (N, T, n) bool spikes; state starts at zero (Lava's per-sample reset).
@@ -299,47 +316,44 @@ class _Neurons:
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
         return out
 
-    def run_recurrent(self, a_in: np.ndarray, steps: int, syn: "_Synapse", events: Dict[str, int]) -> np.ndarray:
-        """:meth:`run` for a population with a projection onto itself: ``a_in`` plus, at each step, the
-        recurrent synapses' output of the previous step's spikes (zero at a sample's first step), summed into
-        Lava's int32 a_in, then the general fixed-point update (every wrap emulated, exact when none acts)."""
-        n_samples, t_in, n = a_in.shape
-        fixed = self.fixed
-        dtype = np.int64 if fixed else np.float64
-        u = np.zeros((n_samples, n), dtype)
-        v = np.zeros((n_samples, n), dtype)
-        out = np.zeros((n_samples, steps, n), dtype=bool)
-        prev = np.zeros((n_samples, n), dtype=bool)
-        wraps = clips = peak = 0
-        for t in range(steps):
-            a = a_in[:, t if t_in > 1 else 0] + syn.current(prev, fixed).astype(dtype)
-            if fixed:
-                peak = max(peak, int(np.abs(a).max()) if a.size else 0)
-                x = _wrap32(_wrap32(a) << ACT_SHIFT)
-                x = _wrap32(x + _decay(u, self.keep_u))
-                u = _wrap24(x)
-                wraps += int(np.count_nonzero(u != x))
-                y = _decay(v, self.keep_v) + u + self.bias
-                if self.subtract:
-                    y = y - self.vth * prev
-                y = _wrap32(y)
-                v = np.clip(y, -V_LIMIT, V_LIMIT)
-                clips += int(np.count_nonzero(v != y))
-            else:
-                u = u * self.keep_u
-                u = u + a
-                v = v * self.keep_v + u + self.bias
-                if self.subtract:
-                    v = v - self.vth * prev
-            s = np.greater(v, self.vth, out=out[:, t])
-            if not self.subtract:
-                v[s] = 0
-            prev = s
-        if fixed:
-            events["u_wraps"] = events.get("u_wraps", 0) + wraps
-            events["v_clips"] = events.get("v_clips", 0) + clips
-            events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
-        return out
+    def start(self, n_samples: int) -> Dict[str, object]:
+        """The zero state of a step-by-step run (:meth:`advance`)."""
+        dtype = np.int64 if self.fixed else np.float64
+        return dict(u=np.zeros((n_samples, self.pop.size), dtype), v=np.zeros((n_samples, self.pop.size), dtype),
+                    prev=np.zeros((n_samples, self.pop.size), dtype=bool), wraps=0, clips=0, peak=0)
+
+    def advance(self, state: Dict[str, object], a: np.ndarray, out: np.ndarray) -> None:
+        """One step of the general update (every wrap emulated, exact when none acts) with ``a`` Lava's summed
+        a_in (current bias included); the spikes go into ``out`` (N, n) bool and ``state["prev"]``."""
+        u, v, prev = state["u"], state["v"], state["prev"]
+        if self.fixed:
+            state["peak"] = max(state["peak"], int(np.abs(a).max()) if a.size else 0)
+            x = _wrap32(_wrap32(a) << ACT_SHIFT)
+            x = _wrap32(x + _decay(u, self.keep_u))
+            u = _wrap24(x)
+            state["wraps"] += int(np.count_nonzero(u != x))
+            y = _decay(v, self.keep_v) + u + self.bias
+            if self.subtract:
+                y = y - self.vth * prev
+            y = _wrap32(y)
+            v = np.clip(y, -V_LIMIT, V_LIMIT)
+            state["clips"] += int(np.count_nonzero(v != y))
+        else:
+            u = u * self.keep_u
+            u = u + a
+            v = v * self.keep_v + u + self.bias
+            if self.subtract:
+                v = v - self.vth * prev
+        s = np.greater(v, self.vth, out=out)
+        if not self.subtract:
+            v[s] = 0
+        state.update(u=u, v=v, prev=s)
+
+    def finish(self, state: Dict[str, object], events: Dict[str, int]) -> None:
+        if self.fixed:
+            events["u_wraps"] = events.get("u_wraps", 0) + state["wraps"]
+            events["v_clips"] = events.get("v_clips", 0) + state["clips"]
+            events["a_in_peak"] = max(events.get("a_in_peak", 0), state["peak"])
 
     def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
         """No current memory and |a_in| <= 2**17: u = a_in << 6 needs no wrap, so v = decay(v) + (u + bias).
@@ -528,6 +542,7 @@ class FastSim:
         self.net = lowered
         self.fixed = lowered.target == "fixed_pt"
         self._check_lags()
+        self.stages = _stages(lowered)
         self.neurons = {p.name: _Neurons.of(p, self.fixed) for p in lowered.populations}
         self.synapses = {p.target: [] for p in lowered.projections}
         for proj in lowered.projections:
@@ -544,28 +559,21 @@ class FastSim:
             self.host_weight = sp.csr_matrix((w.data, lowered.input.nir_index[w.indices], w.indptr), shape=w.shape)
 
     def _check_lags(self) -> None:
-        """Every projection must span exactly one Lava step (lag + 1), else samples would not be independent."""
+        """Every projection must span exactly one Lava step: lag + 1 for a forward one, the same lag for a recurrent
+        one (its one step is the reference's previous step), else samples would not be independent."""
         net = self.net
         lags = {net.input.name: 0, net.readout.name: net.readout.lag}
         lags.update({p.name: p.lag for p in net.populations})
-        done = {net.input.name}
-        for pop in net.populations:
-            for proj in net.incoming(pop.name):
-                if proj.recurrent and proj.delay == 1:  # its own spikes of the previous step, run step by step
-                    continue
-                if proj.source not in done:
-                    raise SimError(f"projection {proj.name!r}: source {proj.source!r} comes after its target "
-                                   f"{pop.name!r}; recurrent networks are not supported")
-            done.add(pop.name)
         for proj in net.projections:
             if proj.source not in lags or proj.target not in lags:
                 raise SimError(f"projection {proj.name!r} connects unknown layers {proj.source!r} -> "
                                f"{proj.target!r}")
-            span = 1 if proj.recurrent else lags[proj.target] - lags[proj.source]
+            span = lags[proj.target] - lags[proj.source] + (1 if proj.recurrent else 0)
             if span != 1 or proj.delay != 1:
                 raise SimError(f"projection {proj.name!r}: {proj.source!r} (lag {lags[proj.source]}) -> "
-                               f"{proj.target!r} (lag {lags[proj.target]}) with delay {proj.delay}; only one-step "
-                               f"synapse layers are simulated")
+                               f"{proj.target!r} (lag {lags[proj.target]}) with delay {proj.delay}"
+                               f"{' (recurrent)' if proj.recurrent else ''}; only one-step synapse layers are "
+                               f"simulated")
 
     def run(self, x, *, record_spikes: bool = True, count: bool = True, chunk: Optional[int] = None,
             blas_threads: Optional[int] = 1) -> SimResult:
@@ -632,20 +640,28 @@ class FastSim:
                 one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
                 totals[net.host.name] = one.repeated(steps, once)
         spikes: Dict[str, np.ndarray] = {}
-        for pop in net.populations:
-            fed = host if net.host is not None and net.host.target == pop.name else None
-            a_in = self._input_current(pop.name, (n, steps, pop.size), rows, fed, totals if count else None)
-            recurrent = [syn for syn in self.synapses.get(pop.name, []) if syn.proj.recurrent]
-            if recurrent:
-                (syn,) = recurrent
-                s = self.neurons[pop.name].run_recurrent(a_in, steps, syn, limits[pop.name])
+        for stage in self.stages:
+            a_ins = {}
+            for name in stage:
+                pop = net.population(name)
+                fed = host if net.host is not None and net.host.target == name else None
+                a_in = self._input_current(name, (n, steps, pop.size), rows, fed, totals if count else None, stage)
+                a_ins[name] = self.neurons[name].with_current_bias(a_in)
+            cycle = [syn for name in stage for syn in self.synapses.get(name, []) if syn.proj.source in stage]
+            if cycle:
+                out = self._run_cycle(stage, a_ins, cycle, steps, limits)
                 if count:  # the spikes of a sample's last step are gated off the recurrent path (see ir.py)
-                    sent = s[:, :-1].reshape(-1, pop.size)
-                    totals[syn.proj.name] = _layer_totals(sent, syn.col_nnz)
+                    for syn in cycle:
+                        src = net.population(syn.proj.source)
+                        totals[syn.proj.name] = _layer_totals(out[src.name][:, :-1].reshape(-1, src.size),
+                                                              syn.col_nnz)
             else:
-                s = self.neurons[pop.name].run(a_in, steps, limits[pop.name])
-            rows[pop.name] = s.reshape(m, pop.size)
-            spikes[pop.name] = _nir_order(pop, s)
+                (name,) = stage
+                out = {name: self.neurons[name].run(a_ins[name], steps, limits[name])}
+            for name, s in out.items():
+                pop = net.population(name)
+                rows[name] = s.reshape(m, pop.size)
+                spikes[name] = _nir_order(pop, s)
         if net.readout.kind == "current":
             shape = (n, steps, int(np.prod(net.readout.nir_shape)))
             current = self._input_current(net.readout.name, shape, rows, None, totals if count else None)
@@ -692,14 +708,22 @@ class FastSim:
             np.round(cur, out=cur)
         return cur
 
-    def _input_current(self, target: str, shape: Tuple[int, int, int], rows, host: Optional[np.ndarray], totals):
+    def _input_current(self, target: str, shape: Tuple[int, int, int], rows, host: Optional[np.ndarray], totals,
+                       stage: Tuple[str, ...] = ()):
         """Lava's a_in of ``target``, (N, T, n): its synapse outputs summed (plus the host current, which may be
-        (N, 1, n) when every step is the same and nothing else feeds the target)."""
+        (N, 1, n) when every step is the same and nothing else feeds the target). Projections from the layers of
+        ``stage`` (a cycle) are added step by step by :meth:`_run_cycle`; a recurrent projection from a layer
+        computed before is its spikes one step later (zero at each sample's first step)."""
         a_in = host
         for syn in self.synapses.get(target, []):
-            if syn.proj.recurrent:
-                continue  # added step by step by _Neurons.run_recurrent
+            if syn.proj.source in stage:
+                continue
             src = rows[syn.proj.source]
+            if syn.proj.recurrent:
+                n_src = src.shape[1]
+                shifted = np.zeros((shape[0], shape[1], n_src), dtype=bool)
+                shifted[:, 1:] = src.reshape(shape[0], shape[1], n_src)[:, :-1]
+                src = shifted.reshape(-1, n_src)
             if totals is not None:
                 totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)
             cur = syn.current(src, self.fixed).reshape(shape)
@@ -710,6 +734,27 @@ class FastSim:
             # Lava's channels and its a_in array are int32: values beyond it wrap (sums of wraps = wrap of sums)
             a_in = _wrap32(a_in)
         return a_in
+
+    def _run_cycle(self, stage: Tuple[str, ...], a_ins: Dict[str, np.ndarray], cycle: List[_Synapse], steps: int,
+                   limits: Dict[str, Dict[str, int]]) -> Dict[str, np.ndarray]:
+        """Run the populations of one cycle together, step by step: each adds to its feed-forward ``a_ins``
+        the recurrent synapses' output of the previous step's spikes (every projection inside a cycle is
+        recurrent). Returns {population: (N, T, n) bool spikes}."""
+        n_samples = next(iter(a_ins.values())).shape[0]
+        states = {name: self.neurons[name].start(n_samples) for name in stage}
+        out = {name: np.zeros((n_samples, steps, self.neurons[name].pop.size), dtype=bool) for name in stage}
+        for t in range(steps):
+            previous = {name: states[name]["prev"] for name in stage}
+            for name in stage:
+                a_in = a_ins[name]
+                a = a_in[:, t if a_in.shape[1] > 1 else 0]
+                for syn in cycle:
+                    if syn.proj.target == name:
+                        a = a + syn.current(previous[syn.proj.source], self.fixed).astype(a.dtype)
+                self.neurons[name].advance(states[name], a, out[name][:, t])
+        for name in stage:
+            self.neurons[name].finish(states[name], limits[name])
+        return out
 
     # counts ------------------------------------------------------------------------------------------
 
@@ -739,6 +784,48 @@ class FastSim:
                                    neuron_updates=float(neurons * steps) if first else 0.0, neurons=neurons,
                                    nonzero_weights=nnz, computed_once=once))
         return tuple(out)
+
+
+def _stages(net: LoweredNetwork) -> List[Tuple[str, ...]]:
+    """The populations in the order they can be simulated: one stage per strongly connected component of the
+    projection graph (a cycle's layers together, in network order), stages in topological order."""
+    names = [p.name for p in net.populations]
+    succ: Dict[str, List[str]] = {name: [] for name in names}
+    for proj in net.projections:
+        if proj.source in succ and proj.target in succ:
+            succ[proj.source].append(proj.target)
+    reach = {}
+    for name in names:  # the few populations of a network: reachability by search is cheap
+        seen, stack = set(), list(succ[name])
+        while stack:
+            k = stack.pop()
+            if k not in seen:
+                seen.add(k)
+                stack.extend(succ[k])
+        reach[name] = seen
+    stages: List[Tuple[str, ...]] = []
+    placed = set()
+    for name in names:
+        if name in placed:
+            continue
+        stage = tuple(k for k in names if k == name or (k in reach[name] and name in reach[k]))
+        placed.update(stage)
+        stages.append(stage)
+    ahead = {k: i for i, stage in enumerate(stages) for k in stage}
+    order: List[Tuple[str, ...]] = []
+    done: set = set()
+    while len(order) < len(stages):  # Kahn over stages: a stage runs once every stage feeding it has run
+        for i, stage in enumerate(stages):
+            if i in done:
+                continue
+            feeding = {ahead[k] for k in names if any(t in stage for t in succ[k])} - {i}
+            if feeding <= done:
+                order.append(stage)
+                done.add(i)
+                break
+        else:
+            raise SimError(f"populations {', '.join(names)} cannot be ordered")  # unreachable: stages are a DAG
+    return order
 
 
 def simulate(lowered: LoweredNetwork, x, *, record_spikes: bool = True, count: bool = True,

@@ -18,7 +18,8 @@ synapse products and the neuron loop run there; only the spikes, the readout cur
   (:meth:`TorchFastSim._host_currents_ordered`), so every current is scipy's to the bit;
 - neurons: FastSim's equations in int64 (its ``_decay`` and ``_wrap32`` helpers work on torch tensors as
   they are), choosing the same branch FastSim chooses (no 24-bit wrap while ``|a_in| <= 2**17`` and the current
-  keeps no memory, the wrap otherwise; the voltage clip where FastSim's bound says it can act).
+  keeps no memory, the wrap otherwise; the voltage clip where FastSim's bound says it can act), with its reset by
+  subtraction and its current bias (added to a_in, int32 as Lava's).
 
 Only what FastSim's fixed_pt path simulates today is accepted: floating_pt stays on numpy (its float64 sums
 would follow a different order here), and a network with a feature this backend does not implement (a setting
@@ -49,7 +50,7 @@ __all__ = ["TorchFastSim", "fast_simulator", "TORCH_MIN_SAMPLES"]
 # the IR fields this backend implements; a field added later (e.g. a reset mode) must be taught here first
 KNOWN_FIELDS = {
     Population: {"name", "node_type", "nir_shape", "lava_shape", "nir_index", "du", "dv", "vth", "bias_mant",
-                 "bias_exp", "lag"},
+                 "bias_exp", "lag", "reset", "current_bias"},
     Projection: {"name", "nodes", "source", "target", "weight", "weight_exp", "delay", "scale"},
 }
 NODE_TYPES = ("LIF", "IF", "CubaLIF")
@@ -120,6 +121,8 @@ class TorchFastSim(FastSim):
         self._consts = {name: tuple(torch.as_tensor(a, dtype=torch.int64, device=self.device)
                                     for a in (nr.keep_u, nr.keep_v, nr.bias, nr.vth))
                         for name, nr in self.neurons.items()}
+        self._current_bias = {name: torch.as_tensor(nr.current_bias, dtype=torch.int64, device=self.device)
+                              for name, nr in self.neurons.items() if nr.current_bias is not None}
         self._host = None
         if self.host_weight is not None:
             # the host matrix as (row, k) tables of its k-th stored entry, for _host_currents_on_device
@@ -228,6 +231,10 @@ class TorchFastSim(FastSim):
         for pop in net.populations:
             fed = host if net.host is not None and net.host.target == pop.name else None
             a_in = self._current_in(pop.name, (n, steps, pop.size), rows, fed, totals if count else None)
+            if pop.name in self._current_bias:  # FastSim's with_current_bias: added to a_in, int32 as Lava's
+                a_in = a_in + self._current_bias[pop.name]
+                if a_in.numel() and bool((a_in.min() < -2 ** 31) | (a_in.max() >= 2 ** 31)):
+                    a_in = _wrap32(a_in)
             s = self._neurons_run(pop.name, a_in, steps, limits[pop.name])
             rows[pop.name] = s.reshape(m, pop.size)
             if self._record or net.readout.source == pop.name:
@@ -351,13 +358,14 @@ class TorchFastSim(FastSim):
     def _neurons_run(self, name: str, a_in: torch.Tensor, steps: int, events: Dict[str, int]) -> torch.Tensor:
         """FastSim's ``_Neurons.run`` (fixed_pt) in int64 on the device: (N, T or 1, n) -> (N, T, n) bool."""
         keep_u, keep_v, bias, vth = self._consts[name]
+        subtract = self.neurons[name].subtract
         peak = int(a_in.abs().max()) if a_in.numel() else 0
         wide = peak > A_IN_LIMIT
         u_decays = bool((keep_u != 0).any())
         general = u_decays or wide
         # FastSim's plain branch (no current memory, |a_in| <= 2**17) neither wraps u nor clips v where its
         # bound proves the clip idle: the same choices here, so both backends give the same bits
-        clipping = general or self.neurons[name]._may_clip(peak, steps)
+        clipping = general or subtract or self.neurons[name]._may_clip(peak, steps)
         shifted = a_in << ACT_SHIFT
         if wide:
             shifted = _wrap32(shifted)
@@ -379,6 +387,8 @@ class TorchFastSim(FastSim):
             else:
                 u = x
             y = _decay(v, keep_v) + u + bias
+            if subtract and t:  # the threshold, undecayed, for the previous step's spike (no zeroing)
+                y = y - vth * out[:, t - 1]
             if wide:
                 y = _wrap32(y)
             if clipping:
@@ -388,7 +398,8 @@ class TorchFastSim(FastSim):
                 v = y
             s = v > vth
             out[:, t] = s
-            v = v.masked_fill(s, 0)
+            if not subtract:
+                v = v.masked_fill(s, 0)
         events["u_wraps"] = events.get("u_wraps", 0) + int(wraps)
         events["v_clips"] = events.get("v_clips", 0) + int(clips)
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)

@@ -14,8 +14,8 @@ the same steps in the same order, only paused in between.
 
 Mapping (see the IR docstring for the equations):
 
-- population -> one ``LIFReset`` (reset by subtraction: :class:`.lava_neurons.LIFSubtractReset`) per group of
-  neurons sharing (du, dv, vth), at most
+- population -> one ``LIFReset`` (reset by subtraction or a current bias: :class:`.lava_neurons.ProjectLIF`) per
+  group of neurons sharing (du, dv, vth), at most
   :data:`MAX_GROUPS_PER_POPULATION` (see :func:`check_lava_limits`);
 - projection -> ``Sparse`` (csr weights) or ``Dense`` (dense weights) per (source group, target group) block;
 - host layer -> a ``Feeder`` (memory-mapped ring-buffer source) of currents wired straight to the first
@@ -334,12 +334,14 @@ class _Builder:
             for g, idx in enumerate(self.groups[pop.name]):
                 first = idx[0]
                 bias = pop.bias_mant[idx].astype(np.int64 if self.fixed else np.float64)
-                process = lava["LIFReset"]
-                if pop.reset == "subtract":
-                    from .lava_neurons import subtract_reset_classes
+                process, own = lava["LIFReset"], {}
+                if pop.own_process:
+                    from .lava_neurons import project_lif_classes
 
-                    process = subtract_reset_classes()[0]
-                lif = self.add(process(
+                    process = project_lif_classes()[0]
+                    own = dict(subtract=pop.reset == "subtract", current_bias=0 if pop.current_bias is None else
+                               pop.current_bias[idx].astype(np.int64 if self.fixed else np.float64))
+                lif = self.add(process(**own,
                     shape=(idx.size,), du=self.scalar(pop.du[first]), dv=self.scalar(pop.dv[first]),
                     vth=self.scalar(pop.vth[first]), bias_mant=bias, bias_exp=pop.bias_exp[idx].astype(np.int64),
                     reset_interval=self.t, reset_offset=(1 + pop.lag) % self.t, name=f"{pop.name}[{g}]"))
@@ -406,12 +408,12 @@ class _Builder:
             gate, gate_models = sample_gate_classes()
             models[gate] = gate_models[self.net.target]
             models.update({g: gate_models[self.net.target] for g in self.gates})
-        if any(p.reset == "subtract" for p in self.net.populations):
-            from .lava_neurons import subtract_reset_classes
+        if any(p.own_process for p in self.net.populations):
+            from .lava_neurons import project_lif_classes
 
-            process, subtract_models = subtract_reset_classes()
-            models[process] = subtract_models[self.net.target]
-            models.update({proc: subtract_models[self.net.target] for proc in self.procs if isinstance(proc, process)})
+            process, own_models = project_lif_classes()
+            models[process] = own_models[self.net.target]
+            models.update({proc: own_models[self.net.target] for proc in self.procs if isinstance(proc, process)})
         return models
 
 

@@ -1,21 +1,25 @@
-"""Lava processes of this project's own: LIF with reset by subtraction (snnTorch's default), and the sample gate
-of recurrent paths (:func:`sample_gate_classes`).
+"""Lava processes of this project's own: LIF with reset by subtraction (snnTorch's default) and with a current
+bias (NIR's CubaLIF fed through a bias), and the sample gate of recurrent paths (:func:`sample_gate_classes`).
 
-Lava 0.10's LIF models only reset to zero. :class:`LIFSubtractReset` is Lava's ``LIFReset`` (same ports,
-variables and periodic per-sample state reset) plus one variable, ``s_prev``, the spikes of the previous step;
-its process models subclass Lava's own ``LIFReset`` models and change only the reset, so everything else stays
-Lava's arithmetic. At each step the threshold is subtracted, undecayed, from the neurons that spiked at the
-previous step, as snnTorch does (``mem = beta*mem + input - threshold*reset``)::
+Lava 0.10's LIF models only reset to zero and add their bias to the voltage. :class:`ProjectLIF` is Lava's
+``LIFReset`` (same ports, variables and periodic per-sample state reset) plus two variables: ``s_prev``, the
+spikes of the previous step, and ``current_bias``, added to the synaptic input ``a_in`` before Lava's own update
+(so it accumulates in the current ``u``, where NIR's CubaLIF puts the bias of the layer before it). Its process
+models subclass Lava's own ``LIFReset`` models and change only these two things, so everything else stays Lava's
+arithmetic::
 
-    floating_pt:  v = v*(1 - dv) + u + bias_mant - vth*s_prev
-    fixed_pt:     v = clip(trunc0(v*(4096 - dv)/4096) + u + (bias_mant << bias_exp) - (vth << 6)*s_prev)
+    floating_pt:  u = u*(1 - du) + (a_in + current_bias)
+                  v = v*(1 - dv) + u + bias_mant - vth*s_prev                     (subtract reset)
+    fixed_pt:     u = wrap24(trunc0(u*(4096 - (du + 1))/4096) + ((a_in + current_bias) << 6))
+                  v = clip(trunc0(v*(4096 - dv)/4096) + u + (bias_mant << bias_exp) - (vth << 6)*s_prev)
 
 (fixed point: the subtraction joins the bias inside Lava's clip, bit-accurate Loihi arithmetic otherwise), then
-``s = v > vth`` with no zeroing. The fast simulator (:mod:`.fastsim`) implements the same equations and is
-checked bit for bit against these models. Loihi 2's programmable neurons can run this; Loihi 1's fixed
-compartment cannot (see the ``reset_modes`` of the hardware profiles).
+``s = v > vth`` with no zeroing for the subtract reset, Lava's zeroing otherwise. The fast simulator
+(:mod:`.fastsim`) implements the same equations and is checked bit for bit against these models. Loihi 2's
+programmable neurons can run this; Loihi 1's fixed compartment cannot (see the ``reset_modes`` of the hardware
+profiles).
 
-Lava is imported only when :func:`subtract_reset_classes` is first called.
+Lava is imported only when :func:`project_lif_classes` is first called.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 _CLASSES = None
 
 
-def subtract_reset_classes() -> Tuple[type, Dict[str, type]]:
+def project_lif_classes() -> Tuple[type, Dict[str, type]]:
     """(the process class, {"floating_pt": float model, "fixed_pt": bit-accurate model})."""
     global _CLASSES
     if _CLASSES is None:
@@ -39,52 +43,65 @@ def subtract_reset_classes() -> Tuple[type, Dict[str, type]]:
         from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
         from lava.proc.lif.process import LIFReset
 
-        class LIFSubtractReset(LIFReset):
-            """Lava's LIFReset with reset by subtraction of the threshold at the step after a spike."""
+        class ProjectLIF(LIFReset):
+            """Lava's LIFReset with a current bias and, with ``subtract=True``, reset by subtraction of the
+            threshold at the step after a spike."""
 
-            def __init__(self, **kwargs):
+            def __init__(self, *, subtract: bool = False, current_bias=0, **kwargs):
                 super().__init__(**kwargs)
+                self.proc_params["subtract"] = bool(subtract)
                 self.s_prev = Var(shape=kwargs["shape"], init=0)
+                self.current_bias = Var(shape=kwargs["shape"], init=current_bias)
 
         def _periodic_reset(model) -> None:
             if (model.time_step % model.reset_interval) == model.reset_offset:
                 model.s_prev[:] = 0  # Lava's run_spk clears u and v at the same step
 
-        @implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+        @implements(proc=ProjectLIF, protocol=LoihiProtocol)
         @requires(CPU)
         @tag("floating_pt")
-        class PyLifSubtractResetModelFloat(PyLifResetModelFloat):
+        class PyProjectLIFModelFloat(PyLifResetModelFloat):
             # Lava's @implements refuses a subclass of a model that implements another process; the link to
             # LIFReset is inherited, not meant: cleared here so the decorator links this model to its own process
             implements_process = None
             s_prev: np.ndarray = LavaPyType(np.ndarray, float)
+            current_bias: np.ndarray = LavaPyType(np.ndarray, float)
 
             def subthr_dynamics(self, activation_in: np.ndarray):
                 _periodic_reset(self)
-                super().subthr_dynamics(activation_in)
-                self.v[:] = self.v - self.vth * self.s_prev
+                super().subthr_dynamics(activation_in + self.current_bias)
+                if self.proc_params["subtract"]:
+                    self.v[:] = self.v - self.vth * self.s_prev
 
             def reset_voltage(self, spike_vector: np.ndarray):
-                self.s_prev[:] = spike_vector  # no zeroing: the threshold is subtracted at the next step
+                if self.proc_params["subtract"]:
+                    self.s_prev[:] = spike_vector  # no zeroing: the threshold is subtracted at the next step
+                else:
+                    super().reset_voltage(spike_vector)
 
-        @implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+        @implements(proc=ProjectLIF, protocol=LoihiProtocol)
         @requires(CPU)
         @tag("bit_accurate_loihi", "fixed_pt")
-        class PyLifSubtractResetModelBitAcc(PyLifResetModelBitAcc):
+        class PyProjectLIFModelBitAcc(PyLifResetModelBitAcc):
             implements_process = None  # as above
             s_prev: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+            current_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
             def subthr_dynamics(self, activation_in: np.ndarray):
                 _periodic_reset(self)
-                # Lava's scale_bias() set effective_bias for this step; the subtraction joins it inside the clip
-                self.effective_bias = self.effective_bias - self.effective_vth * self.s_prev.astype(np.int32)
-                super().subthr_dynamics(activation_in)
+                if self.proc_params["subtract"]:
+                    # Lava's scale_bias() set effective_bias for this step; the subtraction joins it inside the clip
+                    self.effective_bias = self.effective_bias - self.effective_vth * self.s_prev.astype(np.int32)
+                # a_in arrives as Lava's int32 channel; the bias joins it before the << 6 (int32 wrap as Lava's)
+                super().subthr_dynamics((activation_in.astype(np.int64) + self.current_bias).astype(np.int32))
 
             def reset_voltage(self, spike_vector: np.ndarray):
-                self.s_prev[:] = spike_vector != 0
+                if self.proc_params["subtract"]:
+                    self.s_prev[:] = spike_vector != 0
+                else:
+                    super().reset_voltage(spike_vector)
 
-        _CLASSES = (LIFSubtractReset, {"floating_pt": PyLifSubtractResetModelFloat,
-                                       "fixed_pt": PyLifSubtractResetModelBitAcc})
+        _CLASSES = (ProjectLIF, {"floating_pt": PyProjectLIFModelFloat, "fixed_pt": PyProjectLIFModelBitAcc})
     return _CLASSES
 
 

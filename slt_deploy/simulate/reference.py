@@ -339,11 +339,13 @@ class SynapseChain:
     pre: Tuple[Any, ...] = ()        # AvgPool2d nodes between the tap and a Linear/Affine
     post: Tuple[Any, ...] = ()       # AvgPool2d nodes between a Conv2d and its neuron
     target: Optional[str] = None     # spiking node; None for the non-spiking readout
+    delayed: bool = False            # its input edge carries the tap's spikes of the previous step (a cycle)
 
     @property
     def recurrent(self) -> bool:
-        """A population onto itself (RLeaky's recurrent weight): its input is the previous step's spikes."""
-        return self.source is not None and self.source == self.target
+        """On a cycle (RLeaky's recurrent weight, or a projection of a cycle through several layers): its input
+        is the previous step's spikes (:func:`~slt_deploy.exporters.nir_format.recurrent_edges`)."""
+        return self.delayed
 
 
 def _one(names: List[str], node: str, direction: str, where: str) -> str:
@@ -366,15 +368,26 @@ def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
     for src, dst in graph.edges:
         succs[src].append(dst)
     chains: List[SynapseChain] = []
-    for name in execution_order(graph)[0]:
+    order, recurrent = execution_order(graph)
+    delayed = set(map(tuple, recurrent))
+    for name in order:
         node = graph.nodes[name]
         if isinstance(node, WEIGHT_NODES):
-            chains.append(_weight_chain(name, graph, preds, succs, where))
+            chains.append(_weight_chain(name, graph, preds, succs, where, delayed))
         elif isinstance(node, _NIR_SPIKING):
             for p in preds[name]:
                 if isinstance(graph.nodes[p], _NIR_SPIKING + (nir.Input,)):
                     source = p if isinstance(graph.nodes[p], _NIR_SPIKING) else None
-                    chains.append(SynapseChain(f"{p}->{name}", None, p, source, target=name))
+                    chains.append(SynapseChain(f"{p}->{name}", None, p, source, target=name,
+                                               delayed=(p, name) in delayed))
+    # a recurrent weight node has no in-step input, so the execution order may put it first: list it after the
+    # feed-forward layers into its population, as snnTorch's model order does (the first layer into a population
+    # carries the population's neuron updates and spikes in the counts)
+    ordered = [c for c in chains if not c.recurrent]
+    for chain in (c for c in chains if c.recurrent):
+        into = [i for i, c in enumerate(ordered) if c.target == chain.target]
+        ordered.insert(into[-1] + 1 if into else len(ordered), chain)
+    chains = ordered
     targets = {c.target for c in chains}
     for name, node in graph.nodes.items():
         if isinstance(node, _NIR_SPIKING) and name not in targets:
@@ -385,13 +398,13 @@ def synapse_chains(graph, where: str = "graph") -> List[SynapseChain]:
     return chains
 
 
-def _weight_chain(name: str, graph, preds, succs, where: str) -> SynapseChain:
+def _weight_chain(name: str, graph, preds, succs, where: str, delayed=frozenset()) -> SynapseChain:
     pre: List[Any] = []
-    tap = _one(preds[name], name, "input", where)
+    after, tap = name, _one(preds[name], name, "input", where)
     while isinstance(graph.nodes[tap], (nir.Flatten, nir.AvgPool2d)):
         if isinstance(graph.nodes[tap], nir.AvgPool2d):
             pre.insert(0, graph.nodes[tap])
-        tap = _one(preds[tap], tap, "input", where)
+        after, tap = tap, _one(preds[tap], tap, "input", where)
     if not isinstance(graph.nodes[tap], _NIR_SPIKING + (nir.Input,)):
         raise ExportError(f"{where}: weight node {name!r} is fed by {tap!r} ({type(graph.nodes[tap]).__name__}); "
                           f"supported are inputs from the Input or a spiking node via Flatten/AvgPool2d")
@@ -405,7 +418,8 @@ def _weight_chain(name: str, graph, preds, succs, where: str) -> SynapseChain:
         nxt = _one(succs[nxt], nxt, "output", where)
     target = _target(name, nxt, graph, succs, where)
     source = tap if isinstance(graph.nodes[tap], _NIR_SPIKING) else None
-    return SynapseChain(name, graph.nodes[name], tap, source, tuple(pre), tuple(post), target)
+    return SynapseChain(name, graph.nodes[name], tap, source, tuple(pre), tuple(post), target,
+                        delayed=(tap, after) in delayed)
 
 
 def _target(name: str, nxt: str, graph, succs, where: str) -> Optional[str]:

@@ -104,7 +104,7 @@ def _reference(graph, x: np.ndarray) -> BackendRun:
 
 
 def _compiled(target: str, engine: str) -> Callable:
-    def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
+    def run(graph, x: np.ndarray, first_layer: str = "host", device: str = "auto") -> BackendRun:
         from ..compile import lower
 
         start = time.perf_counter()
@@ -116,7 +116,7 @@ def _compiled(target: str, engine: str) -> Callable:
         else:
             from .fastsim_torch import fast_simulator  # the torch one on a GPU for large fixed_pt runs
 
-            result = fast_simulator(lowered, len(x)).run(x, count=False)
+            result = fast_simulator(lowered, len(x), device).run(x, count=False)
         notes = tuple(lowered.summary().splitlines())
         return BackendRun(np.asarray(result.outputs), dict(result.spikes), time.perf_counter() - start, notes)
     return run
@@ -233,7 +233,7 @@ def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str)
 def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: bool = True, *, x=None, y=None,
              input=None, data=None, dt: Optional[float] = None, first_layer: Optional[str] = None,
              encoding: Optional[str] = None, timesteps: Optional[int] = None,
-             lenient: bool = False) -> SimulationResult:
+             lenient: bool = False, device: str = "auto") -> SimulationResult:
     """Run a NIR graph (a path or a ``nir.NIRGraph``) on ``samples`` samples with ``backend`` and compare it
     with the reference executor.
 
@@ -244,7 +244,9 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     that states none runs at 1e-4 s, with a warning). ``first_layer``: ``chip`` feeds the input to the first
     synapse layer on chip (binary spikes only), ``host`` computes it off-chip; default: chip for event data and
     for binary sequences given as they are, host otherwise. ``lenient``: read a file whose declared shapes differ
-    only by unit dimensions (each repair is listed in the result's warnings).
+    only by unit dimensions (each repair is listed in the result's warnings). ``device``: where the fast
+    simulator runs (``auto``: the torch one on a GPU for 1,000 samples or more, :func:`.fastsim_torch.fast_simulator`;
+    ``cpu``: numpy; ``cuda``/``cuda:N``: torch there); the other backends ignore it.
     """
     from ..compile import first_mismatch
     from .workload import graph_workload
@@ -270,7 +272,12 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
                           f"(use first_layer=host)")
 
     reference = _reference(graph, x)
-    run = reference if backend == "reference" else BACKENDS[backend](graph, x, first_layer=first_layer)
+    if backend == "reference":
+        run = reference
+    elif backend.startswith("fast"):
+        run = BACKENDS[backend](graph, x, first_layer=first_layer, device=device)
+    else:
+        run = BACKENDS[backend](graph, x, first_layer=first_layer)
     pred = run.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     ref_pred = reference.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     spike_layers = [n for n in _spiking_nodes(graph) if n in reference.spikes]
