@@ -122,6 +122,7 @@ LIMITS: Dict[str, _Spec] = {
     "output_neurons": _Spec(COUNT_UNITS, "int", 1, "output neurons of the chip"),
     "weight_bits": _Spec(BIT_UNITS, "int", 1, "bits per stored weight (the deployment precision)"),
     "neuron_state_bits": _Spec(BIT_UNITS, "int", 1, "bits of state per neuron"),
+    "threshold_bits": _Spec(BIT_UNITS, "int", 1, "bits of a neuron's firing threshold (optional)"),
     "encodings": _Spec({}, "names", 0, f"synapse encodings the target stores: {', '.join(ENCODINGS)}"),
     "weight_sharing": _Spec({}, "bool", 0, "conv kernels are stored once per layer (true) or every synapse "
                             "of the unrolled layer is stored (false)"),

@@ -9,6 +9,8 @@ Backends (registry :data:`BACKENDS`):
 ``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``);
                 on a GPU, runs of 1,000 samples or more use its torch twin :mod:`.fastsim_torch` (same bits)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
+``xylosim``     quantised for Xylo Audio 2 and run in SynSense's bit-accurate xylosim (:mod:`.xylo`)
+``sinabs``      sinabs IAF layers, as DYNAP-CNN / Speck run them (:mod:`.speck`)
 
 A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
 (metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
@@ -122,12 +124,23 @@ def _compiled(target: str, engine: str) -> Callable:
     return run
 
 
+def _vendor(module: str, function: str) -> Callable:
+    """A backend that is a vendor's own simulator (SynSense's xylosim, sinabs), imported when it runs."""
+    def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(graph, x, first_layer)
+    return run
+
+
 BACKENDS: Dict[str, Callable] = {
     "reference": _reference,
     "lava-float": _compiled("floating_pt", "lava"),
     "lava-fixed": _compiled("fixed_pt", "lava"),
     "fast-fixed": _compiled("fixed_pt", "fast"),
     "fast-float": _compiled("floating_pt", "fast"),
+    "xylosim": _vendor("xylo", "run_xylosim"),   # SynSense Xylo Audio 2, bit-accurate (slt_deploy.simulate.xylo)
+    "sinabs": _vendor("speck", "run_sinabs"),    # SynSense DYNAP-CNN / Speck layers (slt_deploy.simulate.speck)
 }
 
 
