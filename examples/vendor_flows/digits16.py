@@ -1,8 +1,9 @@
 """16-channel spiking data for Xylo Audio 2 (16 input channels, 8 outputs) from the offline scikit-learn digits.
 
 Each 8x8 digit is pooled 2x2 into 4x4 = 16 values (the 16 input channels) and only the classes 0..7 are kept
-(Xylo has 8 output neurons). Written as an ``.npz`` (x_train, y_train, x_test, y_test: uint8 images 1x4x4) that
-``--data-path`` reads; ``--encoding rate`` turns each channel into spikes over T steps.
+(Xylo has 8 output neurons). Each channel becomes a spike train of T steps (Bernoulli, probability = intensity,
+seeded), so the data are events (N, T, 1, 4, 4) that enter the chip's input channels directly; written as an
+``.npz`` (x_train, y_train, x_test, y_test) that ``--data-path`` reads (``--encoding events`` is picked for it).
 
     python examples/vendor_flows/digits16.py digits16.npz
 """
@@ -15,13 +16,15 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 
-def digits16(seed: int = 0):
+def digits16(seed: int = 0, timesteps: int = 16):
     digits = load_digits()
     keep = digits.target < 8
     images = digits.images[keep].reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4))     # (N, 4, 4), values 0..16
-    x = np.round(images / 16.0 * 255).astype(np.uint8)[:, None]                # (N, 1, 4, 4)
+    rng = np.random.default_rng(seed)
+    p = (images / 16.0)[:, None, None]                                         # (N, 1, 1, 4, 4)
+    x = (rng.random((len(p), timesteps, 1, 4, 4)) < p).astype(np.uint8)        # (N, T, 1, 4, 4) spikes
     y = digits.target[keep].astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
+    order = rng.permutation(len(y))
     n_test = len(y) // 4
     test, train = order[:n_test], order[n_test:]
     return {"x_train": x[train], "y_train": y[train], "x_test": x[test], "y_test": y[test]}

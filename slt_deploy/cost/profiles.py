@@ -302,6 +302,10 @@ def list_profiles() -> List[HardwareProfile]:
     return [load_profile(path) for path in _shipped().values()]
 
 
+# other names of shipped profiles: Speck is the sensor + DYNAP-CNN processor chip (SOURCES.md section 7)
+ALIASES = {"speck": "dynapcnn"}
+
+
 def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
     """Load a shipped profile by name, or any profile file by path (``.yaml``/``.yml`` or an existing file)."""
     if isinstance(name_or_path, HardwareProfile):
@@ -311,6 +315,7 @@ def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
     if isinstance(name_or_path, Path) or path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         return _load_file(path)
     shipped = _shipped()
+    text = ALIASES.get(text, text)
     if text not in shipped:
         raise ProfileError(f"unknown hardware profile {text!r}; available: {', '.join(shipped)} "
                            f"(or pass the path of a profile YAML file)")
