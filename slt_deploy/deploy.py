@@ -132,7 +132,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
             lower(graph, target, first_layer=first_layer)
     vendor = VENDOR_BACKENDS.get(hw.name)
     if vendor is not None:  # a network the vendor's chip cannot take is refused in one line, before writing
-        _check_vendor(vendor, graph, hw, eval_data, str(target))
+        _check_vendor(vendor, graph, hw, eval_data, source)
     # the cost report compares with the ANN twin: a layer it cannot express is refused now, not after writing
     from .exporters.onnx_format import ann_twin
 
@@ -285,7 +285,8 @@ def render_summary(d: dict) -> str:
                          "NO SPIKES: the agreement is trivial" if v["silent"] else
                          "spike-identical in every layer" if v["first_mismatch"] is None else
                          f"first spike difference: {v['first_mismatch']}"))
-        lines += [f"  {n}" for n in v["notes"] if " vs reference: " in n and v["first_mismatch"] is not None]
+        lines += [f"  {n}" for n in v["notes"] if v["first_mismatch"] is not None
+                  and (" vs reference: " in n or n.startswith("first difference:"))]
     if d.get("netx") and "not written" in str(d["netx"]):
         lines.append(d["netx"])
     return "\n".join(lines)

@@ -106,6 +106,7 @@ def test_xylosim_backend_against_the_reference_names_the_difference():
     assert not res.silent
     assert res.first_mismatch is not None and "fc" not in res.first_mismatch.split("'")[1]
     assert any("synaptic current" in n for n in res.notes)
+    assert res.notes[0].startswith("first difference: layer lif0") and "why: " in res.notes[0]
     assert res.prediction_agreement > 0.5
 
 
@@ -167,6 +168,7 @@ def test_sinabs_multispike_is_the_named_difference():
     graph = _conv(rng, w_max=0.35)
     res = simulate(graph, "sinabs", x=x, progress=False)
     assert res.first_mismatch is not None and any("MultiSpike" in n for n in res.notes)
+    assert "spike(s), reference 1; why: v >= 2 thresholds: sinabs' MultiSpike fired 2" in res.notes[0]
     assert run_sinabs(graph, x).spikes["lif"].max() >= 2  # several spikes in one step: what differs
 
 
@@ -176,3 +178,48 @@ def test_sinabs_refuses_a_leaky_neuron():
     x = (rng.random((2, 4, 2, 8, 8)) < 0.3).astype(np.float32)
     with pytest.raises(ConfigError, match="integrate-and-fire: search with --beta 1"):
         simulate(_conv(rng, nir.LIF), "sinabs", x=x, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- deploy
+
+def _digits16(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "vendor_flows" / "digits16.py"
+    spec = importlib.util.spec_from_file_location("digits16", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    np.savez(tmp_path / "d16.npz", **module.digits16(timesteps=8))
+    return tmp_path / "d16.npz"
+
+
+@pytest.mark.slow
+def test_a_searched_ticket_deploys_on_xylo_and_a_wide_one_is_refused(tmp_path):
+    import json
+
+    from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig, RunConfig, SearchConfig, TrainConfig
+    from slt_deploy.deploy import deploy
+    from slt_deploy.search import search
+
+    data = _digits16(tmp_path)
+    neuron = NeuronConfig(beta=1.0, reset="subtract")
+    cfg = RunConfig(model=ModelConfig(name="mlp", hidden=(16,), neuron=neuron),
+                    data=DataConfig(dataset="npz", path=str(data), encoding="events", timesteps=8, n_train=0,
+                                    n_test=0),
+                    train=TrainConfig(epochs=2, device="cpu"), search=SearchConfig(method="dense"))
+    ticket = search(cfg, runs_dir=tmp_path / "runs", progress=False).ticket_path
+    result = deploy(ticket, profile="xylo", backend="fast-fixed", out=tmp_path / "out", samples=40, progress=False,
+                    echo=lambda *a: None)
+    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert d["fits"] is True and d["vendor"]["backend"] == "xylosim"
+    assert d["vendor"]["accuracy"] is not None and not d["vendor"]["silent"]
+    assert "xylosim (the vendor's simulator): accuracy" in result.summary
+
+    wide = RunConfig(model=ModelConfig(name="mlp", hidden=(16,), neuron=neuron),
+                     data=DataConfig(dataset="digits", encoding="rate", timesteps=4, n_train=200, n_test=50),
+                     train=TrainConfig(epochs=1, device="cpu"), search=SearchConfig(method="dense"))
+    ticket = search(wide, runs_dir=tmp_path / "runs", progress=False).ticket_path
+    with pytest.raises(ConfigError, match=r"does not fit xylo: layer flatten\+fc1: 64 inputs, input_channels = 16") as info:
+        deploy(ticket, profile="xylo", backend="fast-fixed", out=tmp_path / "refused", samples=10, progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "refused").exists()

@@ -41,6 +41,9 @@ class BackendRun:
     spikes: Dict[str, np.ndarray]
     seconds: float
     notes: Tuple[str, ...] = ()
+    # explain(layer, step, backend's spikes, reference's spikes) -> why they differ there (vendor simulators,
+    # whose neuron semantics differ from the reference's in known ways)
+    explain: Optional[Callable[[str, int, float, float], str]] = None
 
 
 @dataclass
@@ -214,6 +217,24 @@ def load_graph(model, lenient: bool = False) -> Tuple[object, str, List[str]]:
     return graph, str(model), [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
+def first_difference(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
+                     layers: List[str]) -> Optional[Tuple[str, int, int, int, float, float]]:
+    """(layer, sample, step, flat neuron, backend value, reference value) of the first difference, in the order
+    :func:`slt_deploy.compile.first_mismatch` reports it; None when all agree."""
+    for name in layers:
+        if name not in actual:
+            continue
+        a = np.asarray(actual[name]).reshape(actual[name].shape[0], actual[name].shape[1], -1)
+        e = np.asarray(expected[name]).reshape(a.shape)
+        diff = a != e
+        if diff.any():
+            t = int(np.flatnonzero(diff.any(axis=(0, 2)))[0])
+            k = int(np.flatnonzero(diff[:, t].any(axis=1))[0])
+            i = int(np.flatnonzero(diff[k, t])[0])
+            return name, k, t, i, float(a[k, t, i]), float(e[k, t, i])
+    return None
+
+
 def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str) -> List[str]:
     silent = [n for n in layers if n in spikes and not np.any(spikes[n])]
     if not silent or len(silent) == len(layers):
@@ -276,6 +297,12 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         warned += _spike_warnings(reference.spikes, spike_layers, "reference")
         if backend != "reference":
             warned += _spike_warnings(aligned, spike_layers, backend)
+    notes = list(run.notes)
+    where_first = first_difference(aligned, reference.spikes, spike_layers) if run.explain else None
+    if where_first is not None:
+        layer, k, t, i, a, e = where_first
+        notes.insert(0, f"first difference: layer {layer}, sample {k}, step {t}, neuron {i}: {backend} {a:g} "
+                        f"spike(s), reference {e:g}; why: {run.explain(layer, t, a, e)}")
     return SimulationResult(
         file=where, backend=backend, samples=len(x), timesteps=x.shape[1], dataset=work.source,
         encoding=work.encoding,
@@ -286,4 +313,4 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         first_mismatch=first_mismatch(aligned, {n: reference.spikes[n] for n in spike_layers}, spike_layers),
         spikes_per_sample={n: float(np.count_nonzero(run.spikes[n])) / len(x) for n in spike_layers if n in run.spikes},
         samples_per_s=len(x) / run.seconds if run.seconds > 0 else float("inf"), seconds=run.seconds,
-        notes=list(run.notes), dt=run_dt, first_layer=first_layer, warnings=warned, silent=silent)
+        notes=notes, dt=run_dt, first_layer=first_layer, warnings=warned, silent=silent)

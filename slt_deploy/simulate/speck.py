@@ -77,7 +77,8 @@ def _ints(value, n: int = 2) -> Tuple[int, ...]:
     return tuple(arr * n if len(arr) == 1 else arr)
 
 
-def sinabs_model(graph, batch_size: int, dt: float = 1.0, where: str = "graph") -> Tuple[torch.nn.Sequential, List[str]]:
+def sinabs_model(graph, batch_size: int, dt: float = 1.0,
+                 where: str = "graph") -> Tuple[torch.nn.Sequential, List[str]]:
     """(the sinabs network, names of its IAF layers = the graph's spiking nodes)."""
     import nir
 
@@ -135,6 +136,16 @@ def sinabs_model(graph, batch_size: int, dt: float = 1.0, where: str = "graph") 
     return torch.nn.Sequential(OrderedDict(modules)), spiking
 
 
+def explain(layer: str, step: int, actual: float, expected: float) -> str:
+    """Why sinabs and the reference differ at the *first* difference: everything before it (earlier steps, earlier
+    layers) agrees, so the membranes there are equal and only the firing rules can differ."""
+    if actual >= 2:
+        return f"v >= {actual:g} thresholds: sinabs' MultiSpike fired {actual:g} spikes in the step, the reference one"
+    if actual > expected:
+        return "v == threshold: sinabs fires at v >= threshold, the reference only above it"
+    return "the membranes differ by float rounding (same inputs, different order of additions)"
+
+
 def run_sinabs(graph, x: np.ndarray, first_layer: str = "chip"):
     """The ``sinabs`` backend: (N, T, C, H, W) events through the graph's sinabs layers."""
     from .run import BackendRun, graph_dt
@@ -159,4 +170,4 @@ def run_sinabs(graph, x: np.ndarray, first_layer: str = "chip"):
             spikes.setdefault(n, []).append(trace[n].reshape(b, steps, *trace[n].shape[1:]).numpy())
     notes = tuple(f"sinabs vs reference: {d}" for d in DIFFERENCES)
     return BackendRun(np.concatenate(outputs), {k: np.concatenate(v) for k, v in spikes.items()},
-                      time.perf_counter() - start, notes)
+                      time.perf_counter() - start, notes, explain)

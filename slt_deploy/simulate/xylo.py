@@ -231,6 +231,20 @@ class XyloRun:
         return outputs, spikes, final
 
 
+def explain(layer: str, step: int, actual: float, expected: float) -> str:
+    """Why xylosim and the reference differ at the first difference (everything before it agrees)."""
+    if actual >= 2:
+        return f"Xylo's V reached {actual:g} thresholds and fired {actual:g} spikes in one step; the reference once"
+    if step == 0 and actual < expected:
+        return ("at the first step Xylo's synaptic current passes half the input charge (dash_syn=1, I = x - x>>1), "
+                "the reference all of it")
+    if actual < expected:
+        return ("Xylo's V is lower: its synaptic current holds back part of the recent input (released over the next "
+                "steps), its bit-shift decay takes at least 1 per step, or quantisation rounded it down")
+    return ("Xylo's V is higher: charge of earlier input still arriving through its synaptic current, V == threshold "
+            "(Xylo fires at V >= threshold), or quantisation rounded it up")
+
+
 def run_xylosim(graph, x: np.ndarray, first_layer: str = "chip", limits: Optional[Dict[str, object]] = None):
     """The ``xylosim`` backend: (N, T, *input) spike counts through the quantised graph in xylosim."""
     from .run import BackendRun
@@ -250,4 +264,4 @@ def run_xylosim(graph, x: np.ndarray, first_layer: str = "chip", limits: Optiona
         nir_spikes[name] = back
     out = np.zeros_like(outputs)
     out[..., :] = outputs  # the readout is 1-D: Xylo order is NIR order
-    return BackendRun(out, nir_spikes, time.perf_counter() - start, tuple(spec.notes()))
+    return BackendRun(out, nir_spikes, time.perf_counter() - start, tuple(spec.notes()), explain)
