@@ -223,3 +223,46 @@ def test_a_searched_ticket_deploys_on_xylo_and_a_wide_one_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"does not fit xylo: layer flatten\+fc1: 64 inputs, input_channels = 16") as info:
         deploy(ticket, profile="xylo", backend="fast-fixed", out=tmp_path / "refused", samples=10, progress=False)
     assert "\n" not in str(info.value) and not (tmp_path / "refused").exists()
+
+
+@pytest.mark.slow
+def test_a_conv_ticket_deploys_on_speck_with_sinabs(tmp_path):
+    import json
+
+    import torch
+
+    pytest.importorskip("sinabs")
+    from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
+    from slt_deploy.deploy import deploy
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+    from slt_deploy.search.masks import Mask
+    from slt_deploy.ticket import Ticket, TicketRecord
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="convnet", hidden=(4, 8, 16), batchnorm=False,
+                      neuron=NeuronConfig(beta=1.0, reset="subtract"))
+    model = build_model(resolve_config(cfg, (2, 34, 34), 10))
+    with torch.no_grad():  # an untrained network that spikes in every layer
+        model.body.conv1.weight.abs_().mul_(0.5)
+        model.body.conv2.weight.abs_().mul_(0.5)
+        model.body.fc1.weight.abs_().mul_(0.5)
+    data = DataConfig(dataset="event-mnist", encoding="events", timesteps=6, n_train=100, n_test=20)
+    record = TicketRecord(model=model.config, method="dense", dataset="event-mnist", encoding="events",
+                          timesteps=6, round=0, hyperparameters={"data": data.to_dict()})
+    ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record)
+    deploy(ticket, profile="speck", backend="fast-fixed", out=tmp_path / "out", samples=10, progress=False,
+           echo=lambda *a: None)
+    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert d["profile"] == "dynapcnn" and d["fits"] is True and d["vendor"]["backend"] == "sinabs"
+    assert not d["vendor"]["silent"] and d["vendor"]["accuracy"] is not None
+    if d["vendor"]["first_mismatch"] is not None:  # only the named firing-rule differences may separate them
+        assert "why: v >= " in d["vendor"]["notes"][0] or "why: v == threshold" in d["vendor"]["notes"][0]
+
+    import dataclasses
+
+    leaky_model = build_model(resolve_config(cfg.replace(neuron=NeuronConfig(reset="subtract")), (2, 34, 34), 10))
+    leaky = Ticket.from_model(leaky_model, Mask.ones_like(prunable_layers(leaky_model)),
+                              dataclasses.replace(record, model=leaky_model.config))
+    with pytest.raises(ConfigError, match="integrate-and-fire: search with --beta 1"):
+        deploy(leaky, profile="dynapcnn", backend="fast-fixed", out=tmp_path / "refused", samples=10, progress=False)
+    assert not (tmp_path / "refused").exists()
