@@ -147,6 +147,9 @@ BACKENDS: Dict[str, Callable] = {
 }
 
 
+VENDOR_BACKENDS = ("xylosim", "sinabs")  # every layer on the vendor's chip, the first included
+
+
 def _spiking_nodes(graph) -> List[str]:
     import nir
 
@@ -277,6 +280,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
         # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
         first_layer = "chip" if work.encoding == "events" or (work.encoding == "given" and work.binary) else "host"
+        first_layer = "chip" if backend in VENDOR_BACKENDS else first_layer  # the chip takes its input itself
     elif first_layer == "chip" and not work.binary:
         raise ConfigError(f"{where}: first_layer=chip needs binary spike input; the input has other values "
                           f"(use first_layer=host)")
