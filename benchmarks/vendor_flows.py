@@ -94,8 +94,8 @@ def _pct(x):
 
 
 def table(rows) -> str:
-    lines = ["| ticket | chip (simulator) | fit | accuracy snnTorch / chip | predictions agree | first spike difference "
-             "| energy / inference |", "|---|---|---|---|---|---|---|"]
+    lines = ["| ticket | chip (simulator) | fit | accuracy snnTorch / chip | predictions agree "
+             "| first spike difference | energy / inference |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "refused" in r:
             lines.append(f"| {r['ticket']} | {r['profile']} | refused: {r['refused']} | | | | |")

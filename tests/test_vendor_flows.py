@@ -220,7 +220,8 @@ def test_a_searched_ticket_deploys_on_xylo_and_a_wide_one_is_refused(tmp_path):
                      data=DataConfig(dataset="digits", encoding="rate", timesteps=4, n_train=200, n_test=50),
                      train=TrainConfig(epochs=1, device="cpu"), search=SearchConfig(method="dense"))
     ticket = search(wide, runs_dir=tmp_path / "runs", progress=False).ticket_path
-    with pytest.raises(ConfigError, match=r"does not fit xylo: layer flatten\+fc1: 64 inputs, input_channels = 16") as info:
+    refusal = r"does not fit xylo: layer flatten\+fc1: 64 inputs, input_channels = 16"
+    with pytest.raises(ConfigError, match=refusal) as info:
         deploy(ticket, profile="xylo", backend="fast-fixed", out=tmp_path / "refused", samples=10, progress=False)
     assert "\n" not in str(info.value) and not (tmp_path / "refused").exists()
 
