@@ -197,7 +197,8 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class NeuronConfig(Settings):
-    beta: float = setting(0.5, "membrane decay per step (snnTorch Leaky beta), in [0, 1]")
+    beta: float = setting(0.5, "membrane decay per step (snnTorch Leaky beta), in [0, 1]; 1 = integrate-and-fire "
+                          "(no leak), what DYNAP-CNN/Speck run and Xylo comes closest to (with --reset subtract)")
     threshold: float = setting(1.0, "firing threshold (> 0)")
     reset: str = setting("zero", "reset after a spike: zero (what Loihi/Lava implement) or subtract",
                          choices=("zero", "subtract"))

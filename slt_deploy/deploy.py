@@ -28,6 +28,8 @@ FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx
 LOIHI_PROFILES = ("loihi", "loihi2")
 # the ANN targets a chip's verdict compares with (the report's rule: slt_deploy.report.verdict)
 ANN_TARGETS = ("int8-45nm", "fp32-45nm")
+# profiles whose vendor ships its own simulator: deploy ends with a run in it (slt_deploy.simulate.xylo / .speck)
+VENDOR_BACKENDS = {"xylo": "xylosim", "dynapcnn": "sinabs"}
 
 
 @dataclass
@@ -135,6 +137,9 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
         first_layer = "chip" if eval_data.encoding == "events" else "host"
         for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
             lower(graph, target, first_layer=first_layer)
+    vendor = VENDOR_BACKENDS.get(hw.name)
+    if vendor is not None:  # a network the vendor's chip cannot take is refused in one line, before writing
+        _check_vendor(vendor, graph, hw, eval_data, source)
     # the cost report compares with the ANN twin: a layer it cannot express is refused now, not after writing
     from .exporters.onnx_format import ann_twin
 
@@ -157,6 +162,9 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     for name in dict.fromkeys([float_backend, backend]):
         sims[name] = simulate(files["nir"], name, samples=samples, progress=progress, device=device)
         echo(sims[name].summary().split("\n")[0])
+    if vendor is not None:
+        sims[vendor] = simulate(files["nir"], vendor, samples=samples, progress=progress)
+        echo(sims[vendor].summary().split("\n")[0])
     write_json_atomic(out / FILES["simulate"], {k: v.to_dict() for k, v in sims.items()})
     files["simulate"] = out / FILES["simulate"]
 
@@ -173,11 +181,38 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
 
     data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)
     data_out["netx"] = str(files["netx"]) if "netx" in files else netx_note
+    data_out["vendor"] = None if vendor is None else _vendor_data(sims[vendor])
     summary = render_summary(data_out)
     write_json_atomic(out / FILES["json"], data_out)
     write_text_atomic(out / FILES["summary"], summary + "\n")
     files["json"], files["summary"] = out / FILES["json"], out / FILES["summary"]
     return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, data_out)
+
+
+def _check_vendor(vendor: str, graph, hw, eval_data: DataConfig, where: str) -> None:
+    """Refuse, in one line naming the limit, a network the vendor's simulator (and chip) cannot take."""
+    if vendor == "xylosim":
+        from .simulate.xylo import LIMIT_KEYS, xylo_spec
+
+        if eval_data.encoding not in ("rate", "latency", "events"):
+            raise ConfigError(f"deploy {where} on {hw.name}: the input is {eval_data.encoding}-encoded (real values); "
+                              f"Xylo's input channels take spike events: search with --encoding rate (or events)")
+        xylo_spec(graph, {k: hw.limit(k) for k in LIMIT_KEYS}, hw.name, where=f"deploy {where} on {hw.name}")
+    elif vendor == "sinabs":
+        from .simulate.speck import sinabs_model
+
+        if eval_data.encoding != "events":
+            raise ConfigError(f"deploy {where} on {hw.name}: the input is {eval_data.encoding}-encoded; DYNAP-CNN "
+                              f"takes events (--dataset event-mnist, nmnist, ...)")
+        sinabs_model(graph, 1, where=f"deploy {where} on {hw.name}")
+
+
+def _vendor_data(run) -> dict:
+    """The vendor simulator's run for the summary: accuracy, agreement with the snnTorch-exact reference and the
+    named differences between the two (its notes)."""
+    return {"backend": run.backend, "accuracy": run.accuracy, "reference_accuracy": run.reference_accuracy,
+            "prediction_agreement": run.prediction_agreement, "spike_agreement": run.spike_agreement,
+            "first_mismatch": run.first_mismatch, "silent": run.silent, "notes": list(run.notes)}
 
 
 def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str, sims: dict, report: dict,
@@ -268,6 +303,15 @@ def render_summary(d: dict) -> str:
     for r in ann["percent_of_ann_on_profile"]:
         lines.append(f"  vs ANN on {r['ann_profile']}: " + (f"{r['percent']:.1f} %" if r["percent"] is not None
                                                             else r["note"]))
+    v = d.get("vendor")
+    if v:
+        lines.append(f"{v['backend']} (the vendor's simulator): accuracy {_pct(v['accuracy'])}, predictions agree "
+                     f"{_pct(v['prediction_agreement'])} with snnTorch; " + (
+                         "NO SPIKES: the agreement is trivial" if v["silent"] else
+                         "spike-identical in every layer" if v["first_mismatch"] is None else
+                         f"first spike difference: {v['first_mismatch']}"))
+        lines += [f"  {n}" for n in v["notes"] if v["first_mismatch"] is not None
+                  and (" vs reference: " in n or n.startswith("first difference:"))]
     if d.get("netx") and "not written" in str(d["netx"]):
         lines.append(d["netx"])
     return "\n".join(lines)

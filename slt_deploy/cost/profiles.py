@@ -122,6 +122,7 @@ LIMITS: Dict[str, _Spec] = {
     "output_neurons": _Spec(COUNT_UNITS, "int", 1, "output neurons of the chip"),
     "weight_bits": _Spec(BIT_UNITS, "int", 1, "bits per stored weight (the deployment precision)"),
     "neuron_state_bits": _Spec(BIT_UNITS, "int", 1, "bits of state per neuron"),
+    "threshold_bits": _Spec(BIT_UNITS, "int", 1, "bits of a neuron's firing threshold (optional)"),
     "encodings": _Spec({}, "names", 0, f"synapse encodings the target stores: {', '.join(ENCODINGS)}"),
     "weight_sharing": _Spec({}, "bool", 0, "conv kernels are stored once per layer (true) or every synapse "
                             "of the unrolled layer is stored (false)"),
@@ -374,6 +375,10 @@ def list_profiles() -> List[HardwareProfile]:
     return [load_profile(path) for path in _shipped().values()]
 
 
+# other names of shipped profiles: Speck is the sensor + DYNAP-CNN processor chip (SOURCES.md section 7)
+ALIASES = {"speck": "dynapcnn"}
+
+
 def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
     """Load a shipped profile by name, or any profile file by path (``.yaml``/``.yml`` or an existing file)."""
     if isinstance(name_or_path, HardwareProfile):
@@ -383,6 +388,7 @@ def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:
     if isinstance(name_or_path, Path) or path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         return _load_file(path)
     shipped = _shipped()
+    text = ALIASES.get(text, text)
     if text not in shipped:
         raise ProfileError(f"unknown hardware profile {text!r}; available: {', '.join(shipped)} "
                            f"(or pass the path of a profile YAML file)")

@@ -9,6 +9,8 @@ Backends (registry :data:`BACKENDS`):
 ``fast-fixed``  the same fixed-point network in :mod:`slt_deploy.simulate.fastsim` (bit-exact with ``lava-fixed``);
                 on a GPU, runs of 1,000 samples or more use its torch twin :mod:`.fastsim_torch` (same bits)
 ``fast-float``  the ``floating_pt`` network in :mod:`slt_deploy.simulate.fastsim`
+``xylosim``     quantised for Xylo Audio 2 and run in SynSense's bit-accurate xylosim (:mod:`.xylo`)
+``sinabs``      sinabs IAF layers, as DYNAP-CNN / Speck run them (:mod:`.speck`)
 
 A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
 (metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
@@ -39,6 +41,9 @@ class BackendRun:
     spikes: Dict[str, np.ndarray]
     seconds: float
     notes: Tuple[str, ...] = ()
+    # explain(layer, step, backend's spikes, reference's spikes) -> why they differ there (vendor simulators,
+    # whose neuron semantics differ from the reference's in known ways)
+    explain: Optional[Callable[[str, int, float, float], str]] = None
 
 
 @dataclass
@@ -122,13 +127,27 @@ def _compiled(target: str, engine: str) -> Callable:
     return run
 
 
+def _vendor(module: str, function: str) -> Callable:
+    """A backend that is a vendor's own simulator (SynSense's xylosim, sinabs), imported when it runs."""
+    def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(graph, x, first_layer)
+    return run
+
+
 BACKENDS: Dict[str, Callable] = {
     "reference": _reference,
     "lava-float": _compiled("floating_pt", "lava"),
     "lava-fixed": _compiled("fixed_pt", "lava"),
     "fast-fixed": _compiled("fixed_pt", "fast"),
     "fast-float": _compiled("floating_pt", "fast"),
+    "xylosim": _vendor("xylo", "run_xylosim"),   # SynSense Xylo Audio 2, bit-accurate (slt_deploy.simulate.xylo)
+    "sinabs": _vendor("speck", "run_sinabs"),    # SynSense DYNAP-CNN / Speck layers (slt_deploy.simulate.speck)
 }
+
+
+VENDOR_BACKENDS = ("xylosim", "sinabs")  # every layer on the vendor's chip, the first included
 
 
 def _spiking_nodes(graph) -> List[str]:
@@ -223,6 +242,24 @@ def load_graph(model, lenient: bool = False) -> Tuple[object, str, List[str]]:
     return graph, str(model), [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
+def first_difference(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
+                     layers: List[str]) -> Optional[Tuple[str, int, int, int, float, float]]:
+    """(layer, sample, step, flat neuron, backend value, reference value) of the first difference, in the order
+    :func:`slt_deploy.compile.first_mismatch` reports it; None when all agree."""
+    for name in layers:
+        if name not in actual:
+            continue
+        a = np.asarray(actual[name]).reshape(actual[name].shape[0], actual[name].shape[1], -1)
+        e = np.asarray(expected[name]).reshape(a.shape)
+        diff = a != e
+        if diff.any():
+            t = int(np.flatnonzero(diff.any(axis=(0, 2)))[0])
+            k = int(np.flatnonzero(diff[:, t].any(axis=1))[0])
+            i = int(np.flatnonzero(diff[k, t])[0])
+            return name, k, t, i, float(a[k, t, i]), float(e[k, t, i])
+    return None
+
+
 def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str) -> List[str]:
     silent = [n for n in layers if n in spikes and not np.any(spikes[n])]
     if not silent or len(silent) == len(layers):
@@ -267,6 +304,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
         # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
         first_layer = "chip" if work.encoding == "events" or (work.encoding == "given" and work.binary) else "host"
+        first_layer = "chip" if backend in VENDOR_BACKENDS else first_layer  # the chip takes its input itself
     elif first_layer == "chip" and not work.binary:
         raise ConfigError(f"{where}: first_layer=chip needs binary spike input; the input has other values "
                           f"(use first_layer=host)")
@@ -292,6 +330,12 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         warned += _spike_warnings(reference.spikes, spike_layers, "reference")
         if backend != "reference":
             warned += _spike_warnings(aligned, spike_layers, backend)
+    notes = list(run.notes)
+    where_first = first_difference(aligned, reference.spikes, spike_layers) if run.explain else None
+    if where_first is not None:
+        layer, k, t, i, a, e = where_first
+        notes.insert(0, f"first difference: layer {layer}, sample {k}, step {t}, neuron {i}: {backend} {a:g} "
+                        f"spike(s), reference {e:g}; why: {run.explain(layer, t, a, e)}")
     return SimulationResult(
         file=where, backend=backend, samples=len(x), timesteps=x.shape[1], dataset=work.source,
         encoding=work.encoding,
@@ -302,4 +346,4 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         first_mismatch=first_mismatch(aligned, {n: reference.spikes[n] for n in spike_layers}, spike_layers),
         spikes_per_sample={n: float(np.count_nonzero(run.spikes[n])) / len(x) for n in spike_layers if n in run.spikes},
         samples_per_s=len(x) / run.seconds if run.seconds > 0 else float("inf"), seconds=run.seconds,
-        notes=list(run.notes), dt=run_dt, first_layer=first_layer, warnings=warned, silent=silent)
+        notes=notes, dt=run_dt, first_layer=first_layer, warnings=warned, silent=silent)
