@@ -93,11 +93,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
 # -- subcommands --------------------------------------------------------------------------------------
 
 def cmd_search(args) -> int:
+    from .cost.objective import round_meter
     from .search import search
 
     config = run_config_from_args(args)
     try:
-        search(config, args.runs_dir, progress=not args.no_progress)
+        search(config, args.runs_dir, progress=not args.no_progress, meter=round_meter(config))
     except SltError as exc:  # a setting found wrong once the data is known: say which file it came from
         if args.config and str(args.config) not in str(exc):
             raise type(exc)(f"{args.config}: {exc}") from None

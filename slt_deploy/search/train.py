@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,48 @@ class EpochStats:
     train_accuracy: float
     lr: float
     seconds: float
+    spike_rates: Optional[Dict[str, float]] = None  # with train.spike_penalty: spikes per neuron per step, by layer
+    penalty: Optional[float] = None                 # the epoch's mean penalty term (already weighted)
+
+
+class SpikeRates:
+    """The activity regulariser: forward hooks on every spiking neuron of ``model`` that keep, with gradients,
+    the spikes each layer emits in one forward pass.
+
+    ``penalty()`` is ``sum over layers of (spikes of the layer) / (neurons x T x B)``: each layer's firing rate
+    (spikes per neuron per step), so the weight means the same for a wide and a narrow layer, and the
+    surrogate gradient of every spike pushes its layer to fire less (the spike-count regulariser of the SNN
+    energy literature). ``clear()`` starts the next forward pass.
+    """
+
+    def __init__(self, model: nn.Module):
+        from ..models.layers import is_neuron
+
+        self.sums: Dict[str, torch.Tensor] = {}
+        self.sizes: Dict[str, int] = {}
+        self.handles = [m.register_forward_hook(self._hook(name)) for name, m in model.named_modules()
+                        if is_neuron(m)]
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            spk = output[0] if isinstance(output, tuple) else output
+            self.sums[name] = self.sums[name] + spk.sum() if name in self.sums else spk.sum()
+            self.sizes[name] = self.sizes.get(name, 0) + spk.numel()
+        return hook
+
+    def rates(self) -> Dict[str, torch.Tensor]:
+        return {name: total / self.sizes[name] for name, total in self.sums.items()}
+
+    def penalty(self) -> torch.Tensor:
+        rates = list(self.rates().values())
+        return torch.stack(rates).sum() if rates else torch.zeros(())
+
+    def clear(self) -> None:
+        self.sums, self.sizes = {}, {}
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -70,12 +112,24 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
     bar = tqdm(batches(data, train_cfg.batch_size, shuffle=True, generator=gen), total=n_batches,
                desc=desc or f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False, disable=not progress,
                unit="batch")
+    weight = train_cfg.spike_penalty
+    spikes = SpikeRates(model) if weight > 0 else None
+    rate_sums: Dict[str, float] = {}
+    penalty_sum = 0.0
     for i, (x, y) in enumerate(bar):
         # encoded on the CPU (the same random draws whatever the device), moved to the device a batch at a time
         x_seq = encode(x, data_cfg.encoding, timesteps, gen).to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
+        if spikes is not None:
+            spikes.clear()
         logits = model(x_seq)
         loss = time_loss(logits, y)
+        if spikes is not None:
+            term = weight * spikes.penalty()
+            loss = loss + term
+            penalty_sum += float(term) * len(y)
+            for name, rate in spikes.rates().items():
+                rate_sums[name] = rate_sums.get(name, 0.0) + float(rate) * len(y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
@@ -86,7 +140,11 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
         seen += len(y)
         if progress and (i % 10 == 0 or i == n_batches - 1):
             bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}")
-    return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start)
+    if spikes is None:
+        return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start)
+    spikes.remove()
+    return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start,
+                      {name: total / seen for name, total in rate_sums.items()}, penalty_sum / seen)
 
 
 @torch.no_grad()
