@@ -289,8 +289,6 @@ class TrainConfig(Settings):
     weight_decay: float = setting(5e-4, "L2 weight decay")
     schedule: str = setting("cosine", "learning-rate schedule over the epochs of a round",
                             choices=("cosine", "constant"))
-    spike_penalty: float = setting(0.0, "weight of the activity regulariser: loss += weight x the sum over spiking "
-                                   "layers of each layer's spikes per neuron per step (0 = none)")
     device: str = setting("auto", "where to train: auto (the GPU when there is one), cpu, cuda or cuda:N; "
                           "not part of the run name, the ticket says which device trained it", runtime=True)
 
@@ -299,7 +297,6 @@ class TrainConfig(Settings):
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
-        _check(self.spike_penalty >= 0, f"train.spike_penalty={self.spike_penalty} must be >= 0")
         _check(DEVICE_PATTERN.fullmatch(self.device) is not None,
                f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
@@ -337,6 +334,8 @@ class SearchConfig(Settings):
                               "that many sparsities) while accuracy holds")
     max_accuracy_drop: float = setting(1.0, "energy objective: points of held-out accuracy below the dense round "
                                        "beyond which pruning stops and T stops falling")
+    spike_penalty: float = setting(0.0, "activity regulariser in every round's training: loss += weight x the sum "
+                                   "over spiking layers of each layer's spikes per neuron per step (0 = none)")
     holdout: int = setting(500, "energy objective: training samples held out of training, on which each round's "
                            "accuracy, activity and energy are measured")
 
@@ -345,6 +344,7 @@ class SearchConfig(Settings):
         _check(self.max_rounds >= 0, f"search.max_rounds={self.max_rounds} must be >= 0")
         _check(self.max_accuracy_drop >= 0, f"search.max_accuracy_drop={self.max_accuracy_drop} must be >= 0")
         _check(self.holdout >= 1, f"search.holdout={self.holdout} must be >= 1")
+        _check(self.spike_penalty >= 0, f"search.spike_penalty={self.spike_penalty} must be >= 0")
         _check(bool(self.cost_profile.strip()), "search.cost_profile must name a hardware profile")
         _check(0.0 < self.prune_fraction < 1.0, f"search.prune_fraction={self.prune_fraction} must be in (0, 1)")
         _check(0.0 <= self.target_sparsity < 1.0,

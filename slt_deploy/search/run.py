@@ -182,7 +182,7 @@ class SearchContext:
             start = time.perf_counter()
             stats = train_epoch(model, self.split.train, cfg.data, cfg.train, optimizer, layers, mask, epoch,
                                 (cfg.search.seed, phase), timesteps, progress=self.progress,
-                                desc=f"{phase} epoch {epoch + 1}/{last_epoch}")
+                                desc=f"{phase} epoch {epoch + 1}/{last_epoch}", spike_penalty=cfg.search.spike_penalty)
             stop = callback.after_epoch(epoch, model)
             epoch += 1
             seconds += time.perf_counter() - start

@@ -96,8 +96,10 @@ def time_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, train_cfg: TrainConfig,
                 optimizer: torch.optim.Optimizer, layers: Mapping[str, nn.Module], mask: Mask, epoch: int,
-                seed_parts: tuple, timesteps: int, progress: bool = True, desc: str = "") -> EpochStats:
-    """One epoch; pruned weights are zeroed after every step so they stay exactly zero."""
+                seed_parts: tuple, timesteps: int, progress: bool = True, desc: str = "",
+                spike_penalty: float = 0.0) -> EpochStats:
+    """One epoch; pruned weights are zeroed after every step so they stay exactly zero. ``spike_penalty``:
+    weight of the activity regulariser (:class:`SpikeRates`)."""
     start = time.perf_counter()
     lr = lr_at(train_cfg, epoch)
     for group in optimizer.param_groups:
@@ -112,7 +114,7 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
     bar = tqdm(batches(data, train_cfg.batch_size, shuffle=True, generator=gen), total=n_batches,
                desc=desc or f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False, disable=not progress,
                unit="batch")
-    weight = train_cfg.spike_penalty
+    weight = spike_penalty
     spikes = SpikeRates(model) if weight > 0 else None
     rate_sums: Dict[str, float] = {}
     penalty_sum = 0.0
