@@ -108,8 +108,8 @@ def describe_front(run_dir: Path, as_json: bool = False) -> str:
                        "yes" if (p["round"], p["timesteps"]) in on_front else "")} for p in front["points"]]
     plot_front(front, paths.front_plot, title=paths.root.name)
     c = front["chosen"]
-    head = [f"run {run_dir}: energy objective on {front['profile']} (chip first layer host: {front['host']}), "
-            f"accuracy on {front['accuracy_on']}",
+    head = [f"run {run_dir}: energy objective on {front['profile']} (a host-computed first layer charged on "
+            f"{front['host']}), accuracy on {front['accuracy_on']}",
             f"  dense round {100 * front['reference_accuracy']:.2f} %, allowed drop {front['max_accuracy_drop']} "
             f"points, T={front['timesteps']}, Early-Time's T_early={front['t_early']}",
             f"  front: {len(front['front'])} of {len(front['points'])} points; chosen: {c['label']} "

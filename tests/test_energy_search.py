@@ -280,7 +280,8 @@ def test_a_serial_sweep_runs_energy_jobs(tmp_path):
     fronts = [json.loads((tmp_path / "runs" / r["run_name"] / "front.json").read_text()) for r in result.rows]
     assert all(f["profile"] == "cmos45" and len(f["points"]) >= 1 for f in fronts)
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"base": dict(base, search=dict(base["search"], cost_profile="nosuch")), "jobs": [{}],
+    bad.write_text(yaml.safe_dump({"base": dict(base, search=dict(base["search"], cost_profile="nosuch")),
+                                   "grid": {"search.seed": [0]},
                                    "runs_dir": str(tmp_path / "runs2"), "executor": "serial"}))
     with pytest.raises(SltError, match="nosuch"):
         run_sweep(load_sweep(bad), progress=False, echo=lambda line: None)

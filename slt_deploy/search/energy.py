@@ -9,8 +9,10 @@ Rounds (a *point* is one ticket at one T, with its measured accuracy a and energ
 
 - round 0 trains the dense network at T; its held-out accuracy a_0 is the reference. Early-Time's estimate on
   that very run's logits (:func:`~slt_deploy.search.early_time.choose_t_early` with ``search.et_lambda``) gives
-  T_early; every later round is also evaluated (not retrained) at T_early when T_early < T, and that point is
-  kept as its own ticket (same weights, ``timesteps`` = T_early, its own test accuracy);
+  T_early, and the dense network is also evaluated there. When that point holds accuracy (below), the later
+  rounds train at T_early, as Early-Time searches (else at T); every round is evaluated at the T it trained at
+  and at the other of T / T_early, each point kept as its own ticket (same weights, its ``timesteps``, its own
+  test accuracy);
 - ``imp``: round k prunes and rewinds as :mod:`.imp` does; ``biprop``: round k is a multi-prize ticket of the
   untrained network at sparsity 1 - (1 - prune_fraction)^k; ``dense``: round 0 only;
 - rounds go on past ``search.rounds`` up to ``search.max_rounds`` while the round's best point holds
@@ -114,25 +116,26 @@ class EnergyRounds:
     # -- rounds ---------------------------------------------------------------------------------
     def add(self, k: int, label: str, model, mask, ticket: Ticket, seconds: float, method: str, times: list,
             extra: dict, history: Sequence[dict] = ()) -> bool:
-        """Measure round ``k`` at T (and at T_early), log it, keep its points; True while accuracy holds."""
-        entry = self.measure(k, model, self.T)
+        """Measure round ``k`` at the T it was trained at (``ticket``'s) and at the other of T / T_early, log it,
+        keep its points; True while accuracy holds."""
+        trained_at = ticket.record.timesteps
+        entry = self.measure(k, model, trained_at)
         self.measure_seconds += entry["seconds"]
         if k == 0:
             self.reference = entry["accuracy"]
             self.t_early = int(entry.get("t_early", self.T))
-        variants = [(self.T, ticket, entry)]
-        if self.t_early < self.T:
-            short = self.ctx.save_ticket(self.ctx.paths.round_ticket(k, self.t_early), model, mask, method=method,
-                                         round=k, timesteps=self.t_early, wall_time_s=times,
-                                         extra=dict(extra, evaluated_at_t_early=True))
-            e = self.measure(k, model, self.t_early)
+        variants = [(trained_at, ticket, entry, self.ctx.paths.round_ticket(k))]
+        for t in sorted({self.T, self.t_early} - {trained_at}, reverse=True):
+            path = self.ctx.paths.round_ticket(k, t)
+            other = self.ctx.save_ticket(path, model, mask, method=method, round=k, timesteps=t, wall_time_s=times,
+                                         extra=dict(extra, trained_at_timesteps=trained_at))
+            e = self.measure(k, model, t)
             self.measure_seconds += e["seconds"]
-            variants.append((self.t_early, short, e))
+            variants.append((t, other, e, path))
         penalty = [h["spike_penalty"] for h in history if "spike_penalty" in h]
-        for t, tk, e in variants:
-            point = {"round": k, "label": label if t == self.T else f"{label} at T={t}", "timesteps": t,
-                     "ticket": str(Path(self.ctx.paths.round_ticket(k, t if t != self.T else None))
-                                   .relative_to(self.ctx.paths.root)),
+        for i, (t, tk, e, path) in enumerate(variants):
+            point = {"round": k, "label": label if i == 0 else f"{label} at T={t}", "timesteps": t,
+                     "trained_at": trained_at, "ticket": str(path.relative_to(self.ctx.paths.root)),
                      "cost": str(self.ctx.paths.round_cost(k, t).relative_to(self.ctx.paths.root)),
                      "sparsity": tk.record.sparsity, "accuracy": e["accuracy"], "test_accuracy": tk.record.accuracy,
                      "spikes": e["spikes"], "synops": e["synops"], "acs": e["acs"], "macs": e["macs"],
@@ -142,14 +145,20 @@ class EnergyRounds:
             facts = {"holdout_accuracy": round(e["accuracy"], 6), "energy_j": e["energy_j"],
                      "energy_kind": e["energy_kind"], "spikes": round(e["spikes"], 3), "synops": round(e["synops"], 1),
                      "measure_s": round(e["seconds"], 3)}
-            if penalty:
+            if penalty and i == 0:
                 facts["spike_penalty_by_epoch"] = penalty
-            if t == self.T:
-                self.ctx.log_round(label, seconds, tk, **facts)
-            else:
-                self.ctx.log_round(point["label"], 0.0, tk, **facts)
-        best = max(e["accuracy"] for _, _, e in variants)
-        return best >= self.reference - self.s.max_accuracy_drop / 100.0 - 1e-12
+            self.ctx.log_round(point["label"], seconds if i == 0 else 0.0, tk, **facts)
+        best = max(e["accuracy"] for _, _, e, _ in variants)
+        return self.holds(best)
+
+    def holds(self, accuracy: float) -> bool:
+        return accuracy >= self.reference - self.s.max_accuracy_drop / 100.0 - 1e-12
+
+    def train_timesteps(self) -> int:
+        """T for the rounds after the dense one: T_early when the dense round evaluated there holds accuracy
+        (Early-Time's search at T_early, kept for deployment), else T."""
+        at_early = [p for p in self.points if p["round"] == 0 and p["timesteps"] == self.t_early]
+        return self.t_early if at_early and self.holds(at_early[0]["accuracy"]) else self.T
 
     def last_round(self) -> int:
         return max(self.s.rounds, self.s.max_rounds)
@@ -185,18 +194,20 @@ def run_imp_energy(ctx) -> Ticket:
     ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="imp", round=0, timesteps=T,
                              wall_time_s=times, extra={})
     rounds.add(0, "round 0 (dense)", model, mask, ticket, phase.seconds, "imp", times, {}, phase.history)
+    T_search = rounds.train_timesteps()
     for k in range(1, rounds.last_round() + 1):
         mask = prune_magnitude(ctx.layers(ticket.build_model()), ticket.mask, s.prune_fraction, s.scope)
         model = ctx.new_model()
         first_epoch = ctx.load_rewind(model)
-        phase = ctx.train_phase(f"round_{k:02d}", model, mask, T, first_epoch)
+        phase = ctx.train_phase(f"round_{k:02d}", model, mask, T_search, first_epoch)
         times.append(phase.seconds)
-        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), model, mask, method="imp", round=k, timesteps=T,
+        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), model, mask, method="imp", round=k, timesteps=T_search,
                                  wall_time_s=times, extra={})
         holds = rounds.add(k, f"round {k}", model, mask, ticket, phase.seconds, "imp", times, {}, phase.history)
         if not holds and k >= s.rounds:
-            ctx.echo(f"  round {k}: accuracy fell more than {s.max_accuracy_drop} points below the dense round; "
-                     f"pruning stops")
+            if k < rounds.last_round():
+                ctx.echo(f"  round {k}: accuracy fell more than {s.max_accuracy_drop} points below the dense "
+                         f"round; pruning stops")
             break
     return rounds.finish()
 
@@ -227,23 +238,25 @@ def run_biprop_energy(ctx) -> Ticket:
                              wall_time_s=[phase.seconds], extra={})
     rounds.add(0, "round 0 (dense)", model, dense, ticket, phase.seconds, "dense", [phase.seconds], {},
                phase.history)
+    T_search = rounds.train_timesteps()
     for k in range(1, rounds.last_round() + 1):
         sparsity = 1.0 - (1.0 - s.prune_fraction) ** k
         net = ctx.new_model()
         torch.manual_seed(derive_seed(s.seed, "biprop_init", k))
         scored = ScoredNet(net, ctx.layers(net), sparsity, s.scope)
-        phase = ctx.train_phase(f"scores_{k:02d}", scored, ctx.dense_mask(net), T, 0)
+        phase = ctx.train_phase(f"scores_{k:02d}", scored, ctx.dense_mask(net), T_search, 0)
         mask = scored.mask()
         alphas = scored.alphas(mask)
         baked = scored.bake()
         extra = {"binary": True, "alpha": alphas, "scored_layers": list(alphas), "spiking": ctx.model_config.spiking}
-        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), baked, mask, method="biprop", round=k, timesteps=T,
-                                 wall_time_s=[phase.seconds], extra=extra)
+        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), baked, mask, method="biprop", round=k,
+                                 timesteps=T_search, wall_time_s=[phase.seconds], extra=extra)
         holds = rounds.add(k, f"biprop {100 * sparsity:.1f} %", baked, mask, ticket, phase.seconds, "biprop",
                            [phase.seconds], extra, phase.history)
         if not holds and k >= s.rounds:
-            ctx.echo(f"  biprop {100 * sparsity:.1f} %: accuracy fell more than {s.max_accuracy_drop} points "
-                     f"below the dense round; stops")
+            if k < rounds.last_round():
+                ctx.echo(f"  biprop {100 * sparsity:.1f} %: accuracy fell more than {s.max_accuracy_drop} points "
+                         f"below the dense round; stops")
             break
     return rounds.finish()
 
