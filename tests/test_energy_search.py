@@ -199,6 +199,19 @@ def test_biprop_rounds_are_binary_tickets_at_growing_sparsity(tmp_path):
             assert p["sparsity"] == pytest.approx(1 - 0.5 ** p["round"], abs=1e-3)
 
 
+def test_event_input_keeps_its_timesteps(tmp_path):
+    """Event frames are binned for T at load time: the energy objective never shortens T for them."""
+    config = RunConfig(model=ModelConfig(hidden=(32,)),
+                       data=DataConfig(dataset="event-mnist", encoding="events", n_train=300, n_test=100,
+                                       timesteps=4),
+                       train=TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=0.01),
+                       search=SearchConfig(method="dense", objective="energy", holdout=100))
+    front = front_of(run(config, tmp_path))
+    assert front["t_early"] == 4 and [p["timesteps"] for p in front["points"]] == [4]
+    entry = json.loads((next(tmp_path.iterdir()) / front["points"][0]["cost"]).read_text())
+    assert entry["host_first_layer"] is False  # event input enters the chip: no host layer
+
+
 def test_run_names_hash_only_non_default_settings():
     plain = RunConfig()
     assert plain.canonical_json() == "{}"

@@ -8,6 +8,9 @@ Methods (registry :data:`METHODS`): ``dense`` (no pruning), ``imp`` (iterative m
 rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline), ``biprop`` (binary multi-prize ticket
 of the untrained network: MPSLT, or MPLT for an ANN twin); ``search.early_time`` adds Early-Time to imp or eb. :func:`search` validates everything before it creates the run directory, then runs the method;
 running it again with the same settings resumes (or returns) the same run.
+
+``search.objective=energy`` (:mod:`.energy`) measures every round's accuracy, activity and energy on a profile
+with the cost stage's meter, which the caller passes in (``meter=``), and keeps the accuracy-energy front.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Rounds (a *point* is one ticket at one T, with its measured accuracy a and energ
 
 - round 0 trains the dense network at T; its held-out accuracy a_0 is the reference. Early-Time's estimate on
   that very run's logits (:func:`~slt_deploy.search.early_time.choose_t_early` with ``search.et_lambda``) gives
-  T_early, and the dense network is also evaluated there. When that point holds accuracy (below), the later
+  T_early (event input keeps T: its frames are binned for T when loaded), and the dense network is also
+  evaluated there. When that point holds accuracy (below), the later
   rounds train at T_early, as Early-Time searches (else at T); every round is evaluated at the T it trained at
   and at the other of T / T_early, each point kept as its own ticket (same weights, its ``timesteps``, its own
   test accuracy);
@@ -47,9 +48,11 @@ def holdout_split(split: DatasetSplit, n: int) -> tuple:
     train = split.train
     if n >= len(train):
         raise ConfigError(f"search.holdout={n} must be smaller than the {len(train)} training samples")
-    keep, held = slice(0, len(train) - n), slice(len(train) - n, len(train))
-    part = lambda s, tag: ArrayDataset(f"{train.name} ({tag})", train.images[s], train.labels[s], train.num_classes)
-    return DatasetSplit(part(keep, "training"), split.test), part(held, "held out")
+    def part(rows: slice, tag: str) -> ArrayDataset:
+        return ArrayDataset(f"{train.name} ({tag})", train.images[rows], train.labels[rows], train.num_classes)
+
+    cut = len(train) - n
+    return DatasetSplit(part(slice(0, cut), "training"), split.test), part(slice(cut, len(train)), "held out")
 
 
 def dominates(q: dict, p: dict) -> bool:
@@ -108,8 +111,12 @@ class EnergyRounds:
         entry = self.ctx.meter(model.eval(), self._batches(timesteps, device), self.host_first_layer)
         logits = entry.pop("logits")
         if k == 0 and timesteps == self.T:
+            # Event data is binned into T frames when it is loaded: fewer steps would be the first frames of a
+            # T-frame recording, which a ticket kept at that T (its data re-binned into fewer, longer frames)
+            # never sees, so T stays put for event input.
+            fixed = self.T < 3 or self.ctx.config.data.encoding == "events"
             kl = accumulated_kl(logits, self.s.et_direction)
-            entry["t_early"] = choose_t_early(kl, self.s.et_lambda) if self.T >= 3 else self.T
+            entry["t_early"] = self.T if fixed else choose_t_early(kl, self.s.et_lambda)
         write_json_atomic(path, entry)
         return entry
 

@@ -116,37 +116,40 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
                unit="batch")
     weight = spike_penalty
     spikes = SpikeRates(model) if weight > 0 else None
-    rate_sums: Dict[str, float] = {}
-    penalty_sum = 0.0
-    for i, (x, y) in enumerate(bar):
-        # encoded on the CPU (the same random draws whatever the device), moved to the device a batch at a time
-        x_seq = encode(x, data_cfg.encoding, timesteps, gen).to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+    rate_sums: Dict[str, torch.Tensor] = {}  # summed on the device too
+    penalty_sum = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for i, (x, y) in enumerate(bar):
+            # encoded on the CPU (the same random draws whatever the device), moved to the device a batch at a time
+            x_seq = encode(x, data_cfg.encoding, timesteps, gen).to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if spikes is not None:
+                spikes.clear()
+            logits = model(x_seq)
+            loss = time_loss(logits, y)
+            if spikes is not None:
+                term = weight * spikes.penalty()
+                loss = loss + term
+                penalty_sum += term.detach() * len(y)
+                for name, rate in spikes.rates().items():
+                    rate_sums[name] = rate_sums.get(name, 0.0) + rate.detach() * len(y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
+            optimizer.step()
+            apply_mask(layers, mask)  # weight decay / Adam could otherwise move them off zero
+            total_loss += loss.detach() * len(y)
+            correct += (logits.detach().sum(0).argmax(1) == y).sum()
+            seen += len(y)
+            if progress and (i % 10 == 0 or i == n_batches - 1):
+                bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}")
+    finally:  # the hooks never outlive the epoch, even when it fails
         if spikes is not None:
-            spikes.clear()
-        logits = model(x_seq)
-        loss = time_loss(logits, y)
-        if spikes is not None:
-            term = weight * spikes.penalty()
-            loss = loss + term
-            penalty_sum += float(term) * len(y)
-            for name, rate in spikes.rates().items():
-                rate_sums[name] = rate_sums.get(name, 0.0) + float(rate) * len(y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
-        optimizer.step()
-        apply_mask(layers, mask)  # weight decay / Adam could otherwise move them off zero
-        total_loss += loss.detach() * len(y)
-        correct += (logits.detach().sum(0).argmax(1) == y).sum()
-        seen += len(y)
-        if progress and (i % 10 == 0 or i == n_batches - 1):
-            bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}")
+            spikes.remove()
     if spikes is None:
         return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start)
-    spikes.remove()
     return EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, lr, time.perf_counter() - start,
-                      {name: total / seen for name, total in rate_sums.items()}, penalty_sum / seen)
+                      {name: float(total) / seen for name, total in rate_sums.items()}, float(penalty_sum) / seen)
 
 
 @torch.no_grad()
