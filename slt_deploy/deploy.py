@@ -104,7 +104,11 @@ def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[f
         raise ConfigError(f"deploy {run_dir}: profile {hw.name} is an ANN target; the front costs spiking tickets")
     points = []
     for p in front["points"]:
-        entry = json.loads((paths.root / p["cost"]).read_text())
+        cost = paths.root / str(p.get("cost", ""))
+        if not cost.is_file() or not (paths.root / str(p.get("ticket", ""))).is_file():
+            raise ConfigError(f"deploy {run_dir}: {cost.name} or its ticket is missing; run the same search "
+                              f"command again to measure it")
+        entry = json.loads(cost.read_text())
         e = recost(entry, profile)
         points.append(dict(p, energy_j=e["energy_j"], energy_kind=e["energy_kind"]))
     if any(p["energy_kind"] == "unknown" for p in points):
