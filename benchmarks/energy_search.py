@@ -4,7 +4,8 @@ One run does all of it, on the 8,000/2,000 offline MNIST split, T = 5, direct en
 
 1. today's demo search (accuracy objective, IMP 4 x 25 % -> the 68.4 % ticket), reused when already in --runs-dir;
 2. the energy objective: the demo's energy search (``slt_deploy.demo.demo_energy_config``: ``--objective energy
-   --cost-profile cmos45``, IMP 50 % per round) continued up to --max-rounds while held-out accuracy holds (--max-drop points),
+   --cost-profile cmos45``, IMP 50 % per round) continued up to --max-rounds while held-out accuracy holds
+   (--max-drop points),
    spike penalty --penalty, T_early points; the chosen ticket is the cheapest within --max-drop points;
    its rounds' measured counts are charged again on ``loihi`` (the cost stage's ``recost``: the same counts, not a
    new run) to get the Loihi front;
@@ -129,14 +130,16 @@ def main() -> None:
     inputs = [RunPaths(root).round_ticket(0), demo_ticket, chosen45] + ([chosen_loihi] if chosen_loihi != chosen45
                                                                         else [])
     inputs.append(RunPaths(demo.run_dir).round_ticket(0))  # the demo's dense SNN (all 8,000 samples, no penalty)
-    rep, w, c = timed(lambda: build_report(inputs, ann=ann, profiles=profile_names(), out=out / f"energy_search_report{args.tag}",
+    rep, w, c = timed(lambda: build_report(inputs, ann=ann, profiles=profile_names(),
+                                           out=out / f"energy_search_report{args.tag}",
                                            samples=args.samples, progress=False, sanafe=False, neurobench=False))
     d = rep.data
     nets = []
     roles = ["energy run dense SNN (round 0)", "demo 68 % ticket", "chosen on cmos45"] + (
         ["chosen on loihi"] if len(inputs) == 5 else []) + ["demo dense SNN"]
     for role, n in zip(roles, d["networks"]):
-        nets.append({"role": role, "label": n["label"], "file": n["file"], "sparsity": n["sparsity"], "timesteps": n["timesteps"],
+        nets.append({"role": role, "label": n["label"], "file": n["file"], "sparsity": n["sparsity"],
+                     "timesteps": n["timesteps"],
                      "accuracy": n["accuracy_measured"], "percent_of_ann_45nm": n["convention_45nm"]["percent_of_ann"],
                      "energy_j": {p: b["total"] for p, b in n["energy"].items()},
                      "energy_kind": {p: b["kind"] for p, b in n["energy"].items()}})
