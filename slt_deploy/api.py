@@ -110,7 +110,9 @@ def search(*, model, data, method: str = "imp", model_args: Optional[Mapping[str
         data=DataConfig(path=str(data), timesteps=timesteps),
         train=TrainConfig(epochs=epochs, **train_keys),
         search=SearchConfig(method=method, **search_keys))
-    return run_search(config, runs_dir, progress=progress)
+    from .cost.objective import round_meter
+
+    return run_search(config, runs_dir, progress=progress, meter=round_meter(config))
 
 
 def _save_weights(module: nn.Module, folder: Path) -> str:

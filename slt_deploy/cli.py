@@ -111,11 +111,12 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
 # -- subcommands --------------------------------------------------------------------------------------
 
 def cmd_search(args) -> int:
+    from .cost.objective import round_meter
     from .search import search
 
     config = run_config_from_args(args)
     try:
-        search(config, args.runs_dir, progress=not args.no_progress)
+        search(config, args.runs_dir, progress=not args.no_progress, meter=round_meter(config))
     except SettingConflict as exc:  # name the setting as the user gave it: a flag or the config file
         if exc.setting is None:
             raise
@@ -302,7 +303,7 @@ def cmd_deploy(args) -> int:
     model, data = _model_data_args(args)
     result = deploy(args.target, profile=args.profile, out=args.out, backend=args.backend, model=model, data=data,
                     samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress,
-                    device=args.device)
+                    device=args.device, max_accuracy_drop=args.max_accuracy_drop)
     print(result.summary)
     for key in ("summary", "json", "report", "nir", "netx"):
         if key in result.files:
@@ -431,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
                                    "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
     p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5), netx network (.h5) or ONNX model "
-                                "(.onnx)")
+                                "(.onnx); or a run directory of search --objective energy (its front as a table, "
+                                "and front.png)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 
@@ -503,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "training split (labelled in every output)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+                   help="TICKET_OR_MODEL a run directory of search --objective energy: deploy its cheapest ticket on "
+                        "--profile within this many points of the dense round (default: the run's own setting)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",

@@ -333,9 +333,29 @@ class SearchConfig(Settings):
     et_direction: str = setting("paper", "ET: KL(P_t || P_T) as in the paper, or KL(P_T || P_t) as the "
                                 "official code computes", choices=("paper", "code"))
     seed: int = setting(0, "random seed (initialization, data order, encodings, random masks)")
+    # the energy objective (issue 23; slt_deploy/search/energy.py)
+    objective: str = setting("accuracy", "what the search aims at: accuracy (the fixed rounds), or energy: each "
+                             "round's activity and energy on --cost-profile measured on held-out training samples, "
+                             "pruning past the rounds while accuracy holds, an accuracy-energy front (front.json)",
+                             choices=("accuracy", "energy"))
+    cost_profile: str = setting("cmos45", "energy objective: the hardware profile (name or file) each round is "
+                                "costed on")
+    max_rounds: int = setting(16, "energy objective: prune past search.rounds up to this many rounds (imp; biprop: "
+                              "that many sparsities) while accuracy holds")
+    max_accuracy_drop: float = setting(1.0, "energy objective: points of held-out accuracy below the dense round "
+                                       "beyond which pruning stops and T stops falling")
+    spike_penalty: float = setting(0.0, "activity regulariser in every round's training: loss += weight x the sum "
+                                   "over spiking layers of each layer's spikes per neuron per step (0 = none)")
+    holdout: int = setting(500, "energy objective: training samples held out of training, on which each round's "
+                           "accuracy, activity and energy are measured")
 
     def validate(self):
         _check(self.rounds >= 0, f"search.rounds={self.rounds} must be >= 0")
+        _check(self.max_rounds >= 0, f"search.max_rounds={self.max_rounds} must be >= 0")
+        _check(self.max_accuracy_drop >= 0, f"search.max_accuracy_drop={self.max_accuracy_drop} must be >= 0")
+        _check(self.holdout >= 1, f"search.holdout={self.holdout} must be >= 1")
+        _check(self.spike_penalty >= 0, f"search.spike_penalty={self.spike_penalty} must be >= 0")
+        _check(bool(self.cost_profile.strip()), "search.cost_profile must name a hardware profile")
         _check(0.0 < self.prune_fraction < 1.0, f"search.prune_fraction={self.prune_fraction} must be in (0, 1)")
         _check(0.0 <= self.target_sparsity < 1.0,
                f"search.target_sparsity={self.target_sparsity} must be in [0, 1)")
@@ -366,6 +386,11 @@ class RunConfig(Settings):
         _check(self.search.reference is None or self.search.method == "random",
                f"search.reference applies to method random (the ticket whose per-layer sparsity a random mask "
                f"copies), not to method {self.search.method}")
+        if self.search.objective == "energy":
+            _check(self.search.method in ("imp", "biprop", "dense"),
+                   f"search.objective=energy works with imp, biprop or dense, not {self.search.method}")
+            _check(not self.search.early_time, "search.objective=energy picks T itself (Early-Time's estimate on "
+                   "the dense round); leave search.early_time off")
         if self.search.method == "eb":
             _check(self.search.eb_max_epochs <= self.train.epochs or self.search.eb_max_epochs == 0,
                    "search.eb_max_epochs must not exceed train.epochs")

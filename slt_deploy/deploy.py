@@ -79,11 +79,58 @@ def _with_data(ticket: Ticket, data: DataConfig) -> Ticket:
     return Ticket(record, ticket.state, ticket.mask, ticket.train_hashes)
 
 
+def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[float] = None) -> dict:
+    """The cheapest ticket on ``profile`` of an energy-objective run whose held-out accuracy is within
+    ``max_accuracy_drop`` points (default: the run's own setting) of its dense round.
+
+    Every point's measured counts (``rounds/*.cost.json``) are charged on ``profile`` by the cost stage (the same
+    run's counts, not a new run); the front on that profile is formed and the cheapest point within the drop taken.
+    """
+    import json
+
+    from .cost.objective import recost
+    from .cost.profiles import load_profile
+    from .paths import RunPaths
+    from .search.energy import choose, non_dominated
+
+    paths = RunPaths(Path(run_dir))
+    if not paths.front.is_file():
+        raise ConfigError(f"deploy {run_dir}: a run directory needs its front.json (a search with --objective "
+                          f"energy); give a ticket file otherwise")
+    from .yamlio import read_file
+
+    front = read_file(paths.front, "front file")
+    drop = front["max_accuracy_drop"] if max_accuracy_drop is None else float(max_accuracy_drop)
+    if drop < 0:
+        raise ConfigError(f"--max-accuracy-drop={drop} must be >= 0")
+    hw = load_profile(profile)
+    if hw.kind == "ann":
+        raise ConfigError(f"deploy {run_dir}: profile {hw.name} is an ANN target; the front costs spiking tickets")
+    points = []
+    for p in front["points"]:
+        cost = paths.root / str(p.get("cost", ""))
+        if not cost.is_file() or not (paths.root / str(p.get("ticket", ""))).is_file():
+            raise ConfigError(f"deploy {run_dir}: {cost.name} or its ticket is missing; run the same search "
+                              f"command again to measure it")
+        entry = json.loads(cost.read_text())
+        e = recost(entry, profile)
+        points.append(dict(p, energy_j=e["energy_j"], energy_kind=e["energy_kind"]))
+    if any(p["energy_kind"] == "unknown" for p in points):
+        raise ConfigError(f"deploy {run_dir}: profile {hw.name} publishes no per-event energy, so no ticket is the "
+                          f"cheapest on it; deploy one of {paths.front}'s tickets by path")
+    chosen = choose(non_dominated(points), front["reference_accuracy"], drop)
+    return dict(chosen, ticket_path=str(paths.root / chosen["ticket"]), profile=hw.name, max_accuracy_drop=drop,
+                reference_accuracy=front["reference_accuracy"], accuracy_on=front["accuracy_on"], run=str(run_dir))
+
+
 def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
            data: Optional[DataConfig] = None, samples: int = 100, allow_overlap: bool = False,
-           progress: bool = True, echo=print, device: str = "auto") -> DeployResult:
-    """Deploy ``target`` (a ticket path, a :class:`Ticket`, or a model name / ``file.py:factory`` whose
-    settings and weights are in ``model``) on ``profile``; every file goes to ``out``.
+           progress: bool = True, echo=print, max_accuracy_drop: Optional[float] = None,
+           device: str = "auto") -> DeployResult:
+    """Deploy ``target`` (a ticket path, a :class:`Ticket`, an energy-objective run directory -- its cheapest
+    ticket on ``profile`` within ``max_accuracy_drop`` points of the dense round, :func:`choose_from_front` --
+    or a model name / ``file.py:factory`` whose settings and weights are in ``model``) on ``profile``; every
+    file goes to ``out``.
 
     ``data``: evaluation data (default: the ticket's test split; required for a model). ``samples``: test
     samples simulated and costed. ``device``: where the fast simulator runs and the report counts activity
@@ -106,6 +153,10 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
 
     resolve_device(device)  # a GPU that is not there: one line, before anything is written
     out = Path(out)
+    choice = None
+    if not isinstance(target, Ticket) and Path(str(target)).is_dir():
+        choice = choose_from_front(Path(str(target)), profile, max_accuracy_drop)
+        target = choice["ticket_path"]
 
     # 1. the ticket
     if isinstance(target, Ticket):
@@ -182,6 +233,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)
     data_out["netx"] = str(files["netx"]) if "netx" in files else netx_note
     data_out["vendor"] = None if vendor is None else _vendor_data(sims[vendor])
+    data_out["front_choice"] = choice
     summary = render_summary(data_out)
     write_json_atomic(out / FILES["json"], data_out)
     write_text_atomic(out / FILES["summary"], summary + "\n")
@@ -266,6 +318,12 @@ def _pct(x) -> str:
 def render_summary(d: dict) -> str:
     """The one-screen summary."""
     lines: List[str] = []
+    c = d.get("front_choice")
+    if c:
+        lines.append(f"chosen from {c['run']}: {c['label']}, the cheapest on {c['profile']} within "
+                     f"{c['max_accuracy_drop']} points of the dense round ({100 * c['accuracy']:.2f} % vs "
+                     f"{100 * c['reference_accuracy']:.2f} % on {c['accuracy_on']}; {c['energy_j']:.4g} J, "
+                     f"{c['energy_kind']})")
     if d["overlap"]:
         lines.append(f"!! {d['overlap']['label']}")
     fits = {True: "FITS", False: "DOES NOT FIT", None: "fit unknown"}[d["fits"]]

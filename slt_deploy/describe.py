@@ -87,9 +87,48 @@ def _jsonable(d: dict) -> dict:
     return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d.items()}
 
 
+def describe_front(run_dir: Path, as_json: bool = False) -> str:
+    """An energy-objective run: every round's point as a table (front and chosen marked); writes front.png."""
+    from .paths import RunPaths
+    from .search.plots import plot_front
+    from .yamlio import read_file
+
+    paths = RunPaths(run_dir)
+    front = read_file(paths.front, "front file")
+    if as_json:
+        return json.dumps(front, indent=2)
+    on_front = {(p["round"], p["timesteps"]) for p in front["front"]}
+    chosen = (front["chosen"]["round"], front["chosen"]["timesteps"])
+    rows = [{"round": p["round"], "T": p["timesteps"], "sparsity": f"{100 * p['sparsity']:.2f} %",
+             "held-out acc": f"{100 * p['accuracy']:.2f} %", "test acc": f"{100 * p['test_accuracy']:.2f} %",
+             "spikes": f"{p['spikes']:.1f}", "synops": f"{p['synops']:.0f}",
+             f"energy ({front['profile']})": f"{1e9 * p['energy_j']:.3f} nJ" + (
+                 "" if p["energy_kind"] == "exact" else f" ({p['energy_kind']})"),
+             "front": ("chosen" if (p["round"], p["timesteps"]) == chosen else
+                       "yes" if (p["round"], p["timesteps"]) in on_front else "")} for p in front["points"]]
+    plot_front(front, paths.front_plot, title=paths.root.name)
+    c = front["chosen"]
+    head = [f"run {run_dir}: energy objective on {front['profile']} (a host-computed first layer charged on "
+            f"{front['host']}), accuracy on {front['accuracy_on']}",
+            f"  dense round {100 * front['reference_accuracy']:.2f} %, allowed drop {front['max_accuracy_drop']} "
+            f"points, T={front['timesteps']}, Early-Time's T_early={front['t_early']}",
+            f"  front: {len(front['front'])} of {len(front['points'])} points; chosen: {c['label']} "
+            f"({c['ticket']}), {1e9 * c['energy_j']:.3f} nJ", ""]
+    cols = list(rows[0]) if rows else []
+    return "\n".join(head) + format_table(rows, cols) + f"\nwrote {paths.front_plot}"
+
+
 def describe_file(path: str | Path, as_json: bool = False) -> str:
-    """A ticket, a NIR graph, a netx network or an ONNX model, as a table (or JSON)."""
+    """A ticket, a NIR graph, a netx network or an ONNX model, as a table (or JSON); a run directory of the
+    energy objective, as its accuracy-energy front."""
     p = Path(path)
+    if p.is_dir():
+        from .paths import RunPaths
+
+        if not RunPaths(p).front.is_file():
+            raise SltError(f"{p}: a directory; inspect takes a file, or a run directory with front.json (a search "
+                           f"with --objective energy)")
+        return describe_front(p, as_json)
     if not p.is_file():
         raise SltError(f"{p}: no such file")
     kind = _kind(p)

@@ -37,8 +37,23 @@ class RunPaths:
     def rewind_state(self) -> Path:
         return self.root / "rewind.safetensors"
 
-    def round_ticket(self, k: int) -> Path:
-        return self.root / "rounds" / f"round_{k:02d}.safetensors"
+    def round_ticket(self, k: int, timesteps=None) -> Path:
+        """Round ``k``'s ticket; with ``timesteps``, the same weights kept at that T (energy objective)."""
+        return self.root / "rounds" / (f"round_{k:02d}.safetensors" if timesteps is None
+                                       else f"round_{k:02d}_T{timesteps}.safetensors")
+
+    def round_cost(self, k: int, timesteps: int) -> Path:
+        """Energy objective: round ``k``'s accuracy, activity and energy measured at ``timesteps``."""
+        return self.root / "rounds" / f"round_{k:02d}_T{timesteps}.cost.json"
+
+    @property
+    def front(self) -> Path:
+        """Energy objective: every round's point, the accuracy-energy front and the chosen ticket."""
+        return self.root / "front.json"
+
+    @property
+    def front_plot(self) -> Path:
+        return self.root / "front.png"
 
     def checkpoint(self, phase: str) -> Path:
         return self.root / "phases" / phase / "checkpoint.safetensors"

@@ -304,7 +304,9 @@ def check_sweep(spec: SweepSpec) -> None:
     cache: dict = {}  # datasets and models shared by the jobs, loaded or built once
     for i, job in enumerate(spec.jobs, 1):
         try:
-            check_search(job.config, spec.runs_dir, cache=cache)
+            from .cost.objective import round_meter
+
+            check_search(job.config, spec.runs_dir, cache=cache, meter=round_meter(job.config))
         except SltError as exc:
             raise type(exc)(f"{where}: job {i}/{len(spec.jobs)} ({job.label()}): {exc}") from None
 
@@ -523,11 +525,13 @@ def run_job(config: dict, runs_dir: str, cpus: float, attempt: int, attempts: in
 
         before = torch.get_num_threads()
         try:
+            from .cost.objective import round_meter
             from .search import search  # in the try: an import that fails in a worker is the job's error
 
             torch.set_num_threads(threads)  # a reused Ray worker keeps the thread count of its first task
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                result = search(cfg, runs_dir, progress=False, echo=lambda line: print(line, file=log, flush=True))
+                result = search(cfg, runs_dir, progress=False, echo=lambda line: print(line, file=log, flush=True),
+                                meter=round_meter(cfg))
         except Exception as exc:
             seconds = time.perf_counter() - start
             log.write(traceback.format_exc())

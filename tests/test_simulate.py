@@ -115,6 +115,11 @@ def test_demo_runs_every_stage_on_the_offline_mnist(tmp_path, capsys):
     assert sims["fast-fixed"]["samples"] == 2000
     assert abs(sims["fast-fixed"]["accuracy"] - sims["fast-fixed"]["reference_accuracy"]) <= 0.01
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["inputs"][-1].endswith("ticket.safetensors")
+    # the energy objective's front: the dense round and every non-dominated ticket, the chosen one among them
+    (run,) = (tmp_path / "runs").glob("imp_*")
+    front = json.loads((run / "front.json").read_text())
+    assert report["inputs"] == list(dict.fromkeys(
+        [str(run / "rounds" / "round_00.safetensors"), *(str(run / p["ticket"]) for p in front["front"])]))
+    assert "front:" in text and front["chosen"] in front["front"]
     for name in ("report.md", "report.html", "energy_breakdown.png"):
         assert (tmp_path / "report" / name).is_file()

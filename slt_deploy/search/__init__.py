@@ -8,6 +8,9 @@ Methods (registry :data:`METHODS`): ``dense`` (no pruning), ``imp`` (iterative m
 rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline), ``biprop`` (binary multi-prize ticket
 of the untrained network: MPSLT, or MPLT for an ANN twin); ``search.early_time`` adds Early-Time to imp or eb. :func:`search` validates everything before it creates the run directory, then runs the method;
 running it again with the same settings resumes (or returns) the same run.
+
+``search.objective=energy`` (:mod:`.energy`) measures every round's accuracy, activity and energy on a profile
+with the cost stage's meter, which the caller passes in (``meter=``), and keeps the accuracy-energy front.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .baselines import reference_sparsity, run_dense, run_random
 from .biprop import run_biprop
 from .early_bird import run_eb
 from .imp import run_imp
+from .energy import ENERGY_METHODS, holdout_split
 from .run import SearchContext, write_config
 from ..utils import check_output_dir, output_error, remove_stale_temp_files
 
@@ -52,6 +56,8 @@ def _check_settings(config: RunConfig, ctx: SearchContext, models: Optional[dict
     s = config.search
     if s.method not in METHODS:
         raise ConfigError(f"unknown method {s.method!r}; available: {', '.join(METHODS)}")
+    if s.objective == "energy" and s.method not in ENERGY_METHODS:
+        raise ConfigError(f"search.objective=energy works with {', '.join(ENERGY_METHODS)}, not {s.method}")
     models = {} if models is None else models
     model = models.get(ctx.model_config)
     if model is None:  # the user's weights are read and checked here, before any write
@@ -63,16 +69,17 @@ def _check_settings(config: RunConfig, ctx: SearchContext, models: Optional[dict
         reference_sparsity(ctx, model)  # the reference ticket exists, is a ticket and fits this model
 
 
-def check_search(config: RunConfig, runs_dir: str | Path = "runs", cache: Optional[dict] = None) -> None:
+def check_search(config: RunConfig, runs_dir: str | Path = "runs", cache: Optional[dict] = None,
+                 meter=None) -> None:
     """Every check :func:`search` makes before it writes anything: the runs folder is writable, the data loads,
     the model builds with its prunable layers, cross-field rules, the reference ticket. A sweep runs it over all
     its jobs before the first one starts; ``cache`` (one dict for all of them) keeps the datasets and models
     that several jobs share (a dataset is loaded once for every T: the shapes do not depend on T)."""
-    _context(config, runs_dir, cache=cache)
+    _context(config, runs_dir, cache=cache, meter=meter)
 
 
 def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, echo: Callable[[str], None] = print,
-             cache: Optional[dict] = None) -> SearchContext:
+             cache: Optional[dict] = None, meter=None) -> SearchContext:
     cache = {} if cache is None else cache
     check_output_dir(runs_dir)
     config = config.replace(data=infer_dataset(config.data))  # --data-path alone picks the user's loader
@@ -88,20 +95,30 @@ def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, ech
                                                        source_sha256=model_config.source_sha256,
                                                        weights_sha256=model_config.weights_sha256))
     paths = RunPaths(Path(runs_dir) / config.run_name())
-    ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo)
+    holdout = None
+    if config.search.objective == "energy":  # measured on training samples never trained on
+        split, holdout = holdout_split(split, config.search.holdout)
+    ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo, meter=meter,
+                        holdout=holdout)
     _check_settings(config, ctx, cache.setdefault("models", {}))
     return ctx
 
 
 def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
-           echo: Callable[[str], None] = print) -> SearchResult:
+           echo: Callable[[str], None] = print, meter=None) -> SearchResult:
     """Run (or resume) the search described by ``config``; returns the final ticket.
+
+    ``meter``: with ``search.objective=energy``, what costs a round (:func:`slt_deploy.cost.objective.round_meter`
+    of the same config; the cost stage comes after the search, so the caller hands it over).
 
     A write that fails (full disk, folder turned read-only) ends it with one :class:`OutputError` line that
     says how to resume: the run directory keeps every finished epoch.
     """
-    ctx = _context(config, runs_dir, progress=progress, echo=echo)
+    ctx = _context(config, runs_dir, progress=progress, echo=echo, meter=meter)
     config, paths, model_config = ctx.config, ctx.paths, ctx.model_config
+    if config.search.objective == "energy" and meter is None:
+        raise ConfigError("search.objective=energy needs the cost stage's meter: search(config, meter="
+                          "slt_deploy.cost.objective.round_meter(config)); the slt-deploy commands pass it")
     resumed = paths.config.exists()
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
@@ -113,7 +130,8 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
         if stale:
             echo(f"  removed {len(stale)} temporary file(s) left by an interrupted write")
         start = time.perf_counter()
-        ticket = METHODS[config.search.method](ctx)
+        methods = ENERGY_METHODS if config.search.objective == "energy" else METHODS
+        ticket = methods[config.search.method](ctx)
         ticket.save(paths.ticket)
         from .plots import plot_accuracy_vs_sparsity
 

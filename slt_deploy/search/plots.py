@@ -30,3 +30,36 @@ def plot_accuracy_vs_sparsity(rounds: List[dict], path: str | Path, title: str =
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_front(front: dict, path: str | Path, title: str = "") -> None:
+    """Energy objective: every point's energy (log scale) against its held-out accuracy; the front joined, the
+    chosen ticket ringed, the accuracy floor (dense round - max drop) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    nj = lambda p: 1e9 * p["energy_j"]
+    pts = front["points"]
+    ax.scatter([nj(p) for p in pts], [100 * p["accuracy"] for p in pts], s=14, color="0.6", label="rounds")
+    line = sorted(front["front"], key=nj)
+    ax.plot([nj(p) for p in line], [100 * p["accuracy"] for p in line], "o-", color="C0", label="front")
+    for p in line:
+        ax.annotate(f"{100 * p['sparsity']:.0f}% T={p['timesteps']}", (nj(p), 100 * p["accuracy"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, 3))
+    c = front["chosen"]
+    ax.scatter([nj(c)], [100 * c["accuracy"]], s=120, facecolors="none", edgecolors="C3", label="chosen")
+    ax.axhline(100 * front["reference_accuracy"] - front["max_accuracy_drop"], color="C3", ls="--", lw=0.8,
+               label=f"dense - {front['max_accuracy_drop']} points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"energy per inference on {front['profile']} (nJ)")
+    ax.set_ylabel(f"accuracy, {front['accuracy_on']} (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -107,8 +107,10 @@ class SearchContext:
     """What a search method needs: settings, data, paths, seeded models, phases, round tickets."""
 
     def __init__(self, config: RunConfig, model_config, split: DatasetSplit, paths: RunPaths,
-                 progress: bool = True, echo: Callable[[str], None] = print):
+                 progress: bool = True, echo: Callable[[str], None] = print, meter=None, holdout=None):
         self.config = config
+        self.meter = meter      # energy objective: the cost stage's round meter (slt_deploy.cost.objective)
+        self.holdout = holdout  # energy objective: training samples held out of training, for measuring
         self.model_config = model_config  # resolved against the dataset
         self.split = split
         self.paths = paths
@@ -180,12 +182,15 @@ class SearchContext:
             start = time.perf_counter()
             stats = train_epoch(model, self.split.train, cfg.data, cfg.train, optimizer, layers, mask, epoch,
                                 (cfg.search.seed, phase), timesteps, progress=self.progress,
-                                desc=f"{phase} epoch {epoch + 1}/{last_epoch}")
+                                desc=f"{phase} epoch {epoch + 1}/{last_epoch}", spike_penalty=cfg.search.spike_penalty)
             stop = callback.after_epoch(epoch, model)
             epoch += 1
             seconds += time.perf_counter() - start
             history.append({"epoch": epoch, "loss": round(stats.loss, 6),
                             "train_accuracy": round(stats.train_accuracy, 6), "lr": stats.lr})
+            if stats.spike_rates is not None:  # the activity regulariser, logged per epoch
+                history[-1].update(spike_penalty=round(stats.penalty, 6),
+                                   spike_rates={k: round(v, 6) for k, v in stats.spike_rates.items()})
             if save_rewind_at is not None and epoch == save_rewind_at:
                 save_state(self.paths.rewind_state, model, {"epoch": epoch})
             cb_meta, cb_tensors = callback.state()
