@@ -491,35 +491,57 @@ def train_ann_twin(ticket: Ticket, ticket_path: Path, runs_dir: Optional[PathLik
                   echo=print if progress else (lambda _msg: None)).ticket_path
 
 
-def counterpart_config(ticket: Ticket):
-    """The ticket's own search (method, rounds, pruning, training) with ``model.spiking`` false: the ANN pruned
-    the same way (an ANN lottery ticket, LT; MPLT for biprop), as Cheng et al. compare."""
-    from ..config import RunConfig
+# what the energy objective adds to a search (slt_deploy.search.energy): the ANN counterpart is pruned by the
+# plain rounds, so these go back to their defaults
+_ENERGY_SETTINGS = ("objective", "cost_profile", "max_rounds", "max_accuracy_drop", "spike_penalty", "holdout")
+
+
+def counterpart_config(ticket: Ticket, rounds: Optional[int] = None):
+    """The ticket's own search (method, pruning, training) with ``model.spiking`` false: the ANN pruned the same
+    way (an ANN lottery ticket, LT; MPLT for biprop), as Cheng et al. compare. IMP runs ``rounds`` rounds
+    (default the ticket's own round), the same global pruning per round, so round k has the ticket's sparsity."""
+    from ..config import RunConfig, SearchConfig
 
     hp = dict(ticket.record.hyperparameters)
     config = RunConfig.from_dict({k: hp[k] for k in ("model", "data", "train", "search") if k in hp},
                                  where="ticket settings")
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, spiking=False))
+    defaults = SearchConfig()
+    search = dataclasses.replace(config.search, **{k: getattr(defaults, k) for k in _ENERGY_SETTINGS
+                                                   if hasattr(defaults, k)})
+    if search.method == "imp":
+        search = dataclasses.replace(search, rounds=ticket.record.round if rounds is None else rounds)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, spiking=False), search=search)
 
 
 def _pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progress: bool,
                  skipped: List[str]) -> List[AnnModel]:
     """For each pruned ticket, its ANN counterpart at the same round (so the same sparsity), trained on demand
-    and cached in the runs folder like the dense twin; one ANN search serves every round of a ticket's run.
-    A ticket whose recorded settings cannot be searched again gets none, said in ``skipped``."""
+    and cached in the runs folder like the dense twin; one ANN search (to the largest round asked of it) serves
+    every ticket of a run. A ticket whose recorded settings cannot be searched again gets none, said in
+    ``skipped``."""
     from ..errors import ConfigError
     from ..paths import RunPaths
     from ..search import search
 
-    out: Dict[Path, AnnModel] = {}
+    wanted = []
     for net in networks:
         t = net.ticket
         if net.kind != "ticket" or net.dense or t.record.method == "dense" or t.record.model.recurrent \
                 or not t.record.hyperparameters or not t.record.model.spiking:
             continue
+        try:
+            wanted.append((net, counterpart_config(t, rounds=0).run_name()))
+        except ConfigError as exc:
+            skipped.append(f"{net.path.name}: no pruned ANN counterpart: its recorded settings do not search ({exc})")
+    deepest = {}
+    for net, key in wanted:
+        deepest[key] = max(deepest.get(key, 0), net.ticket.record.round)
+    out: Dict[Path, AnnModel] = {}
+    for net, key in wanted:
+        t = net.ticket
         folder = Path(runs_dir) if runs_dir is not None else _runs_folder(net.path)
         try:
-            config = counterpart_config(t)
+            config = counterpart_config(t, rounds=deepest[key])
             paths = RunPaths(folder / config.run_name())
             if not paths.ticket.is_file():
                 print(f"report: training the pruned ANN counterpart of {net.path.name} ({config.search.method}, "
