@@ -23,7 +23,7 @@ from .profiles import HardwareProfile, ProfileError, load_profile
 
 #: Where a chip's host-computed first layer is charged: the report's default host
 #: (``slt_deploy.report.build.HOST_PROFILE``; the cost stage cannot import the report, a test pins the two equal).
-HOST_PROFILE = "fp32-45nm"
+HOST_PROFILE = "int8-45nm"
 
 
 class EnergyMeter:
