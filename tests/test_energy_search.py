@@ -232,7 +232,7 @@ def test_wrong_settings_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(SltError, match="nosuch"):
         round_meter(energy_config(cost_profile="nosuch"))
     with pytest.raises(SltError, match="no energy per synaptic op"):
-        EnergyMeter("loihi2")
+        EnergyMeter("xylo")
     with pytest.raises(SltError, match="ANN target"):
         EnergyMeter("int8-45nm")
     with pytest.raises(ConfigError, match="needs the cost stage's meter"):
@@ -329,7 +329,7 @@ def test_deploy_picks_the_cheapest_ticket_within_the_drop_on_its_profile(imp_ene
             cheapest = min(e for e, _ in within)
             assert c["energy_j"] == cheapest and c["accuracy"] >= front["reference_accuracy"] - drop / 100 - 1e-12
     with pytest.raises(ConfigError, match="publishes no per-event energy"):
-        choose_from_front(result.run_dir, "loihi2", 1.0)
+        choose_from_front(result.run_dir, "xylo", 1.0)
     out = deploy(result.run_dir, profile="loihi", out=tmp_path / "dep", backend="fast-fixed", samples=50,
                  progress=False, echo=quiet, max_accuracy_drop=1.0)
     c = choose_from_front(result.run_dir, "loihi", 1.0)

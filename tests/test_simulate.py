@@ -116,7 +116,10 @@ def test_demo_runs_every_stage_on_the_offline_mnist(tmp_path, capsys):
     assert abs(sims["fast-fixed"]["accuracy"] - sims["fast-fixed"]["reference_accuracy"]) <= 0.01
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     # the energy objective's front: the dense round and every non-dominated ticket, the chosen one among them
-    (run,) = (tmp_path / "runs").glob("imp_*")
+    (run,) = [p for p in (tmp_path / "runs").glob("imp_*") if "-ann" not in p.name]  # the SNN's, not the LT's
+    # the ANN pruned like the front's tickets, trained with the same recipe, is among the report's ANNs
+    assert report["ann_others"] and all(a["label"].startswith("pruned ANN") for a in report["ann_others"])
+    assert report["verdict"] and all(r["decision"] for r in report["verdict"])
     front = json.loads((run / "front.json").read_text())
     assert report["inputs"] == list(dict.fromkeys(
         [str(run / "rounds" / "round_00.safetensors"), *(str(run / p["ticket"]) for p in front["front"])]))

@@ -92,11 +92,13 @@ def recost(entry: dict, profile: str, host: str = HOST_PROFILE) -> dict:
 
 
 def round_meter(config) -> Optional[EnergyMeter]:
-    """The meter a search with ``config`` needs: None for the accuracy objective (a bad profile name fails here,
-    before the search writes anything)."""
-    if config.search.objective != "energy":
-        return None
-    return EnergyMeter(config.search.cost_profile)
+    """The meter a search with ``config`` needs: None for the accuracy objective. A bad profile name fails here
+    whatever the objective (a setting that names nothing is refused, not ignored), before anything is written."""
+    try:
+        profile = load_profile(config.search.cost_profile)
+    except ProfileError as exc:
+        raise ProfileError(f"search.cost_profile: {exc}") from None
+    return EnergyMeter(config.search.cost_profile) if profile and config.search.objective == "energy" else None
 
 
 __all__ = ["EnergyMeter", "HOST_PROFILE", "activity_of", "cost_entry", "recost", "round_meter"]
