@@ -191,16 +191,23 @@ class EnergyRounds:
         return Ticket.load(self.ctx.paths.root / chosen["ticket"])
 
 
-def run_imp_energy(ctx) -> Ticket:
-    s, T = ctx.config.search, ctx.config.data.timesteps
-    rounds = EnergyRounds(ctx)
+def _dense_round(ctx, rounds: "EnergyRounds", phase_name: str, label: str, method: str, **train) -> Ticket:
+    """Round 0 of every energy search: the dense network at full T, the accuracy reference of the front."""
+    T = ctx.config.data.timesteps
     model = ctx.new_model()
     mask = ctx.dense_mask(model)
-    phase = ctx.train_phase("round_00", model, mask, T, 0, save_rewind_at=s.rewind_epoch)
-    times = [phase.seconds]
-    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="imp", round=0, timesteps=T,
-                             wall_time_s=times, extra={})
-    rounds.add(0, "round 0 (dense)", model, mask, ticket, phase.seconds, "imp", times, {}, phase.history)
+    phase = ctx.train_phase(phase_name, model, mask, T, 0, **train)
+    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method=method, round=0, timesteps=T,
+                             wall_time_s=[phase.seconds], extra={})
+    rounds.add(0, label, model, mask, ticket, phase.seconds, method, [phase.seconds], {}, phase.history)
+    return ticket
+
+
+def run_imp_energy(ctx) -> Ticket:
+    s = ctx.config.search
+    rounds = EnergyRounds(ctx)
+    ticket = _dense_round(ctx, rounds, "round_00", "round 0 (dense)", "imp", save_rewind_at=s.rewind_epoch)
+    times = list(ticket.record.wall_time_s)
     T_search = rounds.train_timesteps()
     for k in range(1, rounds.last_round() + 1):
         mask = prune_magnitude(ctx.layers(ticket.build_model()), ticket.mask, s.prune_fraction, s.scope)
@@ -220,14 +227,8 @@ def run_imp_energy(ctx) -> Ticket:
 
 
 def run_dense_energy(ctx) -> Ticket:
-    T = ctx.config.data.timesteps
     rounds = EnergyRounds(ctx)
-    model = ctx.new_model()
-    mask = ctx.dense_mask(model)
-    phase = ctx.train_phase("dense", model, mask, T, 0)
-    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="dense", round=0, timesteps=T,
-                             wall_time_s=[phase.seconds], extra={})
-    rounds.add(0, "dense", model, mask, ticket, phase.seconds, "dense", [phase.seconds], {}, phase.history)
+    _dense_round(ctx, rounds, "dense", "dense", "dense")
     return rounds.finish()
 
 
@@ -236,15 +237,9 @@ def run_biprop_energy(ctx) -> Ticket:
     from .biprop import ScoredNet
     from ..utils import derive_seed
 
-    s, T = ctx.config.search, ctx.config.data.timesteps
+    s = ctx.config.search
     rounds = EnergyRounds(ctx)
-    model = ctx.new_model()
-    dense = ctx.dense_mask(model)
-    phase = ctx.train_phase("round_00", model, dense, T, 0)
-    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, dense, method="dense", round=0, timesteps=T,
-                             wall_time_s=[phase.seconds], extra={})
-    rounds.add(0, "round 0 (dense)", model, dense, ticket, phase.seconds, "dense", [phase.seconds], {},
-               phase.history)
+    _dense_round(ctx, rounds, "round_00", "round 0 (dense)", "dense")
     T_search = rounds.train_timesteps()
     for k in range(1, rounds.last_round() + 1):
         sparsity = 1.0 - (1.0 - s.prune_fraction) ** k
