@@ -250,3 +250,17 @@ def test_mlperf_tiny_board_figure_per_mac():
     assert 18.561e-6 / 2_665_584 == pytest.approx(6.96e-12, rel=2e-3)
     stm = load_profile("mlperf-tiny-stm32u5").figure("mac")
     assert stm.range == pytest.approx((2578.969e-6 / 12_534_936 * 1e12, 656.163e-6 / 2_665_584 * 1e12), rel=2e-3)
+
+
+def test_a_shared_conv_kernel_is_read_once_per_call():
+    # a conv layer, 10,000 MACs with 100 nonzero weights, computed once per sample, not from the input; on int8-45nm
+    # (weight_sharing: a kernel stored once, weight-stationary) its weights are read 100 times, not 10,000:
+    # 100 x 1.25 pJ (100 bytes: the 8 KB SRAM); MACs 10,000 x 0.3 pJ
+    conv = A.LayerActivity("c", "conv", "p", 1, 10_000, 10_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, True, False)
+    e = ann_energy_from_activity(A.NetworkActivity((conv,), 1, 1, "t"), "int8-45nm")
+    assert e.components["memory_access"] == pytest.approx(100 * 1.25 * PJ)
+    assert e.components["mac"] == pytest.approx(10_000 * 0.3 * PJ)
+    # a linear layer reads one weight per op (each weight is used once per call)
+    lin = A.LayerActivity("l", "linear", "p", 1, 50, 100, False, 0.0, 0.0, 100, 100, 10, 10, 10, True, False)
+    e = ann_energy_from_activity(A.NetworkActivity((lin,), 1, 1, "t"), "int8-45nm")
+    assert e.components["memory_access"] == pytest.approx(50 * 1.25 * PJ)

@@ -21,8 +21,12 @@ first layer of the ANN on the ANN's own profile. Per sample::
           + spike_out     x output spikes
           + static_power  x timestep_latency x T
 
-    E_ANN = first_layer (its ops x (mac + memory_access)) + mac x other ops + memory_access x other ops
-          + static_power x inference_latency
+    E_ANN = first_layer (its ops x mac + its weight reads x memory_access) + mac x other ops
+          + memory_access x other weight reads + static_power x inference_latency
+
+A weight read is one per op, except on targets that store a conv kernel once (``weight_sharing``): there each
+weight of a conv layer is read at most once per call (:func:`weight_reads`). On targets with a
+``weight_memory`` the read energy follows the size of what the device stores (:meth:`HardwareProfile.weight_read`).
 
 A component whose figure is unknown (``value: null``) is left out and named in ``unknown``, so the total is
 then a lower bound (``complete`` False). Figures a profile's convention excludes, or that cannot be used
@@ -208,12 +212,14 @@ class _Ledger:
             self._missing(name)
 
     def charge_first_layer(self, ops: float, host: HardwareProfile,
-                           storage: Optional[Tuple[float, float]] = None) -> None:
-        """The first layer's ops on ``host`` (its mac + memory_access per op), as one component; ``storage``:
-        (bits stored, bits per weight read) of what ``host`` holds (its weight memory level follows it)."""
+                           storage: Optional[Tuple[float, float]] = None, reads: Optional[float] = None) -> None:
+        """The first layer's ops on ``host`` (its mac per op + memory_access per weight read, ``reads``
+        defaulting to one per op), as one component; ``storage``: (bits stored, bits per weight read) of what
+        ``host`` holds (its weight memory level follows it)."""
         self.counts["first_layer"] = float(ops)
         energy = 0.0
         for name in ("mac", "memory_access"):
+            count = ops if name == "mac" or reads is None else reads
             read = _weight_read(host, storage) if name == "memory_access" else None
             fig = host.figure(name)
             if read is not None:
@@ -232,9 +238,9 @@ class _Ledger:
                     self.unknown.append(f"first_layer ({host.name} {name})")
                     self.open_below.append(FIGURE_SCOPES[name])
                 continue
-            energy += float(ops) * per_op
-            if ops > 0:
-                self.terms.append(Term("first_layer", FIGURE_SCOPES[name], covers, ops * low, ops * high,
+            energy += float(count) * per_op
+            if count > 0:
+                self.terms.append(Term("first_layer", FIGURE_SCOPES[name], covers, count * low, count * high,
                                        False, True))
         self.components["first_layer"] = energy
 
@@ -295,6 +301,21 @@ def _check_ops(ops: str) -> None:
         raise ValueError(f"ops={ops!r} is not one of: {', '.join(OPS_RULES)}")
 
 
+def weight_reads(layers: Iterable[LayerActivity], ops: str, profile: HardwareProfile, timesteps: int) -> float:
+    """Weight reads per sample: one per op, except that a target storing each conv kernel once
+    (``weight_sharing``) fetches each of a conv layer's weights at most once per call and keeps it while the
+    kernel slides (a weight-stationary dataflow): min(ops, nonzero weights x calls), a call per step (once for a
+    layer computed once per sample)."""
+    shared = bool(profile.limit("weight_sharing"))
+    total = 0.0
+    for l in layers:
+        n = layer_ops(l, ops)
+        if shared and l.kind == "conv":
+            n = min(n, float(l.nonzero_weights) * (1 if l.computed_once else timesteps))
+        total += n
+    return total
+
+
 def layer_ops(layer: LayerActivity, ops: str) -> float:
     """The layer's ops per sample under the counting rule."""
     return layer.effective_synops if ops == "effective" else layer.dense_ops
@@ -330,7 +351,8 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     on_host = [l for l in activity.layers if host_first_layer and l.from_input]
     chip = [l for l in activity.layers if l not in on_host]
     if on_host:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host, dense_storage(on_host, host))
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host, dense_storage(on_host, host),
+                                  weight_reads(on_host, ops, host, activity.timesteps))
     spiking = sum(layer_ops(l, ops) for l in chip if l.input_binary)  # grows with the spikes that feed them
     real = sum(layer_ops(l, ops) for l in chip if not l.input_binary)
     ledger.charge("synaptic_op", spiking, activity=True, density=True)
@@ -396,9 +418,11 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
     first = [l for l in activity.layers if l.from_input]
     rest = [l for l in activity.layers if not l.from_input]
     if first:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile, storage)
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in first), profile, storage,
+                                  weight_reads(first, ops, profile, activity.timesteps))
     ledger.charge("mac", sum(layer_ops(l, ops) for l in rest), density=True)
-    ledger.charge("memory_access", sum(layer_ops(l, ops) for l in rest), density=True, storage=storage)
+    ledger.charge("memory_access", weight_reads(rest, ops, profile, activity.timesteps), density=True,
+                  storage=storage)
     ledger.static("inference_latency", 1)
     return ledger.result("ann", tuple(notes), ops, _latency(profile, "inference_latency", 1))
 
