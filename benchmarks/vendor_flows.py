@@ -86,7 +86,11 @@ def row(name: str, ticket: Path, profile: str, out: Path, samples: int) -> dict:
             "first_difference": next((n for n in run["notes"] if n.startswith("first difference")), None),
             "energy_per_inference_j": d["energy_per_inference_j"], "energy_complete": d["energy_complete"],
             "energy_unknown": d["energy_unknown"], "sparsity": d["sparsity"],
-            "seconds": time.perf_counter() - start}
+            "energy_scope": d.get("energy_scope"), "energy_interval_j": d.get("energy_interval_j"),
+            "verdict_row": d.get("verdict_row"), "seconds": time.perf_counter() - start}
+
+
+from slt_deploy.report.render import fmt_interval  # noqa: E402
 
 
 def _pct(x):
@@ -100,11 +104,14 @@ def table(rows) -> str:
         if "refused" in r:
             lines.append(f"| {r['ticket']} | {r['profile']} | refused: {r['refused']} | | | | |")
             continue
-        e = r["energy_per_inference_j"]
-        if e is None or (not e and not r["energy_complete"]):
-            energy = "unknown: needs " + ", ".join(r["energy_unknown"] or ["figures"])
+        # the report's verdict row: the SNN's interval at the comparison's scope, against the best ANN target
+        v = r.get("verdict_row") or {}
+        best = v.get("best_ann")
+        if best:
+            energy = (f"{fmt_interval(v['snn_interval_at_scope_j'])} ({v['scope']}) vs {best['ann']} on "
+                      f"{best['ann_profile']} {fmt_interval(best['ann_interval_j'])}: {v['decision']}")
         else:
-            energy = f"{e:.3g} J" + ("" if r["energy_complete"] else f" (>=: unknown {', '.join(r['energy_unknown'])})")
+            energy = fmt_interval(r["energy_interval_j"]) if r.get("energy_interval_j") else "unknown"
         diff = r["first_difference"] or r["first_mismatch"] or "spike-identical"
         fit = f"fits on {r['cores']} cores" if r["fits"] and r["cores"] else "fits" if r["fits"] else r["verdict"]
         lines.append(f"| {r['ticket']} | {r['profile']} ({r['simulator']}) | {fit} "
