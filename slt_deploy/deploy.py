@@ -272,8 +272,8 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
     net = report["networks"][0]
     mapping = net.get("mapping", {}).get(profile)
     energy = net.get("energy", {}).get(profile)
-    latency = net.get("latency", {}).get(profile) if isinstance(net.get("latency"), dict) else None
-    ratios = [r for r in report.get("ratios", []) if r.get("snn_profile") == profile]
+    latency = (net.get("per_inference") or {}).get(profile, {}).get("latency_s")
+    matrix = [r for r in report.get("verdict_matrix", []) if r["profile"] == profile]
     verdict = next((r for r in report.get("verdict", []) if r["profile"] == profile), None)
     fl, fx = sims[float_backend], sims[backend]
     return {
@@ -300,14 +300,16 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
         "energy_interval_j": None if energy is None else energy["interval"],
         "decision": None if verdict is None else verdict["decision"],
         "verdict_row": verdict,
-        "verdict_matrix": [r for r in report.get("verdict_matrix", []) if r["profile"] == profile],
-        "latency_per_inference_s": latency.get("total") if isinstance(latency, dict) else latency,
+        "verdict_matrix": matrix,
+        "latency_per_inference_s": latency,
         "ann": {"accuracy": report["ann"]["accuracy_measured"],
                 "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
                           "per input; a cost reference, not a trained ANN",
                 "percent_of_ann_45nm": net["convention_45nm"]["percent_of_ann"],
-                "percent_of_ann_on_profile": [{"ann_profile": r["ann_profile"], "percent": r["percent"],
-                                               "note": r["note"]} for r in ratios]},
+                # SNN / ANN per ANN target, as the verdict decides it: an interval at one scope
+                "ratio_on_profile": [{"ann_profile": r["ann_profile"], "scope": r["scope"],
+                                      "ratio_interval": r["ratio_interval"], "decision": r["decision"]}
+                                     for r in matrix]},
     }
 
 
@@ -358,9 +360,11 @@ def render_summary(d: dict) -> str:
     ann = d["ann"]
     lines.append(f"ANN comparison: ANN accuracy {_pct(ann['accuracy'])}; SNN energy = "
                  f"{ann['percent_of_ann_45nm']:.1f} % of the ANN's (45 nm convention)")
-    for r in ann["percent_of_ann_on_profile"]:
-        lines.append(f"  vs ANN on {r['ann_profile']}: " + (f"{r['percent']:.1f} %" if r["percent"] is not None
-                                                            else r["note"]))
+    from .report.render import fmt_ratio
+
+    for r in ann["ratio_on_profile"]:
+        lines.append(f"  vs ANN on {r['ann_profile']} ({r['scope']}): SNN/ANN {fmt_ratio(r['ratio_interval'])}, "
+                     f"{r['decision']}")
     v = d.get("vendor")
     if v:
         lines.append(f"{v['backend']} (the vendor's simulator): accuracy {_pct(v['accuracy'])}, predictions agree "

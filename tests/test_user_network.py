@@ -299,6 +299,10 @@ def test_deploy_from_model_and_weights_with_fast_backend(user, tmp_path, capsys)
     assert d["energy_scope"] == "chip" and row["scope"] == "chip-dynamic"   # loihi against the 45 nm ANN targets
     assert row["decision"] in ("SNN", "ANN", "undecided") and set(row["break_even"]) == {"activity", "sparsity"}
     assert {r["ann_profile"] for r in d["verdict_matrix"]} == {"int8-45nm", "fp32-45nm"}
+    # the summary's SNN/ANN lines are the matrix's intervals, and its latency the report's per-inference one
+    assert ([r["ratio_interval"] for r in d["ann"]["ratio_on_profile"]]
+            == [r["ratio_interval"] for r in d["verdict_matrix"]])
+    assert d["latency_per_inference_s"] == report["networks"][0]["per_inference"]["loihi"]["latency_s"]
     rec = Ticket.load(out / "ticket.safetensors").record
     assert rec.model.factory_args() == {"hidden": 12} and rec.train_data["samples"] == 60
 

@@ -67,9 +67,9 @@ def decide(snn: Interval, ann: Interval) -> str:
 
 def ratio_interval(snn: Interval, ann: Interval) -> Interval:
     """Rule 3: the interval of E_SNN / E_ANN (inf where the ANN's low end is 0 or the SNN's high end open)."""
-    low = snn[0] / ann[1] if ann[1] > 0 else math.inf
+    low = snn[0] / ann[1] if ann[1] > 0 else math.inf   # an open ANN end (inf) gives 0
     high = snn[1] / ann[0] if ann[0] > 0 else math.inf
-    return (0.0 if math.isinf(ann[1]) else low), high
+    return low, high
 
 
 def _split(breakdown: dict, flag: str, scope: str) -> Tuple[Interval, Interval]:

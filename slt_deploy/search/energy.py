@@ -191,6 +191,17 @@ class EnergyRounds:
         return Ticket.load(self.ctx.paths.root / chosen["ticket"])
 
 
+def _stops(ctx, rounds: "EnergyRounds", k: int, holds: bool, label: str) -> bool:
+    """The stopping rule: past the fixed rounds, a round whose accuracy does not hold ends the search."""
+    s = ctx.config.search
+    if holds or k < s.rounds:
+        return False
+    if k < rounds.last_round():
+        ctx.echo(f"  {label}: accuracy fell more than {s.max_accuracy_drop} points below the dense round; "
+                 f"pruning stops")
+    return True
+
+
 def _dense_round(ctx, rounds: "EnergyRounds", phase_name: str, label: str, method: str, **train) -> Ticket:
     """Round 0 of every energy search: the dense network at full T, the accuracy reference of the front."""
     T = ctx.config.data.timesteps
@@ -218,10 +229,7 @@ def run_imp_energy(ctx) -> Ticket:
         ticket = ctx.save_ticket(ctx.paths.round_ticket(k), model, mask, method="imp", round=k, timesteps=T_search,
                                  wall_time_s=times, extra={})
         holds = rounds.add(k, f"round {k}", model, mask, ticket, phase.seconds, "imp", times, {}, phase.history)
-        if not holds and k >= s.rounds:
-            if k < rounds.last_round():
-                ctx.echo(f"  round {k}: accuracy fell more than {s.max_accuracy_drop} points below the dense "
-                         f"round; pruning stops")
+        if _stops(ctx, rounds, k, holds, f"round {k}"):
             break
     return rounds.finish()
 
@@ -255,10 +263,7 @@ def run_biprop_energy(ctx) -> Ticket:
                                  timesteps=T_search, wall_time_s=[phase.seconds], extra=extra)
         holds = rounds.add(k, f"biprop {100 * sparsity:.1f} %", baked, mask, ticket, phase.seconds, "biprop",
                            [phase.seconds], extra, phase.history)
-        if not holds and k >= s.rounds:
-            if k < rounds.last_round():
-                ctx.echo(f"  biprop {100 * sparsity:.1f} %: accuracy fell more than {s.max_accuracy_drop} points "
-                         f"below the dense round; stops")
+        if _stops(ctx, rounds, k, holds, f"biprop {100 * sparsity:.1f} %"):
             break
     return rounds.finish()
 
