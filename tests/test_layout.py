@@ -46,7 +46,7 @@ STAGE_OF = [
     ("slt_deploy.records", "foundation"),
     ("slt_deploy.cli", "driver"),
     ("slt_deploy.demo", "driver"),
-    ("slt_deploy.sweep", "driver"),
+    ("slt_deploy.sweep", "driver"),  # a package: settings, expansion, driver, executors, aggregate...
     ("slt_deploy.describe", "driver"),
     ("slt_deploy.deploy", "driver"),
     ("slt_deploy.api", "driver"),
