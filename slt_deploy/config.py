@@ -311,6 +311,10 @@ class TrainConfig(Settings):
                f"train.device={self.device!r} is not one of: auto, cpu, cuda, cuda:N")
 
 
+#: The search methods the energy objective runs: the ones whose rounds take its hook (slt_deploy/search/energy.py).
+ENERGY_METHODS = ("imp", "biprop", "dense")
+
+
 @dataclass(frozen=True)
 class SearchConfig(Settings):
     method: str = setting("imp", "ticket search method; biprop = score-based binary ticket in the untrained "
@@ -349,6 +353,11 @@ class SearchConfig(Settings):
     holdout: int = setting(500, "energy objective: training samples held out of training, on which each round's "
                            "accuracy, activity and energy are measured")
 
+    @property
+    def measures_energy(self) -> bool:
+        """This search measures every round's energy (the energy objective)."""
+        return self.objective == "energy"
+
     def validate(self):
         _check(self.rounds >= 0, f"search.rounds={self.rounds} must be >= 0")
         _check(self.max_rounds >= 0, f"search.max_rounds={self.max_rounds} must be >= 0")
@@ -386,9 +395,10 @@ class RunConfig(Settings):
         _check(self.search.reference is None or self.search.method == "random",
                f"search.reference applies to method random (the ticket whose per-layer sparsity a random mask "
                f"copies), not to method {self.search.method}")
-        if self.search.objective == "energy":
-            _check(self.search.method in ("imp", "biprop", "dense"),
-                   f"search.objective=energy works with imp, biprop or dense, not {self.search.method}")
+        if self.search.measures_energy:
+            _check(self.search.method in ENERGY_METHODS,
+                   f"search.objective=energy works with {', '.join(ENERGY_METHODS[:-1])} or {ENERGY_METHODS[-1]}, "
+                   f"not {self.search.method}")
             _check(not self.search.early_time, "search.objective=energy picks T itself (Early-Time's estimate on "
                    "the dense round); leave search.early_time off")
         if self.search.method == "eb":

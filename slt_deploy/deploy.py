@@ -27,8 +27,6 @@ from .ticket import USER_WEIGHTS_METHOD, Ticket, TicketRecord
 FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx.h5", "ann": "ann_twin.onnx", "simulate": "simulate.json",
          "report": "report", "summary": "summary.txt", "json": "deploy.json"}
 LOIHI_PROFILES = ("loihi", "loihi2")
-# profiles whose vendor ships its own simulator: deploy ends with a run in it (slt_deploy.simulate.xylo / .speck)
-VENDOR_BACKENDS = {"xylo": "xylosim", "dynapcnn": "sinabs"}
 
 
 @dataclass
@@ -172,7 +170,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
         first_layer = "host" if first_layer_on_host(eval_data.encoding) else "chip"
         for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
             lower(graph, target, first_layer=first_layer)
-    vendor = VENDOR_BACKENDS.get(hw.name)
+    vendor = hw.simulator  # the vendor's own simulator (the profile file's ``simulator``): deploy ends with a run in it
     if vendor is not None:  # a network the vendor's chip cannot take is refused in one line, before writing
         _check_vendor(vendor, graph, hw, eval_data, source)
     # the cost report compares with the ANN twin: a layer it cannot express is refused now, not after writing

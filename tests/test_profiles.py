@@ -186,3 +186,18 @@ def test_to_dict_round_trips_through_the_schema(tmp_path):
                     entry.pop("unit")
         again = load_profile(write(tmp_path, data, f"{profile.name}.yaml"))
         assert again.to_dict() == profile.to_dict()
+
+
+def test_the_simulator_a_profile_ends_with_is_a_field_of_its_file(tmp_path):
+    """deploy's vendor run comes from the profile file, not a code table; a name that is no backend is refused."""
+    from slt_deploy.cost.profiles import list_profiles, parse_profile
+
+    assert {p.name: p.simulator for p in list_profiles() if p.simulator} == {"xylo": "xylosim", "dynapcnn": "sinabs"}
+    assert load_profile("speck").simulator == "sinabs"
+    data = shipped_yaml("xylo")
+    assert load_profile(write(tmp_path, data)).to_dict()["simulator"] == "xylosim"
+    data["simulator"] = "xylosimm"
+    with pytest.raises(ProfileError, match=r"custom\.yaml: simulator='xylosimm' is not one of: reference, .*xylosim"):
+        load_profile(write(tmp_path, data))
+    del data["simulator"]
+    assert parse_profile(data).simulator is None

@@ -26,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from slt_deploy import sweep as sweep_module
+from slt_deploy.sweep import expansion as sweep_expansion
 from slt_deploy.cli import main
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.errors import OutputError
@@ -279,7 +279,7 @@ def test_an_unwritable_sweep_out_is_refused(tmp_path, mount_tmpfs, capsys):
 
 
 def test_a_huge_grid_needs_yes(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep_module, "MAX_JOBS_WITHOUT_YES", 3)
+    monkeypatch.setattr(sweep_expansion, "MAX_JOBS_WITHOUT_YES", 3)
     path = write_sweep(tmp_path, grid={"search.method": ["dense", "random"], "search.seed": [0, 1]})
     assert main(["sweep", str(path)]) == 2
     assert "the sweep expands to 4 jobs (2 search.method x 2 search.seed), more than 3: pass --yes" \

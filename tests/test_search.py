@@ -463,3 +463,36 @@ def test_ticket_with_a_non_binary_mask_raises_ticket_error(tmp_path, small_ticke
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(TicketError, match="mask"):
         Ticket.load(bad)
+
+
+def test_a_round_hook_sees_every_imp_round_and_can_stop_it(tmp_path):
+    """The objective is a hook on the method's rounds (search/rounds.py): it sees each round in order, sets the
+    later rounds' T and their count, stops the loop, and picks the final ticket; IMP has no loop of its own
+    for it."""
+    from slt_deploy.search.imp import run_imp
+    from slt_deploy.search.rounds import RoundHook
+
+    class Recording(RoundHook):
+        def __init__(self, ctx):
+            super().__init__(ctx)
+            self.seen = []
+
+        def timesteps(self, T):
+            return 2                           # rounds after round 0 at T = 2
+
+        def last_round(self, planned):
+            assert planned == 1                # the method's own plan: search.rounds
+            return 5
+
+        def done(self, r):
+            self.seen.append((r.k, r.label, r.ticket.record.timesteps, round(r.ticket.record.sparsity, 4)))
+            return r.k < 2                     # stop after round 2
+
+        def finish(self, last):
+            return Ticket.load(self.ctx.paths.round_ticket(1))
+
+    ctx = context(small_config(rounds=1, prune_fraction=0.5), tmp_path / "run")
+    hook = Recording(ctx)
+    final = run_imp(ctx, hook)
+    assert hook.seen == [(0, "round 0 (dense)", 5, 0.0), (1, "round 1", 2, 0.5), (2, "round 2", 2, 0.75)]
+    assert final.record.round == 1 and not ctx.paths.round_ticket(3).exists()

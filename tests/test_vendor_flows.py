@@ -268,3 +268,13 @@ def test_a_conv_ticket_deploys_on_speck_with_sinabs(tmp_path):
     with pytest.raises(ConfigError, match="integrate-and-fire: search with --beta 1"):
         deploy(leaky, profile="dynapcnn", backend="fast-fixed", out=tmp_path / "refused", samples=10, progress=False)
     assert not (tmp_path / "refused").exists()
+
+
+def test_xylo_sizes_are_checked_one_way():
+    """The cost stage's chip mapping and the xylosim backend share one size check (hand-made counts)."""
+    from slt_deploy.simulate.xylo import size_failures
+
+    sizes = {"input_channels": (17, "layer fc1: 17 inputs"), "hidden_neurons": (1000, "network: 1000 hidden"),
+             "output_neurons": (9, "readout: 9 outputs")}
+    assert size_failures(sizes, {"input_channels": 16, "hidden_neurons": 1000, "output_neurons": None}) == (
+        ["layer fc1: 17 inputs, input_channels = 16"], ["output_neurons"])

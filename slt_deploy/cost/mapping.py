@@ -65,6 +65,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..simulate.xylo import SIZE_LIMITS, size_failures  # a whole-chip target's sizes, checked one way
 from .activity import SynapseLayer
 from .profiles import HardwareProfile, load_profile
 
@@ -644,16 +645,13 @@ def _map_chip(layers: List[SynapseLayer], profile: HardwareProfile) -> MappingRe
     inputs = sum(l.input_neurons for l in layers if l.source is None)
     hidden = sum(pops[p][0].neurons for p in names[:-1])
     outputs = pops[readout][0].neurons
-    failures, unchecked = [], []
     first = next(l for l in layers if l.source is None)
-    for key, value, label in (("input_channels", inputs, f"layer {first.name}: {inputs} inputs"),
-                              ("hidden_neurons", hidden, f"network: {hidden} hidden neurons"),
-                              ("output_neurons", outputs, f"{_label(readout, pops[readout])}: {outputs} outputs")):
-        lim = profile.limit(key)
-        if lim is None:
-            unchecked.append(f"{key} (unknown)")
-        elif value > lim:
-            failures.append(f"{label}, {key} = {lim}")
+    failures, unknown = size_failures({
+        "input_channels": (inputs, f"layer {first.name}: {inputs} inputs"),
+        "hidden_neurons": (hidden, f"network: {hidden} hidden neurons"),
+        "output_neurons": (outputs, f"{_label(readout, pops[readout])}: {outputs} outputs")},
+        {key: profile.limit(key) for key in SIZE_LIMITS})
+    unchecked = [f"{key} (unknown)" for key in unknown]
     b = profile.limit("weight_bits")
     state = profile.limit("neuron_state_bits")
     placed = []

@@ -94,7 +94,7 @@ def round_meter(config) -> Optional[EnergyMeter]:
         profile = load_profile(config.search.cost_profile)
     except ProfileError as exc:
         raise ProfileError(f"search.cost_profile: {exc}") from None
-    return EnergyMeter(config.search.cost_profile) if profile and config.search.objective == "energy" else None
+    return EnergyMeter(config.search.cost_profile) if profile and config.search.measures_energy else None
 
 
 __all__ = ["EnergyMeter", "HOST_PROFILE", "activity_of", "cost_entry", "recost", "round_meter"]

@@ -14,6 +14,8 @@ carries its source and a status. A profile looks like::
       cores: {value: 128, unit: count, source: "...", status: published}
     synapse_format:               # optional: Loihi-style per-axon synapse entries (see slt_deploy.cost.mapping)
       word_bits: {value: 64, unit: bits, source: "...", status: published}
+    simulator: xylosim            # optional: the vendor's own simulator a deploy to this target ends with
+                                  # (a backend of slt_deploy.simulate, e.g. xylosim, sinabs)
 
 Each entry is ``{value, unit, source, status, note}``. ``value: null`` marks a figure nobody has published
 (status ``unknown``) or one a convention leaves out (status ``excluded``); costs never invent it, they report
@@ -154,7 +156,7 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
 }
 
 _TOP_KEYS = ("name", "kind", "description", "mapping", "scope", "figures", "limits", "synapse_format", "sanafe",
-             "weight_memory")
+             "weight_memory", "simulator")
 _ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions")
 _MEMORY_KEYS = ("value", "unit", "word_bits", "capacity", "source", "status", "note", "conditions")
 # ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
@@ -288,6 +290,9 @@ class HardwareProfile:
     sanafe: Tuple[str, ...] = ()
     scope: str = "chip"                          # what a total covers when every figure is known (SCOPES)
     weight_memory: Tuple[MemoryLevel, ...] = ()  # by capacity, smallest first; see weight_read
+    # the vendor's own simulator (a backend name of slt_deploy.simulate) a deploy to this target ends with;
+    # None: the vendor ships none that the project runs
+    simulator: Optional[str] = None
 
     def weight_read(self, storage_bits: float, bits_per_weight: float) -> Optional[Tuple[float, MemoryLevel]]:
         """(J per weight read, level) from ``weight_memory``: the smallest level that holds ``storage_bits``,
@@ -344,6 +349,8 @@ class HardwareProfile:
             data["synapse_format"] = entries(self.synapse_format)
         if self.sanafe:
             data["sanafe"] = list(self.sanafe)
+        if self.simulator:
+            data["simulator"] = self.simulator
         data["scope"] = self.scope
         if self.weight_memory:
             data["weight_memory"] = {m.name: {"value": m.read_j * 1e12, "unit": "pJ", "word_bits": m.word_bits,
@@ -444,7 +451,17 @@ def parse_profile(data: Any, where: str = "<profile>") -> HardwareProfile:
     return HardwareProfile(name=name, kind=kind, description=description, mapping=mapping,
                            figures=types.MappingProxyType(figures), limits=types.MappingProxyType(limits),
                            synapse_format=types.MappingProxyType(synapse_format), path=where,
-                           sanafe=tuple(sanafe), scope=scope, weight_memory=weight_memory)
+                           sanafe=tuple(sanafe), scope=scope, weight_memory=weight_memory,
+                           simulator=_simulator(data.get("simulator"), where))
+
+
+def _simulator(value: Any, where: str) -> Optional[str]:
+    """``simulator``: absent/null, or a registered simulate backend (checked here, so a typo fails on load)."""
+    if value is None:
+        return None
+    from ..simulate import BACKENDS
+
+    return _choice(value, tuple(BACKENDS), where, "simulator")
 
 
 def _weight_memory(data: Any, where: str) -> Tuple[MemoryLevel, ...]:

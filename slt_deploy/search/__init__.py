@@ -2,15 +2,17 @@
 
 Takes a :class:`~slt_deploy.config.RunConfig` (model, data, training and search settings); gives a ticket
 (:mod:`slt_deploy.ticket`) in a run directory named by the configuration. Modules: one per method, plus
-:mod:`.masks` (mask operations), :mod:`.train` (the training loop) and :mod:`.run` (checkpoints, resuming).
+:mod:`.masks` (mask operations), :mod:`.train` (the training loop), :mod:`.run` (checkpoints, resuming) and
+:mod:`.rounds` (the hook a method calls at each of its rounds: the objective).
 
 Methods (registry :data:`METHODS`): ``dense`` (no pruning), ``imp`` (iterative magnitude pruning with
 rewinding), ``eb`` (Early-Bird), ``random`` (random-ticket baseline), ``biprop`` (binary multi-prize ticket
 of the untrained network: MPSLT, or MPLT for an ANN twin); ``search.early_time`` adds Early-Time to imp or eb. :func:`search` validates everything before it creates the run directory, then runs the method;
 running it again with the same settings resumes (or returns) the same run.
 
-``search.objective=energy`` (:mod:`.energy`) measures every round's accuracy, activity and energy on a profile
-with the cost stage's meter, which the caller passes in (``meter=``), and keeps the accuracy-energy front.
+``search.objective=energy`` (:mod:`.energy`, the hook :class:`.energy.EnergyRounds` on the methods' own rounds)
+measures every round's accuracy, activity and energy on a profile with the cost stage's meter, which the caller
+passes in (``meter=``), and keeps the accuracy-energy front.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from .baselines import reference_sparsity, run_dense, run_random
 from .biprop import run_biprop
 from .early_bird import run_eb
 from .imp import run_imp
-from .energy import ENERGY_METHODS, holdout_split
+from .energy import EnergyRounds, holdout_split
+from .rounds import RoundHook
 from .run import SearchContext, write_config
 from ..utils import check_output_dir, output_error, remove_stale_temp_files
 
-METHODS: Dict[str, Callable[[SearchContext], Ticket]] = {
+#: method -> run(ctx, hook): its rounds, each reported to the objective's hook (:mod:`.rounds`)
+METHODS: Dict[str, Callable[[SearchContext, RoundHook], Ticket]] = {
     "dense": run_dense,
     "imp": run_imp,
     "eb": run_eb,
@@ -56,8 +60,6 @@ def _check_settings(config: RunConfig, ctx: SearchContext, models: Optional[dict
     s = config.search
     if s.method not in METHODS:
         raise ConfigError(f"unknown method {s.method!r}; available: {', '.join(METHODS)}")
-    if s.objective == "energy" and s.method not in ENERGY_METHODS:
-        raise ConfigError(f"search.objective=energy works with {', '.join(ENERGY_METHODS)}, not {s.method}")
     models = {} if models is None else models
     model = models.get(ctx.model_config)
     if model is None:  # the user's weights are read and checked here, before any write
@@ -96,7 +98,7 @@ def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, ech
                                                        weights_sha256=model_config.weights_sha256))
     paths = RunPaths(Path(runs_dir) / config.run_name())
     holdout = None
-    if config.search.objective == "energy":  # measured on training samples never trained on
+    if config.search.measures_energy:  # measured on training samples never trained on
         split, holdout = holdout_split(split, config.search.holdout)
     ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo, meter=meter,
                         holdout=holdout)
@@ -116,7 +118,7 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
     """
     ctx = _context(config, runs_dir, progress=progress, echo=echo, meter=meter)
     config, paths, model_config = ctx.config, ctx.paths, ctx.model_config
-    if config.search.objective == "energy" and meter is None:
+    if config.search.measures_energy and meter is None:
         raise ConfigError("search.objective=energy needs the cost stage's meter: search(config, meter="
                           "slt_deploy.cost.objective.round_meter(config)); the slt-deploy commands pass it")
     resumed = paths.config.exists()
@@ -130,8 +132,8 @@ def search(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tr
         if stale:
             echo(f"  removed {len(stale)} temporary file(s) left by an interrupted write")
         start = time.perf_counter()
-        methods = ENERGY_METHODS if config.search.objective == "energy" else METHODS
-        ticket = methods[config.search.method](ctx)
+        hook = EnergyRounds(ctx) if config.search.measures_energy else RoundHook(ctx)
+        ticket = METHODS[config.search.method](ctx, hook)
         ticket.save(paths.ticket)
         from .plots import plot_accuracy_vs_sparsity
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import ConfigError
 from .masks import random_mask
 from ..ticket import Ticket
 from ..utils import generator
+from .rounds import Round, RoundHook
 
 
-def run_dense(ctx) -> Ticket:
+def run_dense(ctx, hook: Optional[RoundHook] = None) -> Ticket:
+    hook = hook or RoundHook(ctx)
+    if hook.start("dense"):  # the objective's own reference round was the dense network (the energy objective)
+        return hook.finish(None)
     T = ctx.config.data.timesteps
     model = ctx.new_model()
     mask = ctx.dense_mask(model)
     phase = ctx.train_phase("final", model, mask, T, 0)
     ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="dense", round=0, timesteps=T,
                              wall_time_s=[phase.seconds], extra={})
-    ctx.log_round("dense", phase.seconds, ticket)
-    return ticket
+    hook.done(Round(0, "dense", model, mask, ticket, phase.seconds, "dense", [phase.seconds], {}, phase.history))
+    return hook.finish(ticket)
 
 
 def reference_sparsity(ctx, model) -> dict:
@@ -33,7 +39,9 @@ def reference_sparsity(ctx, model) -> dict:
     return ref.mask.layer_sparsity()
 
 
-def run_random(ctx) -> Ticket:
+def run_random(ctx, hook: Optional[RoundHook] = None) -> Ticket:
+    hook = hook or RoundHook(ctx)
+    hook.start("random")
     s, T = ctx.config.search, ctx.config.data.timesteps
     model = ctx.new_model()
     layers = ctx.layers(model)
@@ -42,5 +50,6 @@ def run_random(ctx) -> Ticket:
     phase = ctx.train_phase("final", model, mask, T, 0)
     ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="random", round=0, timesteps=T,
                              wall_time_s=[phase.seconds], extra={"reference": s.reference})
-    ctx.log_round("random ticket", phase.seconds, ticket)
-    return ticket
+    hook.done(Round(0, "random ticket", model, mask, ticket, phase.seconds, "random", [phase.seconds],
+                    {"reference": s.reference}, phase.history))
+    return hook.finish(ticket)

@@ -18,7 +18,7 @@ ticket whose nonzero weights are exactly +-alpha; the record lists alpha per lay
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from .masks import Mask, score_mask
 from ..models import SpikingNet, build_model
 from ..ticket import Ticket
 from ..utils import derive_seed
+from .rounds import Round, RoundHook
 
 
 def _key(layer: str) -> str:
@@ -102,20 +103,43 @@ class ScoredNet(nn.Module):
         return net.eval()
 
 
-def run_biprop(ctx) -> Ticket:
-    s, T = ctx.config.search, ctx.config.data.timesteps
-    method = "biprop"
+def _round_plan(s, k: int) -> tuple:
+    """(sparsity, training phase, init seed, log label) of round ``k``. Round 0 is the one ticket at
+    ``target_sparsity`` (the accuracy objective); round k >= 1, after the energy objective's dense reference round
+    0, is a ticket at sparsity 1 - (1 - prune_fraction)^k, each with its own random network."""
+    if k == 0:
+        return s.target_sparsity, "scores", derive_seed(s.seed, "biprop_init"), "biprop ticket"
+    sparsity = 1.0 - (1.0 - s.prune_fraction) ** k
+    return sparsity, f"scores_{k:02d}", derive_seed(s.seed, "biprop_init", k), f"biprop {100 * sparsity:.1f} %"
+
+
+def biprop_round(ctx, k: int, timesteps: int) -> Round:
+    """Round ``k``: train the scores of a fresh random network, bake its binary ticket and save it."""
+    s = ctx.config.search
+    sparsity, phase_name, seed, label = _round_plan(s, k)
     net = ctx.new_model()
-    torch.manual_seed(derive_seed(s.seed, "biprop_init"))
-    scored = ScoredNet(net, ctx.layers(net), s.target_sparsity, s.scope)
+    torch.manual_seed(seed)
+    scored = ScoredNet(net, ctx.layers(net), sparsity, s.scope)
     dense = ctx.dense_mask(net)  # the masking of the shared training loop is a no-op here: M lives in forward
-    phase = ctx.train_phase("scores", scored, dense, T, 0)
+    phase = ctx.train_phase(phase_name, scored, dense, timesteps, 0)
     mask = scored.mask()
     alphas = scored.alphas(mask)
     baked = scored.bake()
-    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), baked, mask, method=method, round=0, timesteps=T,
-                             wall_time_s=[phase.seconds],
-                             extra={"binary": True, "alpha": alphas, "scored_layers": list(alphas),
-                                    "spiking": ctx.model_config.spiking})
-    ctx.log_round("biprop ticket", phase.seconds, ticket)
-    return ticket
+    extra = {"binary": True, "alpha": alphas, "scored_layers": list(alphas), "spiking": ctx.model_config.spiking}
+    ticket = ctx.save_ticket(ctx.paths.round_ticket(k), baked, mask, method="biprop", round=k, timesteps=timesteps,
+                             wall_time_s=[phase.seconds], extra=extra)
+    return Round(k, label, baked, mask, ticket, phase.seconds, "biprop", [phase.seconds], extra, phase.history)
+
+
+def run_biprop(ctx, hook: Optional[RoundHook] = None) -> Ticket:
+    """One ticket at ``target_sparsity``; with the energy objective's hook, one per growing sparsity."""
+    hook = hook or RoundHook(ctx)
+    first = hook.start("biprop")
+    timesteps = hook.timesteps(ctx.config.data.timesteps)
+    ticket = None
+    for k in range(first, hook.last_round(first) + 1):  # planned: the one round
+        r = biprop_round(ctx, k, timesteps)
+        ticket = r.ticket
+        if not hook.done(r):
+            break
+    return hook.finish(ticket)

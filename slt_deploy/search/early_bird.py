@@ -8,13 +8,14 @@ then retrained from its epoch-0 initialization with that mask. With Early-Time t
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from .masks import Mask, hamming_distance, mask_at_sparsity
 from ..ticket import Ticket
 from .early_time import search_timesteps
+from .rounds import Round, RoundHook
 from .run import EpochCallback
 
 
@@ -57,11 +58,13 @@ class EarlyBirdWatch(EpochCallback):
                      for i in range(meta.get("fifo", 0))]
 
 
-def run_eb(ctx) -> Ticket:
+def run_eb(ctx, hook: Optional[RoundHook] = None) -> Ticket:
     cfg, s = ctx.config, ctx.config.search
+    hook = hook or RoundHook(ctx)
     T = cfg.data.timesteps
     method = "eb+et" if s.early_time else "eb"
     T_search, times, extra = search_timesteps(ctx)
+    hook.start(method)
 
     model = ctx.new_model()
     watch = EarlyBirdWatch(ctx.layers, ctx.layers(model), s.target_sparsity, s.scope, s.eb_queue, s.eb_tau)
@@ -82,5 +85,5 @@ def run_eb(ctx) -> Ticket:
     times.append(phase.seconds)
     ticket = ctx.save_ticket(ctx.paths.round_ticket(1), model, mask, method=method, round=1, timesteps=T,
                              wall_time_s=times, extra=extra)
-    ctx.log_round("final", phase.seconds, ticket)
-    return ticket
+    hook.done(Round(1, "final", model, mask, ticket, phase.seconds, method, times, extra, phase.history))
+    return hook.finish(ticket)

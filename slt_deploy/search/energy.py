@@ -20,6 +20,11 @@ Rounds (a *point* is one ticket at one T, with its measured accuracy a and energ
   a >= a_0 - ``max_accuracy_drop`` / 100, and stop at the first round that does not;
 - ``train.spike_penalty`` adds the activity regulariser to every round's training (:class:`.train.SpikeRates`).
 
+The rounds are the methods' own loops (:mod:`.imp`, :mod:`.biprop`, :mod:`.baselines`); this objective is the hook
+they call at every round (:class:`EnergyRounds`, a :class:`.rounds.RoundHook`): it trains the dense reference
+round where a method starts pruned, sets T after round 0, measures and logs each round, applies the stopping rule
+and ends with the front's chosen ticket.
+
 The **front** is the set of non-dominated points: p is dominated when some q has a_q >= a_p and e_q <= e_p with
 one of them strict (equal points: the first, the earlier round, is kept). ``front.json`` holds every point, the
 front and the chosen point: the cheapest with a >= a_0 - drop, whose ticket is the search's final ticket.
@@ -29,9 +34,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
-
-import torch
+from typing import List, Optional, Sequence
 
 from ..data import ArrayDataset, DatasetSplit, batches, encode
 from ..data.encoding import first_layer_on_host
@@ -39,7 +42,7 @@ from ..errors import ConfigError
 from ..ticket import Ticket
 from ..utils import generator, write_json_atomic
 from .early_time import accumulated_kl, choose_t_early
-from .masks import prune_magnitude
+from .rounds import Round, RoundHook
 
 MEASURE_BATCH = 500
 
@@ -80,14 +83,18 @@ def choose(points: Sequence[dict], reference: float, max_drop: float) -> Optiona
     return min(within, key=lambda p: p["energy_j"]) if within else None
 
 
-class EnergyRounds:
-    """Measures, logs and keeps the points of one energy-objective search (results cached for resuming)."""
+#: Methods whose rounds start pruned: the hook trains their dense reference round 0 itself (training phase, log
+#: label). IMP's own round 0 is the dense network.
+REFERENCE_ROUNDS = {"biprop": ("round_00", "round 0 (dense)"), "dense": ("dense", "dense")}
+
+
+class EnergyRounds(RoundHook):
+    """The energy objective as the hook on a method's rounds (:class:`.rounds.RoundHook`): measures, logs and
+    keeps the points of every round (results cached for resuming), stops pruning when accuracy no longer holds,
+    and ends with the front's chosen ticket. Needs the cost stage's meter on the context (``ctx.meter``)."""
 
     def __init__(self, ctx):
-        if ctx.meter is None:
-            raise ConfigError("search.objective=energy needs the cost stage's meter (slt_deploy.cost.objective."
-                              "round_meter); the slt-deploy commands and the API pass it")
-        self.ctx = ctx
+        super().__init__(ctx)
         self.s = ctx.config.search
         self.T = ctx.config.data.timesteps
         self.host_first_layer = first_layer_on_host(ctx.config.data.encoding)
@@ -95,6 +102,7 @@ class EnergyRounds:
         self.reference: Optional[float] = None
         self.t_early: Optional[int] = None
         self.measure_seconds = 0.0
+        self.max_round = max(self.s.rounds, self.s.max_rounds)
 
     # -- measuring ------------------------------------------------------------------------------
     def _batches(self, timesteps: int, device):
@@ -121,11 +129,43 @@ class EnergyRounds:
         write_json_atomic(path, entry)
         return entry
 
+    # -- the hook -------------------------------------------------------------------------------
+    def start(self, method: str) -> int:
+        """Round 0, the accuracy reference: a method that starts pruned gets the dense network trained here."""
+        if method not in REFERENCE_ROUNDS:
+            return 0
+        phase_name, label = REFERENCE_ROUNDS[method]
+        ctx, T = self.ctx, self.T
+        model = ctx.new_model()
+        mask = ctx.dense_mask(model)
+        phase = ctx.train_phase(phase_name, model, mask, T, 0)
+        ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method="dense", round=0, timesteps=T,
+                                 wall_time_s=[phase.seconds], extra={})
+        self.add(Round(0, label, model, mask, ticket, phase.seconds, "dense", [phase.seconds], {}, phase.history))
+        return 1
+
+    def timesteps(self, T: int) -> int:
+        return self.train_timesteps()
+
+    def last_round(self, planned: int) -> int:
+        """Past the method's rounds up to ``search.max_rounds`` (the stopping rule in :meth:`done` ends it)."""
+        return self.max_round
+
+    def done(self, r: Round) -> bool:
+        """Measure and log the round; past the fixed rounds, a round whose accuracy does not hold ends the search."""
+        holds = self.add(r)
+        if holds or r.k < self.s.rounds:
+            return True
+        if r.k < self.max_round:
+            self.ctx.echo(f"  {r.label}: accuracy fell more than {self.s.max_accuracy_drop} points below the dense "
+                          f"round; pruning stops")
+        return False
+
     # -- rounds ---------------------------------------------------------------------------------
-    def add(self, k: int, label: str, model, mask, ticket: Ticket, seconds: float, method: str, times: list,
-            extra: dict, history: Sequence[dict] = ()) -> bool:
-        """Measure round ``k`` at the T it was trained at (``ticket``'s) and at the other of T / T_early, log it,
+    def add(self, r: Round) -> bool:
+        """Measure round ``r.k`` at the T it was trained at (its ticket's) and at the other of T / T_early, log it,
         keep its points; True while accuracy holds."""
+        k, label, model, mask, ticket = r.k, r.label, r.model, r.mask, r.ticket
         trained_at = ticket.record.timesteps
         entry = self.measure(k, model, trained_at)
         self.measure_seconds += entry["seconds"]
@@ -135,12 +175,12 @@ class EnergyRounds:
         variants = [(trained_at, ticket, entry, self.ctx.paths.round_ticket(k))]
         for t in sorted({self.T, self.t_early} - {trained_at}, reverse=True):
             path = self.ctx.paths.round_ticket(k, t)
-            other = self.ctx.save_ticket(path, model, mask, method=method, round=k, timesteps=t, wall_time_s=times,
-                                         extra=dict(extra, trained_at_timesteps=trained_at))
+            other = self.ctx.save_ticket(path, model, mask, method=r.method, round=k, timesteps=t,
+                                         wall_time_s=r.times, extra=dict(r.extra, trained_at_timesteps=trained_at))
             e = self.measure(k, model, t)
             self.measure_seconds += e["seconds"]
             variants.append((t, other, e, path))
-        penalty = [h["spike_penalty"] for h in history if "spike_penalty" in h]
+        penalty = [h["spike_penalty"] for h in r.history if "spike_penalty" in h]
         for i, (t, tk, e, path) in enumerate(variants):
             point = {"round": k, "label": label if i == 0 else f"{label} at T={t}", "timesteps": t,
                      "trained_at": trained_at, "ticket": str(path.relative_to(self.ctx.paths.root)),
@@ -155,7 +195,7 @@ class EnergyRounds:
                      "measure_s": round(e["seconds"], 3)}
             if penalty and i == 0:
                 facts["spike_penalty_by_epoch"] = penalty
-            self.ctx.log_round(point["label"], seconds if i == 0 else 0.0, tk, **facts)
+            self.ctx.log_round(point["label"], r.seconds if i == 0 else 0.0, tk, **facts)
         best = max(e["accuracy"] for _, _, e, _ in variants)
         return self.holds(best)
 
@@ -168,11 +208,9 @@ class EnergyRounds:
         at_early = [p for p in self.points if p["round"] == 0 and p["timesteps"] == self.t_early]
         return self.t_early if at_early and self.holds(at_early[0]["accuracy"]) else self.T
 
-    def last_round(self) -> int:
-        return max(self.s.rounds, self.s.max_rounds)
-
     # -- the front ------------------------------------------------------------------------------
-    def finish(self) -> Ticket:
+    def finish(self, last: Optional[Ticket] = None) -> Ticket:
+        """Write front.json and its plot; the chosen point's ticket is the search's final ticket."""
         front = non_dominated(self.points)
         chosen = choose(front, self.reference, self.s.max_accuracy_drop) or self.points[0]
         meter = self.ctx.meter
@@ -190,84 +228,3 @@ class EnergyRounds:
                       f"{100 * chosen['accuracy']:.2f} % held-out, {chosen['energy_j'] * 1e9:.2f} nJ on "
                       f"{meter.profile.name}")
         return Ticket.load(self.ctx.paths.root / chosen["ticket"])
-
-
-def _stops(ctx, rounds: "EnergyRounds", k: int, holds: bool, label: str) -> bool:
-    """The stopping rule: past the fixed rounds, a round whose accuracy does not hold ends the search."""
-    s = ctx.config.search
-    if holds or k < s.rounds:
-        return False
-    if k < rounds.last_round():
-        ctx.echo(f"  {label}: accuracy fell more than {s.max_accuracy_drop} points below the dense round; "
-                 f"pruning stops")
-    return True
-
-
-def _dense_round(ctx, rounds: "EnergyRounds", phase_name: str, label: str, method: str, **train) -> Ticket:
-    """Round 0 of every energy search: the dense network at full T, the accuracy reference of the front."""
-    T = ctx.config.data.timesteps
-    model = ctx.new_model()
-    mask = ctx.dense_mask(model)
-    phase = ctx.train_phase(phase_name, model, mask, T, 0, **train)
-    ticket = ctx.save_ticket(ctx.paths.round_ticket(0), model, mask, method=method, round=0, timesteps=T,
-                             wall_time_s=[phase.seconds], extra={})
-    rounds.add(0, label, model, mask, ticket, phase.seconds, method, [phase.seconds], {}, phase.history)
-    return ticket
-
-
-def run_imp_energy(ctx) -> Ticket:
-    s = ctx.config.search
-    rounds = EnergyRounds(ctx)
-    ticket = _dense_round(ctx, rounds, "round_00", "round 0 (dense)", "imp", save_rewind_at=s.rewind_epoch)
-    times = list(ticket.record.wall_time_s)
-    T_search = rounds.train_timesteps()
-    for k in range(1, rounds.last_round() + 1):
-        mask = prune_magnitude(ctx.layers(ticket.build_model()), ticket.mask, s.prune_fraction, s.scope)
-        model = ctx.new_model()
-        first_epoch = ctx.load_rewind(model)
-        phase = ctx.train_phase(f"round_{k:02d}", model, mask, T_search, first_epoch)
-        times.append(phase.seconds)
-        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), model, mask, method="imp", round=k, timesteps=T_search,
-                                 wall_time_s=times, extra={})
-        holds = rounds.add(k, f"round {k}", model, mask, ticket, phase.seconds, "imp", times, {}, phase.history)
-        if _stops(ctx, rounds, k, holds, f"round {k}"):
-            break
-    return rounds.finish()
-
-
-def run_dense_energy(ctx) -> Ticket:
-    rounds = EnergyRounds(ctx)
-    _dense_round(ctx, rounds, "dense", "dense", "dense")
-    return rounds.finish()
-
-
-def run_biprop_energy(ctx) -> Ticket:
-    """The dense SNN as round 0 (the reference), then one multi-prize ticket per sparsity."""
-    from .biprop import ScoredNet
-    from ..utils import derive_seed
-
-    s = ctx.config.search
-    rounds = EnergyRounds(ctx)
-    _dense_round(ctx, rounds, "round_00", "round 0 (dense)", "dense")
-    T_search = rounds.train_timesteps()
-    for k in range(1, rounds.last_round() + 1):
-        sparsity = 1.0 - (1.0 - s.prune_fraction) ** k
-        net = ctx.new_model()
-        torch.manual_seed(derive_seed(s.seed, "biprop_init", k))
-        scored = ScoredNet(net, ctx.layers(net), sparsity, s.scope)
-        phase = ctx.train_phase(f"scores_{k:02d}", scored, ctx.dense_mask(net), T_search, 0)
-        mask = scored.mask()
-        alphas = scored.alphas(mask)
-        baked = scored.bake()
-        extra = {"binary": True, "alpha": alphas, "scored_layers": list(alphas), "spiking": ctx.model_config.spiking}
-        ticket = ctx.save_ticket(ctx.paths.round_ticket(k), baked, mask, method="biprop", round=k,
-                                 timesteps=T_search, wall_time_s=[phase.seconds], extra=extra)
-        holds = rounds.add(k, f"biprop {100 * sparsity:.1f} %", baked, mask, ticket, phase.seconds, "biprop",
-                           [phase.seconds], extra, phase.history)
-        if _stops(ctx, rounds, k, holds, f"biprop {100 * sparsity:.1f} %"):
-            break
-    return rounds.finish()
-
-
-ENERGY_METHODS: Dict[str, object] = {"imp": run_imp_energy, "biprop": run_biprop_energy, "dense": run_dense_energy}
-

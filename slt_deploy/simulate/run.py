@@ -12,6 +12,10 @@ Backends (registry :data:`BACKENDS`):
 ``xylosim``     quantised for Xylo Audio 2 and run in SynSense's bit-accurate xylosim (:mod:`.xylo`)
 ``sinabs``      sinabs IAF layers, as DYNAP-CNN / Speck run them (:mod:`.speck`)
 
+Each registers itself with :func:`~slt_deploy.simulate.backends.register_backend`; the two vendor simulators
+(registered ``whole_chip``) run every layer on their chip, the first included. Which backend a hardware profile
+runs on is the profile's ``simulator`` field (the cost stage's profiles; the driver passes the name here).
+
 A graph is compiled once and its samples streamed through one run. The samples are the graph's own dataset
 (metadata written by ``slt-deploy export``) or given (arrays, an input file, any dataset: :mod:`.workload`).
 Event data (``events`` encoding) and binary sequences given as they are enter the chip directly
@@ -32,19 +36,8 @@ import torch
 
 from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError, SltError
-
-
-@dataclass(frozen=True)
-class BackendRun:
-    """What a backend returns: per-step outputs (N, T, classes) and spikes per layer (N, T, ...)."""
-
-    outputs: np.ndarray
-    spikes: Dict[str, np.ndarray]
-    seconds: float
-    notes: Tuple[str, ...] = ()
-    # explain(layer, step, backend's spikes, reference's spikes) -> why they differ there (vendor simulators,
-    # whose neuron semantics differ from the reference's in known ways)
-    explain: Optional[Callable[[str, int, float, float], str]] = None
+from .backends import BACKENDS, NEURON_TYPES, BackendRun, graph_dt, register_backend, runs_whole_chip
+from .backends import backend as _backend
 
 
 @dataclass
@@ -93,7 +86,8 @@ class SimulationResult:
         return "\n".join(lines)
 
 
-def _reference(graph, x: np.ndarray) -> BackendRun:
+@register_backend("reference")
+def _reference(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
     from .reference import NIRExecutor
 
     start = time.perf_counter()
@@ -128,27 +122,14 @@ def _compiled(target: str, engine: str) -> Callable:
     return run
 
 
-def _vendor(module: str, function: str) -> Callable:
-    """A backend that is a vendor's own simulator (SynSense's xylosim, sinabs), imported when it runs."""
-    def run(graph, x: np.ndarray, first_layer: str = "host") -> BackendRun:
-        import importlib
+register_backend("lava-float")(_compiled("floating_pt", "lava"))
+register_backend("lava-fixed")(_compiled("fixed_pt", "lava"))
+register_backend("fast-fixed")(_compiled("fixed_pt", "fast"))
+register_backend("fast-float")(_compiled("floating_pt", "fast"))
 
-        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(graph, x, first_layer)
-    return run
-
-
-BACKENDS: Dict[str, Callable] = {
-    "reference": _reference,
-    "lava-float": _compiled("floating_pt", "lava"),
-    "lava-fixed": _compiled("fixed_pt", "lava"),
-    "fast-fixed": _compiled("fixed_pt", "fast"),
-    "fast-float": _compiled("floating_pt", "fast"),
-    "xylosim": _vendor("xylo", "run_xylosim"),   # SynSense Xylo Audio 2, bit-accurate (slt_deploy.simulate.xylo)
-    "sinabs": _vendor("speck", "run_sinabs"),    # SynSense DYNAP-CNN / Speck layers (slt_deploy.simulate.speck)
-}
-
-
-VENDOR_BACKENDS = ("xylosim", "sinabs")  # every layer on the vendor's chip, the first included
+# The vendors' simulators register their own backends (after the project's, which keeps the registry's order);
+# each imports its vendor library only when it runs.
+from . import xylo, speck  # noqa: E402,F401  isort: skip
 
 
 def _spiking_nodes(graph) -> List[str]:
@@ -166,21 +147,6 @@ def _agreement(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -
             continue
         out[name] = float((a.reshape(e.shape) == e).mean())
     return out
-
-
-NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "I")
-
-
-def graph_dt(graph) -> Optional[float]:
-    """The time step the graph states (graph metadata ``dt``, or every neuron node's own), else None."""
-    meta = graph.metadata or {}
-    if "dt" in meta:
-        return float(meta["dt"])
-    neurons = [n for n in graph.nodes.values() if type(n).__name__ in NEURON_TYPES]
-    own = {float(n.metadata["dt"]) for n in neurons if "dt" in (n.metadata or {})}
-    if neurons and len(own) == 1 and all("dt" in (n.metadata or {}) for n in neurons):
-        return own.pop()
-    return None
 
 
 def _check_steps(graph, run_dt: float, where: str) -> None:
@@ -289,8 +255,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     from ..compile import first_mismatch
     from .workload import graph_workload
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    run_backend = _backend(backend)
     if samples < 1:
         raise ConfigError(f"samples={samples} must be >= 1")
     if first_layer not in (None, "host", "chip"):
@@ -305,7 +270,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
         # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
         # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
         first_layer = "host" if first_layer_on_host(work.encoding, work.binary) else "chip"
-        first_layer = "chip" if backend in VENDOR_BACKENDS else first_layer  # the chip takes its input itself
+        first_layer = "chip" if runs_whole_chip(backend) else first_layer  # the chip takes its input itself
     elif first_layer == "chip" and not work.binary:
         raise ConfigError(f"{where}: first_layer=chip needs binary spike input; the input has other values "
                           f"(use first_layer=host)")
@@ -314,9 +279,9 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     if backend == "reference":
         run = reference
     elif backend.startswith("fast"):
-        run = BACKENDS[backend](graph, x, first_layer=first_layer, device=device)
+        run = run_backend(graph, x, first_layer=first_layer, device=device)
     else:
-        run = BACKENDS[backend](graph, x, first_layer=first_layer)
+        run = run_backend(graph, x, first_layer=first_layer)
     pred = run.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     ref_pred = reference.outputs.reshape(len(x), x.shape[1], -1).sum(1).argmax(1)
     spike_layers = [n for n in _spiking_nodes(graph) if n in reference.spikes]

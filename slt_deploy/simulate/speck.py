@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .backends import BackendRun, graph_dt, register_backend
 from .synsense import import_without_samna
 
 DIFFERENCES = (
@@ -146,10 +147,9 @@ def explain(layer: str, step: int, actual: float, expected: float) -> str:
     return "the membranes differ by float rounding (same inputs, different order of additions)"
 
 
+@register_backend("sinabs", whole_chip=True)
 def run_sinabs(graph, x: np.ndarray, first_layer: str = "chip"):
     """The ``sinabs`` backend: (N, T, C, H, W) events through the graph's sinabs layers."""
-    from .run import BackendRun, graph_dt
-
     start = time.perf_counter()
     x = np.asarray(x, dtype=np.float32)
     dt = graph_dt(graph) or 1.0

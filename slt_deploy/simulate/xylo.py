@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError
+from .backends import BackendRun, register_backend
 from .synsense import import_without_samna
 
 DASH_MAX = 15                 # 4-bit bit-shift decays (rockpool XyloSim: dash values 0..15)
@@ -105,7 +106,25 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-LIMIT_KEYS = ("input_channels", "hidden_neurons", "output_neurons", "weight_bits", "threshold_bits")
+#: A whole-chip target's sizes, as profile limit keys; their values are the profile's (hardware_profiles/xylo.yaml:
+#: 16 inputs, 1,000 hidden neurons, 8 outputs), checked by :func:`size_failures` here and in the cost stage's mapping.
+SIZE_LIMITS = ("input_channels", "hidden_neurons", "output_neurons")
+LIMIT_KEYS = SIZE_LIMITS + ("weight_bits", "threshold_bits")
+
+
+def size_failures(sizes: Dict[str, Tuple[int, str]], limits: Dict[str, object]) -> Tuple[List[str], List[str]]:
+    """Each of :data:`SIZE_LIMITS` against its limit: ``sizes`` maps a key to (the network's count, a label naming
+    where it comes from); ``limits`` a key to the profile's value (None: unknown). Returns (failures, one line
+    each: "label, key = limit"; the keys whose limit is unknown)."""
+    failures, unknown = [], []
+    for key in SIZE_LIMITS:
+        value, label = sizes[key]
+        limit = limits.get(key)
+        if limit is None:
+            unknown.append(key)
+        elif value > limit:
+            failures.append(f"{label}, {key} = {limit}")
+    return failures, unknown
 
 
 def xylo_spec(graph, limits: Optional[Dict[str, object]] = None, name: str = "xylo",
@@ -138,11 +157,10 @@ def xylo_spec(graph, limits: Optional[Dict[str, object]] = None, name: str = "xy
            f"the last hidden layer drives the output neurons")
     n_in, hidden, n_out = net.input.size, sum(p.size for p in pops), int(math.prod(net.readout.nir_shape))
     first = net.incoming(pops[0].name)[0]
-    for key, value, label in (("input_channels", n_in, f"layer {first.name}: {n_in} inputs"),
-                              ("hidden_neurons", hidden, f"network: {hidden} hidden neurons"),
-                              ("output_neurons", n_out, f"readout: {n_out} outputs")):
-        limit = limits.get(key)
-        _check(limit is None or value <= limit, f"{where}: does not fit {name}: {label}, {key} = {limit}")
+    failures, _ = size_failures({"input_channels": (n_in, f"layer {first.name}: {n_in} inputs"),
+                                 "hidden_neurons": (hidden, f"network: {hidden} hidden neurons"),
+                                 "output_neurons": (n_out, f"readout: {n_out} outputs")}, limits)
+    _check(not failures, f"{where}: does not fit {name}: {failures[0] if failures else ''}")
 
     offsets = np.cumsum([0] + [p.size for p in pops])
     w_in = np.zeros((n_in, hidden))
@@ -245,10 +263,9 @@ def explain(layer: str, step: int, actual: float, expected: float) -> str:
             "(Xylo fires at V >= threshold), or quantisation rounded it up")
 
 
+@register_backend("xylosim", whole_chip=True)
 def run_xylosim(graph, x: np.ndarray, first_layer: str = "chip", limits: Optional[Dict[str, object]] = None):
     """The ``xylosim`` backend: (N, T, *input) spike counts through the quantised graph in xylosim."""
-    from .run import BackendRun
-
     start = time.perf_counter()
     x = np.asarray(x)
     _check(bool(np.all(x >= 0)) and bool(np.all(x == np.round(x))),
