@@ -33,7 +33,6 @@ front and the chosen point: the cheapest with a >= a_0 - drop, whose ticket is t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..data import ArrayDataset, DatasetSplit, batches, encode

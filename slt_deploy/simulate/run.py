@@ -36,7 +36,8 @@ import torch
 
 from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError, SltError
-from .backends import BACKENDS, NEURON_TYPES, BackendRun, graph_dt, register_backend, runs_whole_chip
+from .backends import BACKENDS  # noqa: F401  (the registry, read here by the tests and benchmarks)
+from .backends import NEURON_TYPES, BackendRun, graph_dt, register_backend, runs_whole_chip
 from .backends import backend as _backend
 
 

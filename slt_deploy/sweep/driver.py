@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, Optional
 
 from ..errors import SltError
 from .aggregate import AGGREGATE_FILES, cost_report, write_tables
