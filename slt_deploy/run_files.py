@@ -26,7 +26,7 @@ A symbolic link that leaves the run directory is refused wherever it is.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Annotated, Any, Dict, List, Literal, Optional, Sequence, Tuple, Type
 
 from pydantic import Field, model_validator
 
@@ -238,7 +238,7 @@ class LogLine(Record):
     # Early-Bird
     drawn_epoch: Optional[Count] = None
     converged: Optional[bool] = None
-    distances: Optional[List[NonNegative]] = None
+    distances: Optional[List[Optional[NonNegative]]] = None  # None while the FIFO fills
     # Early-Time
     t_early: Optional[Steps] = None
     kl: Optional[List[float]] = None
@@ -246,9 +246,12 @@ class LogLine(Record):
     direction: Optional[str] = None
 
 
-def write_log(path: Path, lines: List[dict]) -> None:
-    dump_records([validate_record(LogLine, line, f"{path}: line {n}", RunDirError)
-                  for n, line in enumerate(lines, 1)], path)
+def write_log(path: Path, lines: List[dict], unless: Sequence[dict] = ()) -> None:
+    """``lines`` as the run's log, unless the log already starts with exactly them (``unless``: its lines as
+    found, dumped): a resumed run replaying its finished rounds leaves the file as it is."""
+    records = [validate_record(LogLine, line, f"{path}: line {n}", RunDirError) for n, line in enumerate(lines, 1)]
+    if [r.model_dump(exclude_none=True) for r in records] != list(unless[:len(records)]):
+        dump_records(records, path)
 
 
 def load_log(path: Path) -> List[LogLine]:

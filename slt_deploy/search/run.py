@@ -26,7 +26,7 @@ from .masks import Mask, apply_mask
 from ..models import SpikingNet, initial_model, prunable_layers
 from ..paths import RunPaths
 from ..records import Record, validate_record
-from ..run_files import meta_model, parse_meta, write_log
+from ..run_files import load_log, meta_model, parse_meta, write_log
 from ..ticket import Ticket, TicketRecord
 from .train import accuracy, make_optimizer, train_epoch
 from ..utils import derive_seed, deterministic_torch, device_name, resolve_device, write_bytes_atomic, \
@@ -129,6 +129,7 @@ class SearchContext:
         self.progress = progress
         self.echo = echo
         self.rounds: List[dict] = []
+        self._logged: Optional[List[dict]] = None  # log.jsonl as found (read once, when the first line is logged)
         self.device = resolve_device(config.train.device)  # a missing GPU fails here, before any file is written
         deterministic_torch(self.device)
 
@@ -246,7 +247,10 @@ class SearchContext:
             line.update(round=r.round, method=r.method, sparsity=round_(r.sparsity, 6), accuracy=r.accuracy,
                         timesteps=r.timesteps, layer_sparsity={k: round_(v, 6) for k, v in r.layer_sparsity.items()})
         self.rounds.append(line)
-        write_log(self.paths.log, self.rounds)
+        if self._logged is None:  # the log so far: a resumed run replaying finished rounds rewrites nothing
+            self._logged = [x.model_dump(exclude_none=True) for x in load_log(self.paths.log)] \
+                if self.paths.log.exists() else []
+        write_log(self.paths.log, self.rounds, unless=self._logged)
         text = f"  {label}:"
         if ticket is not None:
             text += (f" sparsity {100 * ticket.record.sparsity:6.2f} %  accuracy {100 * ticket.record.accuracy:6.2f} %"
