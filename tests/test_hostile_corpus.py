@@ -932,6 +932,38 @@ def run_dir_outcome(case: RunCase, argv: List[str], rc: int, err: str, before: d
     return None
 
 
+# kill -9 during a front update: the CLI with the atomic writer wrapped so that it SIGKILLs the process at the
+# front.json write. "before": every round's cost file written, front.json not yet; "during": half of front.json
+# in the writer's temporary file; "after": front.json written, the search's ticket not yet. The front the run
+# was writing is kept in EXPECTED, to compare with the resumed run's, byte for byte.
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import slt_deploy.utils as utils
+mode, expected = sys.argv[1], Path(sys.argv[2])
+real = utils.write_bytes_atomic
+def dying(path, data):
+    if Path(path).name != "front.json":
+        return real(path, data)
+    expected.write_bytes(data)
+    if mode == "during":
+        Path(path).with_name(".front.json.killed" + utils.TEMP_SUFFIX).write_bytes(data[: len(data) // 2])
+    if mode == "after":
+        real(path, data)
+    os.kill(os.getpid(), signal.SIGKILL)
+utils.write_bytes_atomic = dying
+from slt_deploy.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def kill_during_front_update(mode: str, runs: Path, expected: Path, env: dict) -> subprocess.CompletedProcess:
+    """The corpus' energy search into ``runs``, SIGKILLed at its front update (``mode``, see KILLER)."""
+    argv = [sys.executable, "-c", KILLER, mode, str(expected), "search", *RUN_FLAGS, "--runs-dir", str(runs),
+            "--no-progress"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def run_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("run dirs")

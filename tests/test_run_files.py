@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -24,7 +23,7 @@ from slt_deploy.run_files import CostFile, LayerCounts, LogLine, load_front, loa
 from slt_deploy.ticket import Ticket
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_hostile_corpus import RUN_FLAGS, build_run_dir  # noqa: E402  the corpus' tiny energy run
+from test_hostile_corpus import RUN_FLAGS, build_run_dir, kill_during_front_update  # noqa: E402  the corpus' tiny run
 
 
 def test_layer_counts_are_the_cost_stages_layer_activity():
@@ -122,39 +121,12 @@ def test_the_seed_range_is_the_tickets():
 
 # ------------------------------------------------------------------------------ kill -9 during a front update
 
-# Runs the CLI with the front writer replaced by one that SIGKILLs the process at a chosen moment: "before" (every
-# round's cost file written, front.json not yet; the front it was about to write is kept aside to compare), or
-# "after" (front.json written, the search's ticket not yet).
-KILLER = """
-import os, signal, sys
-from pathlib import Path
-import slt_deploy.search.energy as energy
-from slt_deploy.run_files import write_front
-mode = sys.argv[1]
-def dying(path, data):
-    if mode == "before":
-        write_front(Path(sys.argv[2]), data)
-        os.kill(os.getpid(), signal.SIGKILL)
-    write_front(path, data)
-    os.kill(os.getpid(), signal.SIGKILL)
-energy.write_front = dying
-from slt_deploy.cli import main
-sys.exit(main(sys.argv[3:]))
-"""
-
-
-def kill_during_front_update(mode: str, runs: Path, expected: Path, env: dict) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-c", KILLER, mode, str(expected), "search", *RUN_FLAGS, "--runs-dir", str(runs),
-            "--no-progress"]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     return build_run_dir(tmp_path_factory.mktemp("uninterrupted"))
 
 
-@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("mode", ["before", "during"])  # and "after": benchmarks/reliability.py
 def test_kill_during_the_front_update_resumes_to_the_same_front_and_ticket(mode, uninterrupted, tmp_path, cli_env,
                                                                            capsys):
     runs, expected = tmp_path / "runs", tmp_path / "front.expected.json"
@@ -163,8 +135,7 @@ def test_kill_during_the_front_update_resumes_to_the_same_front_and_ticket(mode,
     (run,) = runs.iterdir()
     paths = RunPaths(run)
     assert paths.front.exists() == (mode == "after") and not paths.ticket.exists()
-    if mode == "after":
-        expected.write_bytes(paths.front.read_bytes())
+    assert len(list(run.glob(".front.json.*.tmp"))) == (mode == "during")
     assert main(["search", *RUN_FLAGS, "--runs-dir", str(runs), "--no-progress"]) == 0  # resumed, in process
     out = capsys.readouterr().out
     assert "resuming" in out and "round_01: resuming" not in out  # nothing trained again
