@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from slt_deploy.cli import main
 from slt_deploy.config import SEED_MAX, SearchConfig, check_setting
@@ -150,3 +151,15 @@ def test_kill_during_the_front_update_resumes_to_the_same_front_and_ticket(mode,
     a, b = Ticket.load(paths.ticket), Ticket.load(RunPaths(uninterrupted).ticket)
     assert sorted(a.state) == sorted(b.state) and all(a.state[k].equal(b.state[k]) for k in a.state)
     assert all(a.mask[k].equal(b.mask[k]) for k in a.mask)
+
+
+def test_the_early_bird_state_in_a_checkpoint_is_typed():
+    from slt_deploy.search.early_bird import EarlyBirdWatch
+
+    watch = EarlyBirdWatch(lambda m: m, ["fc1"], 0.5, "global", 3, 0.1)
+    watch.load({"distances": [None, 0.25], "drawn_epoch": None, "fifo": 1}, {"fifo0/fc1": torch.ones(2, 2).bool()})
+    assert watch.distances == [None, 0.25] and len(watch.fifo) == 1
+    for meta, tensors, field in (({"fifo": "two"}, {}, "fifo"), ({"fifo": 2}, {"fifo0/fc1": torch.ones(1)}, "fifo1"),
+                                 ({"distances": [math.nan]}, {}, "distances"), ({"colour": 1}, {}, "colour")):
+        with pytest.raises(RunDirError, match=f"callback: .*{field}"):
+            watch.load(meta, tensors)

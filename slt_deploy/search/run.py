@@ -88,7 +88,10 @@ def _load_state(path, model, optimizer, callback):
         optimizer.load_state_dict({"state": state, "param_groups": meta.param_groups})
     extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
     if callback is not None:
-        callback.load(meta.callback, extra)
+        try:
+            callback.load(meta.callback, extra)
+        except SltError as exc:  # the callback names the field, the file is this one
+            raise RunDirError(f"{path}: meta: {exc}") from None
     return meta, extra
 
 
