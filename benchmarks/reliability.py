@@ -138,7 +138,7 @@ def run_dir_figures(workdir: Path) -> dict:
     start = time.perf_counter()
     valid = corpus.build_run_dir(workdir / "valid")
     cases = corpus.run_dir_cases(valid, workdir / "cases")
-    runs, failures, by_rc, kinds = 0, [], {}, {}
+    runs, failures, by_rc, kinds, by_reader = 0, [], {}, {}, {}
     for case in cases:
         out = case.run_dir.parents[1] / "out"
         before = corpus._tree(case.run_dir)
@@ -150,13 +150,15 @@ def run_dir_figures(workdir: Path) -> dict:
             by_rc[rc] = by_rc.get(rc, 0) + 1
             kind = _outcome(rc, err.getvalue())
             kinds[kind] = kinds.get(kind, 0) + 1
+            reader = by_reader.setdefault({"search": "resume"}.get(argv[0], argv[0]), {})
+            reader[kind] = reader.get(kind, 0) + 1
             problem = corpus.run_dir_outcome(case, argv, rc, err.getvalue(), before, out)
             if problem:
                 failures.append(f"{case.name} [{argv[0]}] {problem}: {err.getvalue().strip()[:200]}")
             shutil.rmtree(out, ignore_errors=True)
     return {"cases": len(cases), "files": sorted({c.file for c in cases}), "runs": runs, "exit_codes": by_rc,
-            "outcomes": kinds, "failures": len(failures), "failure_examples": failures[:10],
-            "seconds": round(time.perf_counter() - start, 1)}
+            "outcomes": kinds, "by_reader": by_reader, "failures": len(failures),
+            "failure_examples": failures[:10], "seconds": round(time.perf_counter() - start, 1)}
 
 
 def float_flag_figures(workdir: Path) -> dict:
