@@ -62,7 +62,6 @@ def setting_type(cls, name: str) -> Callable[[str], object]:
             return check_setting(cls, name, text, f"{cls.__name__}.{name}")
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
-    convert.__name__ = name  # argparse names the type in its message
     return convert
 
 
