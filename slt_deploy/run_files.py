@@ -7,7 +7,7 @@ file                          record                                      read b
 ============================  ==========================================  ======================================
 ``config.json``               the run's :class:`~slt_deploy.config.RunConfig` (strict: numbers are numbers)
                                                                           a resumed search, a sweep
-``log.jsonl``                 :class:`LogLine`, one per line              benchmarks, tests
+``log.jsonl``                 :class:`LogLine`, one per line              a resumed search, benchmarks
 ``rounds/*.cost.json``        :class:`CostFile`                           a resumed energy search, ``deploy``
 ``front.json``                :class:`FrontFile` (its points' ``cost``    ``inspect``, ``deploy``
                               and ``ticket`` paths stay in the run
@@ -15,12 +15,14 @@ file                          record                                      read b
 ``phases/*/checkpoint``,      safetensors whose ``meta`` is a             a resumed search
 ``phases/*/done``,            :class:`CheckpointMeta`, :class:`PhaseDone`
 ``rewind.safetensors``        or :class:`RewindMeta`; tensors finite
+                              (checked when loaded)
 tickets                       :class:`slt_deploy.ticket.TicketRecord`     everything
 ============================  ==========================================  ======================================
 
 Every problem is one line naming the file and the field (:class:`RunDirError`, exit 2), found before anything is
 written: :func:`check_run_dir` reads every file of an existing run directory when a search or a sweep starts.
-A symbolic link that leaves the run directory is refused wherever it is.
+A symbolic link that leaves the run directory is refused wherever it is. The JSON files carry
+``schema_version`` "1"; a file without it (written before it was added, with the same fields) reads as "1".
 """
 
 from __future__ import annotations
