@@ -26,6 +26,7 @@ from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, 
 from slt_deploy.export import export_ticket
 from slt_deploy.cost.profiles import profile_names
 from slt_deploy.report import build_report
+from slt_deploy.run_files import load_run_config
 from slt_deploy.search import search
 from slt_deploy.simulate import simulate
 
@@ -51,8 +52,8 @@ def find(runs: Path, prefix: str, round_file):
 
 def random_ticket(runs: Path):
     for d in sorted(runs.iterdir()):
-        if d.name.startswith("random_mlp_mnist_") and "round_11" in json.loads((d / "config.json").read_text())[
-                "search"].get("reference", ""):
+        if d.name.startswith("random_mlp_mnist_") and "round_11" in (
+                load_run_config(d / "config.json").search.reference or ""):
             return d / "ticket.safetensors"
     return None
 

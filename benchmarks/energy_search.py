@@ -38,6 +38,7 @@ from slt_deploy.cost.objective import recost, round_meter  # noqa: E402
 from slt_deploy.cost.profiles import profile_names  # noqa: E402
 from slt_deploy.demo import demo_config, demo_energy_config  # noqa: E402
 from slt_deploy.paths import RunPaths  # noqa: E402
+from slt_deploy.run_files import load_cost, load_front, load_log  # noqa: E402
 from slt_deploy.report import build_report  # noqa: E402
 from slt_deploy.report import train_ann_twin  # noqa: E402
 from slt_deploy.report.schema import to_json  # noqa: E402
@@ -59,8 +60,7 @@ def timed(fn):
 
 def search_seconds(run_dir: Path) -> float:
     """Training plus (energy objective) measuring, as the run log records them."""
-    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return sum(x["seconds"] + x.get("measure_s", 0.0) for x in lines)
+    return sum(x.seconds + (x.measure_s or 0.0) for x in load_log(RunPaths(run_dir).log))
 
 
 def main() -> None:
@@ -97,7 +97,7 @@ def main() -> None:
     timing = Path(args.runs_dir) / f"energy_search_timing{args.tag}"
     shutil.rmtree(timing, ignore_errors=True)
     energy, w, c = timed(lambda: search(energy_cfg, timing, progress=False, meter=round_meter(energy_cfg)))
-    front = json.loads(RunPaths(energy.run_dir).front.read_text())
+    front = load_front(energy.run_dir)[0].model_dump()  # typed and checked against its cost files
     rounds_run = max(p["round"] for p in front["points"])
     facts["energy"] = {"run": str(energy.run_dir), "wall_s": w, "cpu_s": c, "rounds": rounds_run,
                        "search_s": search_seconds(energy.run_dir), "measure_s": front["measure_seconds"],
@@ -107,8 +107,7 @@ def main() -> None:
     root = energy.run_dir
     loihi_points = []
     for p in front["points"]:
-        entry = json.loads((root / p["cost"]).read_text())
-        e = recost(entry, "loihi")
+        e = recost(load_cost(root / p["cost"], root).entry(), "loihi")
         loihi_points.append(dict(p, energy_j=e["energy_j"], energy_kind=e["energy_kind"]))
     loihi_front = non_dominated(loihi_points)
     loihi_chosen = choose(loihi_front, front["reference_accuracy"], args.max_drop)
@@ -184,7 +183,7 @@ def event_conv(args, out: Path, facts: dict) -> None:
                                         spike_penalty=args.penalty, max_accuracy_drop=args.max_drop,
                                         holdout=args.holdout, rewind_epoch=1, seed=args.seed))
     result, w, c = timed(lambda: search(cfg, args.runs_dir, progress=False, meter=round_meter(cfg)))
-    front = json.loads(RunPaths(result.run_dir).front.read_text())
+    front = load_front(result.run_dir)[0].model_dump()
     facts["energy"] = {"run": str(result.run_dir), "wall_s": w, "cpu_s": c, "front_loihi": front}
     ann = train_ann_twin(result.ticket, result.ticket_path, args.runs_dir, progress=False)
     inputs = [RunPaths(result.run_dir).round_ticket(0), result.run_dir / front["chosen"]["ticket"]]

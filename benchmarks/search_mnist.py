@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
+from slt_deploy.run_files import load_log
 from slt_deploy.search import search
 from slt_deploy.ticket import Ticket
 
@@ -60,7 +61,7 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         res = search(cfg, args.runs_dir, progress=False)
         cpu = time.process_time() - c0
-        rounds = [json.loads(line) for line in (res.run_dir / "log.jsonl").read_text().splitlines()]
+        rounds = [line.model_dump(exclude_none=True) for line in load_log(res.run_dir / "log.jsonl")]
         entry = {"run_dir": str(res.run_dir), "accuracy": res.ticket.record.accuracy,
                  "sparsity": res.ticket.record.sparsity, "search_time_s": sum(res.ticket.record.wall_time_s),
                  "invocation_s": time.perf_counter() - t0, "invocation_cpu_s": cpu, "extra": {k: v for k, v in res.ticket.record.extra.items()

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import traceback
@@ -16,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from .config import RunConfig, Settings, check_section_types, read_config_file
+from .config import RunConfig, SearchConfig, Settings, check_section_types, read_config_file
 from .errors import ConfigError, SettingConflict, SltError
 from .limits import Limits, set_max_elements
 
@@ -48,6 +49,31 @@ def _settings_flags(group: argparse._ArgumentGroup, cls, prefix: tuple) -> None:
         else:
             kw["metavar"] = f.name.upper()  # choices, if any, are shown as {a,b}
         group.add_argument(flag, **kw)
+
+
+def setting_type(cls, name: str) -> Callable[[str], object]:
+    """An argparse ``type`` for a subcommand's flag that sets the setting ``cls.name`` outside a config: the
+    value is converted and range-checked by that setting's own definition (:func:`slt_deploy.config.check_setting`),
+    so one range holds at every door."""
+    from .config import check_setting
+
+    def convert(text: str):
+        try:
+            return check_setting(cls, name, text, f"{cls.__name__}.{name}")
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return convert
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a float flag with no setting behind it: a finite number, as every float setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _show(value):
@@ -236,7 +262,7 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", choices=("direct", "rate", "latency", "events"),
                    help="input encoding (default: the graph's, else events for event data, direct otherwise)")
     g.add_argument("--timesteps", type=int, metavar="T", help="timesteps T (default: the graph's, else 5)")
-    g.add_argument("--dt", type=float, metavar="SECONDS", help="the graph's time step (default: its dt metadata; "
+    g.add_argument("--dt", type=finite_float, metavar="SECONDS", help="the graph's time step (default: its dt metadata; "
                    "a graph without one runs at 1e-4 with a warning; sinabs graphs need 1)")
     g.add_argument("--lenient", action="store_true", help="read NIR files whose declared shapes differ only by "
                    "unit dimensions, e.g. (1) vs (1, 1, 1) (each repair is printed); other mismatches are refused")
@@ -507,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "training split (labelled in every output)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+    p.add_argument("--max-accuracy-drop", type=setting_type(SearchConfig, "max_accuracy_drop"), default=None,
+                   metavar="POINTS",
                    help="TICKET_OR_MODEL a run directory of search --objective energy: deploy its cheapest ticket on "
                         "--profile within this many points of the dense round (default: the run's own setting)")
     p.set_defaults(func=cmd_deploy)

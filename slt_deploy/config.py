@@ -189,6 +189,10 @@ def _plain_json(value, where, depth: int = 0):
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
+#: The seed's range: every generator is seeded with 63 bits (:func:`slt_deploy.utils.derive_seed`), and a ticket's
+#: record refuses a seed outside it, so a search refuses it where it enters.
+SEED_MAX = (1 << 63) - 1
+
 
 def _check(cond: bool, message: str) -> None:
     if not cond:
@@ -374,7 +378,7 @@ class SearchConfig(Settings):
         _check(self.et_lambda > 0, f"search.et_lambda={self.et_lambda} must be > 0")
         _check(self.et_epochs >= 1, f"search.et_epochs={self.et_epochs} must be >= 1")
         _check(self.eb_max_epochs >= 0, f"search.eb_max_epochs={self.eb_max_epochs} must be >= 0 (0 = train.epochs)")
-        _check(self.seed >= 0, f"search.seed={self.seed} must be >= 0")
+        _check(0 <= self.seed <= SEED_MAX, f"search.seed={short(self.seed)} must be in 0..2**63-1")
 
 
 @dataclass(frozen=True)
@@ -420,6 +424,19 @@ class RunConfig(Settings):
         method = s.method + ("+et" if s.early_time else "")
         model = self.model.label() + ("" if self.model.spiking else "-ann")
         return f"{method}_{model}_{self.data.dataset}_{self.digest()}"
+
+
+def check_setting(cls, name: str, value: Any, where: str):
+    """``value`` for the setting ``cls.name`` converted and checked by that setting's own definition (its type,
+    finiteness and :meth:`Settings.validate` range), wherever else it enters (a subcommand's flag, an API
+    argument); raises ConfigError naming ``where``."""
+    hint = typing.get_type_hints(cls)[name]
+    value = _coerce(hint, value, where)
+    try:
+        cls(**{name: value})  # the other settings at their (valid) defaults: only this one can fail
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return value
 
 
 def _non_default(settings: Settings) -> dict:

@@ -74,12 +74,12 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
 
     print("\n== 4. report: energy, memory and fit per hardware profile, dense SNN and ticket vs the ANN")
     # the ANN side is the dense ANN twin trained with the ticket's recipe (cached in the runs folder)
-    from .yamlio import read_file
+    from .run_files import load_front
 
     # the report shows the front: the dense round and every non-dominated ticket, the chosen one among them
-    front = read_file(RunPaths(result.run_dir).front, "front")
-    tickets = [RunPaths(result.run_dir).round_ticket(0), *(result.run_dir / p["ticket"] for p in front["front"])]
-    print(f"the front's tickets, chosen: {front['chosen']['ticket']} (the search's ticket.safetensors)")
+    front, _ = load_front(result.run_dir)
+    tickets = [RunPaths(result.run_dir).round_ticket(0), *(result.run_dir / p.ticket for p in front.front)]
+    print(f"the front's tickets, chosen: {front.chosen.ticket} (the search's ticket.safetensors)")
     report = build_report(list(dict.fromkeys(tickets)),
                           profiles=DEMO_PROFILES,
                           out=out / "report", samples=500, progress=progress)

@@ -83,42 +83,31 @@ def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[f
     Every point's measured counts (``rounds/*.cost.json``) are charged on ``profile`` by the cost stage (the same
     run's counts, not a new run); the front on that profile is formed and the cheapest point within the drop taken.
     """
-    import json
-
+    from .config import SearchConfig, check_setting
     from .cost.objective import recost
     from .cost.profiles import load_profile
     from .paths import RunPaths
+    from .run_files import load_front
     from .search.energy import choose, non_dominated
 
     paths = RunPaths(Path(run_dir))
-    if not paths.front.is_file():
-        raise ConfigError(f"deploy {run_dir}: a run directory needs its front.json (a search with --objective "
-                          f"energy); give a ticket file otherwise")
-    from .yamlio import read_file
-
-    front = read_file(paths.front, "front file")
-    drop = front["max_accuracy_drop"] if max_accuracy_drop is None else float(max_accuracy_drop)
-    if drop < 0:
-        raise ConfigError(f"--max-accuracy-drop={drop} must be >= 0")
+    front, costs = load_front(paths.root)  # typed, and checked against every point's cost file
+    drop = front.max_accuracy_drop if max_accuracy_drop is None else \
+        check_setting(SearchConfig, "max_accuracy_drop", max_accuracy_drop, "--max-accuracy-drop")
     hw = load_profile(profile)
     if hw.kind == "ann":
         raise ConfigError(f"deploy {run_dir}: profile {hw.name} is an ANN target; the front costs spiking tickets")
     points = []
-    for p in front["points"]:
-        cost = paths.root / str(p.get("cost", ""))
-        if not cost.is_file() or not (paths.root / str(p.get("ticket", ""))).is_file():
-            raise ConfigError(f"deploy {run_dir}: {cost.name} or its ticket is missing; run the same search "
-                              f"command again to measure it")
-        entry = json.loads(cost.read_text())
-        e = recost(entry, profile)
-        points.append(dict(p, energy_j=e["energy_j"], energy_kind=e["energy_kind"]))
+    for p, cost in zip(front.points, costs):
+        e = recost(cost.entry(), profile)
+        points.append(dict(p.model_dump(), energy_j=e["energy_j"], energy_kind=e["energy_kind"]))
     if any(p["energy_kind"] == "unknown" for p in points):
         raise ConfigError(f"deploy {run_dir}: profile {hw.name} publishes no per-event energy, so no ticket is the "
                           f"cheapest on it; deploy one of {paths.front}'s tickets by path")
-    chosen = choose(non_dominated(points), front["reference_accuracy"], drop)
+    chosen = choose(non_dominated(points), front.reference_accuracy, drop)
     return FrontChoice.model_validate(dict(
         run=str(run_dir), profile=hw.name, label=chosen["label"], ticket_path=str(paths.root / chosen["ticket"]),
-        accuracy=chosen["accuracy"], reference_accuracy=front["reference_accuracy"], accuracy_on=front["accuracy_on"],
+        accuracy=chosen["accuracy"], reference_accuracy=front.reference_accuracy, accuracy_on=front.accuracy_on,
         max_accuracy_drop=drop, energy_j=chosen["energy_j"], energy_kind=chosen["energy_kind"], point=chosen),
         strict=False)
 

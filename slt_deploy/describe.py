@@ -109,11 +109,11 @@ def _jsonable(d: dict) -> dict:
 def describe_front(run_dir: Path, as_json: bool = False) -> str:
     """An energy-objective run: every round's point as a table (front and chosen marked); writes front.png."""
     from .paths import RunPaths
+    from .run_files import load_front
     from .search.plots import plot_front
-    from .yamlio import read_file
 
     paths = RunPaths(run_dir)
-    front = read_file(paths.front, "front file")
+    front = load_front(paths.root)[0].model_dump()  # typed and checked; the table reads it as a mapping
     if as_json:
         return json.dumps(front, indent=2)
     on_front = {(p["round"], p["timesteps"]) for p in front["front"]}

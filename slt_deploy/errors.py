@@ -24,6 +24,11 @@ class TicketError(SltError):
     """A ticket file is missing, corrupt or not a ticket."""
 
 
+class RunDirError(SltError):
+    """A file of a search's run directory is damaged or disagrees with the rest of the run
+    (:mod:`slt_deploy.run_files`)."""
+
+
 class ExportError(SltError):
     """A network or graph cannot be exported or read back."""
 

@@ -11,7 +11,8 @@ line naming the file and the field::
 
     runs/x/front.json: points.0.cost: Field required
 
-:func:`dump_record` writes a record atomically (:func:`slt_deploy.utils.write_json_atomic`); :func:`json_schema`
+:func:`dump_record` writes a record atomically (:func:`slt_deploy.utils.write_json_atomic`); :func:`load_records` and
+:func:`dump_records` do the same for JSON-lines files (one record a line, errors naming the line); :func:`json_schema`
 is the JSON Schema pydantic generates from the model, shipped with the package for every file-level record.
 
 Paths inside a record (:class:`RunPath`) are relative to the folder the file lives in and must stay inside it:
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Type, TypeVar
+from typing import Annotated, Any, ClassVar, List, Sequence, Type, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ConfigError, SltError
 from .limits import short
-from .utils import write_json_atomic
+from .utils import write_json_atomic, write_text_atomic
 from .yamlio import load_text, read_text
 
 R = TypeVar("R", bound="Record")
@@ -90,9 +91,37 @@ def load_record(path: str | Path, model: Type[R], what: str | None = None,
     return validate_record(model, data, str(p), error, **context)
 
 
-def dump_record(record: Record, path: str | Path) -> None:
-    """Write ``record`` as JSON, atomically (the file is either the old one or the whole new one)."""
-    write_json_atomic(path, record.model_dump(mode="json"))
+def load_records(path: str | Path, model: Type[R], what: str | None = None,
+                 error: Type[SltError] = ConfigError, **context: Any) -> List[R]:
+    """A JSON-lines file (one record per line, e.g. a run's ``log.jsonl``) read as ``model`` records; a problem
+    is one line naming the file, the line number and the field (``log.jsonl: line 3: seconds: ...``)."""
+    p = Path(path)
+    if p.is_symlink() and "root" in context and not _is_inside(p.resolve(), Path(context["root"])):
+        raise error(f"{p}: a symbolic link to a file outside {context['root']}")
+    text = read_text(p, what or model.__name__, error)
+    context.setdefault("root", p.parent)
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            raise error(f"{p}: line {n}: an empty line (each line is one JSON record)")
+        try:
+            data = load_text(line, "json")
+        except ValueError as exc:
+            raise error(f"{p}: line {n}: {exc}") from None
+        out.append(validate_record(model, data, f"{p}: line {n}", error, **context))
+    return out
+
+
+def dump_record(record: Record, path: str | Path, exclude_none: bool = False) -> None:
+    """Write ``record`` as JSON, atomically (the file is either the old one or the whole new one);
+    ``exclude_none`` leaves unset optional fields out."""
+    write_json_atomic(path, record.model_dump(mode="json", exclude_none=exclude_none))
+
+
+def dump_records(records: Sequence[Record], path: str | Path) -> None:
+    """Write ``records`` as JSON lines (sorted keys, unset optional fields left out), atomically."""
+    write_text_atomic(path, "".join(json.dumps(r.model_dump(mode="json", exclude_none=True), sort_keys=True) + "\n"
+                                    for r in records))
 
 
 def json_schema(model: Type[Record]) -> dict:

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
-from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, from_mapping, is_user_model
+from .config import SEED_MAX, DataConfig, ModelConfig, RunConfig, SearchConfig, from_mapping, is_user_model
 from .errors import ConfigError, SltError, TicketError
 from .limits import limits, short
 from .utils import write_bytes_atomic
@@ -135,7 +135,7 @@ class TicketRecord:
         check(self.encoding in DataConfig.__dataclass_fields__["encoding"].metadata["choices"], "encoding",
               "is not an encoding")
         check(self.dataset in DATASETS, "dataset", f"is not a dataset ({', '.join(DATASETS)})")
-        check(0 <= self.seed < 1 << 63, "seed", "must be in 0..2**63-1")
+        check(0 <= self.seed <= SEED_MAX, "seed", "must be in 0..2**63-1")
         check(0 <= self.round <= 100_000, "round", "must be in 0..100000")
         check(self.accuracy is None or 0.0 <= self.accuracy <= 1.0, "accuracy", "must be a fraction in [0, 1]")
         check(0.0 <= self.sparsity <= 1.0, "sparsity", "must be a fraction in [0, 1]")

@@ -704,6 +704,314 @@ def test_limit_is_raised_by_flag(corpus, capsys, monkeypatch):
     assert main(["--max-elements", "100000", "inspect", str(valid["ticket"])]) == 0
 
 
+# -------------------------------------------------------------------------------- damaged run directories
+# Issue 32: a run directory is input too. One finished `search --objective energy` run (built once), copied per
+# case and damaged in one file; every command that reads that file (deploy, inspect, the search resumed, a sweep
+# over the same settings) must end in exit 2 with one line naming the file (and field), and change nothing.
+
+RUN_FLAGS = ["--dataset", "digits", "--n-train", "400", "--n-test", "60", "--hidden", "16", "--timesteps", "4",
+             "--epochs", "2", "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--objective", "energy",
+             "--holdout", "60", "--rounds", "1", "--max-rounds", "2", "--prune-fraction", "0.5", "--device", "cpu"]
+RUN_SETTINGS = {"data": {"dataset": "digits", "n_train": 400, "n_test": 60, "timesteps": 4},
+                "model": {"hidden": [16]},
+                "train": {"epochs": 2, "batch_size": 50, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+                "search": {"objective": "energy", "holdout": 60, "rounds": 1, "max_rounds": 2, "prune_fraction": 0.5}}
+RUN_READERS = ("deploy", "inspect", "resume", "sweep")
+
+
+@dataclass
+class RunCase:
+    name: str                  # what was done, to which file
+    run_dir: Path              # the damaged copy, in <case>/runs/<run name>
+    file: str                  # the file the message must name (relative to the run directory)
+    field: Optional[str]       # the field the message must name, where the damage is in one field
+    readers: Sequence[str]     # the commands that read that file
+
+
+def build_run_dir(root: Path) -> Path:
+    """A finished energy-objective run (4 points: rounds 0 and 1, each at T=4 and T_early=3), in about 3 s."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["search", *RUN_FLAGS, "--runs-dir", str(root / "runs"), "--no-progress"]) == 0
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+def _json_edit(path: Path, change: Callable[[dict], None]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _set(keys: Sequence, value) -> Callable[[dict], None]:
+    def change(data):
+        for k in keys[:-1]:
+            data = data[k]
+        data[keys[-1]] = value
+    return change
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda data: data.pop(key)
+
+
+def _state_edit(path: Path, meta_change=None, tensor_change=None) -> None:
+    """Rewrite a checkpoint (safetensors) with its meta or one tensor changed."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta_change:
+        meta_change(meta)
+    if tensor_change:
+        tensor_change(tensors)
+    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+
+
+def _nan_tensor(tensors: dict) -> None:
+    key = next(k for k in sorted(tensors) if k.startswith("model/") and tensors[k].is_floating_point())
+    tensors[key].view(-1)[0] = float("nan")
+
+
+def run_dir_cases(valid_run: Path, root: Path) -> List[RunCase]:
+    """Every run-directory file, damaged every way: missing (where that is damage and not a phase to redo),
+    truncated, not JSON, wrong types, NaN and infinity, paths leaving the directory, symbolic links out."""
+    cases: List[RunCase] = []
+    outside = root / "outside"
+    outside.mkdir(parents=True, exist_ok=True)
+    front, cost0, cost1 = "front.json", "rounds/round_00_T4.cost.json", "rounds/round_01_T3.cost.json"
+    done, ckpt_meta, rewind = "phases/round_01/done.safetensors", "phases/round_00/done.safetensors", "rewind.safetensors"
+    front_readers, everyone, resume = ("deploy", "inspect", "resume", "sweep"), RUN_READERS, ("resume", "sweep")
+
+    def add(name: str, file: str, field: Optional[str], readers: Sequence[str], damage: Callable[[Path], None]):
+        d = root / f"case {len(cases):03d} {name.replace('/', '_')}" / "runs" / valid_run.name
+        shutil.copytree(valid_run, d, symlinks=True)
+        damage(d)
+        cases.append(RunCase(name, d, file, field, readers))
+
+    def text(file: str, change: Callable[[str], str]) -> Callable[[Path], None]:
+        return lambda d: (d / file).write_text(change((d / file).read_text()))
+
+    def truncate(file: str, frac: float) -> Callable[[Path], None]:
+        return lambda d: (d / file).write_bytes((d / file).read_bytes()[: int((d / file).stat().st_size * frac)])
+
+    def edit(file: str, change) -> Callable[[Path], None]:
+        return lambda d: _json_edit(d / file, change)
+
+    def link_out(file: str) -> Callable[[Path], None]:
+        def damage(d: Path) -> None:
+            target = outside / f"{len(cases)}-{Path(file).name}"
+            shutil.copy(d / file, target)  # the same bytes, outside the run directory
+            (d / file).unlink()
+            os.symlink(target, d / file)
+        return damage
+
+    # front.json: deploy and inspect read it (and every point's cost file and ticket); resume and sweeps check it
+    add("front/missing", front, None, ("deploy", "inspect"), lambda d: (d / front).unlink())
+    for frac in (0.0, 0.3, 0.97):
+        add(f"front/truncated-{frac}", front, None, front_readers, truncate(front, frac))
+    add("front/not-json", front, None, front_readers, text(front, lambda t: "{front" + t))
+    add("front/list", front, None, front_readers, text(front, lambda t: "[1, 2]"))
+    add("front/no-points", front, "points", front_readers, edit(front, _drop("points")))
+    add("front/empty-points", front, "points", front_readers, edit(front, _set(["points"], [])))
+    add("front/drop-text", front, "max_accuracy_drop", front_readers, edit(front, _set(["max_accuracy_drop"], "1")))
+    add("front/drop-negative", front, "max_accuracy_drop", front_readers, edit(front, _set(["max_accuracy_drop"], -1)))
+    add("front/drop-nan", front, None, front_readers, text(front, lambda t: t.replace(
+        '"max_accuracy_drop": 1.0', '"max_accuracy_drop": NaN')))
+    add("front/drop-inf", front, "max_accuracy_drop", front_readers, text(front, lambda t: t.replace(
+        '"max_accuracy_drop": 1.0', '"max_accuracy_drop": 1e999')))
+    add("front/accuracy-text", front, "accuracy", front_readers, edit(front, _set(["points", 1, "accuracy"], "0.9")))
+    add("front/accuracy-above-1", front, "accuracy", front_readers, edit(front, _set(["points", 1, "accuracy"], 1.5)))
+    add("front/accuracy-not-its-cost", front, "accuracy", front_readers, edit(front, _set(["points", 3, "accuracy"], 0.99)))
+    add("front/energy-not-its-cost", front, "energy_j", front_readers, edit(front, _set(["points", 3, "energy_j"], 1e-15)))
+    add("front/round-negative", front, "round", front_readers, edit(front, _set(["points", 2, "round"], -1)))
+    add("front/reference", front, "reference_accuracy", front_readers, edit(front, _set(["reference_accuracy"], 0.1)))
+    add("front/chosen-not-a-point", front, "chosen", front_readers, edit(front, _set(["chosen", "label"], "other")))
+    add("front/unknown-key", front, "colour", front_readers, edit(front, _set(["colour"], "red")))
+    add("front/schema-version", front, "schema_version", front_readers, edit(front, _set(["schema_version"], "9")))
+    add("front/cost-absolute", front, "cost", front_readers, edit(front, _set(["points", 0, "cost"], "/etc/hostname")))
+    add("front/cost-dotdot", front, "cost", front_readers,
+        edit(front, _set(["points", 0, "cost"], "../../../../../../etc/hostname")))
+    add("front/ticket-leaves", front, "ticket", front_readers,
+        edit(front, _set(["points", 0, "ticket"], "../other/ticket.safetensors")))
+    add("front/cost-missing", front, "cost", ("deploy", "inspect"), edit(front, _set(["points", 1, "cost"],
+                                                                                       "rounds/none.cost.json")))
+    add("front/symlink-out", front, None, front_readers, link_out(front))
+    # the rounds' cost files: read for every point (deploy, inspect), and as a cache when the search resumes
+    add("cost/missing", cost1, None, ("deploy", "inspect"), lambda d: (d / cost1).unlink())
+    for frac in (0.0, 0.5):
+        add(f"cost/truncated-{frac}", cost0, None, everyone, truncate(cost0, frac))
+    add("cost/not-json", cost0, None, everyone, text(cost0, lambda t: "{not json"))
+    add("cost/accuracy-text", cost0, "accuracy", everyone, edit(cost0, _set(["accuracy"], "0.6")))
+    add("cost/energy-negative", cost1, "energy_j", everyone, edit(cost1, _set(["energy_j"], -1.0)))
+    add("cost/nan", cost1, None, everyone, text(cost1, lambda t: t.replace('"synops": ', '"synops": NaN, "x": ', 1)))
+    add("cost/layer-nan", cost1, None, everyone, text(cost1, lambda t: t.replace(
+        '"effective_synops": ', '"effective_synops": NaN, "y": ', 1)))
+    add("cost/layer-inf", cost0, None, everyone, edit(cost0, _set(["layers", 0, "effective_synops"],
+                                                                                  float("inf"))))
+    add("cost/layers-empty", cost0, "layers", everyone, edit(cost0, _set(["layers"], [])))
+    add("cost/t-early-above-T", cost0, "t_early", everyone, edit(cost0, _set(["t_early"], 9)))
+    add("cost/unknown-key", cost1, "colour", everyone, edit(cost1, _set(["colour"], "red")))
+    add("cost/symlink-out", cost1, None, everyone, link_out(cost1))
+    # config.json: the run's settings, checked when the search resumes or a sweep starts
+    add("config/truncated", "config.json", None, resume, truncate("config.json", 0.5))
+    add("config/epochs-text", "config.json", "epochs", resume, edit("config.json", _set(["train", "epochs"], "2")))
+    add("config/changed", "config.json", "epochs", resume, edit("config.json", _set(["train", "epochs"], 3)))
+    add("config/nan", "config.json", None, resume, text("config.json", lambda t: t.replace('"lr": 0.01', '"lr": NaN')))
+    add("config/unknown-key", "config.json", "colour", resume, edit("config.json", _set(["colour"], 1)))
+    add("config/symlink-out", "config.json", None, resume, link_out("config.json"))
+    # log.jsonl: one record a line
+    add("log/truncated", "log.jsonl", "line 2", resume, text("log.jsonl", lambda t: t[:t.index("\n") + 20]))
+    add("log/seconds-text", "log.jsonl", "seconds", resume, text("log.jsonl", lambda t: t.replace(
+        '"seconds": ', '"seconds": "x", "z": ', 1)))
+    add("log/nan", "log.jsonl", None, resume, text("log.jsonl", lambda t: t.replace('"energy_j": ', '"energy_j": NaN, "z": ', 1)))
+    add("log/empty-line", "log.jsonl", "line 1", resume, text("log.jsonl", lambda t: "\n" + t))
+    add("log/symlink-out", "log.jsonl", None, resume, link_out("log.jsonl"))
+    # checkpoints and phase markers (safetensors: tensors plus a JSON meta)
+    add("done/truncated", done, None, resume, truncate(done, 0.5))
+    add("done/seconds-text", done, "seconds", resume, lambda d: _state_edit(d / done, _set(["seconds"], "x")))
+    add("done/epochs-missing", done, "epochs_run", resume, lambda d: _state_edit(d / done, _drop("epochs_run")))
+    add("done/history-nan", ckpt_meta, None, resume, lambda d: _state_edit(
+        d / ckpt_meta, _set(["history", 0, "loss"], float("nan"))))
+    # a finished job's checkpoints are not read by a sweep (its ticket is the result): the resumed search only
+    add("done/weight-nan", done, "model/", ("resume",), lambda d: _state_edit(d / done, tensor_change=_nan_tensor))
+    add("done/symlink-out", done, None, resume, link_out(done))
+    add("rewind/epoch-negative", rewind, "epoch", resume, lambda d: _state_edit(d / rewind, _set(["epoch"], -1)))
+    add("phases/symlink-dir-out", "phases/round_01", None, resume, lambda d: (
+        shutil.move(str(d / "phases/round_01"), str(outside / f"{len(cases)}-round_01")),
+        os.symlink(outside / f"{len(cases)}-round_01", d / "phases/round_01")))
+    # the tickets of the front (what deploy exports)
+    add("ticket/truncated", "rounds/round_00.safetensors", None, ("deploy",),
+        truncate("rounds/round_00.safetensors", 0.5))
+    return cases
+
+
+def run_dir_commands(case: RunCase, out: Path) -> List[List[str]]:
+    """The commands of ``case.readers``, on the damaged run directory."""
+    runs = case.run_dir.parent
+    sweep = runs.parent / "sweep.yaml"
+    import yaml
+
+    sweep.write_text(yaml.safe_dump({"base": RUN_SETTINGS, "grid": {"search.seed": [0]}, "runs_dir": str(runs),
+                                     "executor": "serial", "out": str(out / "sweep")}))
+    every = {"deploy": ["deploy", str(case.run_dir), "--profile", "loihi", "--backend", "fast-fixed", "--samples",
+                        "10", "--out", str(out / "deploy"), "--no-progress"],
+             "inspect": ["inspect", str(case.run_dir)],
+             "resume": ["search", *RUN_FLAGS, "--runs-dir", str(runs), "--no-progress"],
+             "sweep": ["sweep", str(sweep), "--no-progress"]}
+    return [every[r] for r in case.readers]
+
+
+def _tree(run_dir: Path) -> dict:
+    """Every file of a run directory and its bytes' hash (what "nothing written" compares)."""
+    import hashlib
+
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(run_dir.rglob("*"))}
+
+
+def run_dir_outcome(case: RunCase, argv: List[str], rc: int, err: str, before: dict, out: Path) -> Optional[str]:
+    """What is wrong with one command's outcome on a damaged run directory (None: refused as it should be)."""
+    err = err.strip()
+    if rc != 2:
+        return f"exit {rc}" + (" (a silent acceptance)" if rc == 0 else "")
+    if "\n" in err or not err.startswith("slt-deploy: error: ") or "internal error" in err:
+        return "not one error line"
+    if case.file not in err:
+        return f"file {case.file} not named"
+    if case.field and case.field.lower() not in err.lower():
+        return f"field {case.field!r} not named"
+    if _tree(case.run_dir) != before:
+        return "the run directory changed"
+    if _written(out):
+        return f"wrote {_written(out)}"
+    return None
+
+
+# kill -9 during a front update: the CLI with the atomic writer wrapped so that it SIGKILLs the process at the
+# front.json write. "before": every round's cost file written, front.json not yet; "during": half of front.json
+# in the writer's temporary file; "after": front.json written, the search's ticket not yet. The front the run
+# was writing is kept in EXPECTED, to compare with the resumed run's, byte for byte.
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import slt_deploy.utils as utils
+mode, expected = sys.argv[1], Path(sys.argv[2])
+real = utils.write_bytes_atomic
+def dying(path, data):
+    if Path(path).name != "front.json":
+        return real(path, data)
+    expected.write_bytes(data)
+    if mode == "during":
+        Path(path).with_name(".front.json.killed" + utils.TEMP_SUFFIX).write_bytes(data[: len(data) // 2])
+    if mode == "after":
+        real(path, data)
+    os.kill(os.getpid(), signal.SIGKILL)
+utils.write_bytes_atomic = dying
+from slt_deploy.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def kill_during_front_update(mode: str, runs: Path, expected: Path, env: dict) -> subprocess.CompletedProcess:
+    """The corpus' energy search into ``runs``, SIGKILLed at its front update (``mode``, see KILLER)."""
+    argv = [sys.executable, "-c", KILLER, mode, str(expected), "search", *RUN_FLAGS, "--runs-dir", str(runs),
+            "--no-progress"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run dirs")
+    valid = build_run_dir(root / "valid")
+    return valid, run_dir_cases(valid, root / "cases")
+
+
+def test_run_dir_corpus_covers_every_file_and_reader(run_corpus):
+    _, cases = run_corpus
+    files = {c.file.split("/")[0] if c.file.startswith("phases") else c.file for c in cases}
+    assert {"front.json", "config.json", "log.jsonl", "rewind.safetensors", "phases"} <= files
+    assert any(c.file.endswith(".cost.json") for c in cases)
+    assert {r for c in cases for r in c.readers} == set(RUN_READERS)
+    assert len(cases) >= 50
+
+
+def test_the_valid_run_dir_is_read(run_corpus, capsys, tmp_path):
+    """The control: the undamaged run directory deploys, inspects and resumes."""
+    valid, _ = run_corpus
+    run = tmp_path / "runs" / valid.name
+    shutil.copytree(valid, run)
+    case = RunCase("valid", run, "", None, RUN_READERS)
+    for argv in run_dir_commands(case, tmp_path / "out")[:3]:
+        assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_damaged_run_directories(run_corpus, capsys, monkeypatch):
+    """Every damaged run directory through every command that reads the damaged file: exit 2, one line naming
+    the file (and field), the run directory unchanged, nothing written; never a silent acceptance (so never a
+    different ticket chosen without an error)."""
+    monkeypatch.setenv("SLT_DEPLOY_DEBUG", "0")
+    _, cases = run_corpus
+    failures, runs = [], 0
+    for case in cases:
+        out = case.run_dir.parents[1] / "out"
+        before = _tree(case.run_dir)
+        for argv in run_dir_commands(case, out):
+            runs += 1
+            rc = main(argv)
+            err = capsys.readouterr().err
+            problem = run_dir_outcome(case, argv, rc, err, before, out)
+            if problem:
+                failures.append(f"{case.name} [{argv[0]}]: {problem}: {err.strip()[:300]}")
+            shutil.rmtree(out, ignore_errors=True)
+    assert not failures, f"{len(failures)} of {runs} runs failed:\n" + "\n".join(failures)
+    print(f"damaged run directories: {len(cases)} cases, {runs} runs, 0 failures")
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile_corpus")
     _, built = build_corpus(target)

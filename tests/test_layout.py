@@ -41,6 +41,7 @@ STAGE_OF = [
     ("slt_deploy.utils", "foundation"),
     ("slt_deploy.config", "foundation"),
     ("slt_deploy.paths", "foundation"),
+    ("slt_deploy.run_files", "foundation"),
     ("slt_deploy.limits", "foundation"),
     ("slt_deploy.yamlio", "foundation"),
     ("slt_deploy.records", "foundation"),

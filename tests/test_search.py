@@ -85,7 +85,7 @@ def test_rewind_point_is_the_dense_state_after_rewind_epoch(imp_run, tmp_path):
     ctx = context(config, tmp_path / "replay")
     rewound = ctx.new_model()
     meta, _ = load_state(RunPaths(result.run_dir).rewind_state, rewound)
-    assert meta["epoch"] == 1
+    assert meta.epoch == 1
     # replay one dense epoch of round 0 independently: the rewind point is exactly that state
     model = ctx.new_model()
     ctx.train_phase("round_00", model, ctx.dense_mask(model), config.data.timesteps, 0, last_epoch=1)
@@ -110,7 +110,7 @@ def test_round_one_restarts_from_the_rewind_point_with_the_mask(imp_run, tmp_pat
     # rewind + mask: survivors hold their rewind-point values, pruned weights are zero, biases rewound too
     rewind_values = load_file(str(paths.rewind_state))
     model = ctx.new_model()
-    assert load_state(paths.rewind_state, model)[0]["epoch"] == 1
+    assert load_state(paths.rewind_state, model)[0].epoch == 1
     layers = ctx.layers(model)
     apply_mask(layers, round1.mask)
     for name, layer in layers.items():
@@ -139,7 +139,7 @@ def test_rewind_epoch_zero_is_exactly_the_initialization(tmp_path):
         for p in rewound.parameters():
             p.add_(1.0)
     meta, _ = load_state(RunPaths(result.run_dir).rewind_state, rewound)
-    assert meta["epoch"] == 0
+    assert meta.epoch == 0
     assert_same_tensors(state_of(rewound), init)
     other_seed = context(small_config(seed=1), tmp_path / "unused").new_model()
     assert not torch.equal(other_seed.body.fc1.weight, rewound.body.fc1.weight)

@@ -67,6 +67,8 @@ INCONSISTENT: List[Tuple[str, dict, str]] = [
     ("early-time-vs-method", {"search": {"early_time": True}}, "early_time"),
     ("rewind-vs-epochs", {"search": {"method": "imp", "rewind_epoch": 1}}, "rewind_epoch"),
     ("eb-epochs-vs-epochs", {"search": {"method": "eb", "eb_max_epochs": 5}}, "eb_max_epochs"),
+    # a seed every later stage refuses (a ticket's record holds 0..2**63-1): refused where it enters (issue 32)
+    ("seed-beyond-63-bits", {"search": {"seed": 10 ** 23}}, "seed"),
 ]
 
 
@@ -396,3 +398,54 @@ def test_the_base_settings_run(runner, capsys):
     config.write_text(yaml.safe_dump(BASE))
     assert main(["search", "--config", str(config), "--runs-dir", str(runs), "--no-progress"]) == 0
     assert "resuming" in capsys.readouterr().out and list(runs.glob("*/ticket.safetensors")) == [ticket]
+
+
+# ------------------------------------------------------------------------------- every subcommand's float flags
+
+def float_flags() -> List[Tuple[str, str]]:
+    """(subcommand, flag) of every flag of every subcommand whose value is a float, found in the parser itself
+    (a flag is a float flag when its type turns "0.5" into a float), so a new one is covered the day it is added.
+    ``search`` takes its settings as text converted by the settings' types: those are :func:`run_cases`."""
+    import argparse
+
+    from slt_deploy.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    out = []
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if not action.option_strings or not callable(action.type):
+                continue
+            try:
+                is_float = isinstance(action.type("0.5"), float)
+            except Exception:
+                is_float = False
+            if is_float:
+                out.append((name, action.option_strings[0]))
+    return out
+
+
+def _float_flag_base(command: str, artifacts: dict, out: str) -> List[str]:
+    """A valid command line of ``command`` (what each float flag is added to)."""
+    nir, ticket = str(artifacts["nir"]), str(artifacts["ticket"])
+    return {"simulate": ["simulate", nir, "--backend", "reference", "--no-progress", "--samples", "5"],
+            "report": ["report", nir, "--ann", str(artifacts["onnx"]), "--profiles", "loihi2", "--out", out,
+                       "--samples", "5", "--no-progress"],
+            "deploy": ["deploy", ticket, "--profile", "loihi2", "--backend", "fast-fixed", "--out", out,
+                       "--samples", "5", "--no-progress"]}[command]
+
+
+def test_every_float_flag_of_every_subcommand_refuses_nan_and_inf(runner, artifacts):
+    """nan, inf, -inf and text for every float flag of every subcommand (deploy's --max-accuracy-drop, simulate's
+    and report's --dt...): exit 2, one line naming the flag, nothing written; a flag that sets a setting
+    (--max-accuracy-drop: search.max_accuracy_drop) also refuses what the setting refuses (a negative drop)."""
+    flags = float_flags()
+    assert {("deploy", "--max-accuracy-drop"), ("simulate", "--dt"), ("report", "--dt")} <= set(flags), flags
+    for command, flag in flags:
+        base = _float_flag_base(command, artifacts, str(runner.out))
+        for value in ("nan", "inf", "-inf", "NaN", "much"):
+            runner.check(f"{command} {flag} {value}", [*base, flag, value], (flag,))
+    runner.check("deploy --max-accuracy-drop -1", [*_float_flag_base("deploy", artifacts, str(runner.out)),
+                                                   "--max-accuracy-drop", "-1"], ("max_accuracy_drop",))
+    print(f"{runner.runs} runs refused")
+    assert not runner.failures, f"{len(runner.failures)} of {runner.runs} runs failed:\n" + "\n".join(runner.failures)

@@ -181,12 +181,13 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_jobs(ray_runtime, 
 
 
 def test_a_failing_job_is_retried_reported_and_does_not_stop_the_others(ray_runtime, tmp_path, capsys):
-    # A failure the whole-sweep check cannot see in advance: one job's config.json is a folder in its run
-    # directory, so that search fails when it writes its settings (the others run normally).
+    # A failure the whole-sweep check cannot see in advance: one job's ticket.safetensors is a folder in its run
+    # directory, so that search fails when it writes its ticket (the others run normally). (config.json as a
+    # folder is now refused by that check: the run directory's files are read before any job starts.)
     path = write_sweep(tmp_path, grid={"search.method": ["dense"], "search.seed": [0, 1]},
                        jobs=[{}, {"search.seed": 2}], retries=2, max_concurrent=2)
     (bad_job,) = [j for j in load_sweep(path).jobs if j.config.search.seed == 2]
-    blocker = tmp_path / "runs" / bad_job.run_name / "config.json"
+    blocker = tmp_path / "runs" / bad_job.run_name / "ticket.safetensors"
     blocker.mkdir(parents=True)
     code = main(["sweep", str(path), "--no-progress"])
     out, err = capsys.readouterr()

@@ -28,6 +28,7 @@ from ..data import describe_data, infer_dataset, load_dataset
 from ..errors import ConfigError, OutputError
 from ..models import initial_model, prunable_layers, resolve_config
 from ..paths import RunPaths
+from ..run_files import check_run_dir
 from ..ticket import Ticket
 from .baselines import reference_sparsity, run_dense, run_random
 from .biprop import run_biprop
@@ -103,6 +104,7 @@ def _context(config: RunConfig, runs_dir: str | Path, progress: bool = True, ech
     ctx = SearchContext(config, model_config, split, paths, progress=progress, echo=echo, meter=meter,
                         holdout=holdout)
     _check_settings(config, ctx, cache.setdefault("models", {}))
+    check_run_dir(paths, config)  # a run to resume: every file it holds read as its record, before any write
     return ctx
 
 

@@ -8,10 +8,13 @@ then retrained from its epoch-0 initialization with that mask. With Early-Time t
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Annotated, Dict, List, Optional
 
 import torch
+from pydantic import Field
 
+from ..errors import RunDirError
+from ..records import Record, validate_record
 from .masks import Mask, hamming_distance, mask_at_sparsity
 from ..ticket import Ticket
 from .early_time import search_timesteps
@@ -26,6 +29,14 @@ def eb_converged(fifo: List[Mask], queue: int, tau: float):
     newest = fifo[-1]
     distance = max(hamming_distance(newest, older) for older in fifo[:-1])
     return distance < tau, distance
+
+
+class EarlyBirdState(Record):
+    """The watch's state in a phase checkpoint's ``callback`` meta (its masks are the ``fifoN/<layer>`` tensors)."""
+
+    distances: List[Optional[Annotated[float, Field(ge=0)]]] = []  # None while the FIFO fills
+    drawn_epoch: Optional[Annotated[int, Field(ge=1)]] = None
+    fifo: Annotated[int, Field(ge=0)] = 0
 
 
 class EarlyBirdWatch(EpochCallback):
@@ -52,10 +63,12 @@ class EarlyBirdWatch(EpochCallback):
         return {"distances": self.distances, "drawn_epoch": self.drawn_epoch, "fifo": len(self.fifo)}, tensors
 
     def load(self, meta, tensors):
-        self.distances = meta.get("distances", [])
-        self.drawn_epoch = meta.get("drawn_epoch")
-        self.fifo = [Mask((name, tensors[f"fifo{i}/{name}"]) for name in self.names)
-                     for i in range(meta.get("fifo", 0))]
+        state = validate_record(EarlyBirdState, meta, "callback", RunDirError)
+        missing = [f"fifo{i}/{n}" for i in range(state.fifo) for n in self.names if f"fifo{i}/{n}" not in tensors]
+        if missing:
+            raise RunDirError(f"callback: fifo={state.fifo} masks, but tensor extra/{missing[0]} is missing")
+        self.distances, self.drawn_epoch = list(state.distances), state.drawn_epoch
+        self.fifo = [Mask((name, tensors[f"fifo{i}/{name}"]) for name in self.names) for i in range(state.fifo)]
 
 
 def run_eb(ctx, hook: Optional[RoundHook] = None) -> Ticket:

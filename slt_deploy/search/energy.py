@@ -32,14 +32,14 @@ front and the chosen point: the cheapest with a >= a_0 - drop, whose ticket is t
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional, Sequence
 
 from ..data import ArrayDataset, DatasetSplit, batches, encode
 from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError
+from ..run_files import CostFile, load_cost, write_cost, write_front
 from ..ticket import Ticket
-from ..utils import generator, write_json_atomic
+from ..utils import generator
 from .early_time import accumulated_kl, choose_t_early
 from .rounds import Round, RoundHook
 
@@ -110,11 +110,11 @@ class EnergyRounds(RoundHook):
         for x, y in batches(self.ctx.holdout, MEASURE_BATCH, shuffle=False):
             yield encode(x, data_cfg.encoding, timesteps, gen).to(device), y
 
-    def measure(self, k: int, model, timesteps: int) -> dict:
+    def measure(self, k: int, model, timesteps: int) -> CostFile:
         """The round's cost entry at ``timesteps``, from its cache file or from one counted run."""
         path = self.ctx.paths.round_cost(k, timesteps)
         if path.exists():
-            return json.loads(path.read_text())
+            return load_cost(path, self.ctx.paths.root)
         device = next(model.parameters()).device
         entry = self.ctx.meter(model.eval(), self._batches(timesteps, device), self.host_first_layer)
         logits = entry.pop("logits")
@@ -125,8 +125,7 @@ class EnergyRounds(RoundHook):
             fixed = self.T < 3 or self.ctx.config.data.encoding == "events"
             kl = accumulated_kl(logits, self.s.et_direction)
             entry["t_early"] = self.T if fixed else choose_t_early(kl, self.s.et_lambda)
-        write_json_atomic(path, entry)
-        return entry
+        return write_cost(path, entry)
 
     # -- the hook -------------------------------------------------------------------------------
     def start(self, method: str) -> int:
@@ -167,35 +166,34 @@ class EnergyRounds(RoundHook):
         k, label, model, mask, ticket = r.k, r.label, r.model, r.mask, r.ticket
         trained_at = ticket.record.timesteps
         entry = self.measure(k, model, trained_at)
-        self.measure_seconds += entry["seconds"]
+        self.measure_seconds += entry.seconds
         if k == 0:
-            self.reference = entry["accuracy"]
-            self.t_early = int(entry.get("t_early", self.T))
+            self.reference = entry.accuracy
+            self.t_early = self.T if entry.t_early is None else entry.t_early
         variants = [(trained_at, ticket, entry, self.ctx.paths.round_ticket(k))]
         for t in sorted({self.T, self.t_early} - {trained_at}, reverse=True):
             path = self.ctx.paths.round_ticket(k, t)
             other = self.ctx.save_ticket(path, model, mask, method=r.method, round=k, timesteps=t,
                                          wall_time_s=r.times, extra=dict(r.extra, trained_at_timesteps=trained_at))
             e = self.measure(k, model, t)
-            self.measure_seconds += e["seconds"]
+            self.measure_seconds += e.seconds
             variants.append((t, other, e, path))
         penalty = [h["spike_penalty"] for h in r.history if "spike_penalty" in h]
         for i, (t, tk, e, path) in enumerate(variants):
             point = {"round": k, "label": label if i == 0 else f"{label} at T={t}", "timesteps": t,
                      "trained_at": trained_at, "ticket": str(path.relative_to(self.ctx.paths.root)),
                      "cost": str(self.ctx.paths.round_cost(k, t).relative_to(self.ctx.paths.root)),
-                     "sparsity": tk.record.sparsity, "accuracy": e["accuracy"], "test_accuracy": tk.record.accuracy,
-                     "spikes": e["spikes"], "synops": e["synops"], "acs": e["acs"], "macs": e["macs"],
-                     "neuron_updates": e["neuron_updates"], "energy_j": e["energy_j"],
-                     "energy_kind": e["energy_kind"]}
+                     "sparsity": tk.record.sparsity, "accuracy": e.accuracy, "test_accuracy": tk.record.accuracy,
+                     "spikes": e.spikes, "synops": e.synops, "acs": e.acs, "macs": e.macs,
+                     "neuron_updates": e.neuron_updates, "energy_j": e.energy_j, "energy_kind": e.energy_kind}
             self.points.append(point)
-            facts = {"holdout_accuracy": round(e["accuracy"], 6), "energy_j": e["energy_j"],
-                     "energy_kind": e["energy_kind"], "spikes": round(e["spikes"], 3), "synops": round(e["synops"], 1),
-                     "measure_s": round(e["seconds"], 3)}
+            facts = {"holdout_accuracy": round(e.accuracy, 6), "energy_j": e.energy_j,
+                     "energy_kind": e.energy_kind, "spikes": round(e.spikes, 3), "synops": round(e.synops, 1),
+                     "measure_s": round(e.seconds, 3)}
             if penalty and i == 0:
                 facts["spike_penalty_by_epoch"] = penalty
             self.ctx.log_round(point["label"], r.seconds if i == 0 else 0.0, tk, **facts)
-        best = max(e["accuracy"] for _, _, e, _ in variants)
+        best = max(e.accuracy for _, _, e, _ in variants)
         return self.holds(best)
 
     def holds(self, accuracy: float) -> bool:
@@ -219,7 +217,7 @@ class EnergyRounds(RoundHook):
                 "reference_accuracy": self.reference, "max_accuracy_drop": self.s.max_accuracy_drop,
                 "t_early": self.t_early, "timesteps": self.T, "measure_seconds": round(self.measure_seconds, 3),
                 "points": self.points, "front": front, "chosen": chosen}
-        write_json_atomic(self.ctx.paths.front, data)
+        write_front(self.ctx.paths.front, data)
         from .plots import plot_front
 
         plot_front(data, self.ctx.paths.front_plot, title=self.ctx.paths.root.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -19,15 +20,17 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from ..config import RunConfig
-from ..errors import SltError, TicketError
+from ..errors import RunDirError, SltError
 from ..data import DatasetSplit
 from .masks import Mask, apply_mask
 from ..models import SpikingNet, initial_model, prunable_layers
 from ..paths import RunPaths
+from ..records import Record, validate_record
+from ..run_files import load_log, meta_model, parse_meta, write_log
 from ..ticket import Ticket, TicketRecord
 from .train import accuracy, make_optimizer, train_epoch
 from ..utils import derive_seed, deterministic_torch, device_name, resolve_device, write_bytes_atomic, \
-    write_json_atomic, write_text_atomic
+    write_json_atomic
 
 # Which time loop trains on which device kind: layer by layer over all T steps on a GPU (fewer, larger
 # kernels; benchmarks/gpu.py measures both), the per-step snnTorch loop on a CPU, where the layer-wise
@@ -47,36 +50,48 @@ def save_state(path, model: torch.nn.Module, meta: dict, optimizer: Optional[tor
         meta = dict(meta, param_groups=opt["param_groups"])
     for k, v in (extra or {}).items():
         tensors[f"extra/{k}"] = v.detach().cpu().contiguous().clone()
-    write_bytes_atomic(path, save(tensors, metadata={"meta": json.dumps(meta)}))  # see Ticket.save
+    record = validate_record(meta_model(Path(path)), meta, f"{path}: meta", RunDirError)  # as it is read back
+    text = json.dumps(record.model_dump(mode="json", exclude_none=True))
+    write_bytes_atomic(path, save(tensors, metadata={"meta": text}))  # see Ticket.save
 
 
-def load_state(path, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None
-               ) -> Tuple[dict, Dict[str, torch.Tensor]]:
-    """A checkpoint of this run back into ``model`` (and ``optimizer``); a damaged one is one TicketError
-    naming it (it was written by an earlier run of this toolkit, so anything wrong means damage on disk)."""
+def load_state(path, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+               callback: Optional["EpochCallback"] = None) -> Tuple[Record, Dict[str, torch.Tensor]]:
+    """A checkpoint of this run back into ``model`` (and ``optimizer``, and ``callback``'s state); its meta is
+    the record :mod:`slt_deploy.run_files` defines for the file, every tensor finite. A damaged one is one
+    RunDirError naming it (it was written by an earlier run of this toolkit, so anything wrong means damage on
+    disk)."""
     try:
-        return _load_state(path, model, optimizer)
+        return _load_state(path, model, optimizer, callback)
     except SltError:
         raise
     except Exception as exc:
         text = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise TicketError(f"{path}: damaged checkpoint ({type(exc).__name__}: {text}); delete it to redo that "
+        raise RunDirError(f"{path}: damaged checkpoint ({type(exc).__name__}: {text}); delete it to redo that "
                           f"part of the run") from None
 
 
-def _load_state(path, model, optimizer):
+def _load_state(path, model, optimizer, callback):
     with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["meta"])
+        meta = parse_meta(path, (f.metadata() or {}).get("meta"))
         tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise RunDirError(f"{path}: {k}: holds NaN or infinite values; delete it to redo that part of the run")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
-    if optimizer is not None and "param_groups" in meta:
+    if optimizer is not None and getattr(meta, "param_groups", None) is not None:
         state: Dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("optim/"):
                 _, idx, key = k.split("/", 2)
                 state.setdefault(int(idx), {})[key] = v
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        optimizer.load_state_dict({"state": state, "param_groups": meta.param_groups})
     extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra/")}
+    if callback is not None:
+        try:
+            callback.load(meta.callback, extra)
+        except SltError as exc:  # the callback names the field, the file is this one
+            raise RunDirError(f"{path}: meta: {exc}") from None
     return meta, extra
 
 
@@ -117,6 +132,7 @@ class SearchContext:
         self.progress = progress
         self.echo = echo
         self.rounds: List[dict] = []
+        self._logged: Optional[List[dict]] = None  # log.jsonl as found (read once, when the first line is logged)
         self.device = resolve_device(config.train.device)  # a missing GPU fails here, before any file is written
         deterministic_torch(self.device)
 
@@ -165,16 +181,14 @@ class SearchContext:
         done, ckpt = self.paths.phase_done(phase), self.paths.checkpoint(phase)
         callback = callback or EpochCallback()
         if done.exists():
-            meta, extra = load_state(done, model)
-            callback.load(meta.get("callback", {}), extra)
-            return PhaseResult(model, meta["seconds"], meta["history"], meta["epochs_run"], meta.get("callback", {}))
+            meta, _ = load_state(done, model, callback=callback)
+            return PhaseResult(model, meta.seconds, _history(meta), meta.epochs_run, meta.callback)
         history: List[dict] = []
         seconds, epoch, stop = 0.0, first_epoch, False
         if ckpt.exists():
-            meta, extra = load_state(ckpt, model, optimizer)
-            history, seconds, epoch = meta["history"], meta["seconds"], meta["next_epoch"]
-            stop = bool(meta.get("stopped", False))  # a callback ended the phase just before the crash
-            callback.load(meta.get("callback", {}), extra)
+            meta, _ = load_state(ckpt, model, optimizer, callback)
+            history, seconds, epoch = _history(meta), meta.seconds, meta.next_epoch
+            stop = meta.stopped  # a callback ended the phase just before the crash
             self.echo(f"  {phase}: resuming at epoch {epoch + 1}")
         if save_rewind_at is not None and save_rewind_at == epoch == first_epoch and not self.paths.rewind_state.exists():
             save_state(self.paths.rewind_state, model, {"epoch": epoch})
@@ -205,7 +219,7 @@ class SearchContext:
 
     def load_rewind(self, model: SpikingNet) -> int:
         meta, _ = load_state(self.paths.rewind_state, model)
-        return meta["epoch"]
+        return meta.epoch
 
     # -- results ------------------------------------------------------------------------------------
     def test_accuracy(self, model: SpikingNet, timesteps: int) -> float:
@@ -236,13 +250,21 @@ class SearchContext:
             line.update(round=r.round, method=r.method, sparsity=round_(r.sparsity, 6), accuracy=r.accuracy,
                         timesteps=r.timesteps, layer_sparsity={k: round_(v, 6) for k, v in r.layer_sparsity.items()})
         self.rounds.append(line)
-        write_text_atomic(self.paths.log, "".join(json.dumps(x, sort_keys=True) + "\n" for x in self.rounds))
+        if self._logged is None:  # the log so far: a resumed run replaying finished rounds rewrites nothing
+            self._logged = [x.model_dump(exclude_none=True) for x in load_log(self.paths.log)] \
+                if self.paths.log.exists() else []
+        write_log(self.paths.log, self.rounds, unless=self._logged)
         text = f"  {label}:"
         if ticket is not None:
             text += (f" sparsity {100 * ticket.record.sparsity:6.2f} %  accuracy {100 * ticket.record.accuracy:6.2f} %"
                      f"  T={ticket.record.timesteps}")
         text += "".join(f"  {k}={v}" for k, v in facts.items() if not isinstance(v, (list, dict)))
         self.echo(text + f"  ({seconds:.1f} s)")
+
+
+def _history(meta) -> List[dict]:
+    """A phase's epochs as the plain dicts the methods read (unset optional facts left out)."""
+    return [h.model_dump(exclude_none=True) for h in meta.history]
 
 
 def round_(x: float, digits: int = 3) -> float:
