@@ -26,7 +26,16 @@ first layer of the ANN on the ANN's own profile. Per sample::
 
 A weight read is one per op, except on targets that store a conv kernel once (``weight_sharing``): there each
 weight of a conv layer is read at most once per call (:func:`weight_reads`). On targets with a
-``weight_memory`` the read energy follows the size of what the device stores (:meth:`HardwareProfile.weight_read`).
+``weight_memory`` the read energy follows the size ``S`` (bits) of what the device stores, smoothly, with one rule
+for both sides (the SNN's host layer and the ANN, each stored by :func:`slt_deploy.cost.mapping.weight_store`:
+best encoding, index bits included)::
+
+    E_read(S) = e(S) x bits_per_weight,   e(S) = e_i (S / C_i) ** (ln(e_{i+1} / e_i) / ln(C_{i+1} / C_i))
+                                          for C_i < S <= C_{i+1}; e_1 below C_1; off-chip e_DRAM above C_n
+
+where ``C_i`` and ``e_i`` are the capacity and energy per bit of the profile's memory levels (Horowitz's 8 KB,
+32 KB and 1 MB points): ln e is linear in ln S between neighbouring points, so no byte moves a store to the next
+level's price; only leaving the chip (DRAM) is a step (:func:`slt_deploy.cost.profiles.read_energy_per_bit`).
 
 A component whose figure is unknown (``value: null``) is left out and named in ``unknown``, so the total is
 then a lower bound (``complete`` False). Figures a profile's convention excludes, or that cannot be used
@@ -288,12 +297,8 @@ def _weight_read(profile: HardwareProfile, storage: Optional[Tuple[float, float]
     weight); None when the profile has none or the storage is not known."""
     if storage is None or not profile.weight_memory or not storage[0] or not storage[1]:
         return None
-    found = profile.weight_read(*storage)
-    if found is None:
-        return None
-    joules, level = found
-    return joules, (f"weights ({storage[0] / 8 / 1024:.1f} KiB at {storage[1]:g} bits each) read from {level.name}: "
-                    f"{level.read_j * 1e12:g} pJ per {level.word_bits}-bit access -> {joules * 1e12:.4g} pJ per weight")
+    found = profile.weight_read(storage[0], storage[1])
+    return None if found is None else (found.joules, found.describe())
 
 
 def _check_ops(ops: str) -> None:
@@ -333,13 +338,15 @@ def dense_storage(layers: Iterable[LayerActivity], profile: HardwareProfile) -> 
 
 
 def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", host=None,
-               host_first_layer: bool = True) -> EnergyBreakdown:
+               host_first_layer: bool = True, host_store: Optional[Tuple[float, float]] = None) -> EnergyBreakdown:
     """Energy of one SNN inference (one sample, T steps) on a neuromorphic or reference profile.
 
     ``host``: the profile the host-computed first layer is charged on (default: ``profile`` itself, as the
     45 nm convention charges it); ``host_first_layer`` False keeps the first layer on chip (event input).
-    The host's weight reads follow the size of what it stores (the first layer, dense at its weight_bits) where
-    its profile has a ``weight_memory``.
+    The host's weight reads follow the size of what it stores where its profile has a ``weight_memory``:
+    ``host_store`` = :func:`slt_deploy.cost.mapping.weight_store` of the host layer on ``host``, the same rule
+    an ANN's store follows (best encoding, index bits included); without it the layer is taken as stored
+    densely at the host's weight_bits.
     """
     _check_ops(ops)
     profile = load_profile(profile)
@@ -351,7 +358,8 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     on_host = [l for l in activity.layers if host_first_layer and l.from_input]
     chip = [l for l in activity.layers if l not in on_host]
     if on_host:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host, dense_storage(on_host, host),
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host,
+                                  tuple(host_store[:2]) if host_store else dense_storage(on_host, host),
                                   weight_reads(on_host, ops, host, activity.timesteps))
     spiking = sum(layer_ops(l, ops) for l in chip if l.input_binary)  # grows with the spikes that feed them
     real = sum(layer_ops(l, ops) for l in chip if not l.input_binary)
