@@ -217,10 +217,11 @@ def test_break_even_activity_and_sparsity():
 
 def test_loihi2_bounds_from_the_measured_pilotnet_run():
     # 1,000 synaptic ops x <= 29.9 pJ + 50 updates x <= 185 pJ (spikes and reads included): [0, 29,900 + 9,250] pJ
-    # chip-dynamic; static 0.232-0.282 W x <= 200 us per step x T = 5: [0, 0.282 x 1e-3] J more at chip scope
+    # chip-dynamic; static 0.232 W x <= 200 us per step x T = 5: [0, 0.232 x 1e-3] J more at chip scope (the SDNN
+    # run's 0.282 W is set aside, issue 30: that run's total power is below it)
     e = snn_energy(chip_activity(), "loihi2", host_first_layer=False)
     assert e.interval("chip-dynamic") == pytest.approx((0.0, 39_150 * PJ))
-    assert e.interval("chip") == pytest.approx((0.0, 39_150 * PJ + 0.282 * 200e-6 * 5))
+    assert e.interval("chip") == pytest.approx((0.0, 39_150 * PJ + 0.232 * 200e-6 * 5))
     # the point total uses the values: 29,900 + 9,250 pJ + 0.232 W x 1 ms
     assert e.total == pytest.approx(39_150 * PJ + 0.232 * 1e-3)
     assert e.kind == "upper bound"
@@ -237,19 +238,20 @@ def test_vendor_chips_know_static_power_but_no_event_energy(name, watts):
 
 
 def test_mlperf_tiny_board_figure_per_mac():
-    # GAP9: 27.711 uJ / 12,534,936 MACs = 2.21 pJ, 18.561 uJ / 2,665,584 = 6.96 pJ per dense MAC. A layer with
-    # 400 effective and 1,000 dense MACs: the device skips no zeros (dense_compute), so 1,000 MACs (reads
-    # included) -> [2,210, 6,960] pJ at board scope; at chip scope it counts from 0 (board > chip)
+    # GAP9: from 27.711 uJ / 12,534,936 MACs = 2.21 pJ (ResNet-8) to 5.252 uJ / 265,864 = 19.75 pJ (anomaly
+    # detection) per dense MAC (issue 30: all four benchmarks). A layer with 400 effective and 1,000 dense MACs:
+    # the device skips no zeros (dense_compute), so 1,000 MACs (reads included) -> [2,210, 19,750] pJ at board
+    # scope; at chip scope it counts from 0 (board > chip)
     e = ann_energy_from_activity(A.NetworkActivity((A.LayerActivity(
         "fc", "linear", "p", 1, 400, 1_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, False, True),), 1, 1, "t"),
         "mlperf-tiny-gap9")
     assert e.counts["first_layer"] == 1_000 and e.ops == "dense"
-    assert e.interval("board") == pytest.approx((2_210 * PJ, 6_960 * PJ))
-    assert e.interval("chip") == pytest.approx((0.0, 6_960 * PJ))
+    assert e.interval("board") == pytest.approx((2_210 * PJ, 19_750 * PJ))
+    assert e.interval("chip") == pytest.approx((0.0, 19_750 * PJ))
     assert 27.711e-6 / 12_534_936 == pytest.approx(2.21e-12, rel=2e-3)
     assert 18.561e-6 / 2_665_584 == pytest.approx(6.96e-12, rel=2e-3)
     stm = load_profile("mlperf-tiny-stm32u5").figure("mac")
-    assert stm.range == pytest.approx((2578.969e-6 / 12_534_936 * 1e12, 656.163e-6 / 2_665_584 * 1e12), rel=2e-3)
+    assert stm.range == pytest.approx((1354.685e-6 / 7_494_744 * 1e12, 81.875e-6 / 265_864 * 1e12), rel=2e-3)
 
 
 def test_a_shared_conv_kernel_is_read_once_per_call():

@@ -155,7 +155,8 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
 
 _TOP_KEYS = ("name", "kind", "description", "mapping", "scope", "figures", "limits", "synapse_format", "sanafe",
              "weight_memory")
-_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions", "inconsistent")
+_READING_KEYS = ("value", "source", "note")
 _MEMORY_KEYS = ("value", "unit", "word_bits", "capacity", "source", "status", "note", "conditions")
 # ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
 # estimate, not a bound.
@@ -193,6 +194,9 @@ class Figure:
     range: Optional[Tuple[float, float]] = None  # sourced (low, high) around value, in ``unit``
     scope: str = ""           # what the figure covers (SCOPES); "" = FIGURE_SCOPES[name]
     conditions: str = ""      # what it was measured or designed under (chip, node, voltage, network)
+    # published readings of this figure whose source contradicts itself: kept for the record (in ``unit``), never
+    # the value, an end of the range or a bound
+    inconsistent: Tuple["SetAsideReading", ...] = ()
 
     @property
     def known(self) -> bool:
@@ -218,6 +222,16 @@ class Figure:
             return self.range[0] * scale, self.range[1] * scale
         v = self.value * scale
         return {"lower": (v, math.inf), "upper": (0.0, v)}.get(self.bound, (v, v))
+
+
+@dataclass(frozen=True)
+class SetAsideReading:
+    """A published reading of a figure left out because its source is internally inconsistent (``note`` says how,
+    e.g. a static power above the same run's total power)."""
+
+    value: float
+    source: str
+    note: str
 
 
 @dataclass(frozen=True)
@@ -604,13 +618,35 @@ def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
     if cls is Figure:
         extra = {"bound": bound, "range": _range(data.get("range"), value, spec, where, field),
                  "scope": _choice(data["scope"], SCOPES, where, f"{field}.scope") if data.get("scope") else "",
-                 "conditions": str(data.get("conditions") or "").strip()}
+                 "conditions": str(data.get("conditions") or "").strip(),
+                 "inconsistent": _set_aside(data.get("inconsistent"), spec, where, f"{field}.inconsistent")}
     else:
-        for key in ("bound", "range", "scope"):
+        for key in ("bound", "range", "scope", "inconsistent"):
             if data.get(key):
                 raise ProfileError(f"{where}: {field}.{key} applies to energy figures only")
     return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
                note=note.strip(), **extra)
+
+
+def _set_aside(data: Any, spec: _Spec, where: str, field: str) -> Tuple[SetAsideReading, ...]:
+    """``inconsistent``: a list of {value, source, note}, each a reading the profile does not use; the note
+    (required) says what in the source contradicts it."""
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not data:
+        raise ProfileError(f"{where}: {field} must be a list of {{{', '.join(_READING_KEYS)}}}")
+    out = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ProfileError(f"{where}: {field}[{i}] must be a mapping with keys {', '.join(_READING_KEYS)}")
+        _no_unknown(item, _READING_KEYS, where, f"{field}[{i}].")
+        for key in _READING_KEYS:
+            if key not in item:
+                raise ProfileError(f"{where}: {field}[{i}].{key} is missing (the note says what is inconsistent)")
+        out.append(SetAsideReading(float(_number(item["value"], spec, where, f"{field}[{i}].value", integer=False)),
+                                   _text(item["source"], where, f"{field}[{i}].source"),
+                                   _text(item["note"], where, f"{field}[{i}].note")))
+    return tuple(out)
 
 
 def _range(data: Any, value: Any, spec: _Spec, where: str, field: str) -> Optional[Tuple[float, float]]:
