@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
+from .config import SNN_RECIPE, DataConfig, ModelConfig, RunConfig, SearchConfig
 
 
 # every shipped chip, the 45 nm convention and the ANN targets a chip's user could deploy instead
@@ -18,11 +18,12 @@ DEMO_PROFILES = ["cmos45", "loihi", "loihi2", "truenorth", "xylo", "dynapcnn", "
 
 
 def demo_config(quick: bool = False) -> RunConfig:
-    """IMP on the LeNet-300-100 spiking MLP, direct encoding, T=5, 8,000/2,000 MNIST split."""
+    """IMP on the LeNet-300-100 spiking MLP, direct encoding, T=5, 8,000/2,000 MNIST split, trained by the SNN
+    recipe (:data:`slt_deploy.config.SNN_RECIPE`)."""
     return RunConfig(
         model=ModelConfig(name="mlp"),
         data=DataConfig(dataset="mnist", timesteps=5),
-        train=TrainConfig(epochs=2 if quick else 5, lr=0.1),
+        train=SNN_RECIPE.replace(epochs=2) if quick else SNN_RECIPE,
         search=SearchConfig(method="imp", rounds=2 if quick else 4, rewind_epoch=1, seed=0),
     )
 
