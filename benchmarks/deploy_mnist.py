@@ -107,10 +107,10 @@ def main() -> None:
                             out=out / "report_mnist_convnet", samples=args.report_samples, progress=False)
     results["reports"] = {"mlp": str(rep.markdown), "convnet": str(rep_conv.markdown)}
     results["energy_45nm_percent_of_ann"] = {}
-    for data in (rep.data, rep_conv.data):
-        for entry in data.get("networks", []):
-            results["energy_45nm_percent_of_ann"][f"{entry['label']} ({entry['file']})"] = \
-                entry["convention_45nm"]["percent_of_ann"]
+    for report in (rep.report, rep_conv.report):
+        for entry in report.networks:
+            results["energy_45nm_percent_of_ann"][f"{entry.label} ({entry.file})"] = \
+                entry.convention_45nm.percent_of_ann
     (out / "deploy_mnist.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(json.dumps(results["energy_45nm_percent_of_ann"], indent=2))
     print(f"wrote {out / 'deploy_mnist.json'}, {rep.markdown}, {rep_conv.markdown}")

@@ -39,7 +39,8 @@ from slt_deploy.cost.profiles import profile_names  # noqa: E402
 from slt_deploy.demo import demo_config, demo_energy_config  # noqa: E402
 from slt_deploy.paths import RunPaths  # noqa: E402
 from slt_deploy.report import build_report  # noqa: E402
-from slt_deploy.report.build import train_ann_twin  # noqa: E402
+from slt_deploy.report import train_ann_twin  # noqa: E402
+from slt_deploy.report.schema import to_json  # noqa: E402
 from slt_deploy.search import search  # noqa: E402
 from slt_deploy.search.energy import choose, non_dominated  # noqa: E402
 from slt_deploy.utils import write_json_atomic  # noqa: E402
@@ -133,34 +134,43 @@ def main() -> None:
     rep, w, c = timed(lambda: build_report(inputs, ann=ann, profiles=profile_names(),
                                            out=out / f"energy_search_report{args.tag}",
                                            samples=args.samples, progress=False, sanafe=False, neurobench=False))
-    d = rep.data
-    nets = []
+    d = rep.report   # report.json's content, typed
     roles = ["energy run dense SNN (round 0)", "demo 68 % ticket", "chosen on cmos45"] + (
         ["chosen on loihi"] if len(inputs) == 5 else []) + ["demo dense SNN"]
-    for role, n in zip(roles, d["networks"]):
-        nets.append({"role": role, "label": n["label"], "file": n["file"], "sparsity": n["sparsity"],
-                     "timesteps": n["timesteps"],
-                     "accuracy": n["accuracy_measured"], "percent_of_ann_45nm": n["convention_45nm"]["percent_of_ann"],
-                     "energy_j": {p: b["total"] for p, b in n["energy"].items()},
-                     "energy_kind": {p: b["kind"] for p, b in n["energy"].items()}})
-    facts["report"] = {"dir": str(rep.markdown.parent), "ann": d["ann"]["file"],
-                       "ann_accuracy": d["ann"]["accuracy_measured"], "networks": nets, "verdict": d["verdict"],
-                       "wall_s": w, "cpu_s": c}
-    dense, demo68, t45, demo_dense = nets[0], nets[1], nets[2], nets[-1]
-    tl = nets[3] if len(nets) > 4 else nets[2]
+    facts["report"] = {"dir": str(rep.markdown.parent), "ann": d.ann.file,
+                       "ann_accuracy": d.ann.accuracy_measured, "networks": [dict(role=role, **_net(n))
+                                                                             for role, n in zip(roles, d.networks)],
+                       "verdict": [to_json(r) for r in d.verdict], "wall_s": w, "cpu_s": c}
+    dense, demo68, t45, demo_dense = d.networks[0], d.networks[1], d.networks[2], d.networks[-1]
+    tl = d.networks[3] if len(d.networks) > 4 else d.networks[2]
     facts["targets"] = {
-        "cmos45_percent_of_ann": t45["percent_of_ann_45nm"], "cmos45_target": 11.2,
-        "cmos45_accuracy_drop_points": 100 * (dense["accuracy"] - t45["accuracy"]),
-        "cmos45_accuracy_drop_vs_demo_dense_points": 100 * (demo_dense["accuracy"] - t45["accuracy"]),
-        "loihi_accuracy_drop_vs_demo_dense_points": 100 * (demo_dense["accuracy"] - tl["accuracy"]),
-        "loihi_vs_demo68": tl["energy_j"]["loihi"] / demo68["energy_j"]["loihi"], "loihi_target": 1 / 3,
-        "loihi_accuracy_drop_points": 100 * (dense["accuracy"] - tl["accuracy"]),
+        "cmos45_percent_of_ann": t45.convention_45nm.percent_of_ann, "cmos45_target": 11.2,
+        "cmos45_accuracy_drop_points": 100 * (dense.accuracy_measured - t45.accuracy_measured),
+        "cmos45_accuracy_drop_vs_demo_dense_points": 100 * (demo_dense.accuracy_measured - t45.accuracy_measured),
+        "loihi_accuracy_drop_vs_demo_dense_points": 100 * (demo_dense.accuracy_measured - tl.accuracy_measured),
+        "loihi_vs_demo68": tl.energy["loihi"].total / demo68.energy["loihi"].total, "loihi_target": 1 / 3,
+        "loihi_accuracy_drop_points": 100 * (dense.accuracy_measured - tl.accuracy_measured),
         "time_ratio": facts["time_ratio_energy_vs_accuracy"], "time_target": 1.5}
     write_json_atomic(out / f"energy_search_mnist{args.tag}.json", facts)
     print(json.dumps(facts["targets"], indent=2))
-    for n in nets:
-        print(f"{n['role']:32s} {n['label']:40s} acc {100 * n['accuracy']:.1f} %  T={n['timesteps']}  "
-              f"45nm {n['percent_of_ann_45nm']:.2f} %  loihi {1e9 * n['energy_j'].get('loihi', float('nan')):.1f} nJ")
+    for role, n in zip(roles, d.networks):
+        print(f"{role:32s} {_line(n)}")
+
+
+def _net(n) -> dict:
+    """A network of the report as this benchmark's JSON records it."""
+    return {"label": n.label, "file": n.file, "sparsity": n.sparsity, "timesteps": n.timesteps,
+            "accuracy": n.accuracy_measured, "first_layer_on_host": n.counting_rule.first_layer_on_host,
+            "percent_of_ann_45nm": n.convention_45nm.percent_of_ann,
+            "energy_j": {p: b.total for p, b in n.energy.items()},
+            "energy_kind": {p: b.kind for p, b in n.energy.items()},
+            "fits": {p: m.fits for p, m in n.mapping.items()}}
+
+
+def _line(n) -> str:
+    loihi = n.energy["loihi"].total if "loihi" in n.energy else float("nan")
+    return (f"{n.label:40s} acc {100 * n.accuracy_measured:.1f} %  T={n.timesteps}  "
+            f"45nm {n.convention_45nm.percent_of_ann:.2f} %  loihi {1e9 * loihi:.1f} nJ")
 
 
 def event_conv(args, out: Path, facts: dict) -> None:
@@ -181,23 +191,13 @@ def event_conv(args, out: Path, facts: dict) -> None:
     rep, w, c = timed(lambda: build_report(inputs, ann=ann, profiles=profile_names(),
                                            out=out / f"energy_search_report_event_conv{args.tag}",
                                            samples=args.samples, progress=False, sanafe=False, neurobench=False))
-    d = rep.data
-    facts["report"] = {"dir": str(rep.markdown.parent), "ann": d["ann"]["file"],
-                       "ann_accuracy": d["ann"]["accuracy_measured"], "verdict": d["verdict"],
-                       "networks": [{"label": n["label"], "sparsity": n["sparsity"], "timesteps": n["timesteps"],
-                                     "accuracy": n["accuracy_measured"],
-                                     "first_layer_on_host": n["counting_rule"]["first_layer_on_host"],
-                                     "percent_of_ann_45nm": n["convention_45nm"]["percent_of_ann"],
-                                     "energy_j": {p: b["total"] for p, b in n["energy"].items()},
-                                     "energy_kind": {p: b["kind"] for p, b in n["energy"].items()},
-                                     "fits": {p: m["fits"] for p, m in n["mapping"].items()}}
-                                    for n in d["networks"]], "wall_s": w, "cpu_s": c}
+    d = rep.report
+    facts["report"] = {"dir": str(rep.markdown.parent), "ann": d.ann.file,
+                       "ann_accuracy": d.ann.accuracy_measured, "verdict": [to_json(r) for r in d.verdict],
+                       "networks": [_net(n) for n in d.networks], "wall_s": w, "cpu_s": c}
     write_json_atomic(out / f"energy_search_event-mnist_conv{args.tag}.json", facts)
-    for n in facts["report"]["networks"]:
-        print(f"{n['label']:32s} acc {100 * n['accuracy']:.1f} %  T={n['timesteps']}  "
-              f"45nm {n['percent_of_ann_45nm']:.2f} %  loihi {1e9 * n['energy_j'].get('loihi', float('nan')):.1f} nJ"
-              f"  fits {n['fits']}")
-
+    for n in d.networks:
+        print(f"{_line(n)}  fits {dict((p, m.fits) for p, m in n.mapping.items())}")
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ from slt_deploy.cost.profiles import profile_names  # noqa: E402
 from slt_deploy.demo import demo_config  # noqa: E402
 from slt_deploy.paths import RunPaths  # noqa: E402
 from slt_deploy.report import build_report  # noqa: E402
+from slt_deploy.report.schema import to_json  # noqa: E402
 from slt_deploy.search import search  # noqa: E402
 
 
@@ -44,22 +45,22 @@ def main() -> None:
         rep = build_report(rounds, profiles=profile_names(), out=out / f"report_rule_mnist_{rule}",
                            samples=args.samples, progress=False, ops=rule, runs_dir=args.runs_dir,
                            sanafe=rule == "effective", neurobench=rule == "effective")
-        d = rep.data
+        d = rep.report
         summary["rules"][rule] = {
             "report": str(rep.markdown),
-            "ann": {k: d["ann"][k] for k in ("file", "origin", "trained", "accuracy_measured")},
-            "ann_energy_j": {p: b["total"] for p, b in d["ann"]["energy"].items()},
-            "networks": [{"label": n["label"], "accuracy": n["accuracy_measured"],
-                          "percent_of_ann_45nm": n["convention_45nm"]["percent_of_ann"],
-                          "per_inference": n["per_inference"],
-                          "sanafe": {p: [{k: r[k] for k in ("architecture", "energy_per_inference_j",
-                                                             "analytical_chip_j", "latency_per_inference_s")}
-                                         for r in s["runs"]] for p, s in (n.get("sanafe") or {}).items()}}
-                         for n in d["networks"]],
-            "ratios": d["ratios"],
+            "ann": d.ann.model_dump(include={"file", "origin", "trained", "accuracy_measured"}),
+            "ann_energy_j": {p: b.total for p, b in d.ann.energy.items()},
+            "networks": [{"label": n.label, "accuracy": n.accuracy_measured,
+                          "percent_of_ann_45nm": n.convention_45nm.percent_of_ann,
+                          "per_inference": {p: to_json(x) for p, x in n.per_inference.items()},
+                          "sanafe": {p: [r.model_dump(include={"architecture", "energy_per_inference_j",
+                                                               "analytical_chip_j", "latency_per_inference_s"})
+                                         for r in s.runs] for p, s in (n.sanafe or {}).items()}}
+                         for n in d.networks],
+            "ratios": [to_json(r) for r in d.ratios],
         }
-        print(f"{rule}: ANN {100 * d['ann']['accuracy_measured']:.2f} %; " + "; ".join(
-            f"{n['label']} {n['convention_45nm']['percent_of_ann']:.2f} % of ANN (45 nm)" for n in d["networks"]))
+        print(f"{rule}: ANN {100 * d.ann.accuracy_measured:.2f} %; " + "; ".join(
+            f"{n.label} {n.convention_45nm.percent_of_ann:.2f} % of ANN (45 nm)" for n in d.networks))
     path = out / "report_rule_mnist.json"
     path.write_text(json.dumps(summary, indent=1, default=str))
     print(f"wrote {path}")

@@ -66,31 +66,43 @@ def tickets(out: Path) -> dict:
 
 
 def row(name: str, ticket: Path, profile: str, out: Path, samples: int) -> dict:
+    """One deployment as the table shows it, read from deploy.json's typed record (DeployResult.record)."""
     start = time.perf_counter()
     backend = PROFILES[profile]
     try:
         result = deploy(ticket, profile=profile, backend=backend, out=out / f"{name}_{profile}", samples=samples,
                         progress=False, echo=lambda *a: None)
     except SltError as exc:
-        return {"ticket": name, "profile": profile, "refused": str(exc).replace(str(ticket), f"{name} ticket"),
+        return {"ticket": name, "chip": profile, "refused": str(exc).replace(str(ticket), f"{name} ticket"),
                 "seconds": time.perf_counter() - start}
-    d = result.data
-    chip = d["vendor"]["backend"] if d.get("vendor") else backend
-    run = d["vendor"] if d.get("vendor") else {"accuracy": d["accuracy"][backend],
-                                                "prediction_agreement": d["agreement"]["predictions"],
-                                                "first_mismatch": d["agreement"]["first_mismatch"], "notes": []}
-    return {"ticket": name, "profile": profile, "simulator": chip, "fits": d["fits"], "verdict": d["verdict"],
-            "cores": d["cores"], "samples": d["samples"], "accuracy_snntorch": d["accuracy"]["snntorch_reference"],
-            "accuracy_chip": run["accuracy"], "prediction_agreement": run["prediction_agreement"],
-            "first_mismatch": run["first_mismatch"],
-            "first_difference": next((n for n in run["notes"] if n.startswith("first difference")), None),
-            "energy_per_inference_j": d["energy_per_inference_j"], "energy_complete": d["energy_complete"],
-            "energy_unknown": d["energy_unknown"], "sparsity": d["sparsity"],
-            "energy_scope": d.get("energy_scope"), "energy_interval_j": d.get("energy_interval_j"),
-            "verdict_row": d.get("verdict_row"), "seconds": time.perf_counter() - start}
+    d = result.record
+    v = d.vendor
+    accuracy, agreement, mismatch = (v.accuracy, v.prediction_agreement, v.first_mismatch) if v else \
+        (d.accuracy[backend], d.agreement.predictions, d.agreement.first_mismatch)
+    return {"ticket": name, "chip": profile, "simulator": v.backend if v else backend,
+            "fit_text": fit_text(d), "fit_summary": d.fit_summary, "cores_used": d.cores,
+            "samples_run": d.samples, "accuracy_snntorch": d.accuracy["snntorch_reference"],
+            "accuracy_chip": accuracy, "agreement_chip": agreement, "first_spike_mismatch": mismatch,
+            "first_difference": next((n for n in (v.notes if v else []) if n.startswith("first difference")), None),
+            "energy_text": energy_text(d), "deploy": to_json(d), "seconds": time.perf_counter() - start}
 
 
 from slt_deploy.report.render import fmt_interval  # noqa: E402
+from slt_deploy.report.schema import to_json  # noqa: E402
+
+
+def fit_text(d) -> str:
+    return f"fits on {d.cores} cores" if d.fits and d.cores else "fits" if d.fits else d.fit_summary
+
+
+def energy_text(d) -> str:
+    """The report's verdict row: the SNN's interval at the comparison's scope, against the best ANN target."""
+    v = d.verdict_row
+    if v is not None and v.best_ann is not None:
+        best = v.best_ann
+        return (f"{fmt_interval(v.snn_interval_at_scope_j)} ({v.scope}) vs {best.ann} on {best.ann_profile} "
+                f"{fmt_interval(best.ann_interval_j)}: {v.decision}")
+    return fmt_interval(d.energy_interval_j) if d.energy_interval_j else "unknown"
 
 
 def _pct(x):
@@ -102,21 +114,12 @@ def table(rows) -> str:
              "| first spike difference | energy / inference |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "refused" in r:
-            lines.append(f"| {r['ticket']} | {r['profile']} | refused: {r['refused']} | | | | |")
+            lines.append(f"| {r['ticket']} | {r['chip']} | refused: {r['refused']} | | | | |")
             continue
-        # the report's verdict row: the SNN's interval at the comparison's scope, against the best ANN target
-        v = r.get("verdict_row") or {}
-        best = v.get("best_ann")
-        if best:
-            energy = (f"{fmt_interval(v['snn_interval_at_scope_j'])} ({v['scope']}) vs {best['ann']} on "
-                      f"{best['ann_profile']} {fmt_interval(best['ann_interval_j'])}: {v['decision']}")
-        else:
-            energy = fmt_interval(r["energy_interval_j"]) if r.get("energy_interval_j") else "unknown"
-        diff = r["first_difference"] or r["first_mismatch"] or "spike-identical"
-        fit = f"fits on {r['cores']} cores" if r["fits"] and r["cores"] else "fits" if r["fits"] else r["verdict"]
-        lines.append(f"| {r['ticket']} | {r['profile']} ({r['simulator']}) | {fit} "
+        diff = r["first_difference"] or r["first_spike_mismatch"] or "spike-identical"
+        lines.append(f"| {r['ticket']} | {r['chip']} ({r['simulator']}) | {r['fit_text']} "
                      f"| {_pct(r['accuracy_snntorch'])} / {_pct(r['accuracy_chip'])} "
-                     f"| {_pct(r['prediction_agreement'])} | {diff} | {energy} |")
+                     f"| {_pct(r['agreement_chip'])} | {diff} | {r['energy_text']} |")
     return "\n".join(lines)
 
 
@@ -132,11 +135,12 @@ def main() -> None:
     rows = [row(name, ticket, profile, out / "deploy", args.samples) for name, ticket in found.items()
             for profile in PROFILES]
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-              "cpus": os.cpu_count(), "samples": args.samples, "seconds": time.perf_counter() - start, "rows": rows}
+              "cpus": os.cpu_count(), "samples_per_deploy": args.samples, "seconds": time.perf_counter() - start,
+              "rows": rows}
     path = ROOT / "benchmarks" / "results" / "vendor_flows.json"
     path.write_text(json.dumps(result, indent=1))
     print(table(rows))
-    print(f"\n{result['seconds']:.0f} s in all; JSON: {path}")
+    print(f"\n{time.perf_counter() - start:.0f} s in all; JSON: {path}")
 
 
 if __name__ == "__main__":

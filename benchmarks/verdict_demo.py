@@ -25,7 +25,8 @@ from slt_deploy.cost.profiles import profile_names  # noqa: E402
 from slt_deploy.demo import demo_config  # noqa: E402
 from slt_deploy.paths import RunPaths  # noqa: E402
 from slt_deploy.report import build_report  # noqa: E402
-from slt_deploy.report.render import _break_even_cell, fmt_interval, fmt_ratio  # noqa: E402
+from slt_deploy.report.render import break_even_cell, fmt_interval, fmt_ratio  # noqa: E402
+from slt_deploy.report.schema import to_json  # noqa: E402
 from slt_deploy.search import search  # noqa: E402
 
 
@@ -40,22 +41,21 @@ def main() -> None:
     out = Path(args.out)
     rep = build_report(tickets, profiles=profile_names(), out=out / "verdict_demo", samples=args.samples,
                        progress=False, runs_dir=args.runs_dir)
-    d = rep.data
-    rows = d["verdict"]
+    d = rep.report   # report.json's content, typed
     summary = {"provenance": provenance("verdict_demo.py", args), "tickets": [str(p) for p in tickets],
                "report": str(rep.markdown),
-               "anns": [{k: a[k] for k in ("label", "file", "origin", "sparsity", "accuracy_measured")}
-                        for a in [d["ann"], *d["ann_others"]]],
-               "verdict": rows, "verdict_matrix": d["verdict_matrix"]}
+               "anns": [a.model_dump(include={"label", "file", "origin", "sparsity", "accuracy_measured"})
+                        for a in d.anns],
+               "verdict": [to_json(r) for r in d.verdict], "verdict_matrix": [to_json(r) for r in d.verdict_matrix]}
     path = out / "verdict_demo.json"
     path.write_text(json.dumps(summary, indent=1, default=str))
-    for r in rows:
-        best = r.get("best_ann") or {}
-        print(f"| {r['network']} | {r['profile']} | {'-' if r['fits'] is None else 'yes' if r['fits'] else 'no'} "
-              f"| {r['scope']} | {fmt_interval(r.get('snn_interval_at_scope_j') or r['snn_interval_j'])} "
-              f"| {best.get('ann', '-')} on {best.get('ann_profile', '-')} "
-              f"| {fmt_interval(best['ann_interval_j']) if best else '-'} "
-              f"| {fmt_ratio(r['ratio_interval']) if best else '-'} | {r['decision']} | {_break_even_cell(r)} |")
+    for r in d.verdict:
+        best = r.best_ann
+        print(f"| {r.network} | {r.profile} | {'-' if r.fits is None else 'yes' if r.fits else 'no'} "
+              f"| {r.scope} | {fmt_interval(r.snn_interval_at_scope_j or r.snn_interval_j)} "
+              f"| {best.ann if best else '-'} on {best.ann_profile if best else '-'} "
+              f"| {fmt_interval(best.ann_interval_j) if best else '-'} "
+              f"| {fmt_ratio(r.ratio_interval) if best else '-'} | {r.decision} | {break_even_cell(r)} |")
     print(f"wrote {path}")
 
 

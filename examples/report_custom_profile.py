@@ -39,13 +39,14 @@ def main() -> None:
     result = build_report(inputs, profiles=PROFILES, out=args.out, samples=args.samples)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
         print(f"wrote {path}")
-    chip = next(p for p in result.data["profiles"].values() if p["given_as"] == PROFILES[-1])
-    for net in result.data["networks"]:
-        energy = net["energy"][chip["name"]]
-        print(f"{net['label']:>24s}: {1e9 * energy['total']:9.2f} nJ per inference on {chip['name']}"
-              f"{'' if energy['complete'] else ' (lower bound)'}, "
-              f"{net['convention_45nm']['percent_of_ann']:6.1f} % of the ANN at 45 nm, "
-              f"{net['mapping'][chip['name']]['verdict']}")
+    report = result.report   # report.json's content, typed (slt_deploy.report.schema.ReportData)
+    chip = next(p for p in report.profiles.values() if p.given_as == PROFILES[-1])
+    for net in report.networks:
+        energy = net.energy[chip.name]
+        print(f"{net.label:>24s}: {1e9 * energy.total:9.2f} nJ per inference on {chip.name}"
+              f"{'' if energy.complete else ' (lower bound)'}, "
+              f"{net.convention_45nm.percent_of_ann:6.1f} % of the ANN at 45 nm, "
+              f"{net.mapping[chip.name].fit_summary}")
 
 
 if __name__ == "__main__":

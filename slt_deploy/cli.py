@@ -281,7 +281,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import build_report
-    from .report.build import GraphInputs
+    from .report import GraphInputs
 
     graphs = [p for p in args.inputs if Path(p).suffix.lower() in (".nir", ".h5")]
     given = GraphInputs(**_input_kwargs(args, graphs[0] if graphs else None))
@@ -290,7 +290,7 @@ def cmd_report(args) -> int:
                           host_profile=args.host_profile, train_ann=not args.untrained_ann, runs_dir=args.runs_dir,
                           neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann,
                           device=args.device)
-    for warning in result.data.get("warnings", []):
+    for warning in result.report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
         print(f"wrote {path}")
@@ -373,6 +373,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cost.profiles import HOST_PROFILE
+
     parser = _Parser(
         prog="slt-deploy",
         description="Find spiking lottery tickets in snnTorch and deploy them to neuromorphic hardware.")
@@ -469,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", choices=("effective", "dense"), default="effective",
                    help="counting rule for both sides: effective = nonzero input x nonzero weight measured on the "
                         "same samples (spikes / ANN activations); dense = every weight (default: effective)")
-    p.add_argument("--host-profile", default="int8-45nm", metavar="NAME_OR_FILE",
-                   help="profile the host-computed first layer of the SNN is charged on (default: int8-45nm, the "
-                        "precision of the chip's own 8-bit weights)")
+    p.add_argument("--host-profile", default=HOST_PROFILE, metavar="NAME_OR_FILE",
+                   help=f"profile the host-computed first layer of the SNN is charged on (default: {HOST_PROFILE}, "
+                        f"the precision of the chip's own 8-bit weights)")
     p.add_argument("--untrained-ann", action="store_true",
                    help="compare with the ticket's own weights run with ReLU (never trained as an ANN; labelled "
                         "untrained) instead of training the dense twin")

@@ -15,19 +15,18 @@ overlap is printed in the summary and written to ``deploy.json``).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 from .config import DataConfig, ModelConfig, is_user_model
 from .errors import ConfigError, SltError
+from .report.schema import (DEPLOY_VERSION, DeployData, FrontChoice, ReportData, VendorRun, VerdictRow)
 from .ticket import USER_WEIGHTS_METHOD, Ticket, TicketRecord
 
 FILES = {"ticket": "ticket.safetensors", "nir": "model.nir", "netx": "model.netx.h5", "ann": "ann_twin.onnx", "simulate": "simulate.json",
          "report": "report", "summary": "summary.txt", "json": "deploy.json"}
 LOIHI_PROFILES = ("loihi", "loihi2")
-# the ANN targets a chip's verdict compares with (the report's rule: slt_deploy.report.verdict)
-ANN_TARGETS = ("int8-45nm", "fp32-45nm")
 # profiles whose vendor ships its own simulator: deploy ends with a run in it (slt_deploy.simulate.xylo / .speck)
 VENDOR_BACKENDS = {"xylo": "xylosim", "dynapcnn": "sinabs"}
 
@@ -37,7 +36,7 @@ class DeployResult:
     out: Path
     files: dict
     summary: str
-    data: dict = field(default_factory=dict)
+    record: Optional[DeployData] = None   # the content of deploy.json, typed
 
 
 def ticket_from_model(model: ModelConfig, data: DataConfig, progress: bool = True) -> Ticket:
@@ -79,7 +78,7 @@ def _with_data(ticket: Ticket, data: DataConfig) -> Ticket:
     return Ticket(record, ticket.state, ticket.mask, ticket.train_hashes)
 
 
-def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[float] = None) -> dict:
+def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[float] = None) -> FrontChoice:
     """The cheapest ticket on ``profile`` of an energy-objective run whose held-out accuracy is within
     ``max_accuracy_drop`` points (default: the run's own setting) of its dense round.
 
@@ -119,8 +118,11 @@ def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[f
         raise ConfigError(f"deploy {run_dir}: profile {hw.name} publishes no per-event energy, so no ticket is the "
                           f"cheapest on it; deploy one of {paths.front}'s tickets by path")
     chosen = choose(non_dominated(points), front["reference_accuracy"], drop)
-    return dict(chosen, ticket_path=str(paths.root / chosen["ticket"]), profile=hw.name, max_accuracy_drop=drop,
-                reference_accuracy=front["reference_accuracy"], accuracy_on=front["accuracy_on"], run=str(run_dir))
+    return FrontChoice.model_validate(dict(
+        run=str(run_dir), profile=hw.name, label=chosen["label"], ticket_path=str(paths.root / chosen["ticket"]),
+        accuracy=chosen["accuracy"], reference_accuracy=front["reference_accuracy"], accuracy_on=front["accuracy_on"],
+        max_accuracy_drop=drop, energy_j=chosen["energy_j"], energy_kind=chosen["energy_kind"], point=chosen),
+        strict=False)
 
 
 def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
@@ -137,11 +139,13 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     (``auto``: the GPU when there is one; the same counts anywhere).
     """
     from .compile import FORMATS as COMPILED
-    from .cost.profiles import load_profile
+    from .cost.profiles import ANN_TARGETS, load_profile
+    from .data.encoding import first_layer_on_host
     from .exporters.nir_format import ticket_to_nir, write_nir
     from .report import build_report
     from .simulate import BACKENDS, simulate
     from .simulate.workload import NetworkInput, check_ticket_overlap, ticket_data
+    from .report.schema import write_record
     from .utils import write_json_atomic, write_text_atomic
 
     if backend not in BACKENDS:
@@ -156,7 +160,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     choice = None
     if not isinstance(target, Ticket) and Path(str(target)).is_dir():
         choice = choose_from_front(Path(str(target)), profile, max_accuracy_drop)
-        target = choice["ticket_path"]
+        target = choice.ticket_path
 
     # 1. the ticket
     if isinstance(target, Ticket):
@@ -185,7 +189,7 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     if backend != "reference":
         from .compile import lower
 
-        first_layer = "chip" if eval_data.encoding == "events" else "host"
+        first_layer = "host" if first_layer_on_host(eval_data.encoding) else "chip"
         for target in dict.fromkeys(["floating_pt", "fixed_pt" if backend.endswith("fixed") else "floating_pt"]):
             lower(graph, target, first_layer=first_layer)
     vendor = VENDOR_BACKENDS.get(hw.name)
@@ -225,20 +229,19 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .exporters.onnx_format import export_ticket_onnx
 
     files["ann"] = export_ticket_onnx(files["ticket"], out / FILES["ann"])
-    targets = [a for a in ANN_TARGETS if a != hw.name] if hw.kind == "neuromorphic" else []
+    targets = [a for a in ANN_TARGETS if a != hw.name] if hw.kind == "neuromorphic" else []  # what it could use instead
     report = build_report([files["nir"]], ann=files["ann"], profiles=[profile, *targets], out=out / FILES["report"],
                           samples=samples, progress=progress, device=device)
     files["report"] = report.markdown
 
-    data_out = _summary_data(ticket, hw.name, backend, float_backend, sims, report.data, overlap)
-    data_out["netx"] = str(files["netx"]) if "netx" in files else netx_note
-    data_out["vendor"] = None if vendor is None else _vendor_data(sims[vendor])
-    data_out["front_choice"] = choice
-    summary = render_summary(data_out)
-    write_json_atomic(out / FILES["json"], data_out)
+    extras = {"netx": str(files["netx"]) if "netx" in files else netx_note,
+              "vendor": None if vendor is None else _vendor_data(sims[vendor]), "front_choice": choice}
+    record = _summary_data(ticket, hw.name, backend, float_backend, sims, report.report, overlap, extras)
+    summary = render_summary(record)
+    write_record(record, out / FILES["json"])
     write_text_atomic(out / FILES["summary"], summary + "\n")
     files["json"], files["summary"] = out / FILES["json"], out / FILES["summary"]
-    return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, data_out)
+    return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, record)
 
 
 def _check_vendor(vendor: str, graph, hw, eval_data: DataConfig, where: str) -> None:
@@ -267,113 +270,121 @@ def _vendor_data(run) -> dict:
             "first_mismatch": run.first_mismatch, "silent": run.silent, "notes": list(run.notes)}
 
 
-def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str, sims: dict, report: dict,
-                  overlap) -> dict:
-    net = report["networks"][0]
-    mapping = net.get("mapping", {}).get(profile)
-    energy = net.get("energy", {}).get(profile)
-    latency = (net.get("per_inference") or {}).get(profile, {}).get("latency_s")
-    matrix = [r for r in report.get("verdict_matrix", []) if r["profile"] == profile]
-    verdict = next((r for r in report.get("verdict", []) if r["profile"] == profile), None)
+def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str, sims: dict, report: ReportData,
+                  overlap, extras: dict) -> DeployData:
+    """deploy.json: the report's entry and verdict row for this chip, read as they are (nothing re-derived)."""
+    net = report.networks[0]
+    mapping = net.mapping.get(profile)
+    energy = net.energy.get(profile)
+    latency = net.per_inference.get(profile)
+    matrix = [r for r in report.verdict_matrix if r.profile == profile]
+    verdict = next((r for r in report.verdict if r.profile == profile), None)
     fl, fx = sims[float_backend], sims[backend]
-    return {
-        "profile": profile, "backend": backend, "model": ticket.record.model.label(),
-        "method": ticket.record.method, "sparsity": ticket.record.sparsity,
-        "dataset": fl.dataset, "samples": fl.samples, "timesteps": fl.timesteps,
-        "overlap": None if overlap is None else {"overlapping": overlap.overlapping, "samples": overlap.samples,
-                                                 "label": overlap.label()},
-        "fits": None if mapping is None else mapping["fits"],
-        "verdict": None if mapping is None else mapping["verdict"],
-        "failures": [] if mapping is None else mapping["failures"],
-        "cores": None if mapping is None else mapping["cores_used"],
-        "float_backend": float_backend,
-        "accuracy": {"snntorch_reference": fl.reference_accuracy, float_backend: fl.accuracy, backend: fx.accuracy},
-        "float_spike_identical": fl.first_mismatch is None,
-        "float_first_mismatch": fl.first_mismatch,
-        "agreement": {"predictions": fx.prediction_agreement, "first_mismatch": fx.first_mismatch},
-        "energy_per_inference_j": None if energy is None else energy["total"],
-        "energy_complete": None if energy is None else energy["complete"],
-        "energy_unknown": [] if energy is None else energy["unknown"],
-        # the report's verdict row for this chip, the same fields as report.json's (scope, intervals, decision,
-        # break-even), and every comparison it chose from
-        "energy_scope": None if energy is None else energy["scope"],
-        "energy_interval_j": None if energy is None else energy["interval"],
-        "decision": None if verdict is None else verdict["decision"],
-        "verdict_row": verdict,
-        "verdict_matrix": matrix,
-        "latency_per_inference_s": latency,
-        "ann": {"accuracy": report["ann"]["accuracy_measured"],
-                "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
-                          "per input; a cost reference, not a trained ANN",
-                "percent_of_ann_45nm": net["convention_45nm"]["percent_of_ann"],
-                # SNN / ANN per ANN target, as the verdict decides it: an interval at one scope
-                "ratio_on_profile": [{"ann_profile": r["ann_profile"], "scope": r["scope"],
-                                      "ratio_interval": r["ratio_interval"], "decision": r["decision"]}
-                                     for r in matrix]},
-    }
+    return DeployData.model_validate(dict(
+        schema_version=DEPLOY_VERSION, profile=profile, backend=backend, model=ticket.record.model.label(),
+        method=ticket.record.method, sparsity=ticket.record.sparsity,
+        dataset=fl.dataset, samples=fl.samples, timesteps=fl.timesteps,
+        overlap=None if overlap is None else {"overlapping": overlap.overlapping, "samples": overlap.samples,
+                                              "label": overlap.label()},
+        fits=None if mapping is None else mapping.fits,
+        fit_summary=None if mapping is None else mapping.fit_summary,
+        failures=[] if mapping is None else mapping.failures,
+        cores=None if mapping is None else mapping.cores_used,
+        float_backend=float_backend,
+        accuracy={"snntorch_reference": fl.reference_accuracy, float_backend: fl.accuracy, backend: fx.accuracy},
+        float_spike_identical=fl.first_mismatch is None, float_first_mismatch=fl.first_mismatch,
+        agreement={"predictions": fx.prediction_agreement, "first_mismatch": fx.first_mismatch},
+        energy_per_inference_j=None if energy is None else energy.total,
+        energy_complete=None if energy is None else energy.complete,
+        energy_unknown=[] if energy is None else energy.unknown,
+        # the report's verdict row for this chip (scope, intervals, decision, break-even), and every comparison
+        # it chose from
+        energy_scope=None if energy is None else energy.scope,
+        energy_interval_j=None if energy is None else energy.interval,
+        decision=None if verdict is None else verdict.decision, verdict_row=verdict, verdict_matrix=matrix,
+        latency_per_inference_s=None if latency is None else latency.latency_s,
+        ann={"accuracy": report.ann.accuracy_measured,
+             "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
+                       "per input; a cost reference, not a trained ANN",
+             "percent_of_ann_45nm": net.convention_45nm.percent_of_ann,
+             # SNN / ANN per ANN target, as the verdict decides it: an interval at one scope
+             "ratio_on_profile": [{"ann_profile": r.ann_profile, "scope": r.scope,
+                                   "ratio_interval": r.ratio_interval, "decision": r.decision} for r in matrix]},
+        **extras), strict=False)
 
 
 def _pct(x) -> str:
     return "unknown" if x is None else f"{100 * x:.2f} %"
 
 
-def render_summary(d: dict) -> str:
-    """The one-screen summary."""
-    lines: List[str] = []
-    c = d.get("front_choice")
-    if c:
-        lines.append(f"chosen from {c['run']}: {c['label']}, the cheapest on {c['profile']} within "
-                     f"{c['max_accuracy_drop']} points of the dense round ({100 * c['accuracy']:.2f} % vs "
-                     f"{100 * c['reference_accuracy']:.2f} % on {c['accuracy_on']}; {c['energy_j']:.4g} J, "
-                     f"{c['energy_kind']})")
-    if d["overlap"]:
-        lines.append(f"!! {d['overlap']['label']}")
-    fits = {True: "FITS", False: "DOES NOT FIT", None: "fit unknown"}[d["fits"]]
-    lines.append(f"{d['model']} ({d['method']}, {100 * d['sparsity']:.1f} % sparse) on {d['profile']}: {fits}"
-                 + (f" on {d['cores']} cores" if d["cores"] is not None else ""))
-    if d["verdict"]:
-        lines.append(f"  why: {d['verdict']}")
-    lines += [f"  - {f}" for f in d["failures"]]
-    acc = d["accuracy"]
-    lines.append(f"accuracy on {d['samples']} {d['dataset']} test samples (T={d['timesteps']}): snnTorch "
-                 f"{_pct(acc['snntorch_reference'])}, {d['float_backend']} {_pct(acc[d['float_backend']])}, "
-                 f"{d['backend']} {_pct(acc[d['backend']])}")
-    lines.append(f"{d['float_backend']} vs snnTorch: " + ("spike-identical in every layer" if d["float_spike_identical"]
-                                                else f"differs: {d['float_first_mismatch']}"))
-    ag = d["agreement"]
-    lines.append(f"{d['backend']} vs snnTorch: predictions agree {_pct(ag['predictions'])}"
-                 + ("" if ag["first_mismatch"] is None else f"; first spike difference: {ag['first_mismatch']}"))
-    e = d["energy_per_inference_j"]
-    lines.append("energy per inference: " + ("unknown" if e is None else f"{e:.4g} J" + (
-        "" if d["energy_complete"] else f" (incomplete: unknown {', '.join(d['energy_unknown'])})")))
-    v = d.get("verdict_row")
-    if v and v.get("best_ann"):
-        from .report.render import _break_even_cell, fmt_interval, fmt_ratio
+def _choice_line(c: FrontChoice) -> str:
+    return (f"chosen from {c.run}: {c.label}, the cheapest on {c.profile} within {c.max_accuracy_drop} points of "
+            f"the dense round ({100 * c.accuracy:.2f} % vs {100 * c.reference_accuracy:.2f} % on {c.accuracy_on}; "
+            f"{c.energy_j:.4g} J, {c.energy_kind})")
 
-        best = v["best_ann"]
-        lines.append(f"verdict at scope {v['scope']}: {v['decision']} (SNN {fmt_interval(v['snn_interval_at_scope_j'])}"
-                     f" vs {best['ann']} on {best['ann_profile']} {fmt_interval(best['ann_interval_j'])}, SNN/ANN "
-                     f"{fmt_ratio(v['ratio_interval'])})")
-        lines.append(f"  break-even: {_break_even_cell(v)}")
-    lat = d["latency_per_inference_s"]
-    lines.append("latency per inference: " + ("unknown (not in this report)" if lat is None else f"{lat:.4g} s"))
-    ann = d["ann"]
-    lines.append(f"ANN comparison: ANN accuracy {_pct(ann['accuracy'])}; SNN energy = "
-                 f"{ann['percent_of_ann_45nm']:.1f} % of the ANN's (45 nm convention)")
+
+def _verdict_lines(v: Optional[VerdictRow]) -> List[str]:
+    from .report.render import break_even_cell, fmt_interval, fmt_ratio
+
+    if v is None or v.best_ann is None:
+        return []
+    best = v.best_ann
+    return [f"verdict at scope {v.scope}: {v.decision} (SNN {fmt_interval(v.snn_interval_at_scope_j)} vs {best.ann} "
+            f"on {best.ann_profile} {fmt_interval(best.ann_interval_j)}, SNN/ANN {fmt_ratio(v.ratio_interval)})",
+            f"  break-even: {break_even_cell(v)}"]
+
+
+def _vendor_lines(v: Optional[VendorRun]) -> List[str]:
+    if v is None:
+        return []
+    lines = [f"{v.backend} (the vendor's simulator): accuracy {_pct(v.accuracy)}, predictions agree "
+             f"{_pct(v.prediction_agreement)} with snnTorch; " + (
+                 "NO SPIKES: the agreement is trivial" if v.silent else
+                 "spike-identical in every layer" if v.first_mismatch is None else
+                 f"first spike difference: {v.first_mismatch}")]
+    return lines + [f"  {n}" for n in v.notes if v.first_mismatch is not None
+                    and (" vs reference: " in n or n.startswith("first difference:"))]
+
+
+def _run_lines(d: DeployData) -> List[str]:
+    acc = d.accuracy
+    ag = d.agreement
+    return [f"accuracy on {d.samples} {d.dataset} test samples (T={d.timesteps}): snnTorch "
+            f"{_pct(acc['snntorch_reference'])}, {d.float_backend} {_pct(acc[d.float_backend])}, "
+            f"{d.backend} {_pct(acc[d.backend])}",
+            f"{d.float_backend} vs snnTorch: " + ("spike-identical in every layer" if d.float_spike_identical
+                                                  else f"differs: {d.float_first_mismatch}"),
+            f"{d.backend} vs snnTorch: predictions agree {_pct(ag.predictions)}"
+            + ("" if ag.first_mismatch is None else f"; first spike difference: {ag.first_mismatch}")]
+
+
+def _energy_lines(d: DeployData) -> List[str]:
     from .report.render import fmt_ratio
 
-    for r in ann["ratio_on_profile"]:
-        lines.append(f"  vs ANN on {r['ann_profile']} ({r['scope']}): SNN/ANN {fmt_ratio(r['ratio_interval'])}, "
-                     f"{r['decision']}")
-    v = d.get("vendor")
-    if v:
-        lines.append(f"{v['backend']} (the vendor's simulator): accuracy {_pct(v['accuracy'])}, predictions agree "
-                     f"{_pct(v['prediction_agreement'])} with snnTorch; " + (
-                         "NO SPIKES: the agreement is trivial" if v["silent"] else
-                         "spike-identical in every layer" if v["first_mismatch"] is None else
-                         f"first spike difference: {v['first_mismatch']}"))
-        lines += [f"  {n}" for n in v["notes"] if v["first_mismatch"] is not None
-                  and (" vs reference: " in n or n.startswith("first difference:"))]
-    if d.get("netx") and "not written" in str(d["netx"]):
-        lines.append(d["netx"])
+    e = d.energy_per_inference_j
+    lines = ["energy per inference: " + ("unknown" if e is None else f"{e:.4g} J" + (
+        "" if d.energy_complete else f" (incomplete: unknown {', '.join(d.energy_unknown)})"))]
+    lines += _verdict_lines(d.verdict_row)
+    lat = d.latency_per_inference_s
+    lines.append("latency per inference: " + ("unknown (not in this report)" if lat is None else f"{lat:.4g} s"))
+    lines.append(f"ANN comparison: ANN accuracy {_pct(d.ann.accuracy)}; SNN energy = "
+                 f"{d.ann.percent_of_ann_45nm:.1f} % of the ANN's (45 nm convention)")
+    return lines + [f"  vs ANN on {r.ann_profile} ({r.scope}): SNN/ANN {fmt_ratio(r.ratio_interval)}, {r.decision}"
+                    for r in d.ann.ratio_on_profile]
+
+
+def render_summary(d: DeployData) -> str:
+    """The one-screen summary."""
+    lines: List[str] = [_choice_line(d.front_choice)] if d.front_choice else []
+    if d.overlap:
+        lines.append(f"!! {d.overlap.label}")
+    fits = {True: "FITS", False: "DOES NOT FIT", None: "fit unknown"}[d.fits]
+    lines.append(f"{d.model} ({d.method}, {100 * d.sparsity:.1f} % sparse) on {d.profile}: {fits}"
+                 + (f" on {d.cores} cores" if d.cores is not None else ""))
+    if d.fit_summary:
+        lines.append(f"  why: {d.fit_summary}")
+    lines += [f"  - {f}" for f in d.failures]
+    lines += _run_lines(d) + _energy_lines(d) + _vendor_lines(d.vendor)
+    if d.netx and "not written" in d.netx:
+        lines.append(d.netx)
     return "\n".join(lines)

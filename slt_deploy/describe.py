@@ -41,7 +41,26 @@ def _kind(p: Path) -> str:
         return "netx" if is_netx(p) else "nir"
     if p.suffix.lower() == ".onnx":
         return "onnx"
+    if p.suffix.lower() == ".json":
+        return "deploy" if p.name.endswith("deploy.json") else "report"
     return "ticket"
+
+
+def describe_report_file(p: Path, kind: str, as_json: bool) -> str:
+    """A report.json (its verdict table) or deploy.json (its summary), read through the one loader: a file of
+    another version or tool is refused in one line naming the field."""
+    from .report.schema import load_deploy, load_report, to_json
+
+    record = load_deploy(p) if kind == "deploy" else load_report(p)
+    if as_json:
+        return json.dumps(to_json(record), indent=2)
+    if kind == "deploy":
+        from .deploy import render_summary
+
+        return f"deploy {p}\n" + render_summary(record)
+    from .report.render import Section, render_markdown, verdict_table
+
+    return render_markdown([Section(f"report {p}", (verdict_table(record),))])
 
 
 def describe_nir_file(p: Path, as_json: bool) -> str:
@@ -119,8 +138,8 @@ def describe_front(run_dir: Path, as_json: bool = False) -> str:
 
 
 def describe_file(path: str | Path, as_json: bool = False) -> str:
-    """A ticket, a NIR graph, a netx network or an ONNX model, as a table (or JSON); a run directory of the
-    energy objective, as its accuracy-energy front."""
+    """A ticket, a NIR graph, a netx network or an ONNX model, as a table (or JSON); a report.json (its verdict)
+    or deploy.json (its summary); a run directory of the energy objective, as its accuracy-energy front."""
     p = Path(path)
     if p.is_dir():
         from .paths import RunPaths
@@ -138,6 +157,8 @@ def describe_file(path: str | Path, as_json: bool = False) -> str:
         return describe_netx_file(p, as_json)
     if kind == "onnx":
         return describe_onnx_file(p, as_json)
+    if kind in ("report", "deploy"):
+        return describe_report_file(p, kind, as_json)
     info = describe_ticket(Ticket.load(p))
     if as_json:
         return json.dumps(info, indent=2)

@@ -73,16 +73,17 @@ def validate_record(model: Type[R], data: Any, where: str, error: Type[SltError]
 
 
 def load_record(path: str | Path, model: Type[R], what: str | None = None,
-                error: Type[SltError] = ConfigError, **context: Any) -> R:
+                error: Type[SltError] = ConfigError, allow_infinity: bool = False, **context: Any) -> R:
     """The file at ``path`` read, parsed as JSON and validated as ``model``; every problem is one line naming
     the file and the field. ``context`` is passed to the model's validators (``root`` defaults to the file's
-    folder, for :class:`RunPath` fields)."""
+    folder, for :class:`RunPath` fields). ``allow_infinity``: the file may hold ``Infinity`` (open interval
+    ends; the model's fields say where), never NaN."""
     p = Path(path)
     if p.is_symlink() and "root" in context and not _is_inside(p.resolve(), Path(context["root"])):
         raise error(f"{p}: a symbolic link to a file outside {context['root']}")
     text = read_text(p, what or model.__name__, error)
     try:
-        data = load_text(text, "json")
+        data = load_text(text, "json", infinity=allow_infinity)
     except ValueError as exc:
         raise error(f"{p}: {exc}") from None
     context.setdefault("root", p.parent)

@@ -115,11 +115,19 @@ def read_text(path: str | Path, what: str, error: Type[SltError] = ConfigError) 
         raise error(f"{p}: {what} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
 
 
-def load_text(text: str, fmt: str) -> Any:
-    """Parse YAML or JSON text with the refusals above; raises ValueError with a one-line reason."""
+def _infinity(name):
+    if name == "NaN":
+        _refuse_constant(name)
+    return float(name)
+
+
+def load_text(text: str, fmt: str, infinity: bool = False) -> Any:
+    """Parse YAML or JSON text with the refusals above; raises ValueError with a one-line reason. ``infinity``:
+    JSON's ``Infinity`` and ``-Infinity`` are read as numbers (an open end of an interval); NaN never is."""
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+            return json.loads(text, object_pairs_hook=_no_duplicates,
+                              parse_constant=_infinity if infinity else _refuse_constant)
         loader = _Loader(text)
         try:
             root = loader.get_single_node()

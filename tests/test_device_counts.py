@@ -93,21 +93,21 @@ def report_activity(tmp_path: Path, device: str) -> list:
     """The activity of a ticket (run in snnTorch on the device) and of its NIR graph (the executor's trace
     counted on the device), as report.json holds it."""
     from slt_deploy.export import export_ticket
-    from slt_deploy.report import build_report
+    from slt_deploy.report import build_report, load_report
 
     tmp_path.mkdir()
     ticket = small_ticket(tmp_path / "t.safetensors")
     export_ticket(ticket, "nir", tmp_path / "t.nir")
     result = build_report([ticket, tmp_path / "t.nir"], profiles=["loihi2"], out=tmp_path / "r", samples=40,
                           progress=False, neurobench=False, sanafe=False, train_ann=False, device=device)
-    networks = json.loads(result.json.read_text())["networks"]
-    return [{layer["name"]: layer for layer in n["activity"]["layers"]} for n in networks]
+    networks = load_report(result.json).networks
+    return [{layer.name: layer for layer in n.activity.layers} for n in networks]
 
 
 def test_report_counts_with_the_device_setting_on_the_cpu(tmp_path):
     ticket, graph = report_activity(tmp_path / "cpu", "cpu")
     assert ticket == graph  # snnTorch's run and the NIR executor's, counted the same way (recurrence included)
-    assert ticket["fc1_lif.recurrent"]["effective_synops"] > 0 and ticket["fc1"]["computed_once"]
+    assert ticket["fc1_lif.recurrent"].effective_synops > 0 and ticket["fc1"].computed_once
 
 
 @pytest.mark.gpu

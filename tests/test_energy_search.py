@@ -123,9 +123,17 @@ def test_the_meter_counts_with_the_cost_stage(imp_energy):
 
 
 def test_the_host_profile_is_the_reports():
-    from slt_deploy.report.build import HOST_PROFILE as REPORT_HOST
+    """One host profile: the energy search, the report and the CLI all take the cost stage's."""
+    import inspect
 
-    assert HOST_PROFILE == REPORT_HOST
+    from slt_deploy.cli import build_parser
+    from slt_deploy.cost import profiles
+    from slt_deploy.report import build_report
+
+    assert HOST_PROFILE is profiles.HOST_PROFILE
+    assert inspect.signature(build_report).parameters["host_profile"].default is profiles.HOST_PROFILE
+    assert build_parser().parse_args(["report", "t.safetensors", "--profiles", "loihi"]).host_profile \
+        == profiles.HOST_PROFILE
 
 
 # ------------------------------------------------------------------------------------------- the front
@@ -327,12 +335,12 @@ def test_deploy_picks_the_cheapest_ticket_within_the_drop_on_its_profile(imp_ene
                      for p in front["points"]]
             within = [(e, p) for e, p in costs if p["accuracy"] >= front["reference_accuracy"] - drop / 100 - 1e-12]
             cheapest = min(e for e, _ in within)
-            assert c["energy_j"] == cheapest and c["accuracy"] >= front["reference_accuracy"] - drop / 100 - 1e-12
+            assert c.energy_j == cheapest and c.accuracy >= front["reference_accuracy"] - drop / 100 - 1e-12
     with pytest.raises(ConfigError, match="publishes no per-event energy"):
         choose_from_front(result.run_dir, "xylo", 1.0)
     out = deploy(result.run_dir, profile="loihi", out=tmp_path / "dep", backend="fast-fixed", samples=50,
                  progress=False, echo=quiet, max_accuracy_drop=1.0)
     c = choose_from_front(result.run_dir, "loihi", 1.0)
-    assert out.data["front_choice"]["ticket"] == c["ticket"]
-    assert_same_tensors(Ticket.load(out.files["ticket"]).state, Ticket.load(c["ticket_path"]).state)
+    assert out.record.front_choice.ticket_path == c.ticket_path
+    assert_same_tensors(Ticket.load(out.files["ticket"]).state, Ticket.load(c.ticket_path).state)
     assert "chosen from" in out.summary

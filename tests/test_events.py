@@ -15,6 +15,7 @@ from numpy.lib import recfunctions
 from slt_deploy import data as D
 from slt_deploy.config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
 from slt_deploy.errors import DataError
+from slt_deploy.report.schema import load_report
 
 # ------------------------------------------------------------------------------------ fixture writers
 
@@ -492,10 +493,10 @@ def test_report_on_an_event_ticket_runs_the_ann_twin_on_event_count_images(event
     # the untrained twin (ONNX of the ticket's weights with ReLU) is what runs on event-count images here
     assert main(["report", str(result.ticket_path), "--profiles", "cmos45", "--out", str(out),
                  "--samples", str(N_SIM), "--no-progress", "--untrained-ann"]) == 0
-    ann = json.loads((out / "report.json").read_text())["ann"]
+    ann = load_report(out / "report.json").ann
     test = D.load_dataset(ticket_data(result.ticket)).test
     counts = torch.from_numpy(test.images[:N_SIM]).float().sum(1)  # frames summed over time
     twin = ann_twin(Ticket.load(result.ticket_path))
     with torch.no_grad():
         expected = float((twin(counts).argmax(1).numpy() == test.labels[:N_SIM]).mean())
-    assert ann["accuracy_measured"] == pytest.approx(expected)
+    assert ann.accuracy_measured == pytest.approx(expected)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from slt_deploy.exporters.nir_format import read_nir
+from slt_deploy.report.schema import load_report
 from slt_deploy.simulate.run import BACKENDS
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "nir-paper"  # ../shared next to the repository
@@ -231,10 +232,10 @@ def test_report_runs_a_graph_without_metadata_on_an_input_file(tmp_path, capsys)
     assert main(["report", str(tmp_path / "ours.nir"), "--out", str(tmp_path / "a")] + common) == 0
     assert main(["report", str(tmp_path / "foreign.nir"), "--out", str(tmp_path / "b"), "--input",
                  str(tmp_path / "digits.npz"), "--timesteps", "4"] + common) == 0
-    a, b = (json.loads((tmp_path / d / "report.json").read_text())["networks"][0] for d in "ab")
-    assert b["accuracy_measured"] == a["accuracy_measured"]
-    assert b["activity"]["per_sample"] == a["activity"]["per_sample"]
-    assert b["dataset"] == "file digits.npz" and b["timesteps"] == 4
+    a, b = (load_report(tmp_path / d / "report.json").networks[0] for d in "ab")
+    assert b.accuracy_measured == a.accuracy_measured
+    assert b.activity.per_sample == a.activity.per_sample
+    assert b.dataset == "file digits.npz" and b.timesteps == 4
     capsys.readouterr()
     np.savez(tmp_path / "nolabels.npz", x=test.images[:20].astype(np.float32) / 255.0)
     assert main(["report", str(tmp_path / "foreign.nir"), "--out", str(tmp_path / "c"), "--input",
@@ -435,11 +436,11 @@ def test_subtract_reset_ticket_deploys_and_loihi1_is_refused_in_the_report(tmp_p
     fixed = simulate(graph, "fast-fixed", samples=20, progress=False)
     assert fixed.prediction_agreement >= 0.95
     report = build_report([ticket], profiles=["loihi", "loihi2"], out=tmp_path / "r", samples=20, progress=False)
-    mapping = json.loads(report.json.read_text())["networks"][0]["mapping"]
-    assert mapping["loihi"]["fits"] is False
-    assert mapping["loihi"]["verdict"] == ("loihi: does not fit: every spiking layer resets by subtract; loihi "
-                                           "implements only: zero")
-    assert mapping["loihi2"]["fits"] is True
+    mapping = report.report.networks[0].mapping
+    assert mapping["loihi"].fits is False
+    assert mapping["loihi"].fit_summary == ("loihi: does not fit: every spiking layer resets by subtract; loihi "
+                                            "implements only: zero")
+    assert mapping["loihi2"].fits is True
 
 
 def test_netx_with_the_first_layer_on_chip_and_inspect_reads_netx(tmp_path, capsys):
@@ -644,14 +645,14 @@ def test_recurrent_mlp_trained_by_the_search_deploys_end_to_end(tmp_path):
 
     report = build_report([path, tmp_path / "t.nir"], profiles=["loihi2"], out=tmp_path / "r", samples=samples,
                           progress=False, runs_dir=tmp_path / "runs", neurobench=False, sanafe=False)
-    nets = json.loads(report.json.read_text())["networks"]
+    nets = report.report.networks
     kept = ticket.mask["fc1_lif.recurrent"].double().sum(0).numpy()  # kept weights per source neuron
     previous = np.concatenate([np.zeros_like(spikes[:, :1]), spikes[:, :-1]], axis=1)
     by_hand = float((previous.sum(axis=(0, 1)) * kept).sum()) / samples
     for net in nets:
-        layers = {l["name"]: l for l in net["activity"]["layers"]}
-        assert layers["fc1_lif.recurrent"]["effective_synops"] == pytest.approx(by_hand, rel=1e-12)
-        assert net["mapping"]["loihi2"]["fits"] is True
+        layers = {l.name: l for l in net.activity.layers}
+        assert layers["fc1_lif.recurrent"].effective_synops == pytest.approx(by_hand, rel=1e-12)
+        assert net.mapping["loihi2"].fits is True
 
 
 # ----------------------------------------------------------------------------------- tau < dt (issue 26)

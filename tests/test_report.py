@@ -25,7 +25,8 @@ from slt_deploy.cost.mapping import layer_memory
 from slt_deploy.search.masks import Mask, apply_mask, prune_magnitude
 from slt_deploy.models import build_model, prunable_layers, resolve_config
 from slt_deploy.cost.profiles import ProfileError, load_profile, profile_names
-from slt_deploy.report import ReportError, build_report, profiles_table
+from slt_deploy.report import ReportError, build_report, load_report, profiles_table
+from slt_deploy.report.schema import EnergyRecord
 from slt_deploy.ticket import Ticket, TicketRecord
 
 MY_CHIP = Path(__file__).resolve().parents[1] / "examples" / "my_chip.yaml"
@@ -68,7 +69,7 @@ def report(tickets, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     inputs = [tickets["dense"], tickets["imp"], tickets["random"], tickets["nir"]]
     result = build_report(inputs, profiles=PROFILES, out=out, samples=SAMPLES, progress=False, sanafe=False)
-    return result, json.loads(result.json.read_text())
+    return result, load_report(result.json)   # as written to report.json, read back through the one loader
 
 
 def _first(n: int):
@@ -84,8 +85,13 @@ def first_samples():
     return encode(x, "direct", T), torch.from_numpy(test.labels[:SAMPLES])
 
 
-def net_entry(data: dict, file: Path) -> dict:
-    return next(n for n in data["networks"] if n["file"] == str(file))
+def net_entry(data, file: Path):
+    return next(n for n in data.networks if n.file == str(file))
+
+
+def record(breakdown) -> EnergyRecord:
+    """An energy breakdown as report.json holds it."""
+    return EnergyRecord.model_validate(breakdown.to_dict(), strict=False)
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -97,44 +103,44 @@ def test_energy_is_the_cost_model_on_independent_counts(report, tickets, first_s
         model = Ticket.load(tickets[key]).build_model()
         activity = count_snntorch(model, x_seq)
         entry = net_entry(data, tickets[key])
-        assert entry["activity"]["per_sample"]["output_spikes"] > 0  # the run really spiked
-        assert entry["activity"]["per_sample"]["effective_macs"] == activity.effective_macs
-        assert entry["activity"]["per_sample"]["effective_acs"] == activity.effective_acs
+        assert entry.activity.per_sample.output_spikes > 0  # the run really spiked
+        assert entry.activity.per_sample.effective_macs == activity.effective_macs
+        assert entry.activity.per_sample.effective_acs == activity.effective_acs
         for spec in ("loihi", "xylo", MY_CHIP):
             profile = load_profile(spec)
-            assert entry["energy"][profile.name] == snn_energy(activity, profile, host="int8-45nm").to_dict()
+            assert entry.energy[profile.name] == record(snn_energy(activity, profile, host="int8-45nm"))
         with torch.no_grad():
             correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
-        assert entry["accuracy_measured"] == correct / SAMPLES and entry["samples"] == SAMPLES
-        assert entry["accuracy"] == Ticket.load(tickets[key]).record.accuracy
+        assert entry.accuracy_measured == correct / SAMPLES and entry.samples == SAMPLES
+        assert entry.accuracy == Ticket.load(tickets[key]).record.accuracy
 
 
 def test_ann_is_the_trained_twin_counted_by_the_same_rule(report, tickets, first_samples):
     """The ANN is the dense twin trained with the ticket's recipe, run on the same samples, and its energy is the
     cost model on its own measured activations (nonzero activation x nonzero weight)."""
     from slt_deploy.cost import ann_energy_from_activity
-    from slt_deploy.report.build import twin_config
+    from slt_deploy.report import twin_config
 
     _, data = report
-    ann = data["ann"]
-    assert ann["trained"] is True and "trained with its recipe" in ann["origin"]
-    twin = Ticket.load(ann["file"])
+    ann = data.ann
+    assert ann.trained is True and "trained with its recipe" in ann.origin
+    twin = Ticket.load(ann.file)
     assert twin.record.method == "dense" and twin.record.model.spiking is False
     config = twin_config(Ticket.load(tickets["dense"]))
-    assert Path(ann["file"]).parent.name == config.run_name()
+    assert Path(ann.file).parent.name == config.run_name()
     x_seq, labels = first_samples
     model = twin.build_model()
     activity = count_snntorch(model, x_seq, source="torch (ANN)")  # run as trained: T steps of the same image
     # a constant real-valued input is computed once: each layer costs one pass, as an ANN does
     assert all(l.computed_once for l in activity.layers)
-    assert data["ann"]["energy"]["fp32-45nm"] == ann_energy_from_activity(activity, "fp32-45nm").to_dict()
+    assert data.ann.energy["fp32-45nm"] == record(ann_energy_from_activity(activity, "fp32-45nm"))
     with torch.no_grad():
         correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
-    assert ann["accuracy_measured"] == correct / SAMPLES
-    assert set(data["ann"]["energy"]) == {"fp32-45nm"}  # chips do not run the ANN
+    assert ann.accuracy_measured == correct / SAMPLES
+    assert set(data.ann.energy) == {"fp32-45nm"}  # chips do not run the ANN
     entry = net_entry(data, tickets["dense"])  # each network says what it is compared with, and its cost
-    assert entry["compared_with"]["accuracy_measured"] == ann["accuracy_measured"] and entry["compared_with"]["trained"]
-    assert entry["per_inference"]["loihi"]["energy_j"] == entry["energy"]["loihi"]["total"]
+    assert entry.compared_with.accuracy_measured == ann.accuracy_measured and entry.compared_with.trained
+    assert entry.per_inference["loihi"].energy_j == entry.energy["loihi"].total
 
 
 def test_dense_rule_percent_is_the_hand_count(tickets, tmp_path):
@@ -144,9 +150,9 @@ def test_dense_rule_percent_is_the_hand_count(tickets, tmp_path):
                      ops="dense", neurobench=False, sanafe=False)
     snn = 4.6e-12 * 64 * 32 + 0.9e-12 * 32 * 10 * T
     ann = 4.6e-12 * (64 * 32 + 32 * 10)
-    entry = r.data["networks"][0]
-    assert entry["convention_45nm"]["percent_of_ann"] == pytest.approx(100 * snn / ann, rel=1e-12)
-    assert entry["counting_rule"]["ops"] == "dense" and r.data["ann"]["energy"]["cmos45"]["ops"] == "dense"
+    entry = r.report.networks[0]
+    assert entry.convention_45nm.percent_of_ann == pytest.approx(100 * snn / ann, rel=1e-12)
+    assert entry.counting_rule.ops == "dense" and r.report.ann.energy["cmos45"].ops == "dense"
     text = r.markdown.read_text()
     assert text.count("Counting rule: dense ops") >= 4 and "Counting rule: effective" not in text
 
@@ -155,15 +161,16 @@ def test_neurobench_layers_equal_the_counts(report, tickets):
     """NeuroBench 2.3.0's own per-layer effective ACs equal the project's; the host layer differs by T, said so."""
     _, data = report
     for key in ("dense", "imp"):
-        nb = net_entry(data, tickets[key])["neurobench"]
-        act = {l["name"]: l for l in net_entry(data, tickets[key])["activity"]["layers"]}
-        fc1, readout = (next(l for l in nb["layers"] if l["layer"] == n) for n in ("fc1", "readout"))
-        assert readout["neurobench"]["effective_acs"] == act["readout"]["effective_synops"] > 0
-        assert readout["note"] == "equal"
-        assert fc1["neurobench"]["effective_macs"] == pytest.approx(T * act["fc1"]["effective_synops"])
-        assert "NeuroBench counts it at each of the T = 4 calls" in fc1["note"]
-        assert nb["metrics"]["SynapticOperations"]["Effective_ACs"] == readout["neurobench"]["effective_acs"]
-        assert nb["metrics"]["ConnectionSparsity"] == pytest.approx(net_entry(data, tickets[key])["sparsity"])
+        nb = net_entry(data, tickets[key]).neurobench
+        act = {l.name: l for l in net_entry(data, tickets[key]).activity.layers}
+        fc1, readout = (next(l for l in nb.layers if l.layer == n) for n in ("fc1", "readout"))
+        assert readout.neurobench.effective_acs == act["readout"].effective_synops > 0
+        assert readout.note == "equal"
+        assert fc1.neurobench.effective_macs == pytest.approx(T * act["fc1"].effective_synops)
+        assert "NeuroBench counts it at each of the T = 4 calls" in fc1.note
+        # NeuroBench's own metrics, as its result dict names them
+        assert nb.metrics["SynapticOperations"]["Effective_ACs"] == readout.neurobench.effective_acs
+        assert nb.metrics["ConnectionSparsity"] == pytest.approx(net_entry(data, tickets[key]).sparsity)
 
 
 def test_sanafe_profile_figures_equal_the_analytical_model():
@@ -192,30 +199,30 @@ def test_unknown_and_included_are_printed_as_such(report, tickets, tmp_path):
     r = build_report([tickets["dense"]], profiles=["xylo", "loihi2", "truenorth"], out=tmp_path, samples=SAMPLES,
                      progress=False, neurobench=False, sanafe=False)
     text = r.markdown.read_text()
-    assert r.data["networks"][0]["energy"]["xylo"]["kind"] == "unknown"        # no per-event figure published
-    assert r.data["networks"][0]["energy"]["loihi2"]["kind"] == "upper bound"  # bounds derived from PilotNet
+    assert r.report.networks[0].energy["xylo"].kind == "unknown"        # no per-event figure published
+    assert r.report.networks[0].energy["loihi2"].kind == "upper bound"  # bounds derived from PilotNet
     assert "unknown: needs synaptic_op" in text and ">= 0 " not in text
     assert "| included |" in text or "| included" in text
     # the host layer is off chip: no population of the mapping holds its synapses
-    assert r.data["networks"][0]["mapping"]["loihi2"]["host_layers"] == ["fc1"]
+    assert r.report.networks[0].mapping["loihi2"].host_layers == ["fc1"]
     assert "data:image/png;base64," in r.html.read_text()
 
 
 def test_components_sum_to_the_total(report):
     _, data = report
-    breakdowns = [data["ann"]["convention_45nm"], *data["ann"]["energy"].values()]
-    for n in data["networks"]:
-        breakdowns += [n["convention_45nm"]["snn"], *n["energy"].values()]
+    breakdowns = [data.ann.convention_45nm, *data.ann.energy.values()]
+    for n in data.networks:
+        breakdowns += [n.convention_45nm.snn, *n.energy.values()]
     for b in breakdowns:
-        assert math.isclose(sum(b["components"].values()), b["total"], rel_tol=1e-12, abs_tol=0)
-        assert b["complete"] == (not b["unknown"])
+        assert math.isclose(sum(b.components.values()), b.total, rel_tol=1e-12, abs_tol=0)
+        assert b.complete == (not b.unknown)
 
 
 def test_45nm_percent_is_the_papers_formula(report, tickets, first_samples):
     _, data = report
     x_seq, _ = first_samples
     # one rule (effective) on both sides: E_ANN = 4.6 pJ x the trained twin's measured effective MACs
-    ann = Ticket.load(data["ann"]["file"]).build_model()
+    ann = Ticket.load(data.ann.file).build_model()
     e_ann = 4.6e-12 * count_snntorch(ann, x_seq).effective_synops
     for key in ("dense", "imp", "random"):
         a = count_snntorch(Ticket.load(tickets[key]).build_model(), x_seq)
@@ -223,22 +230,22 @@ def test_45nm_percent_is_the_papers_formula(report, tickets, first_samples):
         assert a.effective_macs == a.layer("fc1").effective_synops
         assert a.effective_acs == a.layer("readout").effective_synops
         e_snn = 4.6e-12 * a.effective_macs + 0.9e-12 * a.effective_acs
-        assert net_entry(data, tickets[key])["convention_45nm"]["percent_of_ann"] == pytest.approx(
+        assert net_entry(data, tickets[key]).convention_45nm.percent_of_ann == pytest.approx(
             100 * e_snn / e_ann, rel=1e-12)
     # pruning removes synaptic ops: the IMP ticket costs less than the dense one on the same samples
-    assert (net_entry(data, tickets["imp"])["convention_45nm"]["percent_of_ann"]
-            < net_entry(data, tickets["dense"])["convention_45nm"]["percent_of_ann"])
+    assert (net_entry(data, tickets["imp"]).convention_45nm.percent_of_ann
+            < net_entry(data, tickets["dense"]).convention_45nm.percent_of_ann)
 
 
 def test_nir_input_counts_equal_its_ticket(report, tickets):
     _, data = report
     nir, ticket = net_entry(data, tickets["nir"]), net_entry(data, tickets["imp"])
-    assert nir["kind"] == "nir" and nir["activity"]["source"] == "nir-executor"
-    assert nir["activity"]["per_sample"] == ticket["activity"]["per_sample"]
-    without_notes = lambda energy: {k: {**v, "notes": None} for k, v in energy.items()}  # notes name the backend
-    assert without_notes(nir["energy"]) == without_notes(ticket["energy"])
-    assert nir["accuracy_measured"] == ticket["accuracy_measured"]
-    assert nir["accuracy"] == ticket["accuracy"] and nir["sparsity"] == pytest.approx(ticket["sparsity"])
+    assert nir.kind == "nir" and nir.activity.source == "nir-executor"
+    assert nir.activity.per_sample == ticket.activity.per_sample
+    without_notes = lambda energy: {k: v.model_copy(update={"notes": []}) for k, v in energy.items()}  # notes name the backend
+    assert without_notes(nir.energy) == without_notes(ticket.energy)
+    assert nir.accuracy_measured == ticket.accuracy_measured
+    assert nir.accuracy == ticket.accuracy and nir.sparsity == pytest.approx(ticket.sparsity)
 
 
 def test_nir_conv_graph_with_pooling_counts_equal_its_ticket(tmp_path):
@@ -272,41 +279,41 @@ def test_memory_and_fit(report, tickets):
     entry = net_entry(data, tickets["imp"])
     layers = synapse_layers(Ticket.load(tickets["imp"]).build_model(), (1, 8, 8))
     loihi = load_profile("loihi")
-    memory = entry["memory"]["loihi"]
+    memory = entry.memory["loihi"]
     # the host computes fc1 (direct encoding): only the readout's synapses are stored on chip
-    assert [l["name"] for l in memory["layers"]] == ["readout"]
-    for got, layer in zip(memory["layers"], layers[1:]):
+    assert [l.name for l in memory.layers] == ["readout"]
+    for got, layer in zip(memory.layers, layers[1:]):
         expected = layer_memory(layer, loihi)
-        assert got["bits"] == expected.bits and got["best"] == expected.best
-    totals = {e: sum(l["bits"][e] for l in memory["layers"]) for e in loihi.encodings}
-    assert memory["totals"] == totals and memory["best_encoding"] == min(totals, key=totals.get)
-    assert entry["mapping"]["loihi"]["fits"] is True and entry["mapping"]["loihi"]["cores_used"] == 2
+        assert got.bits == expected.bits and got.best == expected.best
+    totals = {e: sum(l.bits[e] for l in memory.layers) for e in loihi.encodings}
+    assert memory.totals == totals and memory.best_encoding == min(totals, key=totals.get)
+    assert entry.mapping["loihi"].fits is True and entry.mapping["loihi"].cores_used == 2
     # Xylo has 16 input channels: the 32 host currents into fc1's neurons (one channel each) do not fit
-    assert entry["mapping"]["xylo"]["verdict"] == ("xylo: does not fit: layer fc1 (host currents): 32 inputs, "
-                                                   "input_channels = 16")
-    assert entry["mapping"]["loihi"]["host_layers"] == ["fc1"]
-    assert "fp32-45nm" not in entry["mapping"] and "fp32-45nm" not in entry["energy"]
+    assert entry.mapping["xylo"].fit_summary == ("xylo: does not fit: layer fc1 (host currents): 32 inputs, "
+                                                 "input_channels = 16")
+    assert entry.mapping["loihi"].host_layers == ["fc1"]
+    assert "fp32-45nm" not in entry.mapping and "fp32-45nm" not in entry.energy
 
 
 def test_unknown_figures_are_listed_never_invented(report, tickets):
     result, data = report
-    loihi = data["profiles"]["loihi"]
-    assert set(loihi["unknown_figures"]) == {"mac", "static_power", "timestep_latency"}
-    dense = net_entry(data, tickets["dense"])["energy"]["loihi"]
+    loihi = data.profiles["loihi"]
+    assert set(loihi.unknown_figures) == {"mac", "static_power", "timestep_latency"}
+    dense = net_entry(data, tickets["dense"]).energy["loihi"]
     # the direct-encoded first layer runs on the host (charged there), so Loihi's unknown mac is not needed
-    assert "mac" not in dense["unknown"] and dense["components"]["first_layer"] > 0 and not dense["complete"]
-    assert loihi["unknown_in_report"] == ["static_power"]
-    xylo = data["profiles"]["xylo"]
+    assert "mac" not in dense.unknown and dense.components["first_layer"] > 0 and not dense.complete
+    assert loihi.unknown_in_report == ["static_power"]
+    xylo = data.profiles["xylo"]
     # no figure of xylo is known: only the host's first layer is, so the chip's total is unknown, not ">= x"
-    assert xylo["unknown_in_report"]
-    assert data["profiles"]["fp32-45nm"]["unknown_in_report"] == ["static_power"]
+    assert xylo.unknown_in_report
+    assert data.profiles["fp32-45nm"].unknown_in_report == ["static_power"]
     # a pair with no known total on either side gets no percentage; one with bounds or unknown parts is an estimate
-    assert data["ratios"]
-    for r in data["ratios"]:
-        if r["percent"] is None:
-            assert r["note"].startswith("unknown: needs ")
+    assert data.ratios
+    for r in data.ratios:
+        if r.percent is None:
+            assert r.note.startswith("unknown: needs ")
         else:
-            assert r["kind"] == "estimate" and r["note"].startswith("estimate: ")
+            assert r.kind == "estimate" and r.note.startswith("estimate: ")
     md = result.markdown.read_text()
     assert "| loihi | mac, static_power, timestep_latency |" in md
     assert ">= " in md
@@ -317,10 +324,10 @@ def test_custom_profile_file_works(report, tickets):
     profile = load_profile(MY_CHIP)
     for fig in profile.figures.values():  # every figure known and sourced, its reasoning given
         assert fig.value is not None and fig.source and fig.status in ("estimate", "included") and fig.note
-    chip = data["profiles"][profile.name]
-    assert chip["given_as"] == str(MY_CHIP) and chip["unknown_figures"] == []
-    assert all(n["energy"][profile.name]["complete"] for n in data["networks"])
-    assert net_entry(data, tickets["dense"])["mapping"][profile.name]["fits"] is True
+    chip = data.profiles[profile.name]
+    assert chip.given_as == str(MY_CHIP) and chip.unknown_figures == []
+    assert all(n.energy[profile.name].complete for n in data.networks)
+    assert net_entry(data, tickets["dense"]).mapping[profile.name].fits is True
     assert f"### {profile.name}" in result.markdown.read_text()
 
 
@@ -333,9 +340,9 @@ def test_files_and_side_by_side_table(report, tickets):
     for png in result.plots.values():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
-    labels = [n["label"] for n in data["networks"]]
+    labels = [n.label for n in data.networks]
     assert labels == ["dense SNN", "imp 50.0 % (imp.safetensors)", "random 80.0 %", "imp 50.0 % (imp.nir)"]
-    assert net_entry(data, tickets["dense"])["dense"] is True
+    assert net_entry(data, tickets["dense"]).dense is True
     page = result.html.read_text()
     assert page.count("<table>") >= 5 and "<th>% of ANN (45 nm)</th>" in page
     assert all(f"<td>{label}</td>" in page for label in ["ANN", *labels])
@@ -348,18 +355,18 @@ def test_given_ann_is_used_and_no_twin_is_written(tickets, tmp_path):
     ann = export_ticket_onnx(tickets["imp"], tmp_path / "imp_ann.onnx")  # a sparse ANN: zero-skipping helps
     out = tmp_path / "out"
     result = build_report([tickets["dense"]], ann=ann, profiles=["cmos45"], out=out, samples=20, progress=False)
-    entry = result.data["ann"]
-    assert entry["origin"] == "given with --ann" and entry["file"] == str(ann)
+    entry = result.report.ann
+    assert entry.origin == "given with --ann" and entry.file == str(ann)
     # an ONNX ANN runs in onnxruntime with its layer inputs recorded: its first layer (the IMP ticket's own fc1 on
     # the same pixels) has that ticket's fc1 effective ops; the readout's are its nonzero ReLU outputs x weights
     imp = Ticket.load(tickets["imp"]).build_model()
     x_seq, _ = next(iter(_first(20)))
     snn_fc1 = count_snntorch(imp, x_seq).layer("fc1").effective_synops
-    ann_layers = entry["activity"]["layers"]
-    assert ann_layers[0]["from_input"] and ann_layers[0]["effective_synops"] == pytest.approx(snn_fc1, rel=1e-12)
-    assert 0 < ann_layers[1]["effective_synops"] < ann_layers[1]["dense_ops"]
-    assert entry["energy"]["cmos45"]["counts"]["first_layer"] == ann_layers[0]["effective_synops"]
-    assert not (out / "ann_twin.onnx").exists() and result.data["ratios"] == []
+    ann_layers = entry.activity.layers
+    assert ann_layers[0].from_input and ann_layers[0].effective_synops == pytest.approx(snn_fc1, rel=1e-12)
+    assert 0 < ann_layers[1].effective_synops < ann_layers[1].dense_ops
+    assert entry.energy["cmos45"].counts["first_layer"] == ann_layers[0].effective_synops
+    assert not (out / "ann_twin.onnx").exists() and result.report.ratios == []
     assert (out / "report.md").read_text().count("| ANN | imp_ann.onnx |") == 1
 
 
@@ -430,8 +437,8 @@ def test_batches_are_merged_into_a_per_sample_mean(tickets):
 def test_untrained_twin_is_labelled_so_everywhere(tickets, tmp_path):
     r = build_report([tickets["dense"]], profiles=["cmos45", "fp32-45nm"], out=tmp_path, samples=SAMPLES,
                      progress=False, train_ann=False, neurobench=False, sanafe=False)
-    ann = r.data["ann"]
-    assert ann["trained"] is False and ann["label"] == "ANN (untrained)" and "UNTRAINED" in ann["origin"]
+    ann = r.report.ann
+    assert ann.trained is False and ann.label == "ANN (untrained)" and "UNTRAINED" in ann.origin
     md = r.markdown.read_text()
     assert "| ANN (untrained) | ann_twin.onnx |" in md                       # side-by-side table
     assert "| ANN (untrained) | cmos45 |" in md                                 # memory table of the verdict
@@ -444,7 +451,7 @@ def test_twin_is_the_run_search_would_make(tmp_path):
     own: same run name, so the same run (and accuracy) as that command, reused when it exists."""
     from slt_deploy.cli import build_parser, run_config_from_args
     from slt_deploy.config import RunConfig, SearchConfig, TrainConfig
-    from slt_deploy.report.build import twin_config
+    from slt_deploy.report import twin_config
 
     ticket_cfg = RunConfig(model=ModelConfig(name="mlp"), data=DataConfig(dataset="mnist", timesteps=5),
                            train=TrainConfig(epochs=5, lr=0.1), search=SearchConfig(method="imp", rounds=4))
@@ -465,18 +472,18 @@ def test_also_ann_tickets_are_measured_and_costed_by_the_same_rule(tickets, tmp_
     lt = make_ticket(tmp_path / "lt.safetensors", "imp", prune=0.5, round_=2, spiking=False)
     r = build_report([tickets["imp"]], profiles=["cmos45", "int8-45nm"], out=tmp_path / "out", samples=SAMPLES,
                      progress=False, train_ann=False, neurobench=False, sanafe=False, also_ann=[lt])
-    (other,) = r.data["ann_others"]
+    (other,) = r.report.ann_others
     x_seq, labels = first_samples
     model = Ticket.load(lt).build_model()
     activity = count_snntorch(model, x_seq, source="torch (ANN)")
     # stored in its best encoding (CSR at 50 % sparsity when smaller): bits stored / weights stored per read
-    mem = other["memory"]["int8-45nm"]["mem"]
-    stored = sum(l.nonzero_weights if mem["best_encoding"] != "dense" else l.weights for l in activity.layers)
-    storage = (mem["best_bits"], mem["best_bits"] / stored)
-    assert other["energy"]["int8-45nm"] == ann_energy_from_activity(activity, "int8-45nm", storage=storage).to_dict()
+    mem = other.memory["int8-45nm"].mem
+    stored = sum(l.nonzero_weights if mem.best_encoding != "dense" else l.weights for l in activity.layers)
+    storage = (mem.best_bits, mem.best_bits / stored)
+    assert other.energy["int8-45nm"] == record(ann_energy_from_activity(activity, "int8-45nm", storage=storage))
     with torch.no_grad():
-        assert other["accuracy_measured"] == int((model(x_seq).sum(0).argmax(1) == labels).sum()) / SAMPLES
-    assert other["sparsity"] == pytest.approx(0.5, abs=0.01) and other["label"] == "ANN lt"
+        assert other.accuracy_measured == int((model(x_seq).sum(0).argmax(1) == labels).sum()) / SAMPLES
+    assert other.sparsity == pytest.approx(0.5, abs=0.01) and other.label == "ANN lt"
     assert "| ANN lt | lt.safetensors | " in r.markdown.read_text()
 
 
@@ -486,9 +493,9 @@ def test_cli_report_flags_reach_the_report(tickets, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["report", str(tickets["dense"]), "--profiles", "cmos45", "--out", str(out), "--samples", "20",
                  "--ops", "dense", "--untrained-ann", "--no-neurobench", "--no-sanafe", "--no-progress"]) == 0
-    data = json.loads((out / "report.json").read_text())
-    assert data["counting_rule"]["ops"] == "dense" and data["ann"]["trained"] is False
-    assert "neurobench" not in data["networks"][0] and "sanafe" not in data["networks"][0]
+    data = load_report(out / "report.json")
+    assert data.counting_rule.ops == "dense" and data.ann.trained is False
+    assert data.networks[0].neurobench is None and data.networks[0].sanafe is None
     assert main(["report", str(tickets["dense"]), "--profiles", "cmos45", "--out", str(tmp_path / "bad"),
                  "--host-profile", "loihi"]) == 2
     assert "host profile loihi is a neuromorphic chip" in capsys.readouterr().err

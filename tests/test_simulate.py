@@ -16,6 +16,7 @@ from slt_deploy.data import encode, load_dataset
 from slt_deploy.export import export_ticket
 from slt_deploy.search.masks import Mask, apply_mask, prune_magnitude
 from slt_deploy.models import build_model, prunable_layers, resolve_config
+from slt_deploy.report import load_report
 from slt_deploy.simulate import simulate
 from slt_deploy.ticket import Ticket, TicketRecord
 
@@ -114,14 +115,14 @@ def test_demo_runs_every_stage_on_the_offline_mnist(tmp_path, capsys):
     assert sims["lava-float"]["first_mismatch"] is None  # the deployed network is the trained one
     assert sims["fast-fixed"]["samples"] == 2000
     assert abs(sims["fast-fixed"]["accuracy"] - sims["fast-fixed"]["reference_accuracy"]) <= 0.01
-    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    report = load_report(tmp_path / "report" / "report.json")
     # the energy objective's front: the dense round and every non-dominated ticket, the chosen one among them
     (run,) = [p for p in (tmp_path / "runs").glob("imp_*") if "-ann" not in p.name]  # the SNN's, not the LT's
     # the ANN pruned like the front's tickets, trained with the same recipe, is among the report's ANNs
-    assert report["ann_others"] and all(a["label"].startswith("pruned ANN") for a in report["ann_others"])
-    assert report["verdict"] and all(r["decision"] for r in report["verdict"])
+    assert report.ann_others and all(a.label.startswith("pruned ANN") for a in report.ann_others)
+    assert report.verdict and all(r.decision for r in report.verdict)
     front = json.loads((run / "front.json").read_text())
-    assert report["inputs"] == list(dict.fromkeys(
+    assert report.inputs == list(dict.fromkeys(
         [str(run / "rounds" / "round_00.safetensors"), *(str(run / p["ticket"]) for p in front["front"])]))
     assert "front:" in text and front["chosen"] in front["front"]
     for name in ("report.md", "report.html", "energy_breakdown.png"):

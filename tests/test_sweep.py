@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from slt_deploy.report.schema import load_report
 from slt_deploy.cli import main
 from slt_deploy.sweep import JOB_LOG, ReportSettings, SweepEvent, load_sweep, parse_sweep, run_sweep
 from slt_deploy.ticket import Ticket
@@ -138,8 +139,8 @@ def test_restart_reruns_only_what_is_not_finished(grid_sweep, tmp_path):
     assert ticket_mtimes(runs) == after
     assert [r["accuracy"] for r in again.rows] == [r["accuracy"] for r in result.rows]
     # the cost report over the sweep's tickets, without a manual step
-    report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
-    assert sorted(report["inputs"]) == sorted(r["ticket"] for r in again.rows)
+    report = load_report(tmp_path / "out" / "report" / "report.json")
+    assert sorted(report.inputs) == sorted(r["ticket"] for r in again.rows)
     assert again.report == tmp_path / "out" / "report" / "report.md"
     assert "report/report.md" in again.summary.read_text()
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from slt_deploy.report.schema import load_deploy, load_report
 from slt_deploy.cli import main
 from slt_deploy.data import check_overlap, fingerprint, infer_dataset, load_dataset
 from slt_deploy.data.base import ArrayDataset
@@ -268,15 +269,15 @@ def test_user_file_search_from_weights_then_lava_float_spike_identical(user, tmp
     assert main(["deploy", str(ticket_path), "--profile", "loihi", "--backend", "lava-float", "--out", str(out),
                  "--samples", "6", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads((out / "deploy.json").read_text())
-    assert summary["float_spike_identical"] is True and summary["float_backend"] == "lava-float"
-    assert summary["samples"] == 6 and summary["dataset"] == "npz" and summary["fits"] is True
+    summary = load_deploy(out / "deploy.json")
+    assert summary.float_spike_identical is True and summary.float_backend == "lava-float"
+    assert summary.samples == 6 and summary.dataset == "npz" and summary.fits is True
     assert "lava-float vs snnTorch: spike-identical in every layer" in printed
     for name in ("model.nir", "ann_twin.onnx", "report/report.md", "summary.txt", "simulate.json"):
         assert (out / name).is_file(), name
     # netx (lava-dl) holds one decay per layer; the per-neuron beta simulates in Lava but has no netx file
-    assert summary["netx"] == "netx file not written: layer 'lif1': netx needs one dv per layer; this one has several"
-    assert summary["netx"] in printed
+    assert summary.netx == "netx file not written: layer 'lif1': netx needs one dv per layer; this one has several"
+    assert summary.netx in printed
     from slt_deploy import api
 
     run = api.simulate(out / "model.nir", x_test.unsqueeze(1).repeat(1, T, 1, 1, 1), backend="lava-float")
@@ -289,20 +290,19 @@ def test_deploy_from_model_and_weights_with_fast_backend(user, tmp_path, capsys)
     assert main(["deploy", f"{user / 'own_net.py'}:make", "--weights", str(weights), "--model-args",
                  '{"hidden": 12}', "--data-path", str(user / "data.npz"), "--timesteps", str(T), "--profile",
                  "loihi", "--backend", "fast-fixed", "--out", str(out), "--samples", "8", "--no-progress"]) == 0
-    d = json.loads((out / "deploy.json").read_text())
-    assert d["method"] == "user-weights" and d["float_backend"] == "fast-float" and d["samples"] == 8
-    assert d["float_spike_identical"] is True and d["overlap"] is None
+    d = load_deploy(out / "deploy.json")
+    assert d.method == "user-weights" and d.float_backend == "fast-float" and d.samples == 8
+    assert d.float_spike_identical is True and d.overlap is None
     # deploy.json carries the report's verdict fields for its chip: the same row as report.json's
-    report = json.loads((out / "report" / "report.json").read_text())
-    (row,) = [r for r in report["verdict"] if r["profile"] == "loihi"]
-    assert d["verdict_row"] == row and d["decision"] == row["decision"]
-    assert d["energy_scope"] == "chip" and row["scope"] == "chip-dynamic"   # loihi against the 45 nm ANN targets
-    assert row["decision"] in ("SNN", "ANN", "undecided") and set(row["break_even"]) == {"activity", "sparsity"}
-    assert {r["ann_profile"] for r in d["verdict_matrix"]} == {"int8-45nm", "fp32-45nm"}
+    report = load_report(out / "report" / "report.json")
+    (row,) = [r for r in report.verdict if r.profile == "loihi"]
+    assert d.verdict_row == row and d.decision == row.decision
+    assert d.energy_scope == "chip" and row.scope == "chip-dynamic"   # loihi against the 45 nm ANN targets
+    assert row.decision in ("SNN", "ANN", "undecided") and row.break_even.activity and row.break_even.sparsity
+    assert {r.ann_profile for r in d.verdict_matrix} == {"int8-45nm", "fp32-45nm"}
     # the summary's SNN/ANN lines are the matrix's intervals, and its latency the report's per-inference one
-    assert ([r["ratio_interval"] for r in d["ann"]["ratio_on_profile"]]
-            == [r["ratio_interval"] for r in d["verdict_matrix"]])
-    assert d["latency_per_inference_s"] == report["networks"][0]["per_inference"]["loihi"]["latency_s"]
+    assert ([r.ratio_interval for r in d.ann.ratio_on_profile] == [r.ratio_interval for r in d.verdict_matrix])
+    assert d.latency_per_inference_s == report.networks[0].per_inference["loihi"].latency_s
     rec = Ticket.load(out / "ticket.safetensors").record
     assert rec.model.factory_args() == {"hidden": 12} and rec.train_data["samples"] == 60
 
@@ -336,7 +336,7 @@ def test_deploy_refuses_overlapping_data_or_labels_it(user, tmp_path, capsys):
     printed = capsys.readouterr().out
     label = "OVERLAPPING DATA: 5 of 10 evaluation samples are in the training split"
     assert label in printed and label in (tmp_path / "allowed" / "summary.txt").read_text()
-    assert json.loads((tmp_path / "allowed" / "deploy.json").read_text())["overlap"]["overlapping"] == 5
+    assert load_deploy(tmp_path / "allowed" / "deploy.json").overlap.overlapping == 5
     assert label in Ticket.load(tmp_path / "allowed" / "ticket.safetensors").record.extra["overlap"]
     # a ticket made on data.npz, evaluated on other data (--data-path) that repeats its training samples
     ticket = Ticket.load(tmp_path / "allowed" / "ticket.safetensors")
@@ -481,7 +481,7 @@ def test_api_search_and_deploy_with_a_module_instance_and_dataloaders(user, tmp_
     assert start.record.round == 0
     result = api.deploy(found.ticket_path, profile="loihi", backend="fast-fixed", out=tmp_path / "dep", samples=5,
                         progress=False)
-    assert result.data["float_spike_identical"] is True and result.data["samples"] == 5
+    assert result.record.float_spike_identical is True and result.record.samples == 5
     with pytest.raises(ConfigError, match="cannot record how to rebuild 'Sequential'"):
         api.model_spec(torch.nn.Sequential())
 

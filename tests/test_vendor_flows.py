@@ -8,6 +8,7 @@ import nir
 import numpy as np
 import pytest
 
+from slt_deploy.report.schema import load_deploy
 from slt_deploy.errors import ConfigError
 
 pytest.importorskip("xylosim", reason="xylosim comes with the Python 3.10 extra")
@@ -211,9 +212,9 @@ def test_a_searched_ticket_deploys_on_xylo_and_a_wide_one_is_refused(tmp_path):
     ticket = search(cfg, runs_dir=tmp_path / "runs", progress=False).ticket_path
     result = deploy(ticket, profile="xylo", backend="fast-fixed", out=tmp_path / "out", samples=40, progress=False,
                     echo=lambda *a: None)
-    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
-    assert d["fits"] is True and d["vendor"]["backend"] == "xylosim"
-    assert d["vendor"]["accuracy"] is not None and not d["vendor"]["silent"]
+    d = load_deploy(tmp_path / "out" / "deploy.json")
+    assert d.fits is True and d.vendor.backend == "xylosim"
+    assert d.vendor.accuracy is not None and not d.vendor.silent
     assert "xylosim (the vendor's simulator): accuracy" in result.summary
 
     wide = RunConfig(model=ModelConfig(name="mlp", hidden=(16,), neuron=neuron),
@@ -253,11 +254,11 @@ def test_a_conv_ticket_deploys_on_speck_with_sinabs(tmp_path):
     ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record)
     deploy(ticket, profile="speck", backend="fast-fixed", out=tmp_path / "out", samples=10, progress=False,
            echo=lambda *a: None)
-    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
-    assert d["profile"] == "dynapcnn" and d["fits"] is True and d["vendor"]["backend"] == "sinabs"
-    assert not d["vendor"]["silent"] and d["vendor"]["accuracy"] is not None
-    if d["vendor"]["first_mismatch"] is not None:  # only the named firing-rule differences may separate them
-        assert "why: v >= " in d["vendor"]["notes"][0] or "why: v == threshold" in d["vendor"]["notes"][0]
+    d = load_deploy(tmp_path / "out" / "deploy.json")
+    assert d.profile == "dynapcnn" and d.fits is True and d.vendor.backend == "sinabs"
+    assert not d.vendor.silent and d.vendor.accuracy is not None
+    if d.vendor.first_mismatch is not None:  # only the named firing-rule differences may separate them
+        assert "why: v >= " in d.vendor.notes[0] or "why: v == threshold" in d.vendor.notes[0]
 
     import dataclasses
 

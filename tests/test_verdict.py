@@ -3,6 +3,7 @@ cases: every expected number is worked out in the comment next to it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from slt_deploy.cost import activity as A
 from slt_deploy.cost.energy import Term, ann_energy_from_activity, scoped_interval, snn_energy
 from slt_deploy.cost.profiles import ProfileError, load_profile
+from slt_deploy.report import schema as S
 from slt_deploy.report import verdict as V
 
 PJ = 1e-12
@@ -148,47 +150,63 @@ def test_a_range_must_contain_its_value(tmp_path):
 
 # --------------------------------------------------------------------------------- verdict and break-even
 
-def _data(snn_breakdown: dict, anns: list, fits=True) -> dict:
-    profiles = {"loihi": {"name": "loihi", "kind": "neuromorphic"}, "int8-45nm": {"name": "int8-45nm", "kind": "ann"}}
-    network = {"label": "ticket", "sparsity": 0.5, "energy": {"loihi": snn_breakdown},
-               "activity": {"per_sample": {"output_spikes": 10.0, "neuron_updates": 50.0}},
-               "mapping": {"loihi": {"fits": fits, "failures": [] if fits else ["too big"], "unchecked": [],
-                                     "cores_used": 1 if fits else None}},
-               "accuracy_measured": 0.9, "per_inference": {}}
-    return {"networks": [network], "profiles": profiles, "ann": anns[0], "ann_others": anns[1:]}
+def _data(snn_breakdown, anns: list, fits=True) -> dict:
+    """The verdict's inputs, typed as report.json holds them (only the fields the rule reads)."""
+    profiles = {"loihi": S.ProfileEntry.model_construct(name="loihi", kind="neuromorphic"),
+                "int8-45nm": S.ProfileEntry.model_construct(name="int8-45nm", kind="ann")}
+    activity = S.ActivityEntry.model_construct(per_sample=S.ActivityTotals.model_construct(output_spikes=10.0,
+                                                                                            neuron_updates=50.0))
+    mapping = S.MappingEntry.model_construct(fits=fits, failures=[] if fits else ["too big"], unchecked=[],
+                                             cores_used=1 if fits else None)
+    network = S.NetworkEntry.model_construct(label="ticket", sparsity=0.5, energy={"loihi": _record(snn_breakdown)},
+                                             activity=activity, mapping={"loihi": mapping}, accuracy_measured=0.9,
+                                             per_inference={})
+    return {"networks": [network], "profiles": profiles, "anns": anns}
 
 
-def _ann(label: str, joules: float) -> dict:
-    # an ANN whose int8-45nm energy is exactly ``joules``, as the report stores it
-    b = ann_energy_from_activity(ann_activity(1, 100), "int8-45nm").to_dict()
-    b["terms"] = [Term("mac", "arithmetic", "arithmetic", joules, joules, False, True).to_dict()]
-    return {"label": label, "energy": {"int8-45nm": b}, "accuracy_measured": 0.95, "sparsity": 0.0}
+def _record(breakdown) -> S.EnergyRecord:
+    return S.EnergyRecord.model_validate(breakdown.to_dict(), strict=False)
+
+
+def _ann(label: str, joules: float) -> S.AnnEntry:
+    # an ANN whose int8-45nm energy is exactly ``joules`` (one MAC term), as the report stores it
+    b = ann_energy_from_activity(ann_activity(1, 100), "int8-45nm")
+    b = dataclasses.replace(b, components={"mac": joules}, bounds={},
+                            terms=(Term("mac", "arithmetic", "arithmetic", joules, joules, False, True),))
+    return S.AnnEntry.model_construct(label=label, energy={"int8-45nm": _record(b)}, accuracy_measured=0.95,
+                                      sparsity=0.0, trained=True)
 
 
 def test_overlapping_intervals_are_undecided_and_not_bold():
     from slt_deploy.report.render import verdict_table
 
-    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()   # [26.217, 41.353] nJ
-    data = _data(snn, [_ann("dense ANN", 30_000 * PJ)])
-    short, matrix = V.verdict_tables(data)
-    assert [r["decision"] for r in short] == ["undecided"] and matrix[0]["decision"] == "undecided"
-    assert short[0]["scope"] == "chip-dynamic"
-    assert short[0]["ratio_interval"] == pytest.approx([26_217 / 30_000, 41_353 / 30_000])
-    data["verdict"], data["verdict_matrix"] = short, matrix
-    table = verdict_table(data)
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False)   # [26.217, 41.353] nJ
+    short, matrix = V.verdict_tables(**_data(snn, [_ann("dense ANN", 30_000 * PJ)]))
+    assert [r.decision for r in short] == ["undecided"] and matrix[0].decision == "undecided"
+    assert short[0].scope == "chip-dynamic"
+    assert short[0].ratio_interval == pytest.approx([26_217 / 30_000, 41_353 / 30_000])
+    table = verdict_table(S.ReportData.model_construct(verdict=short, verdict_matrix=matrix))
     assert not any("**" in cell for row in table.rows for cell in row)
     assert table.rows[0][4] == "26.22 - 41.35 nJ" and table.rows[0][8] == "30 nJ"
 
 
 def test_the_best_ann_is_the_cheapest_and_decides():
-    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()
-    data = _data(snn, [_ann("dense ANN", 100_000 * PJ), _ann("pruned ANN", 20_000 * PJ)])
-    short, matrix = V.verdict_tables(data)
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False)
+    short, matrix = V.verdict_tables(**_data(snn, [_ann("dense ANN", 100_000 * PJ), _ann("pruned ANN", 20_000 * PJ)]))
     assert len(matrix) == 2
-    assert short[0]["best_ann"]["ann"] == "pruned ANN" and short[0]["decision"] == "ANN"   # 20 < 26.217 nJ
+    assert short[0].best_ann.ann == "pruned ANN" and short[0].decision == "ANN"   # 20 < 26.217 nJ
     # a network that does not fit is never a winner
-    short, _ = V.verdict_tables(_data(snn, [_ann("dense ANN", 100_000 * PJ)], fits=False))
-    assert short[0]["decision"] == "does not fit" and short[0]["energy_decision"] == "SNN"
+    short, _ = V.verdict_tables(**_data(snn, [_ann("dense ANN", 100_000 * PJ)], fits=False))
+    assert short[0].decision == "does not fit" and short[0].energy_decision == "SNN"
+
+
+def test_the_pairing_rule():
+    # a chip against every ANN target; a reference profile against itself only; never a chip against a reference
+    assert V.compared("neuromorphic", "loihi", "ann", "int8-45nm")
+    assert not V.compared("neuromorphic", "loihi", "reference", "cmos45")
+    assert V.compared("reference", "cmos45", "reference", "cmos45")
+    assert not V.compared("reference", "cmos45", "ann", "int8-45nm")
+    assert not V.compared("reference", "cmos45", "reference", "other")
 
 
 def test_break_even_activity_and_sparsity():
@@ -196,21 +214,22 @@ def test_break_even_activity_and_sparsity():
     # A = synaptic ops + spikes = [23,617, 37,303] pJ at a0 = 10 spikes / 50 updates = 0.2.
     # Against an ANN of exactly 30,000 pJ: win below 0.2 x (30,000 - 4,050) / 37,303 = 0.139131...,
     # lose above 0.2 x (30,000 - 2,600) / 23,617 = 0.232036...
-    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False).to_dict()
-    short, _ = V.verdict_tables(_data(snn, [_ann("dense ANN", 30_000 * PJ)]))
-    act = short[0]["break_even"]["activity"]
-    assert act["today"] == pytest.approx(0.2)
-    assert act["win_below"] == pytest.approx(0.2 * 25_950 / 37_303)
-    assert act["lose_above"] == pytest.approx(0.2 * 27_400 / 23_617)
+    snn = snn_energy(chip_activity(), "loihi", host_first_layer=False)
+    short, _ = V.verdict_tables(**_data(snn, [_ann("dense ANN", 30_000 * PJ)]))
+    act = short[0].break_even.activity
+    assert act.today == pytest.approx(0.2)
+    assert act.win_below == pytest.approx(0.2 * 25_950 / 37_303)
+    assert act.lose_above == pytest.approx(0.2 * 27_400 / 23_617)
     # density: F = neuron updates + spikes = [2,617, 5,853] pJ, D = synaptic ops [23,600, 35,500] pJ at d0 = 0.5:
     # win below d = 0.5 x (30,000 - 5,853) / 35,500 -> sparsity above 1 - 0.340099 = 0.659901
-    sp = short[0]["break_even"]["sparsity"]
-    assert sp["today"] == pytest.approx(0.5)
-    assert sp["win_above"] == pytest.approx(1 - 0.5 * 24_147 / 35_500)
-    assert sp["lose_below"] == pytest.approx(1 - 0.5 * 27_383 / 23_600)
-    # at the win point the SNN's high end equals the ANN's energy
-    low, high = V.energy_at_activity(snn, "chip-dynamic", 0.2, act["win_below"])
+    sp = short[0].break_even.sparsity
+    assert sp.today == pytest.approx(0.5)
+    assert sp.win_above == pytest.approx(1 - 0.5 * 24_147 / 35_500)
+    assert sp.lose_below == pytest.approx(1 - 0.5 * 27_383 / 23_600)
+    # at the win point the SNN's high end equals the ANN's energy; today it is the SNN's own interval
+    low, high = act.energy_at(act.win_below)
     assert high == pytest.approx(30_000 * PJ)
+    assert act.energy_at(act.today) == pytest.approx(list(snn.interval("chip-dynamic")))
 
 
 # --------------------------------------------------------------------- each new profile's figures, by hand

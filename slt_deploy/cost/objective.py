@@ -19,11 +19,7 @@ import torch
 
 from .activity import LayerActivity, NetworkActivity, count_snntorch, merge_activity
 from .energy import snn_energy
-from .profiles import HardwareProfile, ProfileError, load_profile
-
-#: Where a chip's host-computed first layer is charged: the report's default host
-#: (``slt_deploy.report.build.HOST_PROFILE``; the cost stage cannot import the report, a test pins the two equal).
-HOST_PROFILE = "int8-45nm"
+from .profiles import HOST_PROFILE, HardwareProfile, ProfileError, host_of, load_profile
 
 
 class EnergyMeter:
@@ -38,7 +34,7 @@ class EnergyMeter:
         if spike_cost is None or spike_cost.value is None:
             raise ProfileError(f"search.cost_profile={profile}: profile {self.profile.name} publishes no energy per "
                                f"synaptic op, so a round's energy would be unknown; cost on a profile that does")
-        self.host = self.profile if self.profile.kind == "reference" else load_profile(host)
+        self.host = host_of(self.profile, load_profile(host))
 
     def __call__(self, model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]],
                  host_first_layer: bool) -> dict:
@@ -87,7 +83,7 @@ def activity_of(entry: dict) -> NetworkActivity:
 def recost(entry: dict, profile: str, host: str = HOST_PROFILE) -> dict:
     """The same measured run charged on another profile (the counts are not measured again)."""
     p = load_profile(profile)
-    h = p if p.kind == "reference" else load_profile(host)
+    h = host_of(p, load_profile(host))
     return cost_entry(activity_of(entry), p, h, bool(entry["host_first_layer"]))
 
 

@@ -168,6 +168,12 @@ BOUNDS = ("lower", "upper")
 #: supply (a measured board or development kit: regulators, I/O, host MCU). A verdict compares two energies at
 #: one scope (slt_deploy.report.verdict).
 SCOPES = ("arithmetic", "chip-dynamic", "chip", "board")
+#: The host that computes the first layer of a host-fed SNN on a chip: an int8 accelerator next to the chip, at the
+#: precision of the chip's own weights (Loihi, Xylo, DYNAP-CNN store 8-bit weights); ``--host-profile fp32-45nm``
+#: for a float host. The default of the report, the energy search and the CLI.
+HOST_PROFILE = "int8-45nm"
+#: The ANN targets a chip's user could deploy instead: ``deploy`` compares its chip with these.
+ANN_TARGETS = ("int8-45nm", "fp32-45nm")
 #: The scope each figure belongs to when it does not say otherwise (``scope:`` on a figure says what it covers,
 #: e.g. TrueNorth's all-in synaptic event covers ``chip``, an MLPerf Tiny energy per MAC ``board``).
 FIGURE_SCOPES = {"synaptic_op": "arithmetic", "mac": "arithmetic", "memory_access": "chip-dynamic",
@@ -454,6 +460,12 @@ def list_profiles() -> List[HardwareProfile]:
 
 # other names of shipped profiles: Speck is the sensor + DYNAP-CNN processor chip (SOURCES.md section 7)
 ALIASES = {"speck": "dynapcnn"}
+
+
+def host_of(profile: HardwareProfile, host: HardwareProfile) -> HardwareProfile:
+    """The profile that charges the host-computed first layer of an SNN costed on ``profile``: a reference profile
+    costs both sides itself (the 45 nm convention charges its own MACs); a chip's is charged on ``host``."""
+    return profile if profile.kind == "reference" else host
 
 
 def load_profile(name_or_path: Union[str, Path]) -> HardwareProfile:

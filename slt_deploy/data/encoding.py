@@ -10,6 +10,16 @@ from ..errors import DataError
 
 from .base import ENCODINGS, IMAGE_ENCODINGS, LATENCY_THRESHOLD, ArrayDataset
 
+# ------------------------------------------------------------------------------------- first-layer placement
+
+def first_layer_on_host(encoding: str, binary: bool = False) -> bool:
+    """Where a deployment computes the first synapse layer: on the chip when the input is already spikes (event
+    data, or a sequence given as is whose every value is 0 or 1: ``binary``), on the host for every other input
+    (real values; and rate or latency codes, which the host makes from real values and so feeds as currents).
+    The one rule for the compiler's ``first_layer``, the simulator, the report and the energy search."""
+    return not (encoding == "events" or (encoding == "given" and binary))
+
+
 # ------------------------------------------------------------------------------------- batches and encoding
 
 def batches(ds: ArrayDataset, batch_size: int, shuffle: bool,

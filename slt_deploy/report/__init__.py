@@ -28,18 +28,24 @@ rendered from it), ``report.md``, ``report.html``, ``energy_breakdown.png``,
 ``accuracy_sparsity_energy.png``, ``accuracy_vs_energy.png`` (Pareto) and, with the untrained twin,
 ``ann_twin.onnx``; ``report.html`` embeds the images.
 
-Modules: :mod:`.build` (inputs, simulation, costing, ``report.json``), :mod:`.render` (Markdown/HTML) and
-:mod:`.plots`. Takes tickets or NIR graphs and hardware profiles; gives a :class:`ReportResult`.
+Modules, one per stage, each docstring saying what it takes and gives: :mod:`.networks` (the inputs read),
+:mod:`.anns` (the ANNs compared with), :mod:`.measure` (runs and counts), :mod:`.crosscheck` (NeuroBench,
+SANA-FE), :mod:`.entries` (costs per profile), :mod:`.verdict` (the decision rule), :mod:`.plots` and
+:mod:`.render` (images and text), :mod:`.build` (the stages in order) and :mod:`.schema` (report.json and
+deploy.json, typed and versioned, with their one loader). Takes tickets or NIR graphs and hardware profiles; gives
+a :class:`ReportResult`.
 """
 
 from ..cost.profiles import profiles_table
-from .build import (FILES, FORMAT, AnnMeasured, AnnModel, Measured, Network, ReportError, ReportResult,
-                    build_report, check_ann_matches, load_network, measure_ann, report_data, simulate,
-                    train_ann_twin, twin_config)
-from .verdict import verdict_tables
+from .anns import AnnModel, check_ann_matches, train_ann_twin, twin_config
+from .build import FILES, FORMAT, ReportResult, build_report
+from .measure import AnnMeasured, Measured, measure_ann, simulate
+from .networks import GraphInputs, Network, ReportError, load_network
 from .render import render_html, render_markdown, report_sections
+from .schema import DeployData, ReportData, ReportFileError, load_deploy, load_report
+from .verdict import verdict_tables
 
 __all__ = ["FILES", "FORMAT", "AnnMeasured", "measure_ann", "train_ann_twin", "twin_config", "verdict_tables",
-           "AnnModel", "Measured", "Network", "ReportError", "ReportResult", "build_report",
-           "check_ann_matches", "load_network", "profiles_table", "report_data", "simulate", "render_html",
-           "render_markdown", "report_sections"]
+           "AnnModel", "Measured", "Network", "GraphInputs", "ReportError", "ReportResult", "build_report",
+           "check_ann_matches", "load_network", "profiles_table", "simulate", "render_html", "render_markdown",
+           "report_sections", "ReportData", "DeployData", "ReportFileError", "load_report", "load_deploy"]

@@ -1,4 +1,9 @@
-"""Report plots (PNG, headless matplotlib)."""
+"""Report plots (PNG, headless matplotlib).
+
+Takes the report's data (:class:`slt_deploy.report.schema.ReportData`, its verdict rows included) and a path;
+gives the PNG file. Computes nothing but what it draws: the break-even line is the verdict's own
+(:meth:`~slt_deploy.report.schema.ActivityBreakEven.energy_at`).
+"""
 
 
 from pathlib import Path
@@ -9,6 +14,7 @@ import numpy as np
 from ..cost.energy import COMPONENTS
 from ..utils import atomic_path
 from .render import _component_names, energy_unit
+from .schema import EnergyRecord, ReportData
 
 # ------------------------------------------------------------------------------------------------- plots
 
@@ -29,51 +35,51 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _panel_entries(data: dict, name: str) -> List[Tuple[str, dict]]:
+def _panel_entries(data: ReportData, name: str) -> List[Tuple[str, EnergyRecord]]:
     """(label, breakdown) of every model costed on profile ``name``; the convention panel uses cmos45."""
-    if name == data["convention_45nm"]["profile"] and name not in data["profiles"]:
-        return [(data["ann"]["label"], data["ann"]["convention_45nm"])] + [(n["label"], n["convention_45nm"]["snn"])
-                                                           for n in data["networks"]]
-    out = [(data["ann"]["label"], data["ann"]["energy"][name])] if name in data["ann"]["energy"] else []
-    return out + [(n["label"], n["energy"][name]) for n in data["networks"] if name in n["energy"]]
+    if name == data.convention_45nm.profile and name not in data.profiles:
+        return [(data.ann.label, data.ann.convention_45nm)] + [(n.label, n.convention_45nm.snn)
+                                                               for n in data.networks]
+    out = [(data.ann.label, data.ann.energy[name])] if name in data.ann.energy else []
+    return out + [(n.label, n.energy[name]) for n in data.networks if name in n.energy]
 
 
-def plot_energy_breakdown(data: dict, path: Path) -> Path:
+def plot_energy_breakdown(data: ReportData, path: Path) -> Path:
     """Stacked bars of energy per inference by component, one panel per profile (the convention first), every
     panel in one unit (that of the largest total) so panels compare by eye."""
     plt = _pyplot()
-    names = list(dict.fromkeys([data["convention_45nm"]["profile"], *data["profiles"]]))
+    names = list(dict.fromkeys([data.convention_45nm.profile, *data.profiles]))
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
     colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(COMPONENTS)}
-    everything = [b["total"] for name in names for _, b in _panel_entries(data, name) if b.get("kind") != "unknown"]
+    everything = [b.total for name in names for _, b in _panel_entries(data, name) if b.kind != "unknown"]
     scale, unit = energy_unit(max(everything + [1e-12]))
     top = 1.1 * max(everything + [1e-12]) / scale
-    fig.suptitle(f"Energy per inference by component ({data['counting_rule']['ops']} ops, one unit: {unit})",
+    fig.suptitle(f"Energy per inference by component ({data.counting_rule.ops} ops, one unit: {unit})",
                  fontsize=10)
     for ax, name in zip(axes.flat, names):
         entries = _panel_entries(data, name)
         bottom = np.zeros(len(entries))
-        known = [(l, b) for l, b in entries if b.get("kind") != "unknown"]
+        known = [(l, b) for l, b in entries if b.kind != "unknown"]
         for comp in _component_names([b for _, b in known]):
             # a total that is unknown gets no bar (a partial one would read as its cost)
-            vals = np.array([0.0 if b.get("kind") == "unknown" else b["components"].get(comp, 0.0) / scale
+            vals = np.array([0.0 if b.kind == "unknown" else b.components.get(comp, 0.0) / scale
                              for _, b in entries])
             if vals.any():
                 ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
             bottom += vals
         for i, (_, b) in enumerate(entries):
-            if b.get("kind") == "unknown":
-                ax.text(i, 0, "unknown:\nneeds " + ",\n".join(b["unknown"][:3]) + ("..." if len(b["unknown"]) > 3
+            if b.kind == "unknown":
+                ax.text(i, 0, "unknown:\nneeds " + ",\n".join(b.unknown[:3]) + ("..." if len(b.unknown) > 3
                                                                                     else ""),
                         ha="center", va="bottom", fontsize=6)
         ax.set_xticks(range(len(entries)))
         ax.set_xticklabels([{"exact": "", "lower bound": ">= ", "upper bound": "<= ", "estimate": "~",
-                             "unknown": "? "}.get(b.get("kind", "exact"), "") + l for l, b in entries],
+                             "unknown": "? "}.get(b.kind, "") + l for l, b in entries],
                            rotation=30, ha="right", fontsize=7)
         ax.set_ylabel(f"energy / inference ({unit})")
-        ax.set_title(name if all(b.get("kind") == "exact" for _, b in entries)
+        ax.set_title(name if all(b.kind == "exact" for _, b in entries)
                      else f"{name} (>= lower bound, ~ estimate, ? unknown)", fontsize=9)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=6)
@@ -85,41 +91,41 @@ def plot_energy_breakdown(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_accuracy_sparsity_energy(data: dict, path: Path) -> Path:
+def plot_accuracy_sparsity_energy(data: ReportData, path: Path) -> Path:
     """Measured accuracy against sparsity, colored by energy per inference on the 45 nm convention."""
     plt = _pyplot()
-    nets = data["networks"]
-    energy = [n["convention_45nm"]["snn"]["total"] for n in nets]
+    nets = data.networks
+    energy = [n.convention_45nm.snn.total for n in nets]
     scale, unit = energy_unit(max(energy + [1e-12]))
     fig, ax = plt.subplots(figsize=(6, 4))
-    points = ax.scatter([100 * n["sparsity"] for n in nets], [100 * n["accuracy_measured"] for n in nets],
+    points = ax.scatter([100 * n.sparsity for n in nets], [100 * n.accuracy_measured for n in nets],
                         c=[e / scale for e in energy], s=80, cmap="viridis")
     for n in nets:
-        ax.annotate(n["label"], (100 * n["sparsity"], 100 * n["accuracy_measured"]), fontsize=7,
+        ax.annotate(n.label, (100 * n.sparsity, 100 * n.accuracy_measured), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
-    fig.colorbar(points, ax=ax, label=f"energy / inference, {data['convention_45nm']['profile']} ({unit})")
+    fig.colorbar(points, ax=ax, label=f"energy / inference, {data.convention_45nm.profile} ({unit})")
     ax.set_xlabel("sparsity (%)")
-    ax.set_ylabel(f"accuracy on {nets[0]['samples']} test samples (%)")
+    ax.set_ylabel(f"accuracy on {nets[0].samples} test samples (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_pareto(data: dict, path: Path) -> Path:
+def plot_pareto(data: ReportData, path: Path) -> Path:
     """Accuracy against energy per inference (log scale), one marker shape per profile, SNNs and the ANN, with
     the Pareto front (lower energy and higher accuracy) of all the points whose totals are known."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     points = []  # (energy J, accuracy %, label, profile, is_ann, kind)
-    ann = data["ann"]
-    for a_entry in [ann, *data.get("ann_others", [])]:
-        for p, b in a_entry["energy"].items():
-            if b["kind"] != "unknown" and b["total"] > 0:
-                points.append((b["total"], 100 * a_entry["accuracy_measured"], a_entry["label"], p, True, b["kind"]))
-    for n in data["networks"]:
-        for p, b in n["energy"].items():
-            if b["kind"] != "unknown" and b["total"] > 0:
-                points.append((b["total"], 100 * n["accuracy_measured"], n["label"], p, False, b["kind"]))
+    ann = data.ann
+    for a_entry in data.anns:
+        for p, b in a_entry.energy.items():
+            if b.kind != "unknown" and b.total > 0:
+                points.append((b.total, 100 * a_entry.accuracy_measured, a_entry.label, p, True, b.kind))
+    for n in data.networks:
+        for p, b in n.energy.items():
+            if b.kind != "unknown" and b.total > 0:
+                points.append((b.total, 100 * n.accuracy_measured, n.label, p, False, b.kind))
     markers = "osD^v<>pP*Xh"
     profiles = list(dict.fromkeys(p for *_, p, _, _ in points))
     # labels of neighbouring points alternate above and below, so points at one accuracy stay readable
@@ -140,7 +146,7 @@ def plot_pareto(data: dict, path: Path) -> Path:
     for p in profiles:
         ax.scatter([], [], marker=markers[profiles.index(p) % len(markers)], color="k", label=p)
     ax.scatter([], [], color="tab:blue", label="SNN")
-    ax.scatter([], [], color="tab:red", label="ANN" if data.get("ann_others") else ann["label"])
+    ax.scatter([], [], color="tab:red", label="ANN" if data.ann_others else ann.label)
     if points:
         ax.set_xscale("log")
         accs = [a for _, a, *_ in points]
@@ -148,55 +154,51 @@ def plot_pareto(data: dict, path: Path) -> Path:
     else:
         ax.text(0.5, 0.5, "no profile gives a known energy", transform=ax.transAxes, ha="center")
     ax.set_xlabel("energy per inference (J, log scale; hollow = bound or estimate)")
-    ax.set_ylabel(f"accuracy on {data['networks'][0]['samples']} test samples (%)")
-    ax.set_title(f"Accuracy vs energy per inference ({data['counting_rule']['ops']} ops)", fontsize=10)
+    ax.set_ylabel(f"accuracy on {data.networks[0].samples} test samples (%)")
+    ax.set_title(f"Accuracy vs energy per inference ({data.counting_rule.ops} ops)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_break_even(data: dict, path: Path) -> Path:
+def plot_break_even(data: ReportData, path: Path) -> Path:
     """Per chip: each network's SNN energy against its spike activity (spikes per neuron per step; the band is
     the interval at the verdict's scope), the best ANN's energy as a horizontal band, today's activity marked."""
-    from .verdict import energy_at_activity
-
     plt = _pyplot()
-    rows = [r for r in data.get("verdict", []) if r.get("break_even") and r["break_even"]["activity"]["today"]]
-    chips = list(dict.fromkeys(r["profile"] for r in rows))
+    rows = [r for r in data.verdict if r.break_even and r.break_even.activity.today]
+    chips = list(dict.fromkeys(r.profile for r in rows))
     cols = min(3, max(len(chips), 1))
     grid_rows = -(-max(len(chips), 1) // cols)
     fig, axes = plt.subplots(grid_rows, cols, figsize=(4.4 * cols, 3.4 * grid_rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax in flat[len(chips):]:
         ax.set_visible(bool(not chips and ax is flat[0]))
-    nets = {n["label"]: n for n in data["networks"]}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, chip in zip(flat, chips):
-        mine = [r for r in rows if r["profile"] == chip]
-        top = max(max(2 * r["break_even"]["activity"]["today"], r["break_even"]["activity"]["win_below"] or 0)
-                  for r in mine)
+        mine = [r for r in rows if r.profile == chip]
+        top = max(max(2 * r.break_even.activity.today, r.break_even.activity.win_below or 0) for r in mine)
         xs = np.linspace(0.0, 1.2 * top, 50)
         for i, r in enumerate(mine):
             color = colors[i % len(colors)]
-            today = r["break_even"]["activity"]["today"]
-            b = nets[r["network"]]["energy"][chip]
-            band = np.array([energy_at_activity(b, r["scope"], today, x) for x in xs])
+            line = r.break_even.activity
+            today = line.today
+            band = np.array([line.energy_at(x) for x in xs])
             finite = np.isfinite(band[:, 1])
             open_above = "" if finite.all() else " (lower end; open above)"
-            ax.plot(xs, band[:, 0], color=color, lw=1.2, label=f"SNN {r['network']}{open_above}")
+            ax.plot(xs, band[:, 0], color=color, lw=1.2, label=f"SNN {r.network}{open_above}")
             if finite.all():
                 ax.fill_between(xs, band[:, 0], band[:, 1], color=color, alpha=0.2)
-            low, high = energy_at_activity(b, r["scope"], today, today)
+            low, high = line.energy_at(today)
             ax.scatter([today], [low], color=color, zorder=3)
-            a_low, a_high = r["best_ann"]["ann_interval_j"]
+            a_low, a_high = r.best_ann.ann_interval_j
             ax.axhline(a_low, color="tab:red", lw=1, ls="--")
             if np.isfinite(a_high) and a_high > a_low:
                 ax.axhspan(a_low, a_high, color="tab:red", alpha=0.1)
-        best = mine[0]["best_ann"]
-        ax.plot([], [], color="tab:red", ls="--", label=f"{best['ann']} on {best['ann_profile']}")
-        fits = "" if mine[0]["fits"] is not False else ", does not fit"
-        ax.set_title(f"{chip} (scope {mine[0]['scope']}{fits})", fontsize=9)
+        best = mine[0].best_ann
+        ax.plot([], [], color="tab:red", ls="--", label=f"{best.ann} on {best.ann_profile}")
+        fits = "" if mine[0].fits is not False else ", does not fit"
+        ax.set_title(f"{chip} (scope {mine[0].scope}{fits})", fontsize=9)
         ax.set_xlabel("spike activity (spikes per neuron per step)", fontsize=8)
         ax.set_ylabel("energy per inference (J)", fontsize=8)
         ax.set_ylim(bottom=0)

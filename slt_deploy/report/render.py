@@ -1,4 +1,8 @@
-"""Report rendering: sections of tables and images, as Markdown and as self-contained HTML."""
+"""Report rendering: sections of tables and images, as Markdown and as self-contained HTML.
+
+Takes the report's data (:class:`slt_deploy.report.schema.ReportData`, read by attribute); gives the report's
+sections (:func:`report_sections`) and their Markdown and HTML text. Computes nothing: every number is in the data.
+"""
 
 
 import html
@@ -8,6 +12,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 
 from ..cost.energy import COMPONENTS
+from .schema import (EnergyRecord, MappingEntry, MatrixRow, NetworkEntry, ReportData,
+                     VerdictRow)
 
 # --------------------------------------------------------------------------------------------- rendering
 
@@ -53,15 +59,15 @@ def fmt_joules(j: float) -> str:
     return f"{j / scale:.4g} {unit}"
 
 
-def fmt_energy(b: Optional[dict]) -> str:
+def fmt_energy(b: Optional[EnergyRecord]) -> str:
     """A breakdown's total, saying what it is: 'unknown: needs X', '>= ' a lower bound (a needed figure is
     unknown or a lower bound), '<= ' an upper bound, '~ ... (estimate)' when it mixes both kinds of bound."""
     if b is None:
         return "-"
-    kind = b.get("kind", "exact" if b["complete"] else "lower bound")
+    kind = b.kind
     if kind == "unknown":
-        return "unknown: needs " + ", ".join(b["unknown"])
-    value = fmt_joules(b["total"])
+        return "unknown: needs " + ", ".join(b.unknown)
+    value = fmt_joules(b.total)
     if kind == "estimate":
         return f"~{value} (estimate)"
     if kind == "lower bound":
@@ -92,95 +98,94 @@ def _pct(x: Optional[float]) -> str:
     return "-" if x is None else f"{100 * x:.2f} %"
 
 
-def _fit(mapping: Optional[dict]) -> str:
+def _fit(mapping: Optional[MappingEntry]) -> str:
     if mapping is None:
         return "-"
-    if mapping["fits"] is None:
+    if mapping.fits is None:
         return "not checked"
-    if mapping["fits"]:
-        return f"yes ({mapping['cores_used']} cores)" if mapping["cores_used"] is not None else "yes"
+    if mapping.fits:
+        return f"yes ({mapping.cores_used} cores)" if mapping.cores_used is not None else "yes"
     return "no"
 
 
-def _summary_table(data: dict) -> Table:
+def _summary_table(data: ReportData) -> Table:
     """One row per model: the ANN, then every input; energy per profile and fit per placeable profile."""
-    conv = data["convention_45nm"]["profile"]
-    energy_cols = [p for p in data["profiles"] if p != conv]  # the convention has its own column
-    fit_cols = [p for p in data["profiles"] if any(p in n["mapping"] for n in data["networks"])]
-    ann = data["ann"]
+    conv = data.convention_45nm.profile
+    energy_cols = [p for p in data.profiles if p != conv]  # the convention has its own column
+    fit_cols = [p for p in data.profiles if any(p in n.mapping for n in data.networks)]
+    ann = data.ann
     cols = ("model", "file", "sparsity", "binary", "T / encoding", "accuracy (record)",
-            f"accuracy ({data['networks'][0]['samples']} samples)", f"E 45 nm ({conv})", "% of ANN (45 nm)",
+            f"accuracy ({data.networks[0].samples} samples)", f"E 45 nm ({conv})", "% of ANN (45 nm)",
             *[f"E {p}" for p in energy_cols], *[f"fits {p}" for p in fit_cols])
-    rows = [(ann["label"], Path(ann["file"]).name, _pct(ann["sparsity"]), "-", "1 pass / image", "-",
-             _pct(ann["accuracy_measured"]), fmt_energy(ann["convention_45nm"]), "100.00 %",
-             *[fmt_energy(ann["energy"].get(p)) for p in energy_cols], *["-" for _ in fit_cols])]
-    for n in data["networks"]:
-        rows.append((n["label"], Path(n["file"]).name, _pct(n["sparsity"]), "yes" if n["binary"] else "no",
-                     f"{n['timesteps']} / {n['encoding']}", _pct(n["accuracy"]), _pct(n["accuracy_measured"]),
-                     fmt_energy(n["convention_45nm"]["snn"]), f"{n['convention_45nm']['percent_of_ann']:.2f} %",
-                     *[fmt_energy(n["energy"].get(p)) for p in energy_cols],
-                     *[_fit(n["mapping"].get(p)) for p in fit_cols]))
+    rows = [(ann.label, Path(ann.file).name, _pct(ann.sparsity), "-", "1 pass / image", "-",
+             _pct(ann.accuracy_measured), fmt_energy(ann.convention_45nm), "100.00 %",
+             *[fmt_energy(ann.energy.get(p)) for p in energy_cols], *["-" for _ in fit_cols])]
+    for n in data.networks:
+        rows.append((n.label, Path(n.file).name, _pct(n.sparsity), "yes" if n.binary else "no",
+                     f"{n.timesteps} / {n.encoding}", _pct(n.accuracy), _pct(n.accuracy_measured),
+                     fmt_energy(n.convention_45nm.snn), f"{n.convention_45nm.percent_of_ann:.2f} %",
+                     *[fmt_energy(n.energy.get(p)) for p in energy_cols],
+                     *[_fit(n.mapping.get(p)) for p in fit_cols]))
     return Table(cols, tuple(rows))
 
 
-def _convention_section(data: dict) -> Section:
-    c = data["convention_45nm"]
-    rows = tuple((n["label"], fmt_energy(n["convention_45nm"]["snn"]), fmt_energy(n["convention_45nm"]["ann"]),
-                  f"{n['convention_45nm']['percent_of_ann']:.2f} %") for n in data["networks"])
-    pairs = tuple((r["network"], r["snn_profile"], r["ann_profile"],
-                   "-" if r["percent"] is None else f"{r['percent']:.2f} %", r["note"]) for r in data["ratios"])
+def _convention_section(data: ReportData) -> Section:
+    c = data.convention_45nm
+    rows = tuple((n.label, fmt_energy(n.convention_45nm.snn), fmt_energy(n.convention_45nm.ann),
+                  f"{n.convention_45nm.percent_of_ann:.2f} %") for n in data.networks)
+    pairs = tuple((r.network, r.snn_profile, r.ann_profile,
+                   "-" if r.percent is None else f"{r.percent:.2f} %", r.note) for r in data.ratios)
     blocks: List[Block] = [
-        f"45 nm convention (profile {c['profile']}, both sides): {c['formula']}, with E_MAC = "
-        f"{c['mac']['value']} {c['mac']['unit']} and E_AC = {c['synaptic_op']['value']} {c['synaptic_op']['unit']} "
-        f"({c['mac']['source']}). " + data["counting_rule"]["sentence"],
+        f"45 nm convention (profile {c.profile}, both sides): {c.formula}, with E_MAC = "
+        f"{c.mac.value} {c.mac.unit} and E_AC = {c.synaptic_op.value} {c.synaptic_op.unit} "
+        f"({c.mac.source}). " + data.counting_rule.sentence,
         Table(("model", "E_SNN", "E_ANN", "SNN as % of ANN"), rows)]
     if pairs:
-        blocks += [data["counting_rule"]["sentence"] + " Per profile pair (SNN profile vs ANN profile of this "
+        blocks += [data.counting_rule.sentence + " Per profile pair (SNN profile vs ANN profile of this "
                    "report); a pair with no known total on either side is not computed, one with a bound is an "
                    "estimate.",
                    Table(("model", "SNN profile", "ANN profile", "SNN as % of ANN", "note"), pairs)]
     return Section("SNN energy as % of ANN energy", tuple(blocks))
 
 
-def _component_names(breakdowns: Sequence[dict]) -> List[str]:
-    present = {k for b in breakdowns for k in b["components"]}
+def _component_names(breakdowns: Sequence[EnergyRecord]) -> List[str]:
+    present = {k for b in breakdowns for k in b.components}
     return [k for k in COMPONENTS if k in present]
 
 
-def _breakdown_table(name: str, data: dict) -> Optional[Table]:
-    entries = [(n["label"], n["energy"][name]) for n in data["networks"] if name in n["energy"]]
-    if name in data["ann"]["energy"]:
-        entries.insert(0, (data["ann"]["label"], data["ann"]["energy"][name]))
+def _breakdown_table(name: str, data: ReportData) -> Optional[Table]:
+    entries = [(n.label, n.energy[name]) for n in data.networks if name in n.energy]
+    if name in data.ann.energy:
+        entries.insert(0, (data.ann.label, data.ann.energy[name]))
     if not entries:
         return None
     comps = _component_names([b for _, b in entries])
-    scale, unit = energy_unit(max(b["total"] for _, b in entries) or 1e-12)
+    scale, unit = energy_unit(max(b.total for _, b in entries) or 1e-12)
 
-    def cell(b: dict, c: str) -> str:
-        if c in b.get("included", ()):
+    def cell(b: EnergyRecord, c: str) -> str:
+        if c in b.included:
             return "included"
-        if c in b["components"]:
-            return f"{b['components'][c] / scale:.4g}" + (f" ({b['bounds'][c]} bound)" if c in b.get("bounds", {})
-                                                           else "")
-        return "unknown" if c in b["unknown"] else "-"
+        if c in b.components:
+            return f"{b.components[c] / scale:.4g}" + (f" ({b.bounds[c]} bound)" if c in b.bounds else "")
+        return "unknown" if c in b.unknown else "-"
 
-    host = data["counting_rule"]["host_profile"]
+    host = data.counting_rule.host_profile
     names = [f"first_layer ({unit}; SNN: on host {host})" if c == "first_layer" else f"{c} ({unit})" for c in comps]
-    rows = tuple((label, *[cell(b, c) for c in comps], fmt_energy(b), ", ".join(b["unknown"]) or "-")
+    rows = tuple((label, *[cell(b, c) for c in comps], fmt_energy(b), ", ".join(b.unknown) or "-")
                  for label, b in entries)
     return Table(("model", *names, "total", "unknown"), rows)
 
 
-def _energy_section(data: dict) -> Section:
-    blocks: List[Block] = [data["counting_rule"]["sentence"] + " Energy per inference (one sample, T steps for "
+def _energy_section(data: ReportData) -> Section:
+    blocks: List[Block] = [data.counting_rule.sentence + " Energy per inference (one sample, T steps for "
                            "the SNN) = counted events x the profile's figure, per component; the first layer is one "
                            "component on both sides (SNN: computed on the host profile "
-                           f"{data['counting_rule']['host_profile']}; ANN: its own first layer)."]
-    for name in data["profiles"]:
+                           f"{data.counting_rule.host_profile}; ANN: its own first layer)."]
+    for name in data.profiles:
         table = _breakdown_table(name, data)
         if table is not None:
             blocks += [Heading(name), table]
-    blocks.append(Image(data["plots"]["energy_breakdown"], "energy breakdown per profile"))
+    blocks.append(Image(data.plots.energy_breakdown, "energy breakdown per profile"))
     return Section("Energy breakdown per profile", tuple(blocks))
 
 
@@ -188,35 +193,35 @@ def _bits(b: Optional[int]) -> str:
     return "-" if b is None else f"{b:,}"
 
 
-def _memory_section(data: dict) -> Section:
+def _memory_section(data: ReportData) -> Section:
     blocks: List[Block] = ["Weight memory in bits per layer and synapse encoding (- : not applicable or a needed "
                            "figure is unknown); the best encoding is the smallest known."]
-    for name in data["networks"][0]["memory"]:
-        encodings = list(data["networks"][0]["memory"][name]["totals"])
+    for name in data.networks[0].memory:
+        encodings = list(data.networks[0].memory[name].totals)
         rows = []
-        for n in data["networks"]:
-            mem = n["memory"][name]
-            rows += [(n["label"], l["name"], *[_bits(l["bits"].get(e)) for e in encodings], l["best"] or "-",
-                      _bits(l["neuron_state_bits"])) for l in mem["layers"]]
-            rows.append((n["label"], "(all layers)", *[_bits(mem["totals"][e]) for e in encodings],
-                         mem["best_encoding"] or "-", _bits(mem["neuron_state_bits"])))
+        for n in data.networks:
+            mem = n.memory[name]
+            rows += [(n.label, l.name, *[_bits(l.bits.get(e)) for e in encodings], l.best or "-",
+                      _bits(l.neuron_state_bits)) for l in mem.layers]
+            rows.append((n.label, "(all layers)", *[_bits(mem.totals[e]) for e in encodings],
+                         mem.best_encoding or "-", _bits(mem.neuron_state_bits)))
         blocks += [Heading(name), Table(("model", "layer", *encodings, "best", "neuron state"), tuple(rows))]
     return Section("Memory", tuple(blocks))
 
 
-def _mapping_section(data: dict) -> Section:
-    rows = tuple((n["label"], p, _fit(m), m["verdict"]) for n in data["networks"] for p, m in n["mapping"].items())
+def _mapping_section(data: ReportData) -> Section:
+    rows = tuple((n.label, p, _fit(m), m.fit_summary) for n in data.networks for p, m in n.mapping.items())
     return Section("Cores and fit", (Table(("model", "profile", "fits", "verdict"), rows),))
 
 
-def _activity_section(data: dict) -> Section:
+def _activity_section(data: ReportData) -> Section:
     rows = []
-    for n in data["networks"]:
-        a = n["activity"]
-        s = a["per_sample"]
-        rows.append((n["label"], a["source"], str(a["samples"]), str(a["timesteps"]), f"{s['effective_acs']:.6g}",
-                     f"{s['effective_macs']:.6g}", f"{s['neuron_updates']:.6g}", f"{s['output_spikes']:.6g}",
-                     f"{s['dense_ops']:.6g}"))
+    for n in data.networks:
+        a = n.activity
+        s = a.per_sample
+        rows.append((n.label, a.source, str(a.samples), str(a.timesteps), f"{s.effective_acs:.6g}",
+                     f"{s.effective_macs:.6g}", f"{s.neuron_updates:.6g}", f"{s.output_spikes:.6g}",
+                     f"{s.dense_ops:.6g}"))
     return Section("Activity (measured)", (
         "Per sample, summed over timesteps, from a run on the first test samples of each network's dataset "
         "(NeuroBench definitions, except that a layer with a constant real-valued input is counted once per "
@@ -226,10 +231,10 @@ def _activity_section(data: dict) -> Section:
                "dense ops"), tuple(rows))))
 
 
-def _unknown_section(data: dict) -> Section:
-    rows = tuple((name, ", ".join(p["unknown_figures"]) or "-", ", ".join(p["excluded_figures"]) or "-",
-                  ", ".join(p["unknown_in_report"]) or "-", ", ".join(p["unknown_limits"]) or "-")
-                 for name, p in data["profiles"].items())
+def _unknown_section(data: ReportData) -> Section:
+    rows = tuple((name, ", ".join(p.unknown_figures) or "-", ", ".join(p.excluded_figures) or "-",
+                  ", ".join(p.unknown_in_report) or "-", ", ".join(p.unknown_limits) or "-")
+                 for name, p in data.profiles.items())
     return Section("Figures the profiles could not use", (
         "Unknown figures are never filled in: a total that needs one is a lower bound.",
         Table(("profile", "unknown (no public figure)", "excluded by convention", "needed here but unknown",
@@ -259,11 +264,11 @@ def fmt_ratio(interval) -> str:
     return f"{100 * low:.3g} %" if low == high else f"{100 * low:.3g} - {hi}"
 
 
-def _fits_cell(r: dict) -> str:
-    fits = "-" if r["fits"] is None and r["cores"] is None and not r["why"] else (
-        "not checked" if r["fits"] is None else f"yes ({r['cores']} cores)" if r["fits"] and r["cores"] else
-        "yes" if r["fits"] else "no")
-    return fits + (f" ({r['why']})" if r["why"] and r["fits"] is False else "")
+def _fits_cell(r: VerdictRow) -> str:
+    fits = "-" if r.fits is None and r.cores is None and not r.why else (
+        "not checked" if r.fits is None else f"yes ({r.cores} cores)" if r.fits and r.cores else
+        "yes" if r.fits else "no")
+    return fits + (f" ({r.why})" if r.why and r.fits is False else "")
 
 
 def _flip_text(win, lose, today: str, unit, lower_is_better: bool) -> str:
@@ -280,52 +285,58 @@ def _flip_text(win, lose, today: str, unit, lower_is_better: bool) -> str:
     return f"{today}: {text}"
 
 
-def _break_even_cell(r: dict) -> str:
+def break_even_cell(r: Union[VerdictRow, MatrixRow]) -> str:
     """Spike activity and weight sparsity at which the decision flips, today's values first."""
-    be = r.get("break_even")
+    be = r.break_even
     if not be:
         return "-"
-    act, sp = be["activity"], be["sparsity"]
+    act, sp = be.activity, be.sparsity
     parts = []
-    if act["today"] is not None:
-        parts.append(_flip_text(act["win_below"], act["lose_above"], f"activity {act['today']:.3g}/neuron/step",
+    if act.today is not None:
+        parts.append(_flip_text(act.win_below, act.lose_above, f"activity {act.today:.3g}/neuron/step",
                                 lambda x: f"{x:.3g}", True))
-    if sp["today"] is not None:
-        parts.append(_flip_text(sp["win_above"], sp["lose_below"], f"sparsity {100 * sp['today']:.1f} %",
+    if sp.today is not None:
+        parts.append(_flip_text(sp.win_above, sp.lose_below, f"sparsity {100 * sp.today:.1f} %",
                                 lambda x: f"{100 * x:.3g} %", False))
     return "; ".join(parts)
 
 
-def verdict_table(data: dict) -> Table:
+def _latency_cell(r: VerdictRow) -> str:
+    source = r.snn_latency_from
+    return ("<= " if "upper bound" in str(source) else "") + fmt_seconds(r.snn_latency_s) + (
+        f" ({source})" if source not in (None, "profile") else "")
+
+
+def _verdict_row_cells(r: VerdictRow) -> tuple:
+    best = r.best_ann
+    if best is None:
+        ann_cells = ("-", "-", "-", "-")
+    else:
+        ann_cells = (f"{best.ann} on {best.ann_profile}", fmt_interval(best.ann_interval_j),
+                     _pct(best.ann_accuracy), fmt_ratio(r.ratio_interval))
+    decision = r.decision
+    snn = fmt_interval(r.snn_interval_at_scope_j or r.snn_interval_j)
+    snn = f"**{snn}**" if r.energy_decision == "SNN" and decision == "SNN" else snn
+    if best is not None and decision == "ANN":
+        ann_cells = (ann_cells[0], f"**{ann_cells[1]}**") + ann_cells[2:]
+    return (r.network, r.profile, _fits_cell(r), r.scope, snn, _latency_cell(r), _pct(r.accuracy), *ann_cells,
+            decision, break_even_cell(r))
+
+
+def verdict_table(data: ReportData) -> Table:
     """The answer first: one row per network x chip, decided by :mod:`slt_deploy.report.verdict`'s rule; only
     a decided winner's energy is bold."""
-    rows = []
-    for r in data["verdict"]:
-        best = r.get("best_ann")
-        if best is None:
-            ann_cells = ("-", "-", "-", "-")
-        else:
-            ann_cells = (f"{best['ann']} on {best['ann_profile']}", fmt_interval(best["ann_interval_j"]),
-                         _pct(best["ann_accuracy"]), fmt_ratio(r["ratio_interval"]))
-        decision = r["decision"]
-        snn = fmt_interval(r.get("snn_interval_at_scope_j") or r["snn_interval_j"])
-        snn = f"**{snn}**" if r.get("energy_decision") == "SNN" and decision == "SNN" else snn
-        if best is not None and decision == "ANN":
-            ann_cells = (ann_cells[0], f"**{ann_cells[1]}**") + ann_cells[2:]
-        lat = ("<= " if "upper bound" in str(r.get("snn_latency_from")) else "") + fmt_seconds(r["snn_latency_s"]) + (
-            f" ({r['snn_latency_from']})" if r.get("snn_latency_from") not in (None, "profile") else "")
-        rows.append((r["network"], r["profile"], _fits_cell(r), r["scope"], snn, lat, _pct(r["accuracy"]),
-                     *ann_cells, decision, _break_even_cell(r)))
+    rows = tuple(_verdict_row_cells(r) for r in data.verdict)
     return Table(("network", "chip", "fits", "scope", "SNN energy", "SNN latency", "SNN accuracy", "best ANN instead",
-                  "ANN energy", "ANN accuracy", "SNN / ANN", "decision", "break-even (today: ...)"), tuple(rows))
+                  "ANN energy", "ANN accuracy", "SNN / ANN", "decision", "break-even (today: ...)"), rows)
 
 
-def _verdict_section(data: dict) -> Section:
-    ann = data["ann"]
-    trained = "" if ann["trained"] is not False else " UNTRAINED (the SNN's weights with ReLU, never trained):"
-    others = ", ".join(a["label"] for a in data.get("ann_others", []))
+def _verdict_section(data: ReportData) -> Section:
+    ann = data.ann
+    trained = "" if ann.trained is not False else " UNTRAINED (the SNN's weights with ReLU, never trained):"
+    others = ", ".join(a.label for a in data.ann_others)
     return Section("Verdict: deploy which, where", (
-        data["counting_rule"]["sentence"] + f" ANN:{trained} {ann['origin']}"
+        data.counting_rule.sentence + f" ANN:{trained} {ann.origin}"
         + (f"; also {others}" if others else "") + ". Per inference, one row per network and chip, against the "
         "ANN with the lowest energy that chip's user could deploy instead (every ANN of the report on every ANN "
         "target). Both sides are counted at one scope (the narrower of the two profiles': arithmetic < "
@@ -336,12 +347,12 @@ def _verdict_section(data: dict) -> Section:
         verdict_table(data), _ann_memory_table(data)))
 
 
-def _matrix_section(data: dict) -> Section:
+def _matrix_section(data: ReportData) -> Section:
     """Every comparison the verdict chose from: network x chip x ANN x ANN target."""
-    rows = tuple((r["network"], r["profile"], r["ann"], r["ann_profile"], r["scope"],
-                  fmt_interval(r["snn_interval_j"]), fmt_interval(r["ann_interval_j"]),
-                  fmt_ratio(r["ratio_interval"]), _pct(r["ann_accuracy"]), r["decision"], _break_even_cell(r))
-                 for r in data.get("verdict_matrix", []))
+    rows = tuple((r.network, r.profile, r.ann, r.ann_profile, r.scope,
+                  fmt_interval(r.snn_interval_j), fmt_interval(r.ann_interval_j),
+                  fmt_ratio(r.ratio_interval), _pct(r.ann_accuracy), r.decision, break_even_cell(r))
+                 for r in data.verdict_matrix)
     return Section("Full comparison matrix", (
         "Each pair at its common scope, by the verdict's rule (a chip's network that does not fit is still costed "
         "here).",
@@ -349,46 +360,48 @@ def _matrix_section(data: dict) -> Section:
                "ANN accuracy", "energy decision", "break-even (today: ...)"), rows)))
 
 
-def _other_anns_section(data: dict) -> Optional[Section]:
+def _other_anns_section(data: ReportData) -> Optional[Section]:
     """The comparison ANNs given with --also-ann (LT / MPLT tickets...), costed under the same rule."""
-    others = data.get("ann_others") or []
-    if not others:
+    if not data.ann_others:
         return None
-    profiles = list(data["ann"]["energy"])
-    rows = tuple((a["label"], Path(a["file"]).name, _pct(a["sparsity"]), _pct(a["accuracy_measured"]),
-                  *[fmt_energy(a["energy"].get(p)) for p in profiles],
-                  *[fmt_bytes(a["memory"][p]["dense_bytes"]) if p in a["memory"] else "-" for p in profiles])
-                 for a in [data["ann"], *others])
+    profiles = list(data.ann.energy)
+    rows = tuple((a.label, Path(a.file).name, _pct(a.sparsity), _pct(a.accuracy_measured),
+                  *[fmt_energy(a.energy.get(p)) for p in profiles],
+                  *[fmt_bytes(a.memory[p].dense_bytes) if p in a.memory else "-" for p in profiles])
+                 for a in data.anns)
     return Section("Other ANNs", (
-        data["counting_rule"]["sentence"] + " The report's ANN first, then the ANNs given with --also-ann, on the "
+        data.counting_rule.sentence + " The report's ANN first, then the ANNs given with --also-ann, on the "
         "same samples.",
         Table(("ANN", "file", "sparsity", "accuracy", *[f"E {p}" for p in profiles],
                *[f"weights {p}" for p in profiles]), rows)))
 
 
-def _ann_memory_table(data: dict) -> Table:
-    ann = data["ann"]
-    rows = [(ann["label"], p, str(m["weight_bits"]), fmt_bytes(m["dense_bytes"]),
-             fmt_bytes(m["mem"]["best_bytes"]) + f" ({m['mem']['best_encoding']})" if m.get("mem") and
-             m["mem"]["best_bytes"] is not None else "-") for p, m in ann["memory"].items()]
-    for n in data["networks"]:
-        for p, m in n["memory"].items():
-            rows.append((n["label"], p, "-", "-", fmt_bytes(m["best_bytes"]) + f" ({m['best_encoding']})"
-                         if m["best_bytes"] is not None else "unknown"))
+def _ann_memory_table(data: ReportData) -> Table:
+    ann = data.ann
+    rows = [(ann.label, p, str(m.weight_bits), fmt_bytes(m.dense_bytes),
+             fmt_bytes(m.mem.best_bytes) + f" ({m.mem.best_encoding})" if m.mem is not None and
+             m.mem.best_bytes is not None else "-") for p, m in ann.memory.items()]
+    for n in data.networks:
+        for p, m in n.memory.items():
+            rows.append((n.label, p, "-", "-", fmt_bytes(m.best_bytes) + f" ({m.best_encoding})"
+                         if m.best_bytes is not None else "unknown"))
     return Table(("model", "profile", "weight bits", "weights, dense", "weights, best encoding"), tuple(rows))
 
 
-def _neurobench_section(data: dict) -> Optional[Section]:
-    nets = [n for n in data["networks"] if n.get("neurobench", {}).get("metrics")]
+def _neurobench_section(data: ReportData) -> Optional[Section]:
+    nets = [n for n in data.networks if n.neurobench is not None and n.neurobench.metrics]
     if not nets:
         return None
-    keys = list(nets[0]["neurobench"]["summary"])
-    rows = tuple((n["label"], *[_num(n["neurobench"]["summary"][k]) for k in keys]) for n in nets)
-    layer_rows = tuple((n["label"], l["layer"], _num(l["acs"]), _num(l["macs"]), _num(l["dense"]),
-                        _num((l["neurobench"] or {}).get("effective_acs")),
-                        _num((l["neurobench"] or {}).get("effective_macs")),
-                        _num((l["neurobench"] or {}).get("dense")), l["note"])
-                       for n in nets for l in n["neurobench"]["layers"])
+    keys = list(nets[0].neurobench.summary)
+    rows = tuple((n.label, *[_num(n.neurobench.summary[k]) for k in keys]) for n in nets)
+
+    def theirs(l, what: str):
+        return None if l.neurobench is None else getattr(l.neurobench, what)
+
+    layer_rows = tuple((n.label, l.layer, _num(l.acs), _num(l.macs), _num(l.dense),
+                        _num(theirs(l, "effective_acs")), _num(theirs(l, "effective_macs")),
+                        _num(theirs(l, "dense")), l.note)
+                       for n in nets for l in n.neurobench.layers)
     return Section("NeuroBench 2.3.0 on the same network and samples", (
         "NeuroBench's own metrics (Footprint, ConnectionSparsity, ActivationSparsity, MembraneUpdates, "
         "SynapticOperations, ClassificationAccuracy), computed by NeuroBench on the snnTorch network and the same "
@@ -407,19 +420,22 @@ def _num(x) -> str:
     return f"{x:,.0f}" if isinstance(x, (int, float)) else str(x)
 
 
-def _sanafe_section(data: dict) -> Optional[Section]:
+def _sanafe_rows(n: NetworkEntry) -> List[tuple]:
     rows = []
-    for n in data["networks"]:
-        for p, sim in (n.get("sanafe") or {}).items():
-            for r in sim.get("runs", []):
-                rows.append((n["label"], p, r["architecture"], str(r["samples"]),
-                             "-" if r["energy_per_inference_j"] is None else fmt_joules(r["energy_per_inference_j"]),
-                             fmt_energy(n["energy"][p]),
-                             fmt_joules(r["analytical_chip_j"]) if r.get("analytical_chip_j") is not None else "-",
-                             fmt_seconds(r["latency_per_timestep_s"]), fmt_seconds(r["latency_per_inference_s"]),
-                             r.get("note", "")))
-            if sim.get("note"):
-                rows.append((n["label"], p, "-", "-", "-", "-", "-", "-", "-", sim["note"]))
+    for p, sim in (n.sanafe or {}).items():
+        for r in sim.runs:
+            rows.append((n.label, p, r.architecture, str(r.samples),
+                         "-" if r.energy_per_inference_j is None else fmt_joules(r.energy_per_inference_j),
+                         fmt_energy(n.energy[p]),
+                         fmt_joules(r.analytical_chip_j) if r.analytical_chip_j is not None else "-",
+                         fmt_seconds(r.latency_per_timestep_s), fmt_seconds(r.latency_per_inference_s), r.note))
+        if sim.note:
+            rows.append((n.label, p, "-", "-", "-", "-", "-", "-", "-", sim.note))
+    return rows
+
+
+def _sanafe_section(data: ReportData) -> Optional[Section]:
+    rows = [row for n in data.networks for row in _sanafe_rows(n)]
     if not rows:
         return None
     return Section("SANA-FE simulation of the deployed network", (
@@ -432,22 +448,23 @@ def _sanafe_section(data: dict) -> Optional[Section]:
                "analytical on-chip events", "latency / timestep", "latency / inference", "note"), tuple(rows))))
 
 
-def report_sections(data: dict) -> List[Section]:
-    n = data["networks"][0]["samples"]
-    ann = data["ann"]
-    intro = (f"{data['counting_rule']['sentence']} Activity counted on a real run of each network on the first {n} "
-             f"test samples of its dataset; the ANN ({ann['label']}: {ann['origin']}) runs on the same samples. "
+def report_sections(data: ReportData) -> List[Section]:
+    n = data.networks[0].samples
+    ann = data.ann
+    intro = (f"{data.counting_rule.sentence} Activity counted on a real run of each network on the first {n} "
+             f"test samples of its dataset; the ANN ({ann.label}: {ann.origin}) runs on the same samples. "
              f"The first layer is one named component on both sides; in the SNN the host computes it (charged on "
-             f"{data['counting_rule']['host_profile']}). '>=' marks a lower bound, '<=' an upper bound, 'estimate' a "
+             f"{data.counting_rule.host_profile}). '>=' marks a lower bound, '<=' an upper bound, 'estimate' a "
              f"total mixing both; 'unknown: needs X' a total with no known figure.")
-    scatter = Image(data["plots"]["accuracy_sparsity_energy"], "accuracy vs sparsity vs energy")
-    pareto = Image(data["plots"]["pareto"], "accuracy vs energy per inference (Pareto), SNNs and ANN")
+    plots = data.plots
+    scatter = Image(plots.accuracy_sparsity_energy, "accuracy vs sparsity vs energy")
+    pareto = Image(plots.pareto, "accuracy vs energy per inference (Pareto), SNNs and ANN")
     sections = [Section("slt-deploy report", (intro,)), _verdict_section(data),
                 Section("Break-even: energy against spike activity",
-                        (Image(data["plots"]["break_even"], "SNN energy against spike activity, with the best ANN"),)),
+                        (Image(plots.break_even, "SNN energy against spike activity, with the best ANN"),)),
                 _matrix_section(data),
                 Section("Accuracy vs energy", (pareto,)),
-                Section("Side by side", (data["counting_rule"]["sentence"], _summary_table(data), scatter)),
+                Section("Side by side", (data.counting_rule.sentence, _summary_table(data), scatter)),
                 _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),
                 _activity_section(data)]
     sections += [s for s in (_other_anns_section(data), _neurobench_section(data), _sanafe_section(data))

@@ -1,8 +1,11 @@
 """The verdict: which network, on which chip, against which ANN, decided at one scope by intervals.
 
-Inputs are the report's per-network and per-ANN energy breakdowns (``EnergyBreakdown.to_dict()``: the total as
-:class:`slt_deploy.cost.energy.Term` intervals, each with the scope it belongs to and covers). The rule, used by
-``report`` and ``deploy`` alike:
+Takes the report's typed entries (:mod:`slt_deploy.report.schema`): each network's and each ANN's energy per
+profile as the cost stage gave it (:class:`~slt_deploy.report.schema.EnergyRecord`: the total at every scope, and
+its parts as :class:`~slt_deploy.cost.energy.Term` intervals), each network's mapping and activity, the profiles'
+kinds. Gives the verdict rows and the full matrix (:class:`~slt_deploy.report.schema.VerdictRow`,
+:class:`~slt_deploy.report.schema.MatrixRow`), written once into report.json; ``deploy`` reads its chip's row from
+there. The rule:
 
 1. **Scope.** An energy covers a scope (``SCOPES``, narrowest first): ``arithmetic`` < ``chip-dynamic`` <
    ``chip`` < ``board``. A pair (SNN on profile P_s, ANN on target P_a) is compared at S = the narrower of the
@@ -36,8 +39,10 @@ from __future__ import annotations
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..cost.energy import Term, scoped_interval
+from ..cost.energy import scoped_interval
 from ..cost.profiles import SCOPES
+from .schema import (ActivityBreakEven, AnnEntry, BreakEven, Comparison, EnergyRecord, MatrixRow, NetworkEntry,
+                     ProfileEntry, SparsityBreakEven, VerdictRow)
 
 Interval = Tuple[float, float]
 
@@ -47,13 +52,20 @@ def narrower(a: str, b: str) -> str:
     return a if SCOPES.index(a) <= SCOPES.index(b) else b
 
 
-def _terms(breakdown: dict) -> List[Term]:
-    return [Term(**t) for t in breakdown.get("terms", [])]
+def compared(snn_kind: str, snn_name: str, ann_kind: str, ann_name: str) -> bool:
+    """The pairing rule: which ANN target a network on a profile is compared with. A chip (kind neuromorphic)
+    against every ANN target (kind ann); a reference profile against itself only. A chip against a reference
+    convention would mix what each side counts (the convention leaves out memory, neurons and static power), so
+    such pairs are not formed."""
+    if snn_kind == "neuromorphic":
+        return ann_kind == "ann"
+    return snn_kind != "ann" and ann_kind != "neuromorphic" and snn_name == ann_name
 
 
-def at_scope(breakdown: dict, scope: str) -> Interval:
-    """The breakdown's total at ``scope`` as (low, high) joules."""
-    return scoped_interval(_terms(breakdown), scope, breakdown["scope"], breakdown.get("open_below", ()))
+def at_scope(breakdown: EnergyRecord, scope: str) -> Interval:
+    """The breakdown's total at ``scope`` as (low, high) joules, as the cost stage computed it."""
+    low, high = breakdown.at_scope(scope)
+    return low, high
 
 
 def decide(snn: Interval, ann: Interval) -> str:
@@ -72,116 +84,103 @@ def ratio_interval(snn: Interval, ann: Interval) -> Interval:
     return low, high
 
 
-def _split(breakdown: dict, flag: str, scope: str) -> Tuple[Interval, Interval]:
+def _split(breakdown: EnergyRecord, flag: str, scope: str) -> Tuple[Interval, Interval]:
     """(parts that do not grow with ``flag``, parts that do) at ``scope``; open ends go with the fixed part."""
-    terms = _terms(breakdown)
-    fixed = scoped_interval([t for t in terms if not getattr(t, flag)], scope, breakdown["scope"],
-                            breakdown.get("open_below", ()))
-    scaling = scoped_interval([t for t in terms if getattr(t, flag)], scope, breakdown["scope"])
+    terms = breakdown.terms
+    fixed = scoped_interval([t for t in terms if not getattr(t, flag)], scope, breakdown.scope,
+                            breakdown.open_below)
+    scaling = scoped_interval([t for t in terms if getattr(t, flag)], scope, breakdown.scope)
     return fixed, scaling
 
 
-def break_even(breakdown: dict, ann: Interval, scope: str, flag: str, today: float) -> dict:
-    """Rule 5 for one quantity (``flag`` 'activity' or 'density', ``today`` its current value): the values below
-    which the SNN surely wins and above which it surely loses (None where no value decides it)."""
+def break_even(breakdown: EnergyRecord, ann: Interval, scope: str, flag: str,
+               today: Optional[float]) -> Tuple[Optional[float], Optional[float], Interval, Interval]:
+    """Rule 5 for one quantity (``flag`` 'activity' or 'density', ``today`` its current value): (the value below
+    which the SNN surely wins, the value above which it surely loses, the fixed part, the scaling part); a value
+    is None where none decides it."""
     (f_low, f_high), (a_low, a_high) = _split(breakdown, flag, scope)
-    out = {"today": today, "win_below": None, "lose_above": None, "fixed_j": [f_low, f_high],
-           "scaling_j": [a_low, a_high]}
-    if today is None or today <= 0:
-        return out
-    if a_high > 0 and math.isfinite(a_high) and math.isfinite(f_high) and math.isfinite(ann[0]):
-        out["win_below"] = today * (ann[0] - f_high) / a_high
-    if a_low > 0 and math.isfinite(ann[1]):
-        out["lose_above"] = today * (ann[1] - f_low) / a_low
-    return out
+    win = lose = None
+    if today is not None and today > 0:
+        if a_high > 0 and math.isfinite(a_high) and math.isfinite(f_high) and math.isfinite(ann[0]):
+            win = today * (ann[0] - f_high) / a_high
+        if a_low > 0 and math.isfinite(ann[1]):
+            lose = today * (ann[1] - f_low) / a_low
+    return win, lose, (f_low, f_high), (a_low, a_high)
 
 
-def _activity(network: dict) -> Optional[float]:
-    per = network["activity"]["per_sample"]
-    return per["output_spikes"] / per["neuron_updates"] if per["neuron_updates"] else None
+def _break_evens(snn: EnergyRecord, ann: Interval, scope: str, network: NetworkEntry) -> BreakEven:
+    """Spike activity as it is; density d turned into weight sparsity 1 - d ('win above', 'lose below')."""
+    today = network.activity.spike_activity
+    win, lose, fixed, scaling = break_even(snn, ann, scope, "activity", today)
+    activity = ActivityBreakEven(today=today, win_below=win, lose_above=lose, fixed_j=list(fixed),
+                                 scaling_j=list(scaling))
+    density = 1.0 - network.sparsity
+    win, lose, fixed, scaling = break_even(snn, ann, scope, "density", density)
+    flip = (lambda d: None if d is None else 1.0 - d)
+    sparsity = SparsityBreakEven(today=flip(density), win_above=flip(win), lose_below=flip(lose),
+                                 fixed_j=list(fixed), scaling_j=list(scaling))
+    return BreakEven(activity=activity, sparsity=sparsity)
 
 
-def _pairs_for(profile: dict, ann_profiles: Dict[str, dict]) -> List[str]:
-    """ANN targets a network on ``profile`` is compared with: ANN targets for a chip, itself for a reference."""
-    if profile["kind"] == "neuromorphic":
-        return [a for a, p in ann_profiles.items() if p["kind"] == "ann"]
-    return [a for a in ann_profiles if a == profile["name"]]
-
-
-def comparisons(network: dict, pname: str, profiles: Dict[str, dict], anns: Sequence[dict]) -> List[dict]:
+def comparisons(network: NetworkEntry, pname: str, profiles: Dict[str, ProfileEntry],
+                anns: Sequence[AnnEntry]) -> List[Comparison]:
     """Every (ANN, ANN target) a network on ``pname`` is compared with, each at its own common scope, with its
     break-even (rule 5)."""
-    snn_b = network["energy"][pname]
-    activity, density = _activity(network), 1.0 - network["sparsity"]
-    ann_profiles = {a: profiles[a] for a in profiles if profiles[a]["kind"] != "neuromorphic"}
+    snn_b = network.energy[pname]
+    me = profiles[pname]
+    targets = [a for a, p in profiles.items() if compared(me.kind, me.name, p.kind, p.name)]
     rows = []
-    for target in _pairs_for(profiles[pname], ann_profiles):
+    for target in targets:
         for ann in anns:
-            ab = ann["energy"].get(target)
+            ab = ann.energy.get(target)
             if ab is None:
                 continue
-            scope = narrower(snn_b["scope"], ab["scope"])
+            scope = narrower(snn_b.scope, ab.scope)
             snn_i, ann_i = at_scope(snn_b, scope), at_scope(ab, scope)
-            rows.append({"ann": ann["label"], "ann_profile": target, "scope": scope,
-                         "ann_sparsity": ann.get("sparsity"), "ann_accuracy": ann["accuracy_measured"],
-                         "ann_trained": ann.get("trained"),
-                         "snn_interval_j": list(snn_i), "ann_interval_j": list(ann_i),
-                         "ratio_interval": list(ratio_interval(snn_i, ann_i)), "decision": decide(snn_i, ann_i),
-                         "break_even": {"activity": break_even(snn_b, ann_i, scope, "activity", activity),
-                                        "sparsity": _as_sparsity(break_even(snn_b, ann_i, scope, "density",
-                                                                            density))}})
+            rows.append(Comparison(ann=ann.label, ann_profile=target, scope=scope, ann_sparsity=ann.sparsity,
+                                   ann_accuracy=ann.accuracy_measured, ann_trained=ann.trained,
+                                   snn_interval_j=list(snn_i), ann_interval_j=list(ann_i),
+                                   ratio_interval=list(ratio_interval(snn_i, ann_i)), decision=decide(snn_i, ann_i),
+                                   break_even=_break_evens(snn_b, ann_i, scope, network)))
     return rows
 
 
-def _best(rows: Iterable[dict]) -> Optional[dict]:
+def _best(rows: Iterable[Comparison]) -> Optional[Comparison]:
+    """Rule 4: the lowest high end, ties broken by the lower low end."""
     rows = list(rows)
-    return min(rows, key=lambda r: (r["ann_interval_j"][1], r["ann_interval_j"][0])) if rows else None
+    return min(rows, key=lambda r: (r.ann_interval_j[1], r.ann_interval_j[0])) if rows else None
 
 
-def verdict_tables(data: dict) -> Tuple[List[dict], List[dict]]:
+def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison]) -> VerdictRow:
+    snn_b = n.energy[pname]
+    mapping = n.mapping.get(pname)
+    fits = None if mapping is None else mapping.fits
+    lat = n.per_inference.get(pname)
+    best = _best(rows)
+    row = dict(network=n.label, profile=pname, fits=fits, why="" if mapping is None else mapping.why,
+               cores=None if mapping is None else mapping.cores_used, snn_energy_j=snn_b.total,
+               snn_kind=snn_b.kind, snn_unknown=snn_b.unknown, snn_scope=snn_b.scope,
+               snn_interval_j=list(at_scope(snn_b, snn_b.scope)),
+               snn_latency_s=None if lat is None else lat.latency_s,
+               snn_latency_from=None if lat is None else lat.latency_from,
+               accuracy=n.accuracy_measured, best_ann=best, alternatives=len(rows))
+    if best is None:
+        return VerdictRow(**row, scope=snn_b.scope, decision="no ANN target to compare with", break_even=None)
+    return VerdictRow(**row, scope=best.scope, snn_interval_at_scope_j=best.snn_interval_j,
+                      ratio_interval=best.ratio_interval,
+                      decision=best.decision if fits is not False else "does not fit",
+                      energy_decision=best.decision, break_even=best.break_even)
+
+
+def verdict_tables(networks: Sequence[NetworkEntry], profiles: Dict[str, ProfileEntry],
+                   anns: Sequence[AnnEntry]) -> Tuple[List[VerdictRow], List[MatrixRow]]:
     """(short verdict: one row per network x SNN profile, full matrix: one row per network x profile x ANN x
     target). Every energy is per inference, in joules."""
-    anns = [data["ann"], *data.get("ann_others", [])]
     short, matrix = [], []
-    for n in data["networks"]:
-        for pname, snn_b in n["energy"].items():
-            mapping = n["mapping"].get(pname)
-            fits = None if mapping is None else mapping["fits"]
-            why = "" if mapping is None else (mapping["failures"][0] if mapping["failures"] else
-                                              "; ".join(mapping["unchecked"]) if fits is None else "")
-            rows = comparisons(n, pname, data["profiles"], anns)
-            for r in rows:
-                matrix.append({"network": n["label"], "profile": pname, "fits": fits, **r})
-            best = _best(rows)
-            lat = n.get("per_inference", {}).get(pname, {})
-            row = {"network": n["label"], "profile": pname, "fits": fits, "why": why,
-                   "cores": None if mapping is None else mapping["cores_used"],
-                   "snn_energy_j": snn_b["total"], "snn_kind": snn_b["kind"], "snn_unknown": snn_b["unknown"],
-                   "snn_scope": snn_b["scope"], "snn_interval_j": list(at_scope(snn_b, snn_b["scope"])),
-                   "snn_latency_s": lat.get("latency_s"), "snn_latency_from": lat.get("latency_from"),
-                   "accuracy": n["accuracy_measured"], "best_ann": best, "alternatives": len(rows)}
-            if best is None:
-                row.update(scope=snn_b["scope"], decision="no ANN target to compare with", break_even=None)
-            else:
-                scope = best["scope"]
-                decision = best["decision"] if fits is not False else "does not fit"
-                row.update(scope=scope, snn_interval_at_scope_j=best["snn_interval_j"],
-                           ratio_interval=best["ratio_interval"], decision=decision,
-                           energy_decision=best["decision"], break_even=best["break_even"])
-            short.append(row)
+    for n in networks:
+        for pname in n.energy:
+            rows = comparisons(n, pname, profiles, anns)
+            fits = None if n.mapping.get(pname) is None else n.mapping[pname].fits
+            matrix += [MatrixRow(network=n.label, profile=pname, fits=fits, **dict(r)) for r in rows]
+            short.append(_verdict_row(n, pname, rows))
     return short, matrix
-
-
-def _as_sparsity(density: dict) -> dict:
-    """Density break-even turned into weight sparsity (1 - d): 'win above', 'lose below'."""
-    flip = (lambda d: None if d is None else 1.0 - d)
-    return {"today": flip(density["today"]), "win_above": flip(density["win_below"]),
-            "lose_below": flip(density["lose_above"]), "fixed_j": density["fixed_j"],
-            "scaling_j": density["scaling_j"]}
-
-
-def energy_at_activity(breakdown: dict, scope: str, today: float, activity: float) -> Interval:
-    """The SNN's energy interval at another spike activity (rule 5's line), for the break-even plot."""
-    k = activity / today if today else 0.0
-    return scoped_interval(_terms(breakdown), scope, breakdown["scope"], breakdown.get("open_below", ()),
-                           scale_activity=k)

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..data import ArrayDataset, DatasetSplit, batches, encode
+from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError
 from ..ticket import Ticket
 from ..utils import generator, write_json_atomic
@@ -89,7 +90,7 @@ class EnergyRounds:
         self.ctx = ctx
         self.s = ctx.config.search
         self.T = ctx.config.data.timesteps
-        self.host_first_layer = ctx.config.data.encoding != "events"
+        self.host_first_layer = first_layer_on_host(ctx.config.data.encoding)
         self.points: List[dict] = []
         self.reference: Optional[float] = None
         self.t_early: Optional[int] = None

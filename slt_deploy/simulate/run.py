@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError, SltError
 
 
@@ -303,7 +304,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     if first_layer is None:
         # Event data is spikes from the sensor, so the first synapse layer runs on chip like the others; the host
         # layer is for real-valued (direct) input, and summed binary inputs can exceed Loihi's host current range.
-        first_layer = "chip" if work.encoding == "events" or (work.encoding == "given" and work.binary) else "host"
+        first_layer = "host" if first_layer_on_host(work.encoding, work.binary) else "chip"
         first_layer = "chip" if backend in VENDOR_BACKENDS else first_layer  # the chip takes its input itself
     elif first_layer == "chip" and not work.binary:
         raise ConfigError(f"{where}: first_layer=chip needs binary spike input; the input has other values "
