@@ -330,9 +330,15 @@ class UsageConfig(Settings):
                                     "chip-scope energy per inference adds static power x the period 1/rate on both "
                                     "sides (a rate faster than one inference's known latency is refused)")
 
+    accuracy_tolerance: Optional[float] = setting(None, "points of accuracy an ANN may be below the SNN and still "
+                                                  "be its match in the verdict (default: the standard error of "
+                                                  "the difference of the two test accuracies)")
+
     def validate(self):
         _check(self.rate is None or (math.isfinite(self.rate) and self.rate > 0),
                f"usage.rate={self.rate} must be a positive number of inferences per second")
+        _check(self.accuracy_tolerance is None or 0.0 <= self.accuracy_tolerance <= 100.0,
+               f"usage.accuracy_tolerance={self.accuracy_tolerance} must be in [0, 100] points")
 
 
 @dataclass(frozen=True)

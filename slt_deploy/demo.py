@@ -36,7 +36,8 @@ def demo_energy_config(quick: bool = False) -> RunConfig:
                                                    max_rounds=base.search.rounds, spike_penalty=0.02))
 
 
-def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool = True) -> dict:
+def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool = True, usage=None) -> dict:
+    """The demo; ``usage``: a :class:`~slt_deploy.config.UsageConfig` (rate, accuracy tolerance) for the verdict."""
     from .cost.objective import round_meter
     from .describe import describe_file, describe_front
     from .search import search
@@ -81,9 +82,10 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     front = read_file(RunPaths(result.run_dir).front, "front")
     tickets = [RunPaths(result.run_dir).round_ticket(0), *(result.run_dir / p["ticket"] for p in front["front"])]
     print(f"the front's tickets, chosen: {front['chosen']['ticket']} (the search's ticket.safetensors)")
-    report = build_report(list(dict.fromkeys(tickets)),
-                          profiles=DEMO_PROFILES,
-                          out=out / "report", samples=500, progress=progress)
+    report = build_report(list(dict.fromkeys(tickets)), profiles=DEMO_PROFILES, out=out / "report", samples=500,
+                          progress=progress, chosen=result.run_dir / front["chosen"]["ticket"],
+                          rate=None if usage is None else usage.rate,
+                          accuracy_tolerance=None if usage is None else usage.accuracy_tolerance)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
     print(f"wrote {report.html}")
     return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path),
