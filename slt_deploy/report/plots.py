@@ -136,8 +136,10 @@ def _draw_side(ax, points: List[tuple], color: str, marker: str, label: str) -> 
     """Each point at its interval's high end (a bar down to the low end); an open one at its low end, marked
     '>' (at least); the side's front as a step line."""
     for low, high, acc, _ in points:
-        if high == float("inf"):
+        if high == float("inf"):   # known only from below
             ax.scatter(low, acc, marker=">", s=40, color=color, alpha=0.6)
+        elif low <= 0:             # known only from above (an upper bound)
+            ax.scatter(high, acc, marker="<", s=40, facecolors="none", edgecolors=color)
         else:
             ax.errorbar(high, acc, xerr=[[high - low], [0]], fmt=marker, ms=6, color=color, capsize=2, alpha=0.85)
     known = [(high, acc) for low, high, acc, _ in points if high != float("inf") and high > 0]
@@ -149,7 +151,8 @@ def _draw_side(ax, points: List[tuple], color: str, marker: str, label: str) -> 
 def plot_pareto(data: ReportData, path: Path) -> Path:
     """Per chip, accuracy against energy per inference (chip-dynamic scope, log scale): the SNN tickets' front
     (blue) and the ANNs' front (red, every ANN on every ANN target). No text on the points: the tables name
-    them; a bar spans an energy's interval, '>' marks an energy known only from below."""
+    them; a bar spans an energy's interval, '>' marks an energy known only from below, a hollow '<' one known
+    only from above."""
     plt = _pyplot()
     chips = [p for p, e in data.profiles.items() if e.kind == "neuromorphic"
              and any(r.profile == p for r in data.verdict_matrix)]
@@ -177,7 +180,8 @@ def plot_pareto(data: ReportData, path: Path) -> Path:
         ax.axis("off")
     if not chips:
         axes.flat[0].text(0.5, 0.5, "no chip in the report", transform=axes.flat[0].transAxes, ha="center")
-    fig.suptitle("SNN tickets (blue) and ANNs (red): accuracy vs energy per inference, per chip", fontsize=10)
+    fig.suptitle("SNN tickets (blue) and ANNs on every ANN target (red): accuracy vs energy per inference, per "
+                 "chip; '>' at least, hollow '<' at most", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

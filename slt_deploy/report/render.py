@@ -547,14 +547,16 @@ def chosen_verdict_table(data: ReportData) -> Table:
     chosen = data.usage.chosen_network if data.usage and data.usage.chosen_network else data.networks[0].label
     out = []
     for chip, scopes in _rows_by_chip(data, chosen).items():
-        cells = []
-        for scope in ("chip-dynamic", "chip"):
-            r = scopes.get(scope) or scopes.get(next(iter(scopes)))
-            best = r.best_ann
-            cells += [fmt_interval(r.snn_interval_at_scope_j or r.snn_interval_j),
-                      "-" if best is None else fmt_interval(best.ann_interval_j), r.decision]
         r = next(iter(scopes.values()))
         best = r.best_ann
+        cells = []
+        for scope in ("chip-dynamic", "chip"):
+            row = scopes.get(scope) or r
+            other = row.best_ann
+            name = "" if other is None or best is None or (other.ann, other.ann_profile) == (best.ann, best.ann_profile) \
+                else f" ({other.ann} on {other.ann_profile}{match_note(other)})"
+            cells += [fmt_interval(row.snn_interval_at_scope_j or row.snn_interval_j),
+                      "-" if other is None else fmt_interval(other.ann_interval_j) + name, row.decision]
         ann = "-" if best is None else f"{best.ann} on {best.ann_profile}: {_pct(best.ann_accuracy)}{match_note(best)}"
         out.append((chip, _fits_cell(r), _pct(r.accuracy), ann, *cells))
     return Table(("chip", "fits", "SNN accuracy", "ANN it is set against", "SNN, chip-dynamic", "ANN, chip-dynamic",
