@@ -451,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a ticket's record and per-layer sparsity, a NIR graph's per-node table "
                                    "(type, shape, sparsity, binary, neuron parameters) or an ONNX model's MACs.")
     p.add_argument("file", help="a ticket (.safetensors), NIR graph (.nir/.h5), netx network (.h5) or ONNX model "
-                                "(.onnx); or a run directory of search --objective energy (its front as a table, "
-                                "and front.png)")
+                                "(.onnx); a report.json (its verdict) or deploy.json (its summary); or a run "
+                                "directory of search --objective energy (its front as a table, and front.png)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 

@@ -145,7 +145,6 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .exporters.nir_format import ticket_to_nir, write_nir
     from .report import build_report
     from .simulate import BACKENDS, simulate
-    from .simulate.workload import NetworkInput, check_ticket_overlap, ticket_data
     from .report.schema import write_record
     from .utils import write_json_atomic, write_text_atomic
 
@@ -163,28 +162,9 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
         choice = choose_from_front(Path(str(target)), profile, max_accuracy_drop)
         target = choice.ticket_path
 
-    # 1. the ticket
-    if isinstance(target, Ticket):
-        ticket, source = target, "ticket object"
-    elif Path(str(target)).is_file() and not str(target).endswith(".py"):
-        ticket, source = Ticket.load(target), str(target)
-    elif is_user_model(str(target)) or model is not None:
-        cfg = (model or ModelConfig()).replace(name=str(target))
-        if data is None:
-            raise ConfigError(f"deploy {target}: a model needs its data (--data-path FILE.npz or --dataset)")
-        ticket, source = ticket_from_model(cfg, data, progress), f"{target} with weights {cfg.weights}"
-        data = None  # the ticket records it
-    else:
-        raise ConfigError(f"deploy: {target} is neither a ticket file nor a model (path/to/file.py:factory "
-                          f"with --weights)")
-    if data is not None:
-        ticket = _with_data(ticket, data)
-        NetworkInput.of_ticket(ticket, source).check_data(ticket_data(ticket, allow_overlap=True))
-    eval_data = ticket_data(ticket, allow_overlap=True)
-    overlap = check_ticket_overlap(ticket, eval_data, allow_overlap, samples=samples)
-    if overlap is not None:  # labelled in the ticket itself, so every later stage reading it knows
-        ticket = Ticket(dataclasses.replace(ticket.record, extra=dict(ticket.record.extra, overlap=overlap.label())),
-                        ticket.state, ticket.mask, ticket.train_hashes)
+    # 1. the ticket, on its evaluation data
+    ticket, source, data = _ticket_of(target, model, data, progress)
+    ticket, eval_data, overlap = _evaluated(ticket, source, data, allow_overlap, samples)
     # 2. export to NIR and check that the backends can compile it, before anything is written
     graph = ticket_to_nir(ticket, source=str(out / FILES["ticket"]))
     if backend != "reference":
@@ -245,6 +225,38 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     write_text_atomic(out / FILES["summary"], summary + "\n")
     files["json"], files["summary"] = out / FILES["json"], out / FILES["summary"]
     return DeployResult(out, {k: Path(v) for k, v in files.items()}, summary, record)
+
+
+def _ticket_of(target, model: Optional[ModelConfig], data: Optional[DataConfig], progress: bool):
+    """(ticket, where it came from, the data still to apply): a Ticket, a ticket file, or a model and its weights
+    (a model's ticket records its data, so none is left to apply)."""
+    if isinstance(target, Ticket):
+        return target, "ticket object", data
+    if Path(str(target)).is_file() and not str(target).endswith(".py"):
+        return Ticket.load(target), str(target), data
+    if is_user_model(str(target)) or model is not None:
+        cfg = (model or ModelConfig()).replace(name=str(target))
+        if data is None:
+            raise ConfigError(f"deploy {target}: a model needs its data (--data-path FILE.npz or --dataset)")
+        return ticket_from_model(cfg, data, progress), f"{target} with weights {cfg.weights}", None
+    raise ConfigError(f"deploy: {target} is neither a ticket file nor a model (path/to/file.py:factory "
+                      f"with --weights)")
+
+
+def _evaluated(ticket: Ticket, source: str, data: Optional[DataConfig], allow_overlap: bool, samples: int):
+    """(ticket, its evaluation data, the overlap with its training split or None): ``data`` checked against the
+    ticket, and an allowed overlap labelled in the ticket itself, so every later stage reading it knows."""
+    from .simulate.workload import NetworkInput, check_ticket_overlap, ticket_data
+
+    if data is not None:
+        ticket = _with_data(ticket, data)
+        NetworkInput.of_ticket(ticket, source).check_data(ticket_data(ticket, allow_overlap=True))
+    eval_data = ticket_data(ticket, allow_overlap=True)
+    overlap = check_ticket_overlap(ticket, eval_data, allow_overlap, samples=samples)
+    if overlap is not None:
+        ticket = Ticket(dataclasses.replace(ticket.record, extra=dict(ticket.record.extra, overlap=overlap.label())),
+                        ticket.state, ticket.mask, ticket.train_hashes)
+    return ticket, eval_data, overlap
 
 
 def _check_vendor(vendor: str, graph, hw, eval_data: DataConfig, where: str) -> None:

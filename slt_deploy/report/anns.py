@@ -167,48 +167,63 @@ def counterpart_config(ticket: Ticket, rounds: Optional[int] = None):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, spiking=False), search=search)
 
 
+def _has_counterpart(net: Network) -> bool:
+    """A pruned spiking ticket whose recorded search can run again as an ANN (a recurrent weight has no ANN
+    counterpart)."""
+    t = net.ticket
+    return not (net.kind != "ticket" or net.dense or t.record.method == "dense" or t.record.model.recurrent
+                or not t.record.hyperparameters or not t.record.model.spiking)
+
+
+def _skip(net: Network, exc: Exception) -> str:
+    return f"{net.path.name}: no pruned ANN counterpart: its recorded settings do not search ({exc})"
+
+
+def _counterpart_run(net: Network, rounds: int, runs_dir: Optional[PathLike], progress: bool):
+    """The run folder (RunPaths) of the ticket's ANN counterpart searched to ``rounds``, trained if missing."""
+    from ..paths import RunPaths
+    from ..search import search
+
+    folder = Path(runs_dir) if runs_dir is not None else _runs_folder(net.path)
+    config = counterpart_config(net.ticket, rounds=rounds)
+    paths = RunPaths(folder / config.run_name())
+    if not paths.ticket.is_file():
+        print(f"report: training the pruned ANN counterpart of {net.path.name} ({config.search.method}, "
+              f"model.spiking false) in {folder}")
+        search(config, folder, progress=progress, echo=print if progress else (lambda _msg: None))
+    return paths
+
+
 def pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progress: bool,
-                 skipped: List[str]) -> List[AnnModel]:
+                skipped: List[str]) -> List[AnnModel]:
     """For each pruned ticket, its ANN counterpart at the same round (so the same sparsity), trained on demand
     and cached in the runs folder like the dense twin; one ANN search (to the largest round asked of it) serves
     every ticket of a run. A ticket whose recorded settings cannot be searched again gets none, said in
     ``skipped``."""
     from ..errors import ConfigError
-    from ..paths import RunPaths
-    from ..search import search
 
-    wanted = []
-    for net in networks:
-        t = net.ticket
-        if net.kind != "ticket" or net.dense or t.record.method == "dense" or t.record.model.recurrent \
-                or not t.record.hyperparameters or not t.record.model.spiking:
-            continue
+    wanted, deepest = [], {}
+    for net in filter(_has_counterpart, networks):
         try:
-            wanted.append((net, counterpart_config(t, rounds=0).run_name()))
+            key = counterpart_config(net.ticket, rounds=0).run_name()
         except ConfigError as exc:
-            skipped.append(f"{net.path.name}: no pruned ANN counterpart: its recorded settings do not search ({exc})")
-    deepest = {}
-    for net, key in wanted:
+            skipped.append(_skip(net, exc))
+            continue
+        wanted.append((net, key))
         deepest[key] = max(deepest.get(key, 0), net.ticket.record.round)
     out: Dict[Path, AnnModel] = {}
     for net, key in wanted:
-        t = net.ticket
-        folder = Path(runs_dir) if runs_dir is not None else _runs_folder(net.path)
+        r = net.ticket.record
         try:
-            config = counterpart_config(t, rounds=deepest[key])
-            paths = RunPaths(folder / config.run_name())
-            if not paths.ticket.is_file():
-                print(f"report: training the pruned ANN counterpart of {net.path.name} ({config.search.method}, "
-                      f"model.spiking false) in {folder}")
-                search(config, folder, progress=progress, echo=print if progress else (lambda _msg: None))
+            paths = _counterpart_run(net, deepest[key], runs_dir, progress)
         except ConfigError as exc:
-            skipped.append(f"{net.path.name}: no pruned ANN counterpart: its recorded settings do not search ({exc})")
+            skipped.append(_skip(net, exc))
             continue
-        path = paths.round_ticket(t.record.round) if t.record.method == "imp" else paths.ticket
+        path = paths.round_ticket(r.round) if r.method == "imp" else paths.ticket
         if path in out or not path.is_file():
             continue
-        model = _ann_ticket(path, f"ANN counterpart of {net.path.name}: its search ({t.record.method}, round "
-                                  f"{t.record.round}) with model.spiking false, same recipe", True)
+        model = _ann_ticket(path, f"ANN counterpart of {net.path.name}: its search ({r.method}, round "
+                                  f"{r.round}) with model.spiking false, same recipe", True)
         pruned = f"{100 * model.sparsity:.1f} %"
         out[path] = dataclasses.replace(model, origin=model.origin + f", {pruned} sparse",
                                         label=f"pruned ANN {pruned}")

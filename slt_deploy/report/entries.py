@@ -166,9 +166,12 @@ def _network_rule(m: Measured, ctx: CostContext, host_fed: bool) -> dict:
             "first_layer_computed_once": any(l.computed_once for l in first)}
 
 
-def _chip_layers(m: Measured, p: HardwareProfile, host_fed: bool) -> List[SynapseLayer]:
-    """What ``p`` stores: on a chip only the on-chip synapses (the host keeps the first layer's weights)."""
-    return list(m.layers) if p.kind == "reference" else [l for l in m.layers if not (host_fed and l.source is None)]
+def _stored_layers(m: Measured, p: HardwareProfile, ctx: CostContext, host_fed: bool) -> List[SynapseLayer]:
+    """What ``p`` stores: every layer where ``p`` computes the host layer itself (:func:`host_of`), else only the
+    on-chip synapses (the host keeps the first layer's weights)."""
+    if host_of(p, ctx.host) is p:
+        return list(m.layers)
+    return [l for l in m.layers if not (host_fed and l.source is None)]
 
 
 def _latency(p: HardwareProfile, snn: EnergyRecord, sim: Optional[SanafeEntry]) -> Tuple[Optional[float], str]:
@@ -212,7 +215,7 @@ def network_entry(net: Network, m: Measured, label: str, ctx: CostContext, ann45
         "counting_rule": _network_rule(m, ctx, host_fed), "energy": energy,
         "convention_45nm": {"snn": _record(snn45), "ann": _record(ann45),
                             "percent_of_ann": 100.0 * energy_ratio(snn45, ann45)},
-        "memory": {p.name: memory_entry(_chip_layers(m, p, host_fed), p) for p in chips},
+        "memory": {p.name: memory_entry(_stored_layers(m, p, ctx, host_fed), p) for p in chips},
         "mapping": mapping, **checks.fields(), "compared_with": compared_with,
         "per_inference": {p.name: per_inference(p, energy[p.name], mapping.get(p.name), sanafe.get(p.name))
                           for p in chips}}
