@@ -132,7 +132,7 @@ def test_the_host_profile_is_the_reports():
 
     assert HOST_PROFILE is profiles.HOST_PROFILE
     assert inspect.signature(build_report).parameters["host_profile"].default is profiles.HOST_PROFILE
-    assert build_parser().parse_args(["report", "t.safetensors", "--profiles", "loihi"]).host_profile \
+    assert build_parser().parse_args(["report", "t.safetensors", "--profiles", "loihi", "--out", "o"]).host_profile \
         == profiles.HOST_PROFILE
 
 

@@ -14,8 +14,9 @@ Per input (a ticket, or a NIR graph):
 
 One counting rule for both sides (``ops``: ``effective`` = nonzero input x nonzero weight measured on the same
 samples, spikes for the SNN and real activations for the ANN; ``dense`` = every weight), stated in every table.
-The first layer is one named component on both sides; the SNN's is computed by the host (charged on the host
-profile, default ``int8-45nm``), once per sample for a constant input. The ANN is, by default, the dense ANN twin
+The first layer is one named component on both sides; the SNN's is computed by the host for every input but
+spikes (:func:`slt_deploy.data.encoding.first_layer_on_host`), charged on the host profile
+(:data:`slt_deploy.cost.profiles.HOST_PROFILE` by default), once per sample for a constant input. The ANN is, by default, the dense ANN twin
 trained with the first ticket's recipe (``search --spiking false --method dense``, cached in the runs folder);
 ``--ann`` takes an ANN ticket or ONNX. Mapping follows the deployment: host-computed synapses are off chip.
 NeuroBench 2.3.0's own metrics and SANA-FE 2.2.9 runs (profiles naming SANA-FE architectures) sit next to the

@@ -604,7 +604,7 @@ class VendorRun(ReportRecord):
     accuracy: Optional[float]
     reference_accuracy: Optional[float]
     prediction_agreement: Optional[float]
-    spike_agreement: Optional[float]
+    spike_agreement: Dict[str, float]      # layer -> fraction of (sample, step, neuron) entries equal
     first_mismatch: Optional[str]
     silent: bool
     notes: List[str]
