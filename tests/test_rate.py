@@ -79,3 +79,15 @@ def test_usage_rate_must_be_positive(rate):
     with pytest.raises(ConfigError, match="usage.rate"):
         UsageConfig(rate=rate)
     assert UsageConfig().rate is None and UsageConfig(rate=50.0).rate == 50.0
+
+
+def test_the_cli_flags_come_from_the_typed_settings():
+    from slt_deploy.cli import build_parser, usage_from_args
+
+    for command in (["report", "t.safetensors", "--profiles", "loihi", "--out", "o"], ["demo"],
+                    ["deploy", "t.safetensors", "--profile", "loihi", "--out", "o"]):
+        args = build_parser().parse_args(command + ["--rate", "50", "--accuracy-tolerance", "0.5"])
+        assert usage_from_args(args) == UsageConfig(rate=50.0, accuracy_tolerance=0.5)
+        assert usage_from_args(build_parser().parse_args(command)) == UsageConfig()  # back to back, SE default
+    with pytest.raises(ConfigError, match="usage.rate"):
+        usage_from_args(build_parser().parse_args(["demo", "--rate", "0"]))
