@@ -76,6 +76,21 @@ def finite_float(text: str) -> float:
     return value
 
 
+def _usage_flags(p: argparse.ArgumentParser) -> None:
+    """--rate and --accuracy-tolerance (:class:`~slt_deploy.config.UsageConfig`; help text from its fields)."""
+    from .config import UsageConfig
+
+    _settings_flags(p.add_argument_group("usage settings (what the verdict assumes)"), UsageConfig, ("usage",))
+
+
+def usage_from_args(args: argparse.Namespace):
+    """The :class:`~slt_deploy.config.UsageConfig` the flags give (validated: one line naming the setting)."""
+    from .config import UsageConfig
+
+    return UsageConfig.from_dict({k.split("/", 1)[1]: v for k, v in vars(args).items() if k.startswith("usage/")},
+                                 where="usage settings")
+
+
 def _show(value):
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "auto"
@@ -181,7 +196,7 @@ def cmd_sweep(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    run_demo(args.out, quick=args.quick, progress=not args.no_progress, usage=usage_from_args(args))
     return 0
 
 
@@ -309,13 +324,14 @@ def cmd_report(args) -> int:
     from .report import build_report
     from .report import GraphInputs
 
+    usage = usage_from_args(args)
     graphs = [p for p in args.inputs if Path(p).suffix.lower() in (".nir", ".h5")]
     given = GraphInputs(**_input_kwargs(args, graphs[0] if graphs else None))
     result = build_report(args.inputs, ann=args.ann, profiles=args.profiles, out=args.out,
                           samples=args.samples, progress=not args.no_progress, graph_inputs=given, ops=args.ops,
                           host_profile=args.host_profile, train_ann=not args.untrained_ann, runs_dir=args.runs_dir,
                           neurobench=not args.no_neurobench, sanafe=not args.no_sanafe, also_ann=args.also_ann,
-                          device=args.device)
+                          device=args.device, rate=usage.rate, accuracy_tolerance=usage.accuracy_tolerance)
     for warning in result.report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path in (result.markdown, result.html, result.json, *result.plots.values()):
@@ -329,7 +345,7 @@ def cmd_deploy(args) -> int:
     model, data = _model_data_args(args)
     result = deploy(args.target, profile=args.profile, out=args.out, backend=args.backend, model=model, data=data,
                     samples=args.samples, allow_overlap=args.allow_overlap, progress=not args.no_progress,
-                    device=args.device, max_accuracy_drop=args.max_accuracy_drop)
+                    device=args.device, max_accuracy_drop=args.max_accuracy_drop, usage=usage_from_args(args))
     print(result.summary)
     for key in ("summary", "json", "report", "nir", "netx"):
         if key in result.files:
@@ -441,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--quick", action="store_true", help="fewer epochs and rounds (about a minute)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _usage_flags(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export", help="export a ticket to NIR, ONNX (ANN twin or unrolled SNN) or netx",
@@ -514,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     _add_input_flags(p)  # applies to the NIR graphs; tickets run on their own data
+    _usage_flags(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("deploy", help="a ticket (or your model and weights) on one hardware profile: export, "
@@ -537,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="POINTS",
                    help="TICKET_OR_MODEL a run directory of search --objective energy: deploy its cheapest ticket on "
                         "--profile within this many points of the dense round (default: the run's own setting)")
+    _usage_flags(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("profiles", help="list hardware profiles and their figures (value, unit, status, source)",

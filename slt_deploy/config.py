@@ -319,6 +319,36 @@ class TrainConfig(Settings):
 ENERGY_METHODS = ("imp", "biprop", "dense")
 
 
+# Per-network training recipes (issue 30; benchmarks/snn_recipe.py, RESULTS.md section 16). The field defaults
+# above stay as they were (run names are hashed from the settings that differ from them); these are what the demo,
+# its tickets and energy search train the SNN with (SNN_RECIPE) and what the report's ANN twins and counterparts
+# train with (ANN_RECIPE). SGD at lr 0.1 for 5 epochs underfits the spiking MLP (92.4-92.9 % on 2,000 test images,
+# seeds 0-2); Adam at lr 5e-3 with the cosine schedule reaches 95.9-96.4 % in the same 5 epochs. The ReLU twin
+# does best with it too (95.95-96.4 % against 94.95-95.55 % with SGD), so both recipes are the same today: each
+# network is trained by the best recipe measured for it, never the ANN held back to flatter the SNN.
+SNN_RECIPE = TrainConfig(optimizer="adam", lr=5e-3, epochs=5, schedule="cosine")
+ANN_RECIPE = TrainConfig(optimizer="adam", lr=5e-3, epochs=5, schedule="cosine")
+
+
+@dataclass(frozen=True)
+class UsageConfig(Settings):
+    """How the user runs the deployed network: what the report's chip-scope energies assume (report, deploy, demo)."""
+
+    rate: Optional[float] = setting(None, "inferences per second the chip runs (default: back to back): the "
+                                    "chip-scope energy per inference adds static power x the period 1/rate on both "
+                                    "sides (a rate faster than one inference's known latency is refused)")
+
+    accuracy_tolerance: Optional[float] = setting(None, "points of accuracy an ANN may be below the SNN and still "
+                                                  "be its match in the verdict (default: the standard error of "
+                                                  "the difference of the two test accuracies)")
+
+    def validate(self):
+        _check(self.rate is None or (math.isfinite(self.rate) and self.rate > 0),
+               f"usage.rate={self.rate} must be a positive number of inferences per second")
+        _check(self.accuracy_tolerance is None or 0.0 <= self.accuracy_tolerance <= 100.0,
+               f"usage.accuracy_tolerance={self.accuracy_tolerance} must be in [0, 100] points")
+
+
 @dataclass(frozen=True)
 class SearchConfig(Settings):
     method: str = setting("imp", "ticket search method; biprop = score-based binary ticket in the untrained "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DataConfig, ModelConfig, RunConfig, SearchConfig, TrainConfig
+from .config import SNN_RECIPE, DataConfig, ModelConfig, RunConfig, SearchConfig
 
 
 # every shipped chip, the 45 nm convention and the ANN targets a chip's user could deploy instead
@@ -18,11 +18,12 @@ DEMO_PROFILES = ["cmos45", "loihi", "loihi2", "truenorth", "xylo", "dynapcnn", "
 
 
 def demo_config(quick: bool = False) -> RunConfig:
-    """IMP on the LeNet-300-100 spiking MLP, direct encoding, T=5, 8,000/2,000 MNIST split."""
+    """IMP on the LeNet-300-100 spiking MLP, direct encoding, T=5, 8,000/2,000 MNIST split, trained by the SNN
+    recipe (:data:`slt_deploy.config.SNN_RECIPE`)."""
     return RunConfig(
         model=ModelConfig(name="mlp"),
         data=DataConfig(dataset="mnist", timesteps=5),
-        train=TrainConfig(epochs=2 if quick else 5, lr=0.1),
+        train=SNN_RECIPE.replace(epochs=2) if quick else SNN_RECIPE,
         search=SearchConfig(method="imp", rounds=2 if quick else 4, rewind_epoch=1, seed=0),
     )
 
@@ -35,7 +36,8 @@ def demo_energy_config(quick: bool = False) -> RunConfig:
                                                    max_rounds=base.search.rounds, spike_penalty=0.02))
 
 
-def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool = True) -> dict:
+def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool = True, usage=None) -> dict:
+    """The demo; ``usage``: a :class:`~slt_deploy.config.UsageConfig` (rate, accuracy tolerance) for the verdict."""
     from .cost.objective import round_meter
     from .describe import describe_file, describe_front
     from .search import search
@@ -80,9 +82,10 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     front, _ = load_front(result.run_dir)
     tickets = [RunPaths(result.run_dir).round_ticket(0), *(result.run_dir / p.ticket for p in front.front)]
     print(f"the front's tickets, chosen: {front.chosen.ticket} (the search's ticket.safetensors)")
-    report = build_report(list(dict.fromkeys(tickets)),
-                          profiles=DEMO_PROFILES,
-                          out=out / "report", samples=500, progress=progress)
+    report = build_report(list(dict.fromkeys(tickets)), profiles=DEMO_PROFILES, out=out / "report", samples=500,
+                          progress=progress, chosen=result.run_dir / front.chosen.ticket,
+                          rate=None if usage is None else usage.rate,
+                          accuracy_tolerance=None if usage is None else usage.accuracy_tolerance)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
     print(f"wrote {report.html}")
     return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path),

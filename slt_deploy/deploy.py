@@ -115,7 +115,7 @@ def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[f
 def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
            data: Optional[DataConfig] = None, samples: int = 100, allow_overlap: bool = False,
            progress: bool = True, echo=print, max_accuracy_drop: Optional[float] = None,
-           device: str = "auto") -> DeployResult:
+           device: str = "auto", usage=None) -> DeployResult:
     """Deploy ``target`` (a ticket path, a :class:`Ticket`, an energy-objective run directory -- its cheapest
     ticket on ``profile`` within ``max_accuracy_drop`` points of the dense round, :func:`choose_from_front` --
     or a model name / ``file.py:factory`` whose settings and weights are in ``model``) on ``profile``; every
@@ -123,7 +123,8 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
 
     ``data``: evaluation data (default: the ticket's test split; required for a model). ``samples``: test
     samples simulated and costed. ``device``: where the fast simulator runs and the report counts activity
-    (``auto``: the GPU when there is one; the same counts anywhere).
+    (``auto``: the GPU when there is one; the same counts anywhere). ``usage``: a
+    :class:`~slt_deploy.config.UsageConfig` (rate, accuracy tolerance) for the report's verdict.
     """
     from .compile import FORMATS as COMPILED
     from .cost.profiles import ANN_TARGETS, load_profile
@@ -198,7 +199,9 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     files["ann"] = export_ticket_onnx(files["ticket"], out / FILES["ann"])
     targets = [a for a in ANN_TARGETS if a != hw.name] if hw.kind == "neuromorphic" else []  # what it could use instead
     report = build_report([files["nir"]], ann=files["ann"], profiles=[profile, *targets], out=out / FILES["report"],
-                          samples=samples, progress=progress, device=device)
+                          samples=samples, progress=progress, device=device,
+                          rate=None if usage is None else usage.rate,
+                          accuracy_tolerance=None if usage is None else usage.accuracy_tolerance)
     files["report"] = report.markdown
 
     extras = {"netx": str(files["netx"]) if "netx" in files else netx_note,

@@ -35,6 +35,11 @@ SAMPLES = 60      # one simulated batch (report.SIM_BATCH = 100), so the counts 
 PROFILES = ["loihi", "fp32-45nm", "xylo", str(MY_CHIP)]
 
 
+def full_markdown(result) -> str:
+    """report.md and its appendix (issue 30: the answer first, every other table in report_appendix.md)."""
+    return result.markdown.read_text() + result.markdown.with_name("report_appendix.md").read_text()
+
+
 def make_ticket(path: Path, method: str, prune: float = 0.0, round_: int = 0, hidden=(32,),
                 input_shape=(1, 8, 8), accuracy: float = 0.5, spiking: bool = True) -> Path:
     torch.manual_seed(0)
@@ -106,9 +111,16 @@ def test_energy_is_the_cost_model_on_independent_counts(report, tickets, first_s
         assert entry.activity.per_sample.output_spikes > 0  # the run really spiked
         assert entry.activity.per_sample.effective_macs == activity.effective_macs
         assert entry.activity.per_sample.effective_acs == activity.effective_acs
+        # the host layer is stored and read as an ANN's layer would be (issue 30: weight_store, index bits included)
+        from slt_deploy.cost.activity import synapse_layers
+        from slt_deploy.cost.mapping import weight_store
+
+        shape = tuple(Ticket.load(tickets[key]).record.model.input_shape)
+        host = [l for l in synapse_layers(model, shape) if l.source is None]
         for spec in ("loihi", "xylo", MY_CHIP):
             profile = load_profile(spec)
-            assert entry.energy[profile.name] == record(snn_energy(activity, profile, host="int8-45nm"))
+            assert entry.energy[profile.name] == record(snn_energy(activity, profile, host="int8-45nm",
+                                                                   host_store=weight_store(host, "int8-45nm")))
         with torch.no_grad():
             correct = int((model(x_seq).sum(0).argmax(1) == labels).sum())
         assert entry.accuracy_measured == correct / SAMPLES and entry.samples == SAMPLES
@@ -153,7 +165,7 @@ def test_dense_rule_percent_is_the_hand_count(tickets, tmp_path):
     entry = r.report.networks[0]
     assert entry.convention_45nm.percent_of_ann == pytest.approx(100 * snn / ann, rel=1e-12)
     assert entry.counting_rule.ops == "dense" and r.report.ann.energy["cmos45"].ops == "dense"
-    text = r.markdown.read_text()
+    text = full_markdown(r)
     assert text.count("Counting rule: dense ops") >= 4 and "Counting rule: effective" not in text
 
 
@@ -198,7 +210,7 @@ def test_sanafe_profile_figures_equal_the_analytical_model():
 def test_unknown_and_included_are_printed_as_such(report, tickets, tmp_path):
     r = build_report([tickets["dense"]], profiles=["xylo", "loihi2", "truenorth"], out=tmp_path, samples=SAMPLES,
                      progress=False, neurobench=False, sanafe=False)
-    text = r.markdown.read_text()
+    text = full_markdown(r)
     assert r.report.networks[0].energy["xylo"].kind == "unknown"        # no per-event figure published
     assert r.report.networks[0].energy["loihi2"].kind == "upper bound"  # bounds derived from PilotNet
     assert "unknown: needs synaptic_op" in text and ">= 0 " not in text
@@ -314,7 +326,7 @@ def test_unknown_figures_are_listed_never_invented(report, tickets):
             assert r.note.startswith("unknown: needs ")
         else:
             assert r.kind == "estimate" and r.note.startswith("estimate: ")
-    md = result.markdown.read_text()
+    md = full_markdown(result)
     assert "| loihi | mac, static_power, timestep_latency |" in md
     assert ">= " in md
 
@@ -328,7 +340,7 @@ def test_custom_profile_file_works(report, tickets):
     assert chip.given_as == str(MY_CHIP) and chip.unknown_figures == []
     assert all(n.energy[profile.name].complete for n in data.networks)
     assert net_entry(data, tickets["dense"]).mapping[profile.name].fits is True
-    assert f"### {profile.name}" in result.markdown.read_text()
+    assert f"### {profile.name}" in full_markdown(result)
 
 
 def test_files_and_side_by_side_table(report, tickets):
@@ -347,7 +359,7 @@ def test_files_and_side_by_side_table(report, tickets):
     assert page.count("<table>") >= 5 and "<th>% of ANN (45 nm)</th>" in page
     assert all(f"<td>{label}</td>" in page for label in ["ANN", *labels])
     assert page.count('<img src="data:image/png;base64,') == 4  # embedded: the page can be sent alone
-    md = result.markdown.read_text()
+    md = full_markdown(result)
     assert "| ANN | ticket.safetensors |" in md and "## SNN energy as % of ANN energy" in md
 
 
@@ -367,7 +379,7 @@ def test_given_ann_is_used_and_no_twin_is_written(tickets, tmp_path):
     assert 0 < ann_layers[1].effective_synops < ann_layers[1].dense_ops
     assert entry.energy["cmos45"].counts["first_layer"] == ann_layers[0].effective_synops
     assert not (out / "ann_twin.onnx").exists() and result.report.ratios == []
-    assert (out / "report.md").read_text().count("| ANN | imp_ann.onnx |") == 1
+    assert full_markdown(result).count("| ANN | imp_ann.onnx |") == 1
 
 
 # -------------------------------------------------------------------------------------------- errors
@@ -439,7 +451,7 @@ def test_untrained_twin_is_labelled_so_everywhere(tickets, tmp_path):
                      progress=False, train_ann=False, neurobench=False, sanafe=False)
     ann = r.report.ann
     assert ann.trained is False and ann.label == "ANN (untrained)" and "UNTRAINED" in ann.origin
-    md = r.markdown.read_text()
+    md = full_markdown(r)
     assert "| ANN (untrained) | ann_twin.onnx |" in md                       # side-by-side table
     assert "| ANN (untrained) | cmos45 |" in md                                 # memory table of the verdict
     assert "ANN: UNTRAINED (the SNN's weights with ReLU, never trained)" in md  # verdict's sentence
@@ -484,7 +496,7 @@ def test_also_ann_tickets_are_measured_and_costed_by_the_same_rule(tickets, tmp_
     with torch.no_grad():
         assert other.accuracy_measured == int((model(x_seq).sum(0).argmax(1) == labels).sum()) / SAMPLES
     assert other.sparsity == pytest.approx(0.5, abs=0.01) and other.label == "ANN lt"
-    assert "| ANN lt | lt.safetensors | " in r.markdown.read_text()
+    assert "| ANN lt | lt.safetensors | " in full_markdown(r)
 
 
 def test_cli_report_flags_reach_the_report(tickets, tmp_path, capsys):

@@ -94,10 +94,10 @@ def test_scoped_interval_leaves_out_wider_parts_and_opens_on_unknowns():
 @pytest.mark.parametrize("weights, bits_profile, per_read_pj, level", [
     # int8: 8,192 weights = 8 KiB fits the 8 KB SRAM: 5 pJ / 32 bits x 8 = 1.25 pJ
     (8_192, "int8-45nm", 1.25, "sram_8kib"),
-    # 8,193 weights no longer fit: the 32 KB cache, 20 pJ / 64 bits x 8 = 2.5 pJ
-    (8_193, "int8-45nm", 2.5, "sram_32kib"),
-    # 266,200 weights (LeNet-300-100) = 260 KiB: the 1 MB cache, 100 / 64 x 8 = 12.5 pJ
-    (266_200, "int8-45nm", 12.5, "cache_1mib"),
+    # 8,193 weights, one byte over: the curve from 8 KiB towards 32 KiB (issue 30), 1.25 x sqrt(8193 / 8192)
+    (8_193, "int8-45nm", 1.25 * math.sqrt(8_193 / 8_192), "sram_32kib"),
+    # 266,200 weights (LeNet-300-100) = 260 KiB, between 32 KiB and 1 MiB: 2.5 x (266,200 / 32,768) ** (ln 5 / ln 32)
+    (266_200, "int8-45nm", 2.5 * (266_200 / 32_768) ** (math.log(5) / math.log(32)), "cache_1mib"),
     # 2 MiB of int8 weights: DRAM, 640 / 32 x 8 = 160 pJ
     (2 * 1024 * 1024, "int8-45nm", 160.0, "dram"),
     # fp32: the same LeNet-300-100 takes 1.02 MiB > 1 MB: DRAM, 640 pJ per 32-bit weight
@@ -114,9 +114,9 @@ def test_ann_weight_reads_follow_the_footprint(weights, bits_profile, per_read_p
 
 def test_a_sparse_store_reads_its_index_bits():
     # 1,000 MACs on a pruned ANN stored in 100,000 bits for 5,000 nonzero weights (20 bits each, 8 + 12 of index):
-    # 12.2 KiB -> the 32 KB cache, 20 / 64 pJ per bit x 20 bits = 6.25 pJ per read
+    # 12.2 KiB -> between the 8 and 32 KB points (issue 30): 5 / 32 x sqrt(100,000 / 65,536) pJ per bit x 20 bits
     e = ann_energy_from_activity(ann_activity(1_000, 20_000), "int8-45nm", storage=(100_000, 20.0))
-    assert e.components["memory_access"] == pytest.approx(1_000 * 6.25 * PJ)
+    assert e.components["memory_access"] == pytest.approx(1_000 * 20 * 5 / 32 * math.sqrt(100_000 / 65_536) * PJ)
 
 
 def test_the_host_layer_reads_from_the_memory_its_weights_need():
@@ -160,7 +160,7 @@ def _data(snn_breakdown, anns: list, fits=True) -> dict:
                                              cores_used=1 if fits else None)
     network = S.NetworkEntry.model_construct(label="ticket", sparsity=0.5, energy={"loihi": _record(snn_breakdown)},
                                              activity=activity, mapping={"loihi": mapping}, accuracy_measured=0.9,
-                                             per_inference={})
+                                             per_inference={}, samples=500)
     return {"networks": [network], "profiles": profiles, "anns": anns}
 
 
@@ -182,8 +182,9 @@ def test_overlapping_intervals_are_undecided_and_not_bold():
 
     snn = snn_energy(chip_activity(), "loihi", host_first_layer=False)   # [26.217, 41.353] nJ
     short, matrix = V.verdict_tables(**_data(snn, [_ann("dense ANN", 30_000 * PJ)]))
-    assert [r.decision for r in short] == ["undecided"] and matrix[0].decision == "undecided"
-    assert short[0].scope == "chip-dynamic"
+    # issue 30: a chip's row is decided at chip-dynamic and again at chip scope (open: no static power known)
+    assert [r.decision for r in short] == ["undecided", "undecided"] and matrix[0].decision == "undecided"
+    assert [r.scope for r in short] == ["chip-dynamic", "chip"]
     assert short[0].ratio_interval == pytest.approx([26_217 / 30_000, 41_353 / 30_000])
     table = verdict_table(S.ReportData.model_construct(verdict=short, verdict_matrix=matrix))
     assert not any("**" in cell for row in table.rows for cell in row)
@@ -193,7 +194,7 @@ def test_overlapping_intervals_are_undecided_and_not_bold():
 def test_the_best_ann_is_the_cheapest_and_decides():
     snn = snn_energy(chip_activity(), "loihi", host_first_layer=False)
     short, matrix = V.verdict_tables(**_data(snn, [_ann("dense ANN", 100_000 * PJ), _ann("pruned ANN", 20_000 * PJ)]))
-    assert len(matrix) == 2
+    assert len(matrix) == 4  # 2 ANNs x 2 scopes (issue 30)
     assert short[0].best_ann.ann == "pruned ANN" and short[0].decision == "ANN"   # 20 < 26.217 nJ
     # a network that does not fit is never a winner
     short, _ = V.verdict_tables(**_data(snn, [_ann("dense ANN", 100_000 * PJ)], fits=False))
@@ -236,10 +237,11 @@ def test_break_even_activity_and_sparsity():
 
 def test_loihi2_bounds_from_the_measured_pilotnet_run():
     # 1,000 synaptic ops x <= 29.9 pJ + 50 updates x <= 185 pJ (spikes and reads included): [0, 29,900 + 9,250] pJ
-    # chip-dynamic; static 0.232-0.282 W x <= 200 us per step x T = 5: [0, 0.282 x 1e-3] J more at chip scope
+    # chip-dynamic; static 0.232 W x <= 200 us per step x T = 5: [0, 0.232 x 1e-3] J more at chip scope (the SDNN
+    # run's 0.282 W is set aside, issue 30: that run's total power is below it)
     e = snn_energy(chip_activity(), "loihi2", host_first_layer=False)
     assert e.interval("chip-dynamic") == pytest.approx((0.0, 39_150 * PJ))
-    assert e.interval("chip") == pytest.approx((0.0, 39_150 * PJ + 0.282 * 200e-6 * 5))
+    assert e.interval("chip") == pytest.approx((0.0, 39_150 * PJ + 0.232 * 200e-6 * 5))
     # the point total uses the values: 29,900 + 9,250 pJ + 0.232 W x 1 ms
     assert e.total == pytest.approx(39_150 * PJ + 0.232 * 1e-3)
     assert e.kind == "upper bound"
@@ -256,19 +258,20 @@ def test_vendor_chips_know_static_power_but_no_event_energy(name, watts):
 
 
 def test_mlperf_tiny_board_figure_per_mac():
-    # GAP9: 27.711 uJ / 12,534,936 MACs = 2.21 pJ, 18.561 uJ / 2,665,584 = 6.96 pJ per dense MAC. A layer with
-    # 400 effective and 1,000 dense MACs: the device skips no zeros (dense_compute), so 1,000 MACs (reads
-    # included) -> [2,210, 6,960] pJ at board scope; at chip scope it counts from 0 (board > chip)
+    # GAP9: from 27.711 uJ / 12,534,936 MACs = 2.21 pJ (ResNet-8) to 5.252 uJ / 265,864 = 19.75 pJ (anomaly
+    # detection) per dense MAC (issue 30: all four benchmarks). A layer with 400 effective and 1,000 dense MACs:
+    # the device skips no zeros (dense_compute), so 1,000 MACs (reads included) -> [2,210, 19,750] pJ at board
+    # scope; at chip scope it counts from 0 (board > chip)
     e = ann_energy_from_activity(A.NetworkActivity((A.LayerActivity(
         "fc", "linear", "p", 1, 400, 1_000, False, 0.0, 0.0, 100, 100, 10, 10, 10, False, True),), 1, 1, "t"),
         "mlperf-tiny-gap9")
     assert e.counts["first_layer"] == 1_000 and e.ops == "dense"
-    assert e.interval("board") == pytest.approx((2_210 * PJ, 6_960 * PJ))
-    assert e.interval("chip") == pytest.approx((0.0, 6_960 * PJ))
+    assert e.interval("board") == pytest.approx((2_210 * PJ, 19_750 * PJ))
+    assert e.interval("chip") == pytest.approx((0.0, 19_750 * PJ))
     assert 27.711e-6 / 12_534_936 == pytest.approx(2.21e-12, rel=2e-3)
     assert 18.561e-6 / 2_665_584 == pytest.approx(6.96e-12, rel=2e-3)
     stm = load_profile("mlperf-tiny-stm32u5").figure("mac")
-    assert stm.range == pytest.approx((2578.969e-6 / 12_534_936 * 1e12, 656.163e-6 / 2_665_584 * 1e12), rel=2e-3)
+    assert stm.range == pytest.approx((1354.685e-6 / 7_494_744 * 1e12, 81.875e-6 / 265_864 * 1e12), rel=2e-3)
 
 
 def test_a_shared_conv_kernel_is_read_once_per_call():

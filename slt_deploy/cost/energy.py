@@ -19,14 +19,28 @@ first layer of the ANN on the ANN's own profile. Per sample::
           + memory_access x all on-chip ops (one weight read each)
           + neuron_update x neuron updates (neurons x T)
           + spike_out     x output spikes
-          + static_power  x timestep_latency x T
+          + static_power  x timestep_latency x T      (at a rate r: static_power / r)
 
     E_ANN = first_layer (its ops x mac + its weight reads x memory_access) + mac x other ops
-          + memory_access x other weight reads + static_power x inference_latency
+          + memory_access x other weight reads + static_power x inference_latency   (at a rate r: / r)
+
+Static power is charged for the time one inference holds the chip (:func:`static_seconds`): its latency when
+inferences run back to back, the period 1 / r when the user runs r inferences per second (``rate``), the same
+rule on both sides. A figure that holds static power inside (``included``) was measured back to back, so at a
+rate the idle time between inferences is unknown and the chip-scope total is open above.
 
 A weight read is one per op, except on targets that store a conv kernel once (``weight_sharing``): there each
 weight of a conv layer is read at most once per call (:func:`weight_reads`). On targets with a
-``weight_memory`` the read energy follows the size of what the device stores (:meth:`HardwareProfile.weight_read`).
+``weight_memory`` the read energy follows the size ``S`` (bits) of what the device stores, smoothly, with one rule
+for both sides (the SNN's host layer and the ANN, each stored by :func:`slt_deploy.cost.mapping.weight_store`:
+best encoding, index bits included)::
+
+    E_read(S) = e(S) x bits_per_weight,   e(S) = e_i (S / C_i) ** (ln(e_{i+1} / e_i) / ln(C_{i+1} / C_i))
+                                          for C_i < S <= C_{i+1}; e_1 below C_1; off-chip e_DRAM above C_n
+
+where ``C_i`` and ``e_i`` are the capacity and energy per bit of the profile's memory levels (Horowitz's 8 KB,
+32 KB and 1 MB points): ln e is linear in ln S between neighbouring points, so no byte moves a store to the next
+level's price; only leaving the chip (DRAM) is a step (:func:`slt_deploy.cost.profiles.read_energy_per_bit`).
 
 A component whose figure is unknown (``value: null``) is left out and named in ``unknown``, so the total is
 then a lower bound (``complete`` False). Figures a profile's convention excludes, or that cannot be used
@@ -47,6 +61,7 @@ import types
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+from ..errors import ConfigError
 from .activity import LayerActivity, NetworkActivity
 from .profiles import FIGURE_SCOPES, FIGURES, SCOPES, HardwareProfile, ProfileError, load_profile
 
@@ -252,26 +267,32 @@ class _Ledger:
             self.unknown.append(name)
             self.open_below.append(FIGURE_SCOPES[name])
 
-    def static(self, latency_name: str, steps: int) -> None:
-        """static_power x latency x steps, when the profile gives both (0 W needs no latency)."""
+    def static(self, latency_name: str, steps: int, rate: Optional[float] = None) -> None:
+        """Static power over one inference: :func:`static_seconds` of it (P x latency x steps back to back, P /
+        rate at ``rate`` inferences per second); 0 W needs no time."""
         power = self.profile.figure("static_power")
         latency = self.profile.figure(latency_name)
         if power is None or power.value is None:
             self._missing("static_power")
             return
+        if power.status == "included" and rate is not None:
+            # the all-in figure holding it was measured back to back: the idle time between inferences is not in it
+            self.unknown.append("static_power (idle between inferences at the rate asked)")
+            self.open_below.append("chip")
+            return
         if power.value == 0:
             self.components["static_power"] = 0.0
             self.counts["static_power"] = 0.0
             return
-        if latency is None or latency.value is None:
+        seconds = static_seconds(self.profile, latency, steps, rate)
+        if seconds is None:
             self.unused.append("static_power")
             self._missing(latency_name)
             return
-        seconds = latency.si() * steps
-        self.counts["static_power"] = seconds
-        self.components["static_power"] = power.si() * seconds
-        (p_low, p_high), (l_low, l_high) = power.interval(), latency.interval()
-        self.terms.append(Term("static_power", "chip", power.covers, p_low * l_low * steps, p_high * l_high * steps))
+        self.counts["static_power"] = seconds[0]
+        self.components["static_power"] = power.si() * seconds[0]
+        (p_low, p_high), (t_low, t_high) = power.interval(), seconds[1:]
+        self.terms.append(Term("static_power", "chip", power.covers, p_low * t_low, p_high * t_high))
 
     def result(self, side: str, notes: Tuple[str, ...] = (), ops: str = "effective",
                latency=None) -> EnergyBreakdown:
@@ -283,17 +304,36 @@ class _Ledger:
                                self.profile.scope, tuple(dict.fromkeys(self.open_below)))
 
 
+def static_seconds(profile: HardwareProfile, latency, steps: int, rate: Optional[float]
+                   ) -> Optional[Tuple[float, float, float]]:
+    """(value, low, high) seconds of static power charged to one inference, the same for both sides::
+
+        back to back (rate None):   t = latency x steps                 (timestep_latency x T, or inference_latency)
+        at ``rate`` inferences/s:   t = 1 / rate                        (the chip stays on between inferences)
+
+    None when back to back and the latency is unknown. At a rate whose period is shorter than the inference's
+    known latency the chip cannot keep up: a ConfigError naming both."""
+    if rate is None:
+        if latency is None or latency.value is None:
+            return None
+        low, high = latency.interval()
+        return latency.si() * steps, low * steps, high * steps
+    if not rate > 0 or not math.isfinite(rate):
+        raise ConfigError(f"rate={rate!r} must be a positive number of inferences per second")
+    period = 1.0 / rate
+    if latency is not None and latency.value is not None and latency.interval()[0] * steps > period:
+        raise ConfigError(f"rate={rate:g}/s: one inference on {profile.name} takes at least "
+                          f"{latency.interval()[0] * steps:.4g} s, longer than the period {period:.4g} s")
+    return period, period, period
+
+
 def _weight_read(profile: HardwareProfile, storage: Optional[Tuple[float, float]]) -> Optional[Tuple[float, str]]:
     """(J per weight read, note) from the profile's weight_memory for ``storage`` = (bits stored, bits per
     weight); None when the profile has none or the storage is not known."""
     if storage is None or not profile.weight_memory or not storage[0] or not storage[1]:
         return None
-    found = profile.weight_read(*storage)
-    if found is None:
-        return None
-    joules, level = found
-    return joules, (f"weights ({storage[0] / 8 / 1024:.1f} KiB at {storage[1]:g} bits each) read from {level.name}: "
-                    f"{level.read_j * 1e12:g} pJ per {level.word_bits}-bit access -> {joules * 1e12:.4g} pJ per weight")
+    found = profile.weight_read(storage[0], storage[1])
+    return None if found is None else (found.joules, found.describe())
 
 
 def _check_ops(ops: str) -> None:
@@ -333,13 +373,17 @@ def dense_storage(layers: Iterable[LayerActivity], profile: HardwareProfile) -> 
 
 
 def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", host=None,
-               host_first_layer: bool = True) -> EnergyBreakdown:
+               host_first_layer: bool = True, host_store: Optional[Tuple[float, float]] = None,
+               rate: Optional[float] = None) -> EnergyBreakdown:
     """Energy of one SNN inference (one sample, T steps) on a neuromorphic or reference profile.
 
     ``host``: the profile the host-computed first layer is charged on (default: ``profile`` itself, as the
     45 nm convention charges it); ``host_first_layer`` False keeps the first layer on chip (event input).
-    The host's weight reads follow the size of what it stores (the first layer, dense at its weight_bits) where
-    its profile has a ``weight_memory``.
+    The host's weight reads follow the size of what it stores where its profile has a ``weight_memory``:
+    ``host_store`` = :func:`slt_deploy.cost.mapping.weight_store` of the host layer on ``host``, the same rule
+    an ANN's store follows (best encoding, index bits included); without it the layer is taken as stored
+    densely at the host's weight_bits. ``rate``: inferences per second (None: back to back), which sets the
+    static power's time (:func:`static_seconds`).
     """
     _check_ops(ops)
     profile = load_profile(profile)
@@ -351,7 +395,8 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     on_host = [l for l in activity.layers if host_first_layer and l.from_input]
     chip = [l for l in activity.layers if l not in on_host]
     if on_host:
-        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host, dense_storage(on_host, host),
+        ledger.charge_first_layer(sum(layer_ops(l, ops) for l in on_host), host,
+                                  tuple(host_store[:2]) if host_store else dense_storage(on_host, host),
                                   weight_reads(on_host, ops, host, activity.timesteps))
     spiking = sum(layer_ops(l, ops) for l in chip if l.input_binary)  # grows with the spikes that feed them
     real = sum(layer_ops(l, ops) for l in chip if not l.input_binary)
@@ -363,7 +408,7 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
     ledger.charge("memory_access", spiking, activity=True, density=True, storage=storage)
     if real:
         ledger.charge("memory_access", real, density=True, storage=storage)
-    ledger.static("timestep_latency", activity.timesteps)
+    ledger.static("timestep_latency", activity.timesteps, rate)
     where = f"on the host ({host.name})" if on_host else "on chip"
     notes = (f"counts from {activity.source or 'a run'} over {activity.samples} sample(s), T = {activity.timesteps}",
              f"first layer {where}" + (", computed once per sample (constant input)"
@@ -372,7 +417,7 @@ def snn_energy(activity: NetworkActivity, profile, *, ops: str = "effective", ho
 
 
 def ann_energy(dense_macs: float, effective_macs: float, profile, *, skip_zeros: bool = False,
-               storage: Optional[Tuple[float, float]] = None) -> EnergyBreakdown:
+               storage: Optional[Tuple[float, float]] = None, rate: Optional[float] = None) -> EnergyBreakdown:
     """Energy of one ANN inference from MAC totals alone (no activity measured: no first-layer component).
 
     Charges ``dense_macs`` (a dense accelerator multiplies every weight) or, with ``skip_zeros``,
@@ -389,14 +434,15 @@ def ann_energy(dense_macs: float, effective_macs: float, profile, *, skip_zeros:
     ledger = _Ledger(profile)
     ledger.charge("mac", macs, density=skip_zeros)
     ledger.charge("memory_access", macs, density=skip_zeros, storage=storage)
-    ledger.static("inference_latency", 1)
+    ledger.static("inference_latency", 1, rate)
     which = "effective MACs (zero weights skipped)" if skip_zeros else "dense MACs"
     return ledger.result("ann", (f"charged {which}: dense {dense_macs:g}, effective {effective_macs:g}",),
                          "effective" if skip_zeros else "dense", _latency(profile, "inference_latency", 1))
 
 
 def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "effective",
-                             storage: Optional[Tuple[float, float]] = None) -> EnergyBreakdown:
+                             storage: Optional[Tuple[float, float]] = None,
+                             rate: Optional[float] = None) -> EnergyBreakdown:
     """Energy of one ANN inference from its activity measured on real samples (one pass, T = 1).
 
     ``storage``: (bits stored, bits per weight read) of the ANN's weights, e.g. a pruned ANN in a sparse
@@ -423,7 +469,7 @@ def ann_energy_from_activity(activity: NetworkActivity, profile, *, ops: str = "
     ledger.charge("mac", sum(layer_ops(l, ops) for l in rest), density=True)
     ledger.charge("memory_access", weight_reads(rest, ops, profile, activity.timesteps), density=True,
                   storage=storage)
-    ledger.static("inference_latency", 1)
+    ledger.static("inference_latency", 1, rate)
     return ledger.result("ann", tuple(notes), ops, _latency(profile, "inference_latency", 1))
 
 

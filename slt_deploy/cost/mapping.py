@@ -60,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -320,6 +320,43 @@ def layer_memory(layer: SynapseLayer, profile) -> LayerMemory:
     for enc in profile.encodings:
         bits[enc] = int(stats.bits[enc].sum()) if enc in stats.bits else None
     return LayerMemory(layer.name, bits, neuron_state, "unrolled")
+
+
+class WeightStore(NamedTuple):
+    """How a set of layers is stored on one profile, chosen by :func:`weight_store`: ``bits`` in all, read
+    ``bits_per_weight`` bits per weight read (the weight and, in a sparse store, its index and a share of the
+    row pointers), in ``encoding``. The first two fields are the ``storage`` pair the energy model takes."""
+
+    bits: float
+    bits_per_weight: float
+    encoding: str
+
+
+def weight_store(layers: Sequence[SynapseLayer], profile) -> Optional[WeightStore]:
+    """The one storage rule for weights a device reads, on either side (the SNN's host-computed layer, the
+    ANN's layers): every layer in the encoding that is smallest for the set (:func:`layer_memory`'s formulas,
+    index bits included; ``binary`` only for layers whose weights take two magnitudes at most), and each read
+    fetches the store's bits per weight it holds::
+
+        bits_per_weight = total bits / stored weights   (stored: all weights dense or binary, nonzero sparse)
+
+    None when no encoding's size is known for every layer (e.g. ``weight_bits`` unknown)."""
+    profile = load_profile(profile)
+    layers = list(layers)
+    if not layers:
+        return None
+    mems = [layer_memory(l, profile) for l in layers]
+    totals = {}
+    for enc in profile.encodings:
+        sizes = [None if enc == "binary" and binary_bits(l.weight) is None else m.bits.get(enc)
+                 for l, m in zip(layers, mems)]
+        if all(b is not None for b in sizes):
+            totals[enc] = sum(sizes)
+    if not totals:
+        return None
+    best = min(totals, key=totals.get)
+    stored = sum(l.nonzero_weights if best in ("sparse", "runlength") else l.weights for l in layers)
+    return WeightStore(float(totals[best]), float(totals[best]) / max(stored, 1), best)
 
 
 # ---------------------------------------------------------------------------------------- mapping

@@ -157,7 +157,8 @@ SYNAPSE_FORMAT: Dict[str, _Spec] = {
 
 _TOP_KEYS = ("name", "kind", "description", "mapping", "scope", "figures", "limits", "synapse_format", "sanafe",
              "weight_memory", "simulator")
-_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions")
+_ENTRY_KEYS = ("value", "unit", "source", "status", "note", "bound", "range", "scope", "conditions", "inconsistent")
+_READING_KEYS = ("value", "source", "note")
 _MEMORY_KEYS = ("value", "unit", "word_bits", "capacity", "source", "status", "note", "conditions")
 # ``bound``: the figure is a published minimum (lower) or a worst case (upper); a total charging both kinds is an
 # estimate, not a bound.
@@ -201,6 +202,9 @@ class Figure:
     range: Optional[Tuple[float, float]] = None  # sourced (low, high) around value, in ``unit``
     scope: str = ""           # what the figure covers (SCOPES); "" = FIGURE_SCOPES[name]
     conditions: str = ""      # what it was measured or designed under (chip, node, voltage, network)
+    # published readings of this figure whose source contradicts itself: kept for the record (in ``unit``), never
+    # the value, an end of the range or a bound
+    inconsistent: Tuple["SetAsideReading", ...] = ()
 
     @property
     def known(self) -> bool:
@@ -229,6 +233,16 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class SetAsideReading:
+    """A published reading of a figure left out because its source is internally inconsistent (``note`` says how,
+    e.g. a static power above the same run's total power)."""
+
+    value: float
+    source: str
+    note: str
+
+
+@dataclass(frozen=True)
 class MemoryLevel:
     """One level of a weight store (``weight_memory``): ``read_j`` per access of ``word_bits``, holding up to
     ``capacity_bits`` (None: unbounded, e.g. DRAM)."""
@@ -243,6 +257,67 @@ class MemoryLevel:
 
     def per_bit(self) -> float:
         return self.read_j / self.word_bits
+
+
+def read_energy_per_bit(levels: Tuple[MemoryLevel, ...], storage_bits: float
+                        ) -> Optional[Tuple[float, MemoryLevel, Optional[MemoryLevel]]]:
+    """Energy per bit read from a weight store of ``S = storage_bits``, growing smoothly with its size.
+
+    The levels of ``weight_memory`` (capacity ``C_i`` bits, read energy per bit ``e_i = read_j / word_bits``,
+    smallest first) are points of one curve, not a step function (Horowitz's 8 KB / 32 KB / 1 MB SRAM reads are
+    three sizes of one technology)::
+
+        e(S) = e_1                                   S <= C_1
+        e(S) = e_i (S / C_i) ** k_i                  C_i < S <= C_{i+1}  (both on chip)
+               k_i = ln(e_{i+1} / e_i) / ln(C_{i+1} / C_i)
+        e(S) = e_off                                 S > C_n, the largest bounded level (the unbounded level:
+                                                     off-chip DRAM; None when the profile has none)
+
+    i.e. ln e is linear in ln S between two neighbouring points: an SRAM's access energy grows roughly as the
+    square root of its capacity (its wire length; k = 0.5 between Horowitz's 8 and 32 KB points, 0.46 between
+    32 KB and 1 MB), so a store one byte over a point costs that point's energy, not the next one's. Leaving the
+    chip is the one step kept on purpose: DRAM is another technology with its own per-access energy, and a store
+    larger than the largest on-chip level must be read from it.
+
+    Returns (J per bit, the level at or above S, the level below S that the curve comes from, or None)."""
+    bounded = [m for m in levels if m.capacity_bits is not None]
+    if not levels:
+        return None
+    if not bounded or storage_bits > bounded[-1].capacity_bits:
+        off = [m for m in levels if m.capacity_bits is None]
+        return (off[0].per_bit(), off[0], bounded[-1] if bounded else None) if off else None
+    if storage_bits <= bounded[0].capacity_bits:
+        return bounded[0].per_bit(), bounded[0], None
+    for below, above in zip(bounded, bounded[1:]):
+        if storage_bits <= above.capacity_bits:
+            k = math.log(above.per_bit() / below.per_bit()) / math.log(above.capacity_bits / below.capacity_bits)
+            return below.per_bit() * (storage_bits / below.capacity_bits) ** k, above, below
+    raise AssertionError("unreachable: storage_bits <= the largest bounded capacity")
+
+
+@dataclass(frozen=True)
+class WeightRead:
+    """One weight read from a store (:meth:`HardwareProfile.weight_read`): ``joules`` per weight, the per-bit
+    energy of the store's size, and the levels whose points it lies between."""
+
+    joules: float
+    per_bit_j: float
+    storage_bits: float
+    bits_per_weight: float
+    level: MemoryLevel                 # the smallest level that holds the store (DRAM beyond the chip)
+    below: Optional[MemoryLevel]       # the level the curve comes from (None: at or below the smallest)
+
+    def describe(self) -> str:
+        size = f"{self.storage_bits / 8 / 1024:.1f} KiB"
+        if self.below is None:
+            where = f"at most {self.level.name}'s size: its {self.per_bit_j * 1e12:.4g} pJ per bit"
+        elif self.level.capacity_bits is None:
+            where = f"larger than {self.below.name}: off chip ({self.level.name}), {self.per_bit_j * 1e12:.4g} pJ per bit"
+        else:
+            where = (f"between {self.below.name} and {self.level.name}: {self.per_bit_j * 1e12:.4g} pJ per bit "
+                     f"(interpolated in log size)")
+        return (f"weights ({size} at {self.bits_per_weight:.4g} bits each) read from a store {where} -> "
+                f"{self.joules * 1e12:.4g} pJ per weight")
 
 
 LimitValue = Union[None, int, bool, Tuple[int, ...], Tuple[str, ...]]
@@ -294,14 +369,16 @@ class HardwareProfile:
     # None: the vendor ships none that the project runs
     simulator: Optional[str] = None
 
-    def weight_read(self, storage_bits: float, bits_per_weight: float) -> Optional[Tuple[float, MemoryLevel]]:
-        """(J per weight read, level) from ``weight_memory``: the smallest level that holds ``storage_bits``,
-        its access energy per bit times ``bits_per_weight`` (a wide word delivers several narrow weights read in
-        sequence). None when the profile has no weight_memory section."""
-        for level in self.weight_memory:
-            if level.capacity_bits is None or storage_bits <= level.capacity_bits:
-                return level.per_bit() * bits_per_weight, level
-        return None
+    def weight_read(self, storage_bits: float, bits_per_weight: float) -> Optional["WeightRead"]:
+        """The energy of one weight read from a store of ``storage_bits`` (:func:`read_energy_per_bit` of
+        ``weight_memory``) times ``bits_per_weight`` (a wide word delivers several narrow weights read in
+        sequence; a sparse store's index bits are read with each weight). None when the profile has no
+        weight_memory section, or no level holds the store."""
+        per_bit = read_energy_per_bit(self.weight_memory, storage_bits)
+        if per_bit is None:
+            return None
+        return WeightRead(per_bit[0] * bits_per_weight, per_bit[0], float(storage_bits), float(bits_per_weight),
+                          per_bit[1], per_bit[2])
 
     def figure(self, name: str) -> Optional[Figure]:
         """The figure, or None when the profile does not list it (e.g. ``synaptic_op`` on an ANN target)."""
@@ -570,13 +647,35 @@ def _entry(name: str, data: Any, spec: _Spec, where: str, field: str, cls):
     if cls is Figure:
         extra = {"bound": bound, "range": _range(data.get("range"), value, spec, where, field),
                  "scope": _choice(data["scope"], SCOPES, where, f"{field}.scope") if data.get("scope") else "",
-                 "conditions": str(data.get("conditions") or "").strip()}
+                 "conditions": str(data.get("conditions") or "").strip(),
+                 "inconsistent": _set_aside(data.get("inconsistent"), spec, where, f"{field}.inconsistent")}
     else:
-        for key in ("bound", "range", "scope"):
+        for key in ("bound", "range", "scope", "inconsistent"):
             if data.get(key):
                 raise ProfileError(f"{where}: {field}.{key} applies to energy figures only")
     return cls(name=name, value=value, unit=unit if spec.units else "", source=source, status=status,
                note=note.strip(), **extra)
+
+
+def _set_aside(data: Any, spec: _Spec, where: str, field: str) -> Tuple[SetAsideReading, ...]:
+    """``inconsistent``: a list of {value, source, note}, each a reading the profile does not use; the note
+    (required) says what in the source contradicts it."""
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not data:
+        raise ProfileError(f"{where}: {field} must be a list of {{{', '.join(_READING_KEYS)}}}")
+    out = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ProfileError(f"{where}: {field}[{i}] must be a mapping with keys {', '.join(_READING_KEYS)}")
+        _no_unknown(item, _READING_KEYS, where, f"{field}[{i}].")
+        for key in _READING_KEYS:
+            if key not in item:
+                raise ProfileError(f"{where}: {field}[{i}].{key} is missing (the note says what is inconsistent)")
+        out.append(SetAsideReading(float(_number(item["value"], spec, where, f"{field}[{i}].value", integer=False)),
+                                   _text(item["source"], where, f"{field}[{i}].source"),
+                                   _text(item["note"], where, f"{field}[{i}].note")))
+    return tuple(out)
 
 
 def _range(data: Any, value: Any, spec: _Spec, where: str, field: str) -> Optional[Tuple[float, float]]:

@@ -269,3 +269,25 @@ def keep_twin(ann: AnnModel, dest: Path) -> AnnModel:
     with atomic_path(dest) as tmp:
         shutil.copyfile(ann.path, tmp)
     return dataclasses.replace(ann, path=dest)
+
+
+def _recipe(ticket: Optional[Ticket]) -> Optional[dict]:
+    """A ticket's training settings (optimizer, learning rate, schedule, epochs...), as its record keeps them."""
+    if ticket is None or "train" not in (ticket.record.hyperparameters or {}):
+        return None
+    return {k: v for k, v in ticket.record.hyperparameters["train"].items() if k != "device"}
+
+
+def recipes(networks: Sequence[Network], anns: Sequence[tuple]) -> Dict[str, dict]:
+    """Each side's training recipe as recorded, by the label the report uses (``SNN <file>`` for each distinct
+    SNN recipe, the ANN's label for each ANN ticket); networks and ANNs without a record are left out."""
+    out: Dict[str, dict] = {}
+    for net in networks:
+        recipe = _recipe(net.ticket)
+        if recipe is not None and recipe not in out.values():
+            out[f"SNN {net.path.name}"] = recipe
+    for model, _run, label, _origin in anns:
+        recipe = _recipe(model.ticket)
+        if recipe is not None:
+            out[label] = recipe
+    return out

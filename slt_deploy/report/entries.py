@@ -22,7 +22,7 @@ import torch
 
 from ..cost.activity import NetworkActivity, SynapseLayer
 from ..cost.energy import RULE_SENTENCE, EnergyBreakdown, ann_energy_from_activity, energy_ratio, snn_energy
-from ..cost.mapping import binary_bits, layer_memory, map_network
+from ..cost.mapping import binary_bits, layer_memory, map_network, weight_store
 from ..cost.profiles import FIGURES, HardwareProfile, host_of
 from .anns import AnnModel
 from .crosscheck import CrossChecks
@@ -44,6 +44,7 @@ class CostContext:
     host: HardwareProfile
     convention: HardwareProfile
     profiles: Tuple[HardwareProfile, ...]
+    rate: Optional[float] = None    # inferences per second (None: back to back), for static power at chip scope
 
 
 # ----------------------------------------------------------------------------------- which profile, which side
@@ -203,8 +204,7 @@ def network_entry(net: Network, m: Measured, label: str, ctx: CostContext, ann45
     snn45 = snn_energy(m.activity, ctx.convention, ops=ctx.ops, host_first_layer=host_fed)
     chips = [p for p in ctx.profiles if snn_capable(p)]
     # a reference profile costs both sides itself; a chip's host layer is charged on the host profile
-    energy = {p.name: _record(snn_energy(m.activity, p, ops=ctx.ops, host=host_of(p, ctx.host),
-                                         host_first_layer=host_fed)) for p in chips}
+    energy = {p.name: _record(_snn_energy(m, p, host_of(p, ctx.host), host_fed, ctx)) for p in chips}
     mapping = {p.name: mapping_entry(m.layers, p, host_fed, net.resets) for p in ctx.profiles if placeable(p)}
     sanafe = checks.sanafe or {}
     entry = {
@@ -222,23 +222,28 @@ def network_entry(net: Network, m: Measured, label: str, ctx: CostContext, ann45
     return NetworkEntry.model_validate(entry, strict=False)
 
 
+def _snn_energy(m: Measured, p: HardwareProfile, host: HardwareProfile, host_fed: bool,
+                ctx: CostContext) -> EnergyBreakdown:
+    """The SNN on ``p``, its host layer stored and read on ``host`` by the ANN's rule (:func:`weight_store`)."""
+    host_layers = [l for l in m.layers if host_fed and l.source is None]
+    return snn_energy(m.activity, p, ops=ctx.ops, host=host, host_first_layer=host_fed,
+                      host_store=weight_store(host_layers, host) if host_layers else None, rate=ctx.rate)
+
+
 # ---------------------------------------------------------------------------------------------------- ANNs
 
 def _ann_storage(measured: AnnMeasured, profile: HardwareProfile) -> Optional[Tuple[float, float]]:
-    """(bits stored, bits per weight read) of the ANN on ``profile`` in its best encoding (a pruned ANN: CSR
-    where it is smaller), None where its layers are not known (ONNX: stored densely by the energy model)."""
-    if not measured.layers:
-        return None
-    mem = memory_entry(measured.layers, profile)
-    bits, enc = mem.best_bits, mem.best_encoding
-    if bits is None:
-        return None
-    stored = sum(l.weights if enc == "dense" else l.nonzero_weights for l in measured.layers)
-    return float(bits), float(bits) / max(stored, 1)
+    """(bits stored, bits per weight read) of the ANN on ``profile`` by the one storage rule both sides follow
+    (:func:`weight_store`: best encoding, index bits included), None where its layers are not known (ONNX:
+    stored densely by the energy model)."""
+    store = weight_store(measured.layers, profile) if measured.layers else None
+    return None if store is None else (store.bits, store.bits_per_weight)
 
 
-def ann_energy(measured: AnnMeasured, profile: HardwareProfile, ops: str) -> EnergyBreakdown:
-    return ann_energy_from_activity(measured.activity, profile, ops=ops, storage=_ann_storage(measured, profile))
+def ann_energy(measured: AnnMeasured, profile: HardwareProfile, ops: str,
+               rate: Optional[float] = None) -> EnergyBreakdown:
+    return ann_energy_from_activity(measured.activity, profile, ops=ops, storage=_ann_storage(measured, profile),
+                                    rate=rate)
 
 
 def _ann_memory(ann: AnnModel, measured: AnnMeasured, p: HardwareProfile) -> dict:
@@ -260,7 +265,7 @@ def ann_entry(ann: AnnModel, measured: AnnMeasured, ctx: CostContext, label: str
         "counting_rule": {"ops": ctx.ops, "sentence": RULE_SENTENCE[ctx.ops]},
         "layers": [{"name": m.name, "op": m.op_type, "dense_macs": m.dense_macs, "effective_macs": m.effective_macs,
                     "weights": m.weight_count, "nonzero_weights": m.nonzero_weights} for m in ann.macs],
-        "energy": {p.name: _record(ann_energy(measured, p, ctx.ops)) for p in capable},
+        "energy": {p.name: _record(ann_energy(measured, p, ctx.ops, ctx.rate)) for p in capable},
         "memory": {p.name: _ann_memory(ann, measured, p) for p in stored},
         "convention_45nm": _record(ann_energy(measured, ctx.convention, ctx.ops))}, strict=False)
 

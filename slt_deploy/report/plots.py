@@ -111,53 +111,77 @@ def plot_accuracy_sparsity_energy(data: ReportData, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_pareto(data: ReportData, path: Path) -> Path:
-    """Accuracy against energy per inference (log scale), one marker shape per profile, SNNs and the ANN, with
-    the Pareto front (lower energy and higher accuracy) of all the points whose totals are known."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    points = []  # (energy J, accuracy %, label, profile, is_ann, kind)
-    ann = data.ann
-    for a_entry in data.anns:
-        for p, b in a_entry.energy.items():
-            if b.kind != "unknown" and b.total > 0:
-                points.append((b.total, 100 * a_entry.accuracy_measured, a_entry.label, p, True, b.kind))
-    for n in data.networks:
-        for p, b in n.energy.items():
-            if b.kind != "unknown" and b.total > 0:
-                points.append((b.total, 100 * n.accuracy_measured, n.label, p, False, b.kind))
-    markers = "osD^v<>pP*Xh"
-    profiles = list(dict.fromkeys(p for *_, p, _, _ in points))
-    # labels of neighbouring points alternate above and below, so points at one accuracy stay readable
-    for i, (e, a, label, p, is_ann, kind) in enumerate(sorted(points, key=lambda t: (t[1], t[0]))):
-        m = markers[profiles.index(p) % len(markers)]
-        color = "tab:red" if is_ann else "tab:blue"
-        ax.scatter(e, a, marker=m, s=70, facecolors="none" if kind != "exact" else color, edgecolors=color)
-        ax.annotate(f"{label} @ {p}", (e, a), fontsize=6, textcoords="offset points",
-                    xytext=(5, 6) if i % 2 == 0 else (5, -11), color=color)
+def _front(points: List[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    """The (energy, accuracy) points no other point beats on both (lower energy, higher accuracy)."""
     front, best = [], -1.0
-    for e, a, *_ in sorted(points, key=lambda t: (t[0], -t[1])):
+    for e, a in sorted(points, key=lambda t: (t[0], -t[1])):
         if a > best:
             front.append((e, a))
             best = a
+    return front
+
+
+def chip_points(data: ReportData, chip: str) -> Tuple[List[tuple], List[tuple]]:
+    """(SNN points, ANN points) of one chip at chip-dynamic scope: (low J, high J, accuracy %, label) each; the
+    ANNs are every ANN of the report on every ANN target the chip is compared with (the verdict's matrix)."""
+    rows = [r for r in data.verdict_matrix if r.profile == chip and r.scope == "chip-dynamic"]
+    snn = {r.network: (r.snn_interval_j[0], r.snn_interval_j[1], 100 * data.network(r.network).accuracy_measured,
+                       r.network) for r in rows}
+    ann = {(r.ann, r.ann_profile): (r.ann_interval_j[0], r.ann_interval_j[1], 100 * r.ann_accuracy,
+                                    f"{r.ann} on {r.ann_profile}") for r in rows}
+    return list(snn.values()), list(ann.values())
+
+
+def _draw_side(ax, points: List[tuple], color: str, marker: str, label: str) -> None:
+    """Each point at its interval's high end (a bar down to the low end); an open one at its low end, marked
+    '>' (at least); the side's front as a step line."""
+    for low, high, acc, _ in points:
+        if high == float("inf"):   # known only from below
+            ax.scatter(low, acc, marker=">", s=40, color=color, alpha=0.6)
+        elif low <= 0:             # known only from above (an upper bound)
+            ax.scatter(high, acc, marker="<", s=40, facecolors="none", edgecolors=color)
+        else:
+            ax.errorbar(high, acc, xerr=[[high - low], [0]], fmt=marker, ms=6, color=color, capsize=2, alpha=0.85)
+    known = [(high, acc) for low, high, acc, _ in points if high != float("inf") and high > 0]
+    front = _front(known)
     if front:
-        ax.step([f[0] for f in front], [f[1] for f in front], where="post", color="gray", lw=1, alpha=0.6,
-                label="Pareto front")
-    for p in profiles:
-        ax.scatter([], [], marker=markers[profiles.index(p) % len(markers)], color="k", label=p)
-    ax.scatter([], [], color="tab:blue", label="SNN")
-    ax.scatter([], [], color="tab:red", label="ANN" if data.ann_others else ann.label)
-    if points:
-        ax.set_xscale("log")
-        accs = [a for _, a, *_ in points]
-        ax.set_ylim(max(0.0, min(accs) - 3), min(100.0, max(accs) + 2))
-    else:
-        ax.text(0.5, 0.5, "no profile gives a known energy", transform=ax.transAxes, ha="center")
-    ax.set_xlabel("energy per inference (J, log scale; hollow = bound or estimate)")
-    ax.set_ylabel(f"accuracy on {data.networks[0].samples} test samples (%)")
-    ax.set_title(f"Accuracy vs energy per inference ({data.counting_rule.ops} ops)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, loc="lower right")
+        ax.step([f[0] for f in front], [f[1] for f in front], where="post", color=color, lw=1.2, label=label)
+
+
+def plot_pareto(data: ReportData, path: Path) -> Path:
+    """Per chip, accuracy against energy per inference (chip-dynamic scope, log scale): the SNN tickets' front
+    (blue) and the ANNs' front (red, every ANN on every ANN target). No text on the points: the tables name
+    them; a bar spans an energy's interval, '>' marks an energy known only from below, a hollow '<' one known
+    only from above."""
+    plt = _pyplot()
+    chips = [p for p, e in data.profiles.items() if e.kind == "neuromorphic"
+             and any(r.profile == p for r in data.verdict_matrix)]
+    cols = min(3, max(1, len(chips)))
+    rows = max(1, -(-len(chips) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, chip in zip(axes.flat, chips):
+        snn, ann = chip_points(data, chip)
+        _draw_side(ax, ann, "tab:red", "s", "ANN front")
+        _draw_side(ax, snn, "tab:blue", "o", "SNN front")
+        energies = [e for low, high, *_ in snn + ann for e in (low, high) if 0 < e < float("inf")]
+        if energies:
+            ax.set_xscale("log")
+            ax.set_xlim(min(energies) / 2, max(energies) * 2)
+        accs = [a for *_, a, _ in snn + ann]
+        if accs:
+            ax.set_ylim(max(0.0, min(accs) - 2), min(100.0, max(accs) + 1))
+        ax.set_title(chip, fontsize=10)
+        ax.set_xlabel("energy per inference (J), chip-dynamic", fontsize=8)
+        ax.set_ylabel(f"accuracy, {data.networks[0].samples} test samples (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(chips):]:
+        ax.axis("off")
+    if not chips:
+        axes.flat[0].text(0.5, 0.5, "no chip in the report", transform=axes.flat[0].transAxes, ha="center")
+    fig.suptitle("SNN tickets (blue) and ANNs on every ANN target (red): accuracy vs energy per inference, per "
+                 "chip; '>' at least, hollow '<' at most", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

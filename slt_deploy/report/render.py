@@ -8,7 +8,7 @@ sections (:func:`report_sections`) and their Markdown and HTML text. Computes no
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 
 from ..cost.energy import COMPONENTS
@@ -313,7 +313,7 @@ def _verdict_row_cells(r: VerdictRow) -> tuple:
         ann_cells = ("-", "-", "-", "-")
     else:
         ann_cells = (f"{best.ann} on {best.ann_profile}", fmt_interval(best.ann_interval_j),
-                     _pct(best.ann_accuracy), fmt_ratio(r.ratio_interval))
+                     _pct(best.ann_accuracy) + match_note(best), fmt_ratio(r.ratio_interval))
     decision = r.decision
     snn = fmt_interval(r.snn_interval_at_scope_j or r.snn_interval_j)
     snn = f"**{snn}**" if r.energy_decision == "SNN" and decision == "SNN" else snn
@@ -321,6 +321,14 @@ def _verdict_row_cells(r: VerdictRow) -> tuple:
         ann_cells = (ann_cells[0], f"**{ann_cells[1]}**") + ann_cells[2:]
     return (r.network, r.profile, _fits_cell(r), r.scope, snn, _latency_cell(r), _pct(r.accuracy), *ann_cells,
             decision, break_even_cell(r))
+
+
+def match_note(c) -> str:
+    """How the ANN's accuracy stands against the SNN's, when it is not a match (verdict rule 4)."""
+    if c.accuracy_match == "matched":
+        return ""
+    more = "more" if c.accuracy_gap > 0 else "less"
+    return f" ({more} accurate by {100 * abs(c.accuracy_gap):.2f} points; tolerance {100 * c.tolerance:.2f})"
 
 
 def verdict_table(data: ReportData) -> Table:
@@ -337,11 +345,12 @@ def _verdict_section(data: ReportData) -> Section:
     others = ", ".join(a.label for a in data.ann_others)
     return Section("Verdict: deploy which, where", (
         data.counting_rule.sentence + f" ANN:{trained} {ann.origin}"
-        + (f"; also {others}" if others else "") + ". Per inference, one row per network and chip, against the "
-        "ANN with the lowest energy that chip's user could deploy instead (every ANN of the report on every ANN "
-        "target). Both sides are counted at one scope (the narrower of the two profiles': arithmetic < "
-        "chip-dynamic < chip < board) as intervals from the figures' sourced ranges and bounds; a side wins only "
-        "when its whole interval is below the other's, otherwise 'undecided'. Break-even: the spike activity "
+        + (f"; also {others}" if others else "") + ". Per inference, one row per network, chip and scope "
+        "(chip-dynamic, then chip: static power included), against the cheapest ANN that chip's user could deploy "
+        "instead (every ANN of the report on every ANN target) whose accuracy is no more than the tolerance below "
+        "the SNN's; an ANN accuracy that is not a match says by how much. Both sides are counted at the row's "
+        "scope as intervals from the figures' sourced ranges and bounds; a side wins only when its whole interval "
+        "is below the other's, otherwise 'undecided'. Break-even: the spike activity "
         "(spikes per neuron per step) and weight sparsity at which the SNN would win (or lose) against that ANN, "
         "all else equal.",
         verdict_table(data), _ann_memory_table(data)))
@@ -354,7 +363,7 @@ def _matrix_section(data: ReportData) -> Section:
                   fmt_ratio(r.ratio_interval), _pct(r.ann_accuracy), r.decision, break_even_cell(r))
                  for r in data.verdict_matrix)
     return Section("Full comparison matrix", (
-        "Each pair at its common scope, by the verdict's rule (a chip's network that does not fit is still costed "
+        "Each pair at each row's scope, by the verdict's rule (a chip's network that does not fit is still costed "
         "here).",
         Table(("network", "SNN on", "ANN", "ANN on", "scope", "SNN energy", "ANN energy", "SNN / ANN",
                "ANN accuracy", "energy decision", "break-even (today: ...)"), rows)))
@@ -448,7 +457,142 @@ def _sanafe_section(data: ReportData) -> Optional[Section]:
                "analytical on-chip events", "latency / timestep", "latency / inference", "note"), tuple(rows))))
 
 
+# ------------------------------------------------------------------------------------------ the answer first
+
+def _rows_by_chip(data: ReportData, network: str) -> Dict[str, Dict[str, VerdictRow]]:
+    """The network's verdict rows: profile -> scope -> row, in the report's profile order."""
+    out: Dict[str, Dict[str, VerdictRow]] = {}
+    for r in data.verdict:
+        if r.network == network:
+            out.setdefault(r.profile, {})[r.scope] = r
+    return out
+
+
+def _open_figures(record: Optional[EnergyRecord]) -> List[str]:
+    return [] if record is None else list(record.unknown)
+
+
+def _widest_term(record: EnergyRecord, scope: str) -> Optional[str]:
+    """The SNN's part whose interval is widest at ``scope`` (what an undecided row waits on)."""
+    order = ("arithmetic", "chip-dynamic", "chip", "board")
+    terms = [t for t in record.terms if order.index(t.base) <= order.index(scope) and t.high > t.low]
+    if not terms:
+        return None
+    t = max(terms, key=lambda t: t.high - t.low)
+    return f"the SNN's {t.component}, {fmt_interval([t.low, t.high])}"
+
+
+def deciding_figure(data: ReportData, r: VerdictRow) -> str:
+    """The one figure that decides a row (or that it waits on)."""
+    if r.decision == "does not fit":
+        return r.why or "it does not fit"
+    best = r.best_ann
+    if best is None:
+        return "no ANN target to compare with"
+    snn, ann = r.snn_interval_at_scope_j or r.snn_interval_j, best.ann_interval_j
+    if r.decision == "ANN":
+        return f"the ANN's {fmt_joules(ann[1])} is below the SNN's lowest {fmt_joules(snn[0])}"
+    if r.decision == "SNN":
+        return f"the SNN's highest {fmt_joules(snn[1])} is below the ANN's {fmt_joules(ann[0])}"
+    record = data.network(r.network).energy[r.profile]
+    ann_record = next((a.energy.get(best.ann_profile) for a in data.anns if a.label == best.ann), None)
+    if ann[1] == float("inf") and _open_figures(ann_record):
+        return f"{best.ann_profile} publishes no {', '.join(_open_figures(ann_record))}"
+    if snn[1] == float("inf") and _open_figures(record):
+        return f"{r.profile} publishes no {', '.join(_open_figures(record))}"
+    return _widest_term(record, r.scope) or "the two intervals overlap"
+
+
+def _side(label: str, accuracy: float, interval) -> str:
+    return f"{label} {_pct(accuracy)} at {fmt_interval(interval)}"
+
+
+def _answer_line(data: ReportData, chip: str, rows: Dict[str, VerdictRow]) -> str:
+    scopes = list(rows)
+    first = rows[scopes[0]]
+    say = {"SNN": "deploy the ticket", "ANN": "deploy the ANN"}
+    if first.decision == "does not fit" or first.best_ann is None:
+        return f"- **{chip}**: {first.decision} ({deciding_figure(data, first)})"
+    parts = []
+    for scope in scopes:
+        r, b = rows[scope], rows[scope].best_ann
+        parts.append(f"{scope}: **{say.get(r.decision, r.decision)}**: "
+                     f"{_side('SNN', r.accuracy, r.snn_interval_at_scope_j)} vs "
+                     f"{_side(f'{b.ann} on {b.ann_profile}', b.ann_accuracy, b.ann_interval_j)}{match_note(b)}; "
+                     f"decides: {deciding_figure(data, r)}")
+    return f"- **{chip}** (fits: {_fits_cell(first)}): " + "; ".join(parts)
+
+
+def _usage_text(data: ReportData) -> str:
+    usage = data.usage
+    rate = ("over each inference's latency (inferences back to back)" if usage is None or usage.rate is None
+            else f"over the period of {usage.rate:g} inferences/s")
+    tol = ("the standard error of the difference" if usage is None or usage.accuracy_tolerance is None
+           else f"{usage.accuracy_tolerance:g} points")
+    return f"chip scope charges static power {rate}; an ANN is a match within {tol} of the SNN's accuracy"
+
+
+def answer_section(data: ReportData) -> Section:
+    """At most 15 lines: per chip, which to deploy, at which accuracy and energy, and the figure that decides."""
+    chosen = data.usage.chosen_network if data.usage and data.usage.chosen_network else data.networks[0].label
+    rows = _rows_by_chip(data, chosen)
+    lines = [f"For **{chosen}** ({data.networks[0].samples} test samples; {_usage_text(data)}; "
+             f"energies per inference, intervals from the figures' sourced ranges):", ""]
+    lines += [_answer_line(data, chip, scopes) for chip, scopes in rows.items()][:12]
+    return Section("Answer", ("\n".join(lines),))
+
+
+def chosen_verdict_table(data: ReportData) -> Table:
+    """One row per chip for the chosen network: the ANN it is set against, and the decision at each scope."""
+    chosen = data.usage.chosen_network if data.usage and data.usage.chosen_network else data.networks[0].label
+    out = []
+    for chip, scopes in _rows_by_chip(data, chosen).items():
+        r = next(iter(scopes.values()))
+        best = r.best_ann
+        cells = []
+        for scope in ("chip-dynamic", "chip"):
+            row = scopes.get(scope) or r
+            other = row.best_ann
+            name = "" if other is None or best is None or (other.ann, other.ann_profile) == (best.ann, best.ann_profile) \
+                else f" ({other.ann} on {other.ann_profile}{match_note(other)})"
+            cells += [fmt_interval(row.snn_interval_at_scope_j or row.snn_interval_j),
+                      "-" if other is None else fmt_interval(other.ann_interval_j) + name, row.decision]
+        ann = "-" if best is None else f"{best.ann} on {best.ann_profile}: {_pct(best.ann_accuracy)}{match_note(best)}"
+        out.append((chip, _fits_cell(r), _pct(r.accuracy), ann, *cells))
+    return Table(("chip", "fits", "SNN accuracy", "ANN it is set against", "SNN, chip-dynamic", "ANN, chip-dynamic",
+                  "decision, chip-dynamic", "SNN, chip", "ANN, chip", "decision, chip"), tuple(out))
+
+
+def _recipes_text(data: ReportData) -> str:
+    if not data.recipes:
+        return "Training recipes: not recorded (the inputs carry no training settings)."
+    def one(r: dict) -> str:
+        return ", ".join(f"{k} {r[k]}" for k in ("optimizer", "lr", "schedule", "epochs", "batch_size") if k in r)
+    return "Training recipes (as each side's record keeps them): " + "; ".join(
+        f"{label}: {one(r)}" for label, r in data.recipes.items()) + "."
+
+
 def report_sections(data: ReportData) -> List[Section]:
+    """report.md: the answer, the chosen network's verdict per chip, the per-chip fronts; the rest is in the
+    appendix (:func:`appendix_sections`)."""
+    chosen = data.usage.chosen_network if data.usage and data.usage.chosen_network else data.networks[0].label
+    plots = data.plots
+    return [Section("slt-deploy report", ()), answer_section(data),
+            Section(f"Verdict for {chosen}, one row per chip", (
+                "Each chip against the cheapest ANN (every ANN of the report on every ANN target) whose accuracy is "
+                "no more than the tolerance below the SNN's (verdict rule 4); decided at chip-dynamic scope and again "
+                "at chip scope, where static power is charged (rule 6). A side wins only when its whole interval is "
+                "below the other's.", chosen_verdict_table(data), _recipes_text(data))),
+            Section("Accuracy vs energy, per chip", (
+                Image(plots.pareto, "per chip: the SNN tickets' front and the ANNs' front, accuracy vs energy"),)),
+            Section("Appendix", (f"Every other network's verdict, the full comparison matrix, energy breakdowns, "
+                                 f"memory, mapping, activity and cross-checks: {APPENDIX_FILE} (and report.json).",))]
+
+
+APPENDIX_FILE = "report_appendix.md"
+
+
+def appendix_sections(data: ReportData) -> List[Section]:
     n = data.networks[0].samples
     ann = data.ann
     intro = (f"{data.counting_rule.sentence} Activity counted on a real run of each network on the first {n} "
@@ -458,12 +602,10 @@ def report_sections(data: ReportData) -> List[Section]:
              f"total mixing both; 'unknown: needs X' a total with no known figure.")
     plots = data.plots
     scatter = Image(plots.accuracy_sparsity_energy, "accuracy vs sparsity vs energy")
-    pareto = Image(plots.pareto, "accuracy vs energy per inference (Pareto), SNNs and ANN")
-    sections = [Section("slt-deploy report", (intro,)), _verdict_section(data),
+    sections = [Section("slt-deploy report: appendix", (intro,)), _verdict_section(data),
                 Section("Break-even: energy against spike activity",
                         (Image(plots.break_even, "SNN energy against spike activity, with the best ANN"),)),
                 _matrix_section(data),
-                Section("Accuracy vs energy", (pareto,)),
                 Section("Side by side", (data.counting_rule.sentence, _summary_table(data), scatter)),
                 _convention_section(data), _energy_section(data), _memory_section(data), _mapping_section(data),
                 _activity_section(data)]
@@ -533,6 +675,10 @@ def render_html(sections: Sequence[Section], folder: Optional[Path] = None) -> s
                 parts.append(f"<p><img src=\"{esc(_embedded(b.path, folder))}\" alt=\"{esc(b.alt)}\"></p>")
             elif isinstance(b, Heading):
                 parts.append(f"<h3>{esc(b.text)}</h3>")
+            elif "\n" in b:  # a text of lines: '- ' lines are a list (the answer)
+                items = [line for line in b.split("\n") if line.strip()]
+                parts += [f"<li>{_bold(esc(line[2:]))}</li>" if line.startswith("- ") else f"<p>{_bold(esc(line))}</p>"
+                          for line in items]
             else:
                 parts.append(f"<p>{esc(b)}</p>")
     parts.append("</body></html>")

@@ -481,6 +481,9 @@ class Comparison(ReportRecord):
     ratio_interval: Interval
     decision: str                      # SNN, ANN or undecided (energy only)
     break_even: BreakEven
+    tolerance: float = 0.0             # accuracy tolerance of the match (a fraction; verdict rule 4)
+    accuracy_gap: float = 0.0          # ANN accuracy - SNN accuracy (a fraction)
+    accuracy_match: str = "matched"    # matched, ANN more accurate, ANN less accurate
 
 
 class MatrixRow(Comparison):
@@ -528,6 +531,14 @@ class PlotFiles(ReportRecord):
     break_even: str
 
 
+class Usage(ReportRecord):
+    """How the user runs the network and matches accuracies: what the verdict's rows assume."""
+
+    rate: Optional[float] = None               # inferences per second; None: back to back
+    accuracy_tolerance: Optional[float] = None  # points; None: the standard error of the difference, per pair
+    chosen_network: str = ""                   # the network whose verdict opens the report
+
+
 class ReportData(FileRecord):
     """``report.json``: every number of the report; report.md, report.html and the plots are rendered from it."""
 
@@ -549,6 +560,8 @@ class ReportData(FileRecord):
     verdict: List[VerdictRow] = []
     verdict_matrix: List[MatrixRow] = []
     plots: Optional[PlotFiles] = None
+    usage: Optional[Usage] = None
+    recipes: Dict[str, Dict[str, JsonValue]] = {}   # training settings by network or ANN label (each's recipe)
 
     @property
     def anns(self) -> List[AnnEntry]:

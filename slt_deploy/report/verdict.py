@@ -18,9 +18,20 @@ there. The rule:
    open end (a bound) can lose but never wins by itself. A network that does not fit the chip is
    ``does not fit``, whatever the energies.
 3. **Ratio.** E_SNN / E_ANN lies in [snn.low / ann.high, snn.high / ann.low].
-4. **Best ANN for a chip.** Among every ANN of the report (the dense ANN, the ANN pruned to the ticket's
-   sparsity, ANNs given with ``--also-ann``) on every ANN target, the one with the lowest high end at its
-   pair's scope (ties: the lower low end); the others stay in the full matrix.
+4. **Best ANN for a chip, at matched accuracy.** Among every ANN of the report (the dense ANN, the ANN pruned
+   to each ticket's sparsity, ANNs given with ``--also-ann``) on every ANN target, the cheapest (lowest high end
+   at the row's scope; ties: the lower low end) whose accuracy is no more than a tolerance below the SNN's::
+
+       a_ANN >= a_SNN - tol,   tol = --accuracy-tolerance, default the standard error of the difference of the
+                                     two test accuracies: sqrt(a_SNN (1 - a_SNN) / n + a_ANN (1 - a_ANN) / n)
+
+   The row says how the two accuracies compare (``accuracy_match``): ``matched`` (within tol either way), ``ANN
+   more accurate`` (every eligible ANN cheap enough to be chosen is better by more than tol: the SNN loses on
+   accuracy too; the gap is given), or ``no ANN as accurate`` (every ANN is more than tol below the SNN: the
+   most accurate one is compared, with its gap). The others stay in the full matrix.
+6. **Scopes.** A chip's row is decided at ``chip-dynamic`` (what the chip spends per event) and again at ``chip``
+   (plus static power over the inference: its latency back to back, 1 / ``--rate`` at a rate), each by the same
+   rule; a reference profile at its own scope only.
 5. **Break-even.** With the ANN fixed, the SNN's energy is linear in its spike activity a (spikes per neuron per
    step) and in its weight density d (the parts flagged ``activity`` / ``density`` in its terms)::
 
@@ -122,10 +133,39 @@ def _break_evens(snn: EnergyRecord, ann: Interval, scope: str, network: NetworkE
     return BreakEven(activity=activity, sparsity=sparsity)
 
 
+def row_scopes(snn_scope: str) -> List[str]:
+    """Rule 6: the scopes a network on a profile of scope ``snn_scope`` is decided at."""
+    if SCOPES.index(snn_scope) < SCOPES.index("chip-dynamic"):
+        return [snn_scope]
+    return ["chip-dynamic", "chip"]
+
+
+def accuracy_tolerance(snn_accuracy: float, ann_accuracy: float, samples: int,
+                       given: Optional[float] = None) -> float:
+    """Rule 4's tolerance (a fraction): ``given``, or the standard error of the difference of two accuracies
+    measured on ``samples`` test samples each."""
+    if given is not None:
+        return given
+    n = max(samples, 1)
+    return math.sqrt(snn_accuracy * (1 - snn_accuracy) / n + ann_accuracy * (1 - ann_accuracy) / n)
+
+
+def accuracy_match(snn_accuracy: float, ann_accuracy: float, tolerance: float) -> str:
+    """How an ANN's accuracy stands against the SNN's (rule 4)."""
+    gap = ann_accuracy - snn_accuracy
+    if gap > tolerance:
+        return "ANN more accurate"
+    if gap < -tolerance:
+        return "ANN less accurate"
+    return "matched"
+
+
 def comparisons(network: NetworkEntry, pname: str, profiles: Dict[str, ProfileEntry],
-                anns: Sequence[AnnEntry]) -> List[Comparison]:
-    """Every (ANN, ANN target) a network on ``pname`` is compared with, each at its own common scope, with its
-    break-even (rule 5)."""
+                anns: Sequence[AnnEntry], scope: Optional[str] = None,
+                tolerance: Optional[float] = None) -> List[Comparison]:
+    """Every (ANN, ANN target) a network on ``pname`` is compared with, at ``scope`` (default: each pair's common
+    scope), with its break-even (rule 5) and how the accuracies compare (rule 4; ``tolerance`` a fraction, None:
+    the standard error of the difference)."""
     snn_b = network.energy[pname]
     me = profiles[pname]
     targets = [a for a, p in profiles.items() if compared(me.kind, me.name, p.kind, p.name)]
@@ -135,23 +175,38 @@ def comparisons(network: NetworkEntry, pname: str, profiles: Dict[str, ProfileEn
             ab = ann.energy.get(target)
             if ab is None:
                 continue
-            scope = narrower(snn_b.scope, ab.scope)
-            snn_i, ann_i = at_scope(snn_b, scope), at_scope(ab, scope)
-            rows.append(Comparison(ann=ann.label, ann_profile=target, scope=scope, ann_sparsity=ann.sparsity,
+            at = scope or narrower(snn_b.scope, ab.scope)
+            snn_i, ann_i = at_scope(snn_b, at), at_scope(ab, at)
+            tol = accuracy_tolerance(network.accuracy_measured, ann.accuracy_measured, network.samples, tolerance)
+            rows.append(Comparison(ann=ann.label, ann_profile=target, scope=at, ann_sparsity=ann.sparsity,
                                    ann_accuracy=ann.accuracy_measured, ann_trained=ann.trained,
                                    snn_interval_j=list(snn_i), ann_interval_j=list(ann_i),
                                    ratio_interval=list(ratio_interval(snn_i, ann_i)), decision=decide(snn_i, ann_i),
-                                   break_even=_break_evens(snn_b, ann_i, scope, network)))
+                                   break_even=_break_evens(snn_b, ann_i, at, network), tolerance=tol,
+                                   accuracy_gap=ann.accuracy_measured - network.accuracy_measured,
+                                   accuracy_match=accuracy_match(network.accuracy_measured, ann.accuracy_measured,
+                                                                 tol)))
     return rows
 
 
-def _best(rows: Iterable[Comparison]) -> Optional[Comparison]:
-    """Rule 4: the lowest high end, ties broken by the lower low end."""
+def _cheapest(rows: Iterable[Comparison]) -> Optional[Comparison]:
+    """The lowest high end, ties broken by the lower low end."""
     rows = list(rows)
     return min(rows, key=lambda r: (r.ann_interval_j[1], r.ann_interval_j[0])) if rows else None
 
 
-def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison]) -> VerdictRow:
+def _best(rows: Iterable[Comparison]) -> Optional[Comparison]:
+    """Rule 4: the cheapest ANN no more than its tolerance below the SNN's accuracy; where every ANN is further
+    below, the most accurate one (the cheapest of those), so the row still names what the SNN is set against."""
+    rows = list(rows)
+    eligible = [r for r in rows if r.accuracy_match != "ANN less accurate"]
+    if eligible:
+        return _cheapest(eligible)
+    top = max((r.ann_accuracy for r in rows), default=None)
+    return _cheapest(r for r in rows if r.ann_accuracy == top)
+
+
+def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison], scope: str) -> VerdictRow:
     snn_b = n.energy[pname]
     mapping = n.mapping.get(pname)
     fits = None if mapping is None else mapping.fits
@@ -165,7 +220,7 @@ def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison]) -> Verdict
                snn_latency_from=None if lat is None else lat.latency_from,
                accuracy=n.accuracy_measured, best_ann=best, alternatives=len(rows))
     if best is None:
-        return VerdictRow(**row, scope=snn_b.scope, decision="no ANN target to compare with", break_even=None)
+        return VerdictRow(**row, scope=scope, decision="no ANN target to compare with", break_even=None)
     return VerdictRow(**row, scope=best.scope, snn_interval_at_scope_j=best.snn_interval_j,
                       ratio_interval=best.ratio_interval,
                       decision=best.decision if fits is not False else "does not fit",
@@ -173,14 +228,17 @@ def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison]) -> Verdict
 
 
 def verdict_tables(networks: Sequence[NetworkEntry], profiles: Dict[str, ProfileEntry],
-                   anns: Sequence[AnnEntry]) -> Tuple[List[VerdictRow], List[MatrixRow]]:
-    """(short verdict: one row per network x SNN profile, full matrix: one row per network x profile x ANN x
-    target). Every energy is per inference, in joules."""
+                   anns: Sequence[AnnEntry], tolerance: Optional[float] = None
+                   ) -> Tuple[List[VerdictRow], List[MatrixRow]]:
+    """(short verdict: one row per network x SNN profile x scope (rule 6), full matrix: one row per network x
+    profile x scope x ANN x target). Every energy is per inference, in joules; ``tolerance``: rule 4's, a fraction
+    (None: the standard error of the difference)."""
     short, matrix = [], []
     for n in networks:
         for pname in n.energy:
-            rows = comparisons(n, pname, profiles, anns)
             fits = None if n.mapping.get(pname) is None else n.mapping[pname].fits
-            matrix += [MatrixRow(network=n.label, profile=pname, fits=fits, **dict(r)) for r in rows]
-            short.append(_verdict_row(n, pname, rows))
+            for scope in row_scopes(n.energy[pname].scope):
+                rows = comparisons(n, pname, profiles, anns, scope, tolerance)
+                matrix += [MatrixRow(network=n.label, profile=pname, fits=fits, **dict(r)) for r in rows]
+                short.append(_verdict_row(n, pname, rows, scope))
     return short, matrix
