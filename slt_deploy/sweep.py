@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import RunConfig, Settings, setting
+from . import threads as thread_settings
 from .errors import ConfigError, SltError
 from .utils import atomic_path, write_json_atomic, write_text_atomic
 
@@ -528,7 +529,8 @@ def run_job(config: dict, runs_dir: str, cpus: float, attempt: int, attempts: in
             from .cost.objective import round_meter
             from .search import search  # in the try: an import that fails in a worker is the job's error
 
-            torch.set_num_threads(threads)  # a reused Ray worker keeps the thread count of its first task
+            # a reused Ray worker keeps the thread count of its first task unless it is set for each task
+            thread_settings.apply(thread_settings.ThreadSettings(threads, source="sweep resources.cpus"))
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 result = search(cfg, runs_dir, progress=False, echo=lambda line: print(line, file=log, flush=True),
                                 meter=round_meter(cfg))
@@ -603,8 +605,12 @@ class RayExecutor:
             try:
                 # "local" always starts a runtime of our own, even when `ray start` left a cluster (or a stale
                 # record of one) on this machine; Ray detects the cores and GPUs (cgroup limits included).
+                # workers get the wait policy before they import torch (slt_deploy/threads.py)
+                workers = thread_settings.worker_environment(thread_settings.ThreadSettings(
+                    max(1, int(options.resources.cpus)), source="sweep resources.cpus"))
                 ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, ignore_reinit_error=True)
+                         logging_level=logging.ERROR, ignore_reinit_error=True,
+                         runtime_env={"env_vars": workers})
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError... depending on the address
                 where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
                 hint = ""
