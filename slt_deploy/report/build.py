@@ -23,6 +23,7 @@ from ..errors import SltError
 from ..cost.mapping import binary_bits, layer_memory, map_network
 from ..cost.profiles import FIGURES, HardwareProfile, load_profile
 from ..ticket import Ticket
+from ..timing import stage
 from ..utils import atomic_path, check_output_dir, check_output_path, resolve_device, write_json_atomic, \
     write_text_atomic
 from ..exporters.nir_format import SPIKING_NODES
@@ -472,6 +473,7 @@ def twin_config(ticket: Ticket):
                                search=SearchConfig(method="dense", seed=seed))
 
 
+@stage("ANN twins")
 def train_ann_twin(ticket: Ticket, ticket_path: Path, runs_dir: Optional[PathLike], progress: bool) -> Path:
     """Train (or reuse) the dense ANN twin with the ticket's recipe; returns its ticket path.
 
@@ -513,6 +515,7 @@ def counterpart_config(ticket: Ticket, rounds: Optional[int] = None):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, spiking=False), search=search)
 
 
+@stage("ANN twins")
 def _pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progress: bool,
                  skipped: List[str]) -> List[AnnModel]:
     """For each pruned ticket, its ANN counterpart at the same round (so the same sparsity), trained on demand
@@ -939,6 +942,7 @@ def _per_inference(data: dict) -> None:
 
 # ------------------------------------------------------------------------------- cross-checks
 
+@stage("NeuroBench")
 def _add_neurobench(data: dict, networks: Sequence[Network], samples: int) -> None:
     """NeuroBench's own metrics on each ticket's snnTorch network and the same samples (NIR inputs: none)."""
     from ..cost.neurobench_metrics import compare_layers, neurobench_metrics, neurobench_summary
@@ -964,6 +968,7 @@ def _activity_from_entry(entry: dict) -> NetworkActivity:
     return NetworkActivity(tuple(LayerActivity(**l) for l in a["layers"]), a["timesteps"], a["samples"], a["source"])
 
 
+@stage("SANA-FE")
 def _add_sanafe(data: dict, networks: Sequence[Network], profiles: Sequence[HardwareProfile], samples: int) -> None:
     """SANA-FE on the deployed network of each ticket, for every profile that names SANA-FE architectures."""
     from ..cost import sanafe_sim
