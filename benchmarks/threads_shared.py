@@ -77,12 +77,20 @@ def main() -> int:
     if args.baseline:
         policies["libgomp default (spin, then sleep)"] = ""
     results = {}
+    report = {"command": "python " + " ".join(sys.argv), "date": started,
+              "machine": {"node": platform.node(), "cores_affinity": available_cores(),
+                          "note": "shared machine: other helpers' jobs ran on the same cores (see before/after)"},
+              "job": f"slt-deploy search --method dense --epochs {args.epochs} --lr 0.1 (demo settings)",
+              "targets": {"2": 2.5, "4": 5.0}, "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for label, policy in policies.items():
-        groups = {}
+        groups = results[label] = {}
         for n in args.jobs:
             before = machine_state()
             runs = run_group(n, args.epochs, policy)
             groups[str(n)] = {"runs": runs, "before": before, "after": machine_state()}
+            out.write_text(json.dumps(report, indent=2) + "\n")  # what is measured so far, kept if stopped
             print(f"{label}: {n} at once: search " + ", ".join(f"{r['search_s']:.1f}" for r in runs) + " s; wall "
                   + ", ".join(f"{r['wall_s']:.1f}" for r in runs) + f" s  (load before {before['load_average_1_5_15']})",
                   flush=True)
@@ -92,14 +100,6 @@ def main() -> int:
             g["slowdown_wall"] = [r["wall_s"] / alone["wall_s"] for r in g["runs"]]
             print(f"  {n} at once: each {', '.join(f'{x:.2f}x' for x in g['slowdown_search'])} of one alone "
                   f"(search time); {', '.join(f'{x:.2f}x' for x in g['slowdown_wall'])} (wall)")
-        results[label] = groups
-    report = {"command": "python " + " ".join(sys.argv), "date": started,
-              "machine": {"node": platform.node(), "cores_affinity": available_cores(),
-                          "note": "shared machine: other helpers' jobs ran on the same cores (see before/after)"},
-              "job": f"slt-deploy search --method dense --epochs {args.epochs} --lr 0.1 (demo settings)",
-              "targets": {"2": 2.5, "4": 5.0}, "results": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
