@@ -358,6 +358,9 @@ def cmd_env(args) -> int:
             except metadata.PackageNotFoundError:
                 versions[dist] = "not installed"
     finally:
+        settings = threads.current()  # what this process runs with, and where the count came from
+        versions["threads"] = (f"{settings.threads} (from {settings.source}), inter-op {settings.interop}, "
+                               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
         print(json.dumps(versions, indent=2))
     return 0
 

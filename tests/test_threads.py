@@ -101,3 +101,12 @@ def test_the_command_applies_threads_before_torch_starts(slt_deploy_exe):
     assert applied.stdout.split()[-2:] == ["3", "1"], applied.stderr[-2000:]
     bad = subprocess.run([slt_deploy_exe, "--threads", "0", "models"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == "slt-deploy: error: --threads=0 must be >= 1 thread"
+
+
+def test_env_reports_the_thread_settings_and_where_they_came_from(capsys):
+    import json
+
+    from slt_deploy.cli import main
+
+    assert main(["--threads", "1", "env"]) == 0
+    assert json.loads(capsys.readouterr().out)["threads"] == "1 (from --threads), inter-op 1, OMP_WAIT_POLICY=PASSIVE"
