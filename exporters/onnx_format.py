@@ -46,6 +46,7 @@ from torch import nn
 from slt_deploy.errors import ExportError
 from slt_deploy.limits import check_elements, limits, short
 from slt_deploy.models import ResidualBlock, SpikingNet
+from slt_deploy.threads import session_options
 from slt_deploy.utils import atomic_path
 
 TOLERANCE = 1e-5          # max abs difference accepted between onnxruntime and torch
@@ -271,9 +272,7 @@ def run_onnx(path: Union[str, Path], x: np.ndarray) -> np.ndarray:
     """The first output of the ONNX model at ``path`` for input ``x`` (onnxruntime, CPUExecutionProvider)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # the machines running this are small and shared; results do not change
-    options.inter_op_num_threads = 1
+    options = session_options(ort.SessionOptions())  # the toolkit's thread counts (slt_deploy/threads.py)
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]

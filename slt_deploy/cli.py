@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 from .config import RunConfig, SearchConfig, Settings, check_section_types, read_config_file
 from .errors import ConfigError, SettingConflict, SltError
 from .limits import Limits, set_max_elements
+from . import threads
 
 # settings whose plain field name would be ambiguous on the command line
 FLAG_NAMES = {("model", "name"): "model", ("data", "path"): "data-path", ("model", "args"): "model-args"}
@@ -399,6 +400,9 @@ def cmd_env(args) -> int:
             except metadata.PackageNotFoundError:
                 versions[dist] = "not installed"
     finally:
+        settings = threads.current()  # what this process runs with, and where the count came from
+        versions["threads"] = (f"{settings.threads} (from {settings.source}), inter-op {settings.interop}, "
+                               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
         print(json.dumps(versions, indent=2))
     return 0
 
@@ -426,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"largest model or tensor size any input file may declare, in elements (default: "
                              f"{Limits().max_elements:,}; also SLT_DEPLOY_MAX_ELEMENTS); files declaring more "
                              f"are refused before anything is allocated")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="compute threads for torch, BLAS and onnxruntime (default: OMP_NUM_THREADS, else the "
+                             "cores this process may use); waiting threads sleep (OMP_WAIT_POLICY=PASSIVE)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("search", help="search a winning ticket (IMP, Early-Bird, Early-Time, random, dense)",
@@ -612,6 +619,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.max_elements < 1:
                 raise ConfigError(f"--max-elements {args.max_elements} must be a positive number of elements")
             set_max_elements(args.max_elements)
+        threads.apply(threads.resolve(args.threads))  # every subcommand, before any work
         return args.func(args)
     except SltError as exc:
         if debug:

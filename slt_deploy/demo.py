@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import SNN_RECIPE, DataConfig, ModelConfig, RunConfig, SearchConfig
+from .timing import clock, timed
 
 
 # every shipped chip, the 45 nm convention and the ANN targets a chip's user could deploy instead
@@ -37,7 +38,16 @@ def demo_energy_config(quick: bool = False) -> RunConfig:
 
 
 def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool = True, usage=None) -> dict:
-    """The demo; ``usage``: a :class:`~slt_deploy.config.UsageConfig` (rate, accuracy tolerance) for the verdict."""
+    """The demo's steps, then where its wall time went, stage by stage (stages timed inside the report too);
+    ``usage``: a :class:`~slt_deploy.config.UsageConfig` (rate, accuracy tolerance) for the verdict."""
+    with clock() as stages:
+        paths = _demo_steps(out, quick, progress, usage)
+    print("\n== where the time went (wall seconds per stage; the report's own line excludes its named parts)")
+    print(stages.table())
+    return paths
+
+
+def _demo_steps(out: str | Path, quick: bool, progress: bool, usage) -> dict:
     from .cost.objective import round_meter
     from .describe import describe_file, describe_front
     from .search import search
@@ -45,7 +55,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     out = Path(out)
     print("== 1. search: IMP with the energy objective on the offline MNIST split")
     config = demo_energy_config(quick)
-    result = search(config, out / "runs", progress=progress, meter=round_meter(config))
+    result = timed("search", search, config, out / "runs", progress=progress, meter=round_meter(config))
     print()
     print(describe_front(result.run_dir))  # the accuracy-energy front; the chosen ticket is the search's ticket
     print(describe_file(result.ticket_path))
@@ -53,8 +63,8 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     from .export import export_ticket
 
     print("\n== 2. export: NIR (the spiking ticket) and ONNX (its ANN counterpart)")
-    nir_path = export_ticket(result.ticket_path, "nir", out / "ticket.nir")
-    onnx_path = export_ticket(result.ticket_path, "onnx", out / "ticket_ann.onnx")
+    nir_path = timed("export", export_ticket, result.ticket_path, "nir", out / "ticket.nir")
+    onnx_path = timed("export", export_ticket, result.ticket_path, "onnx", out / "ticket_ann.onnx")
     print(describe_file(nir_path))
     print(describe_file(onnx_path))
 
@@ -66,7 +76,8 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     simulations = {}
     for backend, samples in (("lava-float", 100), ("lava-fixed", 100),
                              ("fast-fixed", test_set_size(demo_config(quick).data))):
-        sim = simulate(nir_path, backend, samples=samples, progress=progress)
+        sim = timed("Lava" if backend.startswith("lava") else "fast simulator", simulate, nir_path, backend,
+                    samples=samples, progress=progress)
         simulations[backend] = sim.to_dict()
         print(sim.summary().split("\n  target=")[0])
     write_json_atomic(out / "simulate.json", simulations)
@@ -82,10 +93,10 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
     front, _ = load_front(result.run_dir)
     tickets = [RunPaths(result.run_dir).round_ticket(0), *(result.run_dir / p.ticket for p in front.front)]
     print(f"the front's tickets, chosen: {front.chosen.ticket} (the search's ticket.safetensors)")
-    report = build_report(list(dict.fromkeys(tickets)), profiles=DEMO_PROFILES, out=out / "report", samples=500,
-                          progress=progress, chosen=result.run_dir / front.chosen.ticket,
-                          rate=None if usage is None else usage.rate,
-                          accuracy_tolerance=None if usage is None else usage.accuracy_tolerance)
+    report = timed("report", build_report, list(dict.fromkeys(tickets)), profiles=DEMO_PROFILES, out=out / "report",
+                   samples=500, progress=progress, chosen=result.run_dir / front.chosen.ticket,
+                   rate=None if usage is None else usage.rate,
+                   accuracy_tolerance=None if usage is None else usage.accuracy_tolerance)
     print(report.markdown.read_text().split("\n## ")[1] if "\n## " in report.markdown.read_text() else "")
     print(f"wrote {report.html}")
     return {"ticket": str(result.ticket_path), "nir": str(nir_path), "onnx": str(onnx_path),

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# before torch (and its OpenMP runtime) is imported: waiting threads sleep (slt_deploy/threads.py), and one thread
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import torch  # noqa: E402  (after the environment above)
+
+from slt_deploy import threads  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +31,8 @@ def slt_deploy_exe() -> str:
 @pytest.fixture
 def cli_env() -> dict:
     """Environment for CLI subprocesses: one thread (deterministic and polite on a shared machine)."""
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                OMP_WAIT_POLICY="PASSIVE")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,7 +40,7 @@ def _one_thread():
     """The machine is shared and the test networks are too small to gain from threads; one thread also keeps
     float reductions in one order across runs."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    threads.apply(threads.ThreadSettings(1, source="tests"))
     yield
     torch.set_num_threads(before)
 

@@ -45,6 +45,8 @@ STAGE_OF = [
     ("slt_deploy.limits", "foundation"),
     ("slt_deploy.yamlio", "foundation"),
     ("slt_deploy.records", "foundation"),
+    ("slt_deploy.threads", "foundation"),
+    ("slt_deploy.timing", "foundation"),
     ("slt_deploy.cli", "driver"),
     ("slt_deploy.demo", "driver"),
     ("slt_deploy.sweep", "driver"),  # a package: settings, expansion, driver, executors, aggregate...

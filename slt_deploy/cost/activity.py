@@ -551,9 +551,17 @@ def _record(model: nn.Module, x_seq: torch.Tensor):
         model.train(was_training)
         for h in handles:
             h.remove()
-    stacked_inputs = {n: torch.stack(v) for n, v in inputs.items()}
-    stacked_spikes = {p: torch.stack(v) for p, v in spikes.items()}
+    stacked_inputs = {n: _steps(v, x_seq.shape[0]) for n, v in inputs.items()}
+    stacked_spikes = {p: _steps(v, x_seq.shape[0]) for p, v in spikes.items()}
     return chains, stacked_inputs, stacked_spikes
+
+
+def _steps(recorded: List[torch.Tensor], steps: int) -> torch.Tensor:
+    """One module's recorded tensors as (T, B, ...). A module the model ran once for all T steps (its input is
+    the same at every step: :func:`slt_deploy.models.layers.constant_prefix`) fed that one output every step."""
+    if len(recorded) == 1 and steps > 1:
+        return recorded[0].unsqueeze(0).expand(steps, *recorded[0].shape)
+    return torch.stack(recorded)
 
 
 def _check_input(x_seq: torch.Tensor) -> None:

@@ -16,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..threads import session_options
 from .activity import CountError, NetworkActivity, SynapseLayer, count_from_spikes
 
 _OPS = ("Conv", "Gemm", "MatMul")
@@ -72,8 +73,7 @@ def count_onnx(path: Path, batches: Sequence[np.ndarray], source: str = "onnxrun
         if tensor not in outputs and tensor != graph_input:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
             outputs.add(tensor)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options = session_options(ort.SessionOptions())  # the toolkit's thread counts (slt_deploy/threads.py)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     parts = []

@@ -15,7 +15,7 @@ Choices made for deployment (Loihi/Lava have no max pooling and no BatchNorm):
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import snntorch as snn
 import torch
@@ -81,6 +81,29 @@ def layerwise_supported(module: nn.Module) -> bool:
     return False
 
 
+def constant_prefix(body: nn.Module) -> int:
+    """How many leading layers of ``body`` keep no state across steps: fed the same input at every step, they
+    give the same output at every step, so it is computed once.
+
+    A BatchNorm in training mode ends the prefix: it updates its running statistics once per call, so calling it
+    once instead of T times would change them. Bodies other than a plain ``nn.Sequential`` (a subclass may
+    have its own forward) have no prefix.
+    """
+    if type(body) is not nn.Sequential:
+        return 0
+    n = 0
+    for module in body:
+        if not (isinstance(module, _STATELESS) or (isinstance(module, nn.BatchNorm2d) and not module.training)):
+            break
+        n += 1
+    return n
+
+
+def is_constant_in_time(x_seq: torch.Tensor) -> bool:
+    """Whether every step of a (T, B, ...) input equals the first (direct encoding)."""
+    return x_seq.shape[0] > 1 and bool((x_seq[1:] == x_seq[:1]).all())
+
+
 def run_layerwise(module: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     """``module`` over a (T, B, ...) sequence, one layer at a time: each synapse layer sees all T steps as one
     batch and only the neurons step through time (the multi-step mode of SpikingJelly-style libraries).
@@ -109,6 +132,10 @@ class SpikingNet(nn.Module):
     does not know (the Spikformer) keep the per-step loop.
     """
 
+    #: an input that is the same at every step (direct encoding) runs the stateless leading layers once
+    #: (:func:`constant_prefix`); False runs every layer at every step (NeuroBench's own counting wants that)
+    compute_once = True
+
     def __init__(self, body: nn.Module, config: ModelConfig):
         super().__init__()
         self.body = body
@@ -126,14 +153,25 @@ class SpikingNet(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self.reset_state()
-        if self.layerwise and layerwise_supported(self.body):
-            return run_layerwise(self.body, x_seq)
-        return torch.stack([self.step(x_t) for x_t in x_seq])
+        body = self.body
+        once = constant_prefix(body) if self.compute_once and is_constant_in_time(x_seq) else 0
+        if once:
+            # the input is the same at every step: the stateless leading layers run once per sample and their
+            # output feeds every step (Kim et al.); autograd sums the T steps' gradients into that one output
+            head = x_seq[0]
+            for module in list(body)[:once]:
+                head = module(head)
+            body = nn.Sequential(OrderedDict(list(body.named_children())[once:]))
+            x_seq = head.unsqueeze(0).expand(x_seq.shape[0], *head.shape)
+        if self.layerwise and layerwise_supported(body):
+            return run_layerwise(body, x_seq)
+        return torch.stack([self.step(x_t, body) for x_t in x_seq])
 
-    def step(self, x_t: torch.Tensor) -> torch.Tensor:
-        """One time step. A spiking output neuron built with ``output=True`` returns (spk, mem): its spikes
-        are the output (a user network's spiking readout; its prediction is the spike count)."""
-        out = self.body(x_t)
+    def step(self, x_t: torch.Tensor, body: Optional[nn.Module] = None) -> torch.Tensor:
+        """One time step (of ``body``, default the whole network). A spiking output neuron built with
+        ``output=True`` returns (spk, mem): its spikes are the output (a user network's spiking readout; its
+        prediction is the spike count)."""
+        out = (self.body if body is None else body)(x_t)
         return out[0] if isinstance(out, tuple) else out
 
     def neurons(self) -> Iterator[Tuple[str, nn.Module]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..timing import stage
 from ..cost.activity import SynapseLayer
 from ..cost.activity import synapse_layers as ticket_synapse_layers
 from ..ticket import Ticket
@@ -126,6 +127,7 @@ def twin_config(ticket: Ticket):
                                search=SearchConfig(method="dense", seed=seed))
 
 
+@stage("ANN twins")
 def train_ann_twin(ticket: Ticket, ticket_path: Path, runs_dir: Optional[PathLike], progress: bool) -> Path:
     """Train (or reuse) the dense ANN twin with the ticket's recipe; returns its ticket path.
 
@@ -194,6 +196,7 @@ def _counterpart_run(net: Network, rounds: int, runs_dir: Optional[PathLike], pr
     return paths
 
 
+@stage("ANN twins")
 def pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progress: bool,
                 skipped: List[str]) -> List[AnnModel]:
     """For each pruned ticket, its ANN counterpart at the same round (so the same sparsity), trained on demand

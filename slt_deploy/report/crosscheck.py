@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..timing import stage
 from ..cost.profiles import HardwareProfile
 from .measure import Measured, encoded
 from .networks import Network
@@ -25,6 +26,7 @@ def _samples(net: Network, samples: int):
     return torch.cat(xs, 1), torch.cat(ys)
 
 
+@stage("NeuroBench")
 def neurobench_entry(net: Network, m: Measured, samples: int) -> NeurobenchEntry:
     """NeuroBench's own metrics on the ticket's snnTorch network and the same samples (NIR inputs: a note)."""
     from ..cost.neurobench_metrics import compare_layers, neurobench_metrics, neurobench_summary
@@ -38,6 +40,7 @@ def neurobench_entry(net: Network, m: Measured, samples: int) -> NeurobenchEntry
          "layers": compare_layers(m.activity, nb, net.first_layer_on_host)}, strict=False)
 
 
+@stage("SANA-FE")
 def sanafe_entries(net: Network, profiles: Sequence[HardwareProfile], samples: int) -> Dict[str, SanafeEntry]:
     """SANA-FE on the deployed network of a ticket, for every profile that names SANA-FE architectures."""
     from ..cost import sanafe_sim

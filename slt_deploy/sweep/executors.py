@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Sequence, Tuple
 
+from .. import threads as thread_settings
 from ..errors import ConfigError, SltError
 from .job import run_job
 from .settings import Resources, SweepOptions
@@ -83,8 +84,11 @@ class RayExecutor:
         try:
             # "local" always starts a runtime of our own, even when `ray start` left a cluster (or a stale
             # record of one) on this machine; Ray detects the cores and GPUs (cgroup limits included).
+            # workers get the wait policy before they import torch (slt_deploy/threads.py)
+            workers = thread_settings.worker_environment(thread_settings.ThreadSettings(
+                max(1, int(options.resources.cpus)), source="sweep resources.cpus"))
             self.ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                          logging_level=logging.ERROR, ignore_reinit_error=True)
+                          logging_level=logging.ERROR, ignore_reinit_error=True, runtime_env={"env_vars": workers})
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError... depending on the address
             where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
             hint = ""

@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .. import threads as thread_settings
 from ..config import RunConfig
 from .settings import Resources
 from .text import error_line, now
@@ -58,7 +59,8 @@ def run_job(config: dict, runs_dir: str, cpus: float, attempt: int, attempts: in
             from ..cost.objective import round_meter
             from ..search import search  # in the try: an import that fails in a worker is the job's error
 
-            torch.set_num_threads(threads)  # a reused Ray worker keeps the thread count of its first task
+            # a reused Ray worker keeps the thread count of its first task unless it is set for each task
+            thread_settings.apply(thread_settings.ThreadSettings(threads, source="sweep resources.cpus"))
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 result = search(cfg, runs_dir, progress=False, echo=lambda line: print(line, file=log, flush=True),
                                 meter=round_meter(cfg))
