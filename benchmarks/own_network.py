@@ -29,6 +29,7 @@ from provenance import provenance
 from slt_deploy import api
 from slt_deploy.config import DataConfig
 from slt_deploy.data import load_dataset
+from slt_deploy.report.schema import to_json
 from slt_deploy.ticket import Ticket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +97,8 @@ for factory in ("make", "make_class"):
         "ticket_sparsity": ticket.record.sparsity, "ticket_accuracy_500": ticket.record.accuracy,
         "seconds": {"user_training": round(trained, 1), "search": round(searched, 1),
                     "deploy": round(time.perf_counter() - start - trained - searched, 1)},
-        "deploy": deployed.data}
-    print(factory, json.dumps(results["forms"][factory]["deploy"]["accuracy"]),
+        "deploy": to_json(deployed.record)}   # deploy.json's content
+    print(factory, json.dumps(deployed.record.accuracy),
           results["forms"][factory]["user_module_vs_lava_float_identical"])
 (out / "results.json").write_text(json.dumps(results, indent=2))
 print(f"wrote {out / 'results.json'}")

@@ -254,7 +254,8 @@ def test_nir_input_counts_equal_its_ticket(report, tickets):
     nir, ticket = net_entry(data, tickets["nir"]), net_entry(data, tickets["imp"])
     assert nir.kind == "nir" and nir.activity.source == "nir-executor"
     assert nir.activity.per_sample == ticket.activity.per_sample
-    without_notes = lambda energy: {k: v.model_copy(update={"notes": []}) for k, v in energy.items()}  # notes name the backend
+    # the notes name the backend
+    without_notes = lambda energy: {k: v.model_copy(update={"notes": []}) for k, v in energy.items()}
     assert without_notes(nir.energy) == without_notes(ticket.energy)
     assert nir.accuracy_measured == ticket.accuracy_measured
     assert nir.accuracy == ticket.accuracy and nir.sparsity == pytest.approx(ticket.sparsity)

@@ -53,7 +53,8 @@ def build_pinned_report(folder: Path) -> dict:
               _ticket(folder / "imp.safetensors", "imp", 0.5, 2)]
     result = build_report(inputs, profiles=PROFILES, out=folder / "report", samples=SAMPLES, progress=False,
                           train_ann=False, neurobench=False, sanafe=False, device="cpu")
-    return json.loads(result.json.read_text()) | {"_markdown_sha256": hashlib.sha256(result.markdown.read_bytes()).hexdigest()}
+    digest = hashlib.sha256(result.markdown.read_bytes()).hexdigest()
+    return json.loads(result.json.read_text()) | {"_markdown_sha256": digest}
 
 
 def _rounded(x):

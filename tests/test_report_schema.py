@@ -134,7 +134,8 @@ def _report_field_names() -> set:
 
 def _handles_report_data(path: Path) -> bool:
     text = path.read_text()
-    return "slt_deploy.report" in text or "slt_deploy.deploy" in text or "from .report" in text
+    return any(s in text for s in ("slt_deploy.report", "slt_deploy.deploy", "from .report", "api.deploy(",
+                                   "api.report("))
 
 
 # The modules that build, pass on or read report data: the report stages, the deploy driver, and every
@@ -198,7 +199,9 @@ def test_the_scan_finds_what_it_looks_for():
            'y = row.get("best_ann")\nz = report.networks[0].energy["loihi"].total\nentry["decision"] = "SNN"\n')
     assert string_key_reads(old, names) == [(1, "networks"), (1, "energy"), (1, "total"), (2, "best_ann")]
     assert {"networks", "verdict_matrix", "fit_summary", "decision", "break_even", "verdict_row"} <= names
-    assert any(p.parent.name == "benchmarks" for p in SCANNED) and ROOT / "slt_deploy" / "deploy.py" in SCANNED
+    assert ROOT / "slt_deploy" / "deploy.py" in SCANNED
+    scanned = {p.name for p in SCANNED}
+    assert {"own_network.py", "vendor_flows.py", "verdict_demo.py", "report_custom_profile.py"} <= scanned
 
 
 def test_no_module_reads_report_data_by_string_key():

@@ -68,3 +68,33 @@ def test_the_pairing_rule_is_written_once():
 def test_the_ann_targets_are_listed_once():
     assert _modules(r"\bANN_TARGETS\s*=") == {"slt_deploy/cost/profiles.py"}
     assert all(load_profile(a).kind == "ann" for a in ANN_TARGETS)
+
+
+def test_the_report_places_a_binary_given_input_on_chip_as_the_simulator_does(tmp_path):
+    """A sequence given as a file whose every value is 0 or 1 is spikes: the report's network and the simulator
+    both feed it to the chip's first layer; real values go to the host."""
+    import numpy as np
+    import torch
+
+    from slt_deploy.config import DataConfig, ModelConfig
+    from slt_deploy.exporters.nir_format import ticket_to_nir, write_nir
+    from slt_deploy.models import build_model, prunable_layers, resolve_config
+    from slt_deploy.report import GraphInputs, load_network
+    from slt_deploy.search.masks import Mask
+    from slt_deploy.ticket import Ticket, TicketRecord
+
+    torch.manual_seed(0)
+    model = build_model(resolve_config(ModelConfig(name="mlp", hidden=(8,)), (1, 4, 4), 3))
+    record = TicketRecord(model=model.config, method="dense", dataset="digits", timesteps=3,
+                          hyperparameters={"data": DataConfig(dataset="digits", timesteps=3).to_dict()})
+    ticket = Ticket.from_model(model, Mask.ones_like(prunable_layers(model)), record).save(tmp_path / "t.safetensors")
+    graph = write_nir(ticket_to_nir(ticket), tmp_path / "t.nir")
+    rng = np.random.default_rng(0)
+    y = np.arange(6) % 3
+    np.savez(tmp_path / "spikes.npz", x=(rng.random((6, 3, 1, 4, 4)) < 0.3).astype(np.float32), y=y)
+    np.savez(tmp_path / "values.npz", x=rng.random((6, 3, 1, 4, 4)).astype(np.float32), y=y)
+    spikes = load_network(graph, GraphInputs(input=tmp_path / "spikes.npz"), samples=6)
+    values = load_network(graph, GraphInputs(input=tmp_path / "values.npz"), samples=6)
+    assert spikes.encoding == values.encoding == "given"
+    assert spikes.first_layer_on_host is False and values.first_layer_on_host is True
+    assert load_network(ticket).first_layer_on_host is True   # digits, direct encoding

@@ -16,9 +16,9 @@ One counting rule for both sides (``ops``: ``effective`` = nonzero input x nonze
 samples, spikes for the SNN and real activations for the ANN; ``dense`` = every weight), stated in every table.
 The first layer is one named component on both sides; the SNN's is computed by the host for every input but
 spikes (:func:`slt_deploy.data.encoding.first_layer_on_host`), charged on the host profile
-(:data:`slt_deploy.cost.profiles.HOST_PROFILE` by default), once per sample for a constant input. The ANN is, by default, the dense ANN twin
-trained with the first ticket's recipe (``search --spiking false --method dense``, cached in the runs folder);
-``--ann`` takes an ANN ticket or ONNX. Mapping follows the deployment: host-computed synapses are off chip.
+(:data:`slt_deploy.cost.profiles.HOST_PROFILE` by default), once per sample for a constant input. The ANN is,
+by default, the dense ANN twin trained with the first ticket's recipe (``search --spiking false --method
+dense``, cached in the runs folder); ``--ann`` takes an ANN ticket or ONNX. Mapping follows the deployment: host-computed synapses are off chip.
 NeuroBench 2.3.0's own metrics and SANA-FE 2.2.9 runs (profiles naming SANA-FE architectures) sit next to the
 project's counts. The report opens with a verdict per (network, profile, ANN target). A figure a profile does not
 know is listed as unknown, never filled in: a total with no known figure of the target prints "unknown: needs
