@@ -63,8 +63,9 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, progress: bool =
 
     from .simulate.run import loihi_backend
 
-    print("\n== 3. compile and simulate: Lava float and Loihi fixed point, the fast bit-exact simulator")
     loihi, why = loihi_backend()
+    print("\n== 3. compile and simulate: " + ("Lava float and Loihi fixed point, " if loihi == "lava-fixed" else "")
+          + "the fast bit-exact simulator")
     print(f"Loihi simulator: {loihi} ({why})")
     lava_runs = (("lava-float", 100), ("lava-fixed", 100)) if loihi == "lava-fixed" else ()
     simulations = {}
