@@ -191,8 +191,8 @@ def export_nir(ticket_or_module, input_shape: Optional[Sequence[int]] = None, pa
 def simulate(graph, x, backend: Optional[str] = None):
     """Run a NIR graph (or a NIR file) on inputs ``x`` of shape (N, T, C, H, W) with ``backend`` (see
     :data:`slt_deploy.simulate.BACKENDS`; default: lava-float where Lava is installed, fast-float elsewhere);
-    returns the backend's run: ``outputs`` (N, T, classes) and ``spikes`` per layer (N, T, ...). Real-valued input is fed by the host (first layer off chip), binary
-    spikes enter the chip."""
+    returns the backend's run: ``outputs`` (N, T, classes) and ``spikes`` per layer (N, T, ...). Real-valued
+    input is fed by the host (first layer off chip), binary spikes enter the chip."""
     from .exporters.nir_format import read_nir
     from .simulate import BACKENDS
     from .simulate.run import loihi_backend

@@ -105,7 +105,8 @@ def test_the_default_loihi_backend_is_lava_where_installed_and_the_fast_simulato
     assert main(["simulate", str(nir_path), "--samples", "5", "--json", str(out), "--no-progress"]) == 0
     assert json.loads(out.read_text())["backend"] == loihi_backend()[0]
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lava" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lava" else real_find_spec(name, *a))
     backend, why = loihi_backend()
     assert backend == "fast-fixed" and f"this is {platform.python_version()}" in why and "lava_recorded" in why
 
