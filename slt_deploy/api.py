@@ -188,16 +188,18 @@ def export_nir(ticket_or_module, input_shape: Optional[Sequence[int]] = None, pa
     return graph
 
 
-def simulate(graph, x, backend: str = "lava-float"):
+def simulate(graph, x, backend: Optional[str] = None):
     """Run a NIR graph (or a NIR file) on inputs ``x`` of shape (N, T, C, H, W) with ``backend`` (see
-    :data:`slt_deploy.simulate.BACKENDS`); returns the backend's run: ``outputs`` (N, T, classes) and
-    ``spikes`` per layer (N, T, ...). Real-valued input is fed by the host (first layer off chip), binary
-    spikes enter the chip."""
+    :data:`slt_deploy.simulate.BACKENDS`; default: lava-float where Lava is installed, fast-float elsewhere);
+    returns the backend's run: ``outputs`` (N, T, classes) and ``spikes`` per layer (N, T, ...). Real-valued
+    input is fed by the host (first layer off chip), binary spikes enter the chip."""
     from .exporters.nir_format import read_nir
     from .simulate import BACKENDS
+    from .simulate.run import loihi_backend
 
     if isinstance(graph, (str, Path)):
         graph = read_nir(graph)
+    backend = backend or ("lava-float" if loihi_backend()[0] == "lava-fixed" else "fast-float")
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -224,7 +226,7 @@ def report(inputs, *, profiles: Sequence[str], out, ann=None, samples: int = 200
         return build_report(paths, ann=ann, profiles=profiles, out=out, samples=samples, progress=progress)
 
 
-def deploy(target, *, profile: str, out, backend: str = "lava-fixed", weights: Optional[str] = None,
+def deploy(target, *, profile: str, out, backend: Optional[str] = None, weights: Optional[str] = None,
            model_args: Optional[Mapping[str, Any]] = None, data=None, timesteps: int = 5, samples: int = 100,
            allow_overlap: bool = False, progress: bool = True):
     """:func:`slt_deploy.deploy.deploy` with plain arguments: ``target`` a ticket (path or object) or a model

@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy, agreement with the snnTorch-exact reference, spikes per layer, "
                                    "samples/s.")
     p.add_argument("model", metavar="MODEL.nir", help="a NIR graph (e.g. from slt-deploy export --format nir)")
-    p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
+    p.add_argument("--backend", choices=list(BACKENDS), help="default: lava-fixed where Lava is installed "
+                   "(Python 3.10), fast-fixed elsewhere")
     p.add_argument("--samples", type=int, default=100, help="test samples (default: 100)")
     p.add_argument("--first-layer", choices=("host", "chip"), help="compute the first synapse layer on the host "
                    "(real-valued input) or on chip (binary spikes only); default: chip for event data and binary "
@@ -550,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "path/to/file.py:factory (or package.module:factory) "
                                                              "with --weights")
     p.add_argument("--profile", required=True, metavar="NAME_OR_FILE", help="hardware profile (slt-deploy profiles)")
-    p.add_argument("--backend", default="lava-fixed", choices=list(BACKENDS), help="default: lava-fixed")
+    p.add_argument("--backend", choices=list(BACKENDS), help="default: lava-fixed where Lava is installed "
+                   "(Python 3.10), fast-fixed elsewhere")
     p.add_argument("--out", required=True, help="output folder")
     _add_model_data_flags(p)  # --data-path for a ticket: evaluate on other data (default: its test split)
     p.add_argument("--samples", type=int, default=100, help="test samples simulated and costed (default: 100)")

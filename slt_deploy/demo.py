@@ -1,7 +1,8 @@
 """The main job end to end on the offline default (the MNIST test split in ../shared/data/mnist).
 
-search (IMP ticket) -> export (NIR + ONNX) -> compile and simulate (Lava float, Loihi fixed point, fast
-simulator; each checked against the snnTorch-exact reference) -> report (energy, memory, fit per profile).
+search (IMP ticket) -> export (NIR + ONNX) -> compile and simulate (Lava float and Loihi fixed point where Lava is
+installed, the fast simulator; each checked against the snnTorch-exact reference) -> report (energy, memory, fit
+per profile).
 Each step reads the artifact the previous one wrote.
 """
 
@@ -72,10 +73,15 @@ def _demo_steps(out: str | Path, quick: bool, progress: bool, usage) -> dict:
     from .utils import write_json_atomic
     from .simulate.workload import test_set_size
 
-    print("\n== 3. compile and simulate: Lava float and Loihi fixed point, the fast bit-exact simulator")
+    from .simulate.run import loihi_backend
+
+    loihi, why = loihi_backend()
+    print("\n== 3. compile and simulate: " + ("Lava float and Loihi fixed point, " if loihi == "lava-fixed" else "")
+          + "the fast bit-exact simulator")
+    print(f"Loihi simulator: {loihi} ({why})")
+    lava_runs = (("lava-float", 100), ("lava-fixed", 100)) if loihi == "lava-fixed" else ()
     simulations = {}
-    for backend, samples in (("lava-float", 100), ("lava-fixed", 100),
-                             ("fast-fixed", test_set_size(demo_config(quick).data))):
+    for backend, samples in (*lava_runs, ("fast-fixed", test_set_size(demo_config(quick).data))):
         sim = timed("Lava" if backend.startswith("lava") else "fast simulator", simulate, nir_path, backend,
                     samples=samples, progress=progress)
         simulations[backend] = sim.to_dict()

@@ -112,7 +112,7 @@ def choose_from_front(run_dir: Path, profile: str, max_accuracy_drop: Optional[f
         strict=False)
 
 
-def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Optional[ModelConfig] = None,
+def deploy(target, *, profile: str, out, backend: Optional[str] = None, model: Optional[ModelConfig] = None,
            data: Optional[DataConfig] = None, samples: int = 100, allow_overlap: bool = False,
            progress: bool = True, echo=print, max_accuracy_drop: Optional[float] = None,
            device: str = "auto", usage=None) -> DeployResult:
@@ -133,8 +133,10 @@ def deploy(target, *, profile: str, out, backend: str = "lava-fixed", model: Opt
     from .report import build_report
     from .simulate import BACKENDS, simulate
     from .report.schema import write_record
+    from .simulate.run import loihi_backend
     from .utils import write_json_atomic, write_text_atomic
 
+    backend = backend or loihi_backend()[0]  # lava-fixed where Lava is installed, fast-fixed elsewhere
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if samples < 1:

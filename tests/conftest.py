@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -45,11 +47,24 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+def _lava_missing() -> str:
+    """Why Lava cannot run here ('' when it can). SLT_REQUIRE_LAVA=1 (CI's Lava environment) turns the skips
+    into failures, so a broken Lava install is never mistaken for a machine without Python 3.10."""
+    if os.environ.get("SLT_REQUIRE_LAVA") == "1" or importlib.util.find_spec("lava") is not None:
+        return ""
+    return (f"Lava is not installed: lava-nc 0.10.0 needs Python 3.10, this is {platform.python_version()} "
+            f"(the fast simulator is checked against Lava's recorded outputs in tests/data/lava_recorded)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` run where torch sees a CUDA GPU and are skipped, with the reason, elsewhere."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason=f"needs a CUDA GPU; torch {torch.__version__} sees none on this machine")
+    """Tests marked ``gpu`` run where torch sees a CUDA GPU, tests marked ``lava`` where Lava is installed; both
+    are skipped, with the reason, elsewhere."""
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["gpu"] = pytest.mark.skip(reason=f"needs a CUDA GPU; torch {torch.__version__} sees none on this machine")
+    if _lava_missing():
+        skips["lava"] = pytest.mark.skip(reason=_lava_missing())
     for item in items:
-        if item.get_closest_marker("gpu") is not None:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

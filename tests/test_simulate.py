@@ -93,6 +93,25 @@ def test_cli_simulate_writes_json_and_rejects_bad_input(nir_path, tmp_path, caps
     assert err.startswith("slt-deploy: error:") and "bad.nir" in err and "Traceback" not in err
 
 
+def test_the_default_loihi_backend_is_lava_where_installed_and_the_fast_simulator_elsewhere(nir_path, tmp_path,
+                                                                                            monkeypatch):
+    import importlib.util
+    import platform
+
+    from slt_deploy.simulate.run import loihi_backend
+
+    lava_here = importlib.util.find_spec("lava") is not None
+    assert loihi_backend()[0] == ("lava-fixed" if lava_here else "fast-fixed")
+    out = tmp_path / "default.json"  # `simulate` without --backend takes it
+    assert main(["simulate", str(nir_path), "--samples", "5", "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["backend"] == loihi_backend()[0]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lava" else real_find_spec(name, *a))
+    backend, why = loihi_backend()
+    assert backend == "fast-fixed" and f"this is {platform.python_version()}" in why and "lava_recorded" in why
+
+
 def test_cli_export_writes_each_format(ticket_path, tmp_path):
     for fmt, name in (("nir", "t.nir"), ("onnx", "t.onnx"), ("onnx-snn", "t_snn.onnx"), ("netx", "t.net")):
         assert main(["export", str(ticket_path), "--format", fmt, "--out", str(tmp_path / name)]) == 0
@@ -104,15 +123,21 @@ def test_cli_export_writes_each_format(ticket_path, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.lava
 def test_demo_runs_every_stage_on_the_offline_mnist(tmp_path, capsys):
-    """The README's main job (quick settings): search -> export -> Lava simulate -> report."""
+    """The README's main job (quick settings): search -> export -> simulate (Lava where it is installed, the fast
+    simulator everywhere) -> report; it names its Loihi simulator and why."""
+    from slt_deploy.simulate.run import loihi_backend
+
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     text = capsys.readouterr().out
     for stage in ("== 1. search", "== 2. export", "== 3. compile and simulate", "== 4. report"):
         assert stage in text
+    loihi, why = loihi_backend()
+    assert f"Loihi simulator: {loihi} ({why})" in text
     sims = json.loads((tmp_path / "simulate.json").read_text())
-    assert sims["lava-float"]["first_mismatch"] is None  # the deployed network is the trained one
+    assert sorted(sims) == (["fast-fixed", "lava-fixed", "lava-float"] if loihi == "lava-fixed" else ["fast-fixed"])
+    if loihi == "lava-fixed":
+        assert sims["lava-float"]["first_mismatch"] is None  # the deployed network is the trained one
     assert sims["fast-fixed"]["samples"] == 2000
     assert abs(sims["fast-fixed"]["accuracy"] - sims["fast-fixed"]["reference_accuracy"]) <= 0.01
     report = load_report(tmp_path / "report" / "report.json")

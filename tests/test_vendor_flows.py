@@ -11,8 +11,8 @@ import pytest
 from slt_deploy.report.schema import load_deploy
 from slt_deploy.errors import ConfigError
 
-pytest.importorskip("xylosim", reason="xylosim comes with the Python 3.10 extra")
-pytest.importorskip("rockpool", reason="rockpool comes with the Python 3.10 extra")
+pytest.importorskip("xylosim", reason="xylosim comes with the vendors extra (pip install -e \".[vendors]\")")
+pytest.importorskip("rockpool", reason="rockpool comes with the vendors extra (pip install -e \".[vendors]\")")
 
 from slt_deploy.simulate import simulate  # noqa: E402
 from slt_deploy.simulate.synsense import import_without_samna, samna_is_placeholder  # noqa: E402

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
@@ -134,7 +134,7 @@ class EnergyBreakdown:
     unused: Tuple[str, ...]             # figures excluded by convention or not usable (e.g. no latency)
     notes: Tuple[str, ...] = ()
     included: Tuple[str, ...] = ()      # figures counted inside another one (status included)
-    bounds: Mapping[str, str] = types.MappingProxyType({})  # charged figure -> "lower" / "upper"
+    bounds: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))  # figure -> "lower" / "upper"
     ops: str = "effective"
     latency: float = None               # seconds per inference, None when unknown
     terms: Tuple[Term, ...] = ()        # the total as intervals per part (scopes, what scales)

@@ -133,6 +133,20 @@ register_backend("fast-float")(_compiled("floating_pt", "fast"))
 from . import xylo, speck  # noqa: E402,F401  isort: skip
 
 
+def loihi_backend() -> Tuple[str, str]:
+    """The Loihi fixed-point simulator for this environment and why, in one line: Lava's bit-accurate
+    ``fixed_pt`` models where Lava is installed, else the fast simulator, bit-exact with them (checked against
+    Lava's recorded outputs, tests/data/lava_recorded, on every Python)."""
+    import importlib.util
+    import platform
+
+    if importlib.util.find_spec("lava") is not None:
+        return "lava-fixed", "Lava is installed: its bit-accurate fixed_pt models are the reference"
+    return "fast-fixed", (f"Lava is not installed (lava-nc 0.10.0 needs Python 3.10, this is "
+                          f"{platform.python_version()}); the fast simulator is bit-exact with Lava's fixed_pt "
+                          f"on the networks Lava recorded (tests/data/lava_recorded)")
+
+
 def _spiking_nodes(graph) -> List[str]:
     import nir
 
@@ -235,12 +249,12 @@ def _spike_warnings(spikes: Dict[str, np.ndarray], layers: List[str], what: str)
     return [f"no spike at all in layer(s) {', '.join(silent)} of the {what} run"]
 
 
-def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: bool = True, *, x=None, y=None,
+def simulate(model, backend: Optional[str] = None, samples: int = 100, progress: bool = True, *, x=None, y=None,
              input=None, data=None, dt: Optional[float] = None, first_layer: Optional[str] = None,
              encoding: Optional[str] = None, timesteps: Optional[int] = None,
              lenient: bool = False, device: str = "auto") -> SimulationResult:
-    """Run a NIR graph (a path or a ``nir.NIRGraph``) on ``samples`` samples with ``backend`` and compare it
-    with the reference executor.
+    """Run a NIR graph (a path or a ``nir.NIRGraph``) on ``samples`` samples with ``backend`` (default: the
+    Loihi simulator of this environment, :func:`loihi_backend`) and compare it with the reference executor.
 
     The samples are, in this order of preference: arrays ``x`` (N, T, *input) as they are or (N, *input)
     values to encode with ``encoding`` over ``timesteps`` steps, with labels ``y`` or none; an ``input`` file
@@ -256,6 +270,7 @@ def simulate(model, backend: str = "lava-fixed", samples: int = 100, progress: b
     from ..compile import first_mismatch
     from .workload import graph_workload
 
+    backend = backend or loihi_backend()[0]
     run_backend = _backend(backend)
     if samples < 1:
         raise ConfigError(f"samples={samples} must be >= 1")

@@ -37,12 +37,12 @@ def samna_is_placeholder() -> bool:
         return False
 
 
-def import_without_samna(module: str, extra: str = "lava"):
+def import_without_samna(module: str, extra: str = "vendors"):
     """Import a SynSense module (``xylosim.v2``, ``sinabs.layers``, ...) with the placeholder samna kept out."""
     if samna_is_placeholder():
         sys.modules["samna"] = None  # import samna -> ImportError: the libraries' no-board path
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"{module} is not installed ({exc}); it comes with the Python 3.10 extra: "
+        raise ConfigError(f"{module} is not installed ({exc}); it comes with the vendors extra: "
                           f"pip install -e \".[{extra}]\"") from None
