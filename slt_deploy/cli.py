@@ -194,6 +194,17 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def thread_settings(args: argparse.Namespace) -> "threads.ThreadSettings":
+    """:func:`slt_deploy.threads.resolve` for the command; the demo, left to the affinity mask, takes one thread:
+    its 266,200-MAC MLP spends more on two threads' synchronisation than it gains (on 2 cores, alone: 50.9 s
+    wall on one thread against 65.8 s on two; benchmarks/RESULTS.md section 17). ``--threads`` or
+    ``OMP_NUM_THREADS`` still win."""
+    settings = threads.resolve(args.threads)
+    if settings.source == "affinity" and getattr(args, "func", None) is cmd_demo:
+        return threads.ThreadSettings(1, source="the demo's default (a small MLP runs fastest on one thread)")
+    return settings
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -621,7 +632,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.max_elements < 1:
                 raise ConfigError(f"--max-elements {args.max_elements} must be a positive number of elements")
             set_max_elements(args.max_elements)
-        threads.apply(threads.resolve(args.threads))  # every subcommand, before any work
+        threads.apply(thread_settings(args))  # every subcommand, before any work
         return args.func(args)
     except SltError as exc:
         if debug:

@@ -112,3 +112,15 @@ def test_env_reports_the_thread_settings_and_where_they_came_from(capsys):
 
     assert main(["--threads", "1", "env"]) == 0
     assert json.loads(capsys.readouterr().out)["threads"] == "1 (from --threads), inter-op 1, OMP_WAIT_POLICY=PASSIVE"
+
+
+def test_the_demo_takes_one_thread_unless_the_user_sets_a_count(monkeypatch):
+    from slt_deploy.cli import _parser, thread_settings
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert thread_settings(_parser().parse_args(["demo"])).threads == 1
+    assert thread_settings(_parser().parse_args(["--threads", "2", "demo"])).threads == 2
+    assert thread_settings(_parser().parse_args(["profiles"])).threads == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert thread_settings(_parser().parse_args(["demo"])) == threads.ThreadSettings(2, source="OMP_NUM_THREADS")
