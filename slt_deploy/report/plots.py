@@ -12,6 +12,7 @@ from typing import List, Tuple
 import numpy as np
 
 from ..cost.energy import COMPONENTS
+from ..cost.profiles import SCOPES
 from ..utils import atomic_path
 from .render import _component_names, energy_unit
 from .schema import EnergyRecord, ReportData
@@ -201,6 +202,9 @@ def plot_break_even(data: ReportData, path: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, chip in zip(flat, chips):
         mine = [r for r in rows if r.profile == chip]
+        # one scope per chip, the narrowest: a wider scope's static power would flatten every line of the panel
+        narrowest = min((r.scope for r in mine), key=SCOPES.index)
+        mine = [r for r in mine if r.scope == narrowest]
         top = max(max(2 * r.break_even.activity.today, r.break_even.activity.win_below or 0) for r in mine)
         xs = np.linspace(0.0, 1.2 * top, 50)
         for i, r in enumerate(mine):
