@@ -46,21 +46,21 @@ def _panel_entries(data: ReportData, name: str) -> List[Tuple[str, EnergyRecord]
 
 
 def plot_energy_breakdown(data: ReportData, path: Path) -> Path:
-    """Stacked bars of energy per inference by component, one panel per profile (the convention first), every
-    panel in one unit (that of the largest total) so panels compare by eye."""
+    """Stacked bars of energy per inference by component, one panel per profile (the convention first), each
+    panel on its own scale and unit: a chip's static power (Loihi 2: hundreds of uJ) on a shared axis would flatten
+    every other panel to nothing; the verdict's tables compare across chips."""
     plt = _pyplot()
     names = list(dict.fromkeys([data.convention_45nm.profile, *data.profiles]))
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
     colors = {c: plt.get_cmap("tab10")(i) for i, c in enumerate(COMPONENTS)}
-    everything = [b.total for name in names for _, b in _panel_entries(data, name) if b.kind != "unknown"]
-    scale, unit = energy_unit(max(everything + [1e-12]))
-    top = 1.1 * max(everything + [1e-12]) / scale
-    fig.suptitle(f"Energy per inference by component ({data.counting_rule.ops} ops, one unit: {unit})",
+    fig.suptitle(f"Energy per inference by component ({data.counting_rule.ops} ops; each panel its own scale)",
                  fontsize=10)
     for ax, name in zip(axes.flat, names):
         entries = _panel_entries(data, name)
+        totals = [b.total for _, b in entries if b.kind != "unknown"]
+        scale, unit = energy_unit(max(totals + [1e-12]))
         bottom = np.zeros(len(entries))
         known = [(l, b) for l, b in entries if b.kind != "unknown"]
         for comp in _component_names([b for _, b in known]):
@@ -84,7 +84,7 @@ def plot_energy_breakdown(data: ReportData, path: Path) -> Path:
                      else f"{name} (>= lower bound, ~ estimate, ? unknown)", fontsize=9)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=6)
-        ax.set_ylim(0, top)  # one scale for every panel: bars compare across profiles
+        ax.set_ylim(0, 1.1 * max(totals + [1e-12]) / scale)
         ax.set_xlim(-0.6, len(entries) - 0.4)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
