@@ -97,11 +97,11 @@ def fit_text(d) -> str:
 
 def energy_text(d) -> str:
     """The report's verdict row: the SNN's interval at the comparison's scope, against the best ANN target."""
-    v = d.verdict_row
-    if v is not None and v.best_ann is not None:
-        best = v.best_ann
-        return (f"{fmt_interval(v.snn_interval_at_scope_j)} ({v.scope}) vs {best.ann} on {best.ann_profile} "
-                f"{fmt_interval(best.ann_interval_j)}: {v.decision}")
+    texts = [f"{fmt_interval(v.snn_interval_at_scope_j)} ({v.scope}) vs {v.best_ann.ann} on "
+             f"{v.best_ann.ann_profile} {fmt_interval(v.best_ann.ann_interval_j)}: {v.decision}"
+             for v in d.verdict_rows if v.best_ann is not None]
+    if texts:
+        return "; ".join(texts)
     return fmt_interval(d.energy_interval_j) if d.energy_interval_j else "unknown"
 
 

@@ -282,7 +282,7 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
     energy = net.energy.get(profile)
     latency = net.per_inference.get(profile)
     matrix = [r for r in report.verdict_matrix if r.profile == profile]
-    verdict = next((r for r in report.verdict if r.profile == profile), None)
+    verdict = [r for r in report.verdict if r.profile == profile]
     fl, fx = sims[float_backend], sims[backend]
     return DeployData.model_validate(dict(
         schema_version=DEPLOY_VERSION, profile=profile, backend=backend, model=ticket.record.model.label(),
@@ -305,7 +305,7 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
         # it chose from
         energy_scope=None if energy is None else energy.scope,
         energy_interval_j=None if energy is None else energy.interval,
-        decision=None if verdict is None else verdict.decision, verdict_row=verdict, verdict_matrix=matrix,
+        decisions={r.scope: r.decision for r in verdict}, verdict_rows=verdict, verdict_matrix=matrix,
         latency_per_inference_s=None if latency is None else latency.latency_s,
         ann={"accuracy": report.ann.accuracy_measured,
              "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "
@@ -368,7 +368,7 @@ def _energy_lines(d: DeployData) -> List[str]:
     e = d.energy_per_inference_j
     lines = ["energy per inference: " + ("unknown" if e is None else f"{e:.4g} J" + (
         "" if d.energy_complete else f" (incomplete: unknown {', '.join(d.energy_unknown)})"))]
-    lines += _verdict_lines(d.verdict_row)
+    lines += [line for v in d.verdict_rows for line in _verdict_lines(v)]
     lat = d.latency_per_inference_s
     lines.append("latency per inference: " + ("unknown (not in this report)" if lat is None else f"{lat:.4g} s"))
     lines.append(f"ANN comparison: ANN accuracy {_pct(d.ann.accuracy)}; SNN energy = "

@@ -78,6 +78,22 @@ def test_every_ann_more_accurate_is_said_with_its_gap():
     assert "more accurate by 6.00 points" in cells[9]
 
 
+def test_a_cheaper_but_less_accurate_side_is_a_trade_off_not_a_winner():
+    # SNN 26.2-41.4 nJ at 90 %: the only ANNs cost 50 and 90 nJ at 96 and 97 %, 6 points above the 1.7-point
+    # tolerance; the SNN wins on energy but is less accurate, so the row says trade-off and keeps the energy winner
+    short, _ = _tables(0.90, [_ann("dense ANN", 50_000 * PJ, 0.96), _ann("pruned ANN", 90_000 * PJ, 0.97)])
+    row = short[0]
+    assert (row.energy_decision, row.decision) == ("SNN", "trade-off")
+    # the other way round: the ANN (1 nJ) is cheaper but 17 points less accurate than the SNN
+    short, _ = _tables(0.97, [_ann("cheap", 1_000 * PJ, 0.80)])
+    assert (short[0].energy_decision, short[0].decision) == ("ANN", "trade-off")
+    data = S.ReportData.model_construct(verdict=[short[0]], verdict_matrix=[], networks=[], anns=[])
+    from slt_deploy.report.render import deciding_figure
+    # tolerance sqrt(0.97 x 0.03 / 500 + 0.80 x 0.20 / 500) = 1.945 points
+    assert deciding_figure(data, short[0]) == ("the ANN costs less (1 nJ vs 26.22 - 41.35 nJ), the SNN is 17.00 "
+                                               "points more accurate (tolerance 1.94)")
+
+
 def test_every_ann_less_accurate_sets_the_snn_against_the_most_accurate():
     short, _ = _tables(0.97, [_ann("cheap", 1_000 * PJ, 0.80), _ann("better", 90_000 * PJ, 0.90)])
     best = short[0].best_ann
@@ -106,6 +122,10 @@ def test_no_row_hides_a_more_accurate_ann(snn_acc):
             assert (best.accuracy_match == "ANN more accurate") == more
             cell = verdict_table(S.ReportData.model_construct(verdict=[row], verdict_matrix=[])).rows[0][9]
             assert ("more accurate by" in cell) == more
+            # a side is deployed only when it is no less accurate: never the SNN against a more accurate ANN
+            assert row.decision != "SNN" or not more
+            less = row.accuracy - best.ann_accuracy > best.tolerance
+            assert row.decision != "ANN" or not less
             # and it is the cheapest of the ANNs that are not more than the tolerance below the SNN
             eligible = [(e, a) for e, a in ((e1, a1), (e2, a2)) if a >= row.accuracy - best.tolerance]
             if eligible and row.scope == "chip-dynamic":  # at chip scope the int8 ANN is open (no static power)

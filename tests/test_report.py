@@ -354,7 +354,7 @@ def test_files_and_side_by_side_table(report, tickets):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
     labels = [n.label for n in data.networks]
-    assert labels == ["dense SNN", "imp 50.0 % (imp.safetensors)", "random 80.0 %", "imp 50.0 % (imp.nir)"]
+    assert labels == ["dense SNN", "imp, 50.0 % sparse (imp.safetensors)", "random, 80.0 % sparse", "imp, 50.0 % sparse (imp.nir)"]
     assert net_entry(data, tickets["dense"]).dense is True
     page = result.html.read_text()
     assert page.count("<table>") >= 5 and "<th>% of ANN (45 nm)</th>" in page

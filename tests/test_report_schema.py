@@ -109,10 +109,10 @@ def test_cli_refuses_a_foreign_report_with_exit_2(slt_deploy_exe, cli_env, tmp_p
 
 
 def test_verdict_names_one_thing_in_deploy_json():
-    """In deploy.json 'verdict' no longer names the fit sentence: the fit is fit_summary, the energy decision
-    is decision (and verdict_row / verdict_matrix the verdict's rows)."""
+    """In deploy.json 'verdict' no longer names the fit sentence: the fit is fit_summary, the decisions per
+    scope are decisions (and verdict_rows / verdict_matrix the verdict's rows)."""
     fields = set(S.DeployData.model_fields)
-    assert "verdict" not in fields and {"fit_summary", "decision", "verdict_row"} <= fields
+    assert "verdict" not in fields and {"fit_summary", "decisions", "verdict_rows"} <= fields
     assert "verdict" not in S.MappingEntry.model_fields and "fit_summary" in S.MappingEntry.model_fields
 
 
@@ -195,7 +195,7 @@ def test_the_scan_finds_what_it_looks_for():
     old = ('x = data["networks"][0]["energy"]["loihi"]["total"]\n'
            'y = row.get("best_ann")\nz = report.networks[0].energy["loihi"].total\nentry["decision"] = "SNN"\n')
     assert string_key_reads(old, names) == [(1, "networks"), (1, "energy"), (1, "total"), (2, "best_ann")]
-    assert {"networks", "verdict_matrix", "fit_summary", "decision", "break_even", "verdict_row"} <= names
+    assert {"networks", "verdict_matrix", "fit_summary", "decision", "break_even", "verdict_rows"} <= names
     assert ROOT / "slt_deploy" / "deploy.py" in SCANNED
     scanned = {p.name for p in SCANNED}
     assert {"own_network.py", "vendor_flows.py", "verdict_demo.py", "report_custom_profile.py"} <= scanned

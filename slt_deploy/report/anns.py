@@ -229,7 +229,7 @@ def pruned_anns(networks: Sequence[Network], runs_dir: Optional[PathLike], progr
                                   f"{r.round}) with model.spiking false, same recipe", True)
         pruned = f"{100 * model.sparsity:.1f} %"
         out[path] = dataclasses.replace(model, origin=model.origin + f", {pruned} sparse",
-                                        label=f"pruned ANN {pruned}")
+                                        label=f"pruned ANN, {pruned} sparse")
     return list(out.values())
 
 

@@ -154,7 +154,7 @@ def labels(networks: Sequence[Network], measured: Sequence[Measured]) -> List[st
     """Row label: method and sparsity (and 'binary'); the dense ticket is the dense SNN; duplicates get the file."""
     out = []
     for net, m in zip(networks, measured):
-        label = "dense SNN" if net.dense else f"{net.method} {100 * net.sparsity:.1f} %"
+        label = "dense SNN" if net.dense else f"{net.method}, {100 * net.sparsity:.1f} % sparse"
         out.append(label + (" binary" if binary_layers(m.layers) else ""))
     return [f"{l} ({n.path.name})" if out.count(l) > 1 else l for l, n in zip(out, networks)]
 

@@ -350,7 +350,8 @@ def _verdict_section(data: ReportData) -> Section:
         "instead (every ANN of the report on every ANN target) whose accuracy is no more than the tolerance below "
         "the SNN's; an ANN accuracy that is not a match says by how much. Both sides are counted at the row's "
         "scope as intervals from the figures' sourced ranges and bounds; a side wins only when its whole interval "
-        "is below the other's, otherwise 'undecided'. Break-even: the spike activity "
+        "is below the other's, otherwise 'undecided'; where the side cheaper on energy is less accurate by more than "
+        "the tolerance, the row is a 'trade-off'. Break-even: the spike activity "
         "(spikes per neuron per step) and weight sparsity at which the SNN would win (or lose) against that ANN, "
         "all else equal.",
         verdict_table(data), _ann_memory_table(data)))
@@ -490,6 +491,11 @@ def deciding_figure(data: ReportData, r: VerdictRow) -> str:
     if best is None:
         return "no ANN target to compare with"
     snn, ann = r.snn_interval_at_scope_j or r.snn_interval_j, best.ann_interval_j
+    if r.decision == "trade-off":
+        cheaper, dearer = ("SNN", "ANN") if r.energy_decision == "SNN" else ("ANN", "SNN")
+        return (f"the {cheaper} costs less ({fmt_interval(snn if cheaper == 'SNN' else ann)} vs "
+                f"{fmt_interval(ann if cheaper == 'SNN' else snn)}), the {dearer} is "
+                f"{100 * abs(best.accuracy_gap):.2f} points more accurate (tolerance {100 * best.tolerance:.2f})")
     if r.decision == "ANN":
         return f"the ANN's {fmt_joules(ann[1])} is below the SNN's lowest {fmt_joules(snn[0])}"
     if r.decision == "SNN":

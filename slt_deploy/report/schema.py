@@ -32,8 +32,8 @@ from ..errors import SltError
 from ..records import FileRecord, Record, load_record, schema_text
 from ..utils import write_json_atomic
 
-REPORT_VERSION = "slt-deploy.report/2"
-DEPLOY_VERSION = "slt-deploy.deploy/2"
+REPORT_VERSION = "slt-deploy.report/3"
+DEPLOY_VERSION = "slt-deploy.deploy/3"
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
@@ -513,11 +513,11 @@ class VerdictRow(ReportRecord):
     best_ann: Optional[Comparison]
     alternatives: int
     scope: str
-    decision: str                      # SNN, ANN, undecided, does not fit, or no ANN target to compare with
+    decision: str                      # SNN, ANN, undecided, trade-off, does not fit, or no ANN target
     break_even: Optional[BreakEven]
     snn_interval_at_scope_j: Optional[Interval] = None
     ratio_interval: Optional[Interval] = None
-    energy_decision: Optional[str] = None   # the energy decision alone (what decision is when the network fits)
+    energy_decision: Optional[str] = None   # the energy decision alone (verdict rule 2, before accuracy)
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -545,7 +545,7 @@ class ReportData(FileRecord):
     SCHEMA_VERSION = REPORT_VERSION
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
-    schema_version: Literal["slt-deploy.report/2"]
+    schema_version: Literal["slt-deploy.report/3"]
     samples_requested: int
     counting_rule: CountingRule
     host_profile: ProfileDump
@@ -632,7 +632,7 @@ class DeployData(FileRecord):
     SCHEMA_VERSION = DEPLOY_VERSION
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
-    schema_version: Literal["slt-deploy.deploy/2"]
+    schema_version: Literal["slt-deploy.deploy/3"]
     profile: str
     backend: str
     model: str
@@ -656,8 +656,8 @@ class DeployData(FileRecord):
     energy_unknown: List[str]
     energy_scope: Optional[str]
     energy_interval_j: Optional[Interval]
-    decision: Optional[str]            # the verdict's decision for this chip
-    verdict_row: Optional[VerdictRow]
+    decisions: Dict[str, str]          # the verdict's decision for this chip, per scope (chip-dynamic, chip)
+    verdict_rows: List[VerdictRow]     # the report's verdict rows for this chip, one per scope, narrowest first
     verdict_matrix: List[MatrixRow]
     latency_per_inference_s: Optional[float]
     ann: DeployAnn

@@ -13,10 +13,13 @@ there. The rule:
    left out, a figure covering more than S (TrueNorth's all-in synaptic event, a board measurement) counts from
    0 to its value, and a needed figure nobody published, or S wider than what a profile models, leaves the high
    end open (inf). A 45 nm reference profile (arithmetic) is compared with itself only.
-2. **Decision.** A side wins only when its whole interval lies below the other's:
+2. **Decision.** A side wins on energy only when its whole interval lies below the other's:
    SNN if snn.high < ann.low, ANN if ann.high < snn.low, otherwise ``undecided`` with both intervals shown. An
-   open end (a bound) can lose but never wins by itself. A network that does not fit the chip is
-   ``does not fit``, whatever the energies.
+   open end (a bound) can lose but never wins by itself. A side is deployed only when it is also no less
+   accurate (rule 4's match): where the side cheaper on energy is less accurate by more than the tolerance, the
+   row's decision is ``trade-off`` (its ``energy_decision`` keeps the energy winner), since which to deploy then
+   depends on what the accuracy is worth to the user. A network that does not fit the chip is ``does not fit``,
+   whatever the energies.
 3. **Ratio.** E_SNN / E_ANN lies in [snn.low / ann.high, snn.high / ann.low].
 4. **Best ANN for a chip, at matched accuracy.** Among every ANN of the report (the dense ANN, the ANN pruned
    to each ticket's sparsity, ANNs given with ``--also-ann``) on every ANN target, the cheapest (lowest high end
@@ -86,6 +89,14 @@ def decide(snn: Interval, ann: Interval) -> str:
     if ann[1] < snn[0]:
         return "ANN"
     return "undecided"
+
+
+def with_accuracy(energy_decision: str, accuracy_match: str) -> str:
+    """Rule 2 with rule 4: the energy winner, unless it is the less accurate side by more than the tolerance
+    (``trade-off``)."""
+    if (energy_decision, accuracy_match) in (("SNN", "ANN more accurate"), ("ANN", "ANN less accurate")):
+        return "trade-off"
+    return energy_decision
 
 
 def ratio_interval(snn: Interval, ann: Interval) -> Interval:
@@ -223,7 +234,8 @@ def _verdict_row(n: NetworkEntry, pname: str, rows: List[Comparison], scope: str
         return VerdictRow(**row, scope=scope, decision="no ANN target to compare with", break_even=None)
     return VerdictRow(**row, scope=best.scope, snn_interval_at_scope_j=best.snn_interval_j,
                       ratio_interval=best.ratio_interval,
-                      decision=best.decision if fits is not False else "does not fit",
+                      decision=("does not fit" if fits is False
+                                else with_accuracy(best.decision, best.accuracy_match)),
                       energy_decision=best.decision, break_even=best.break_even)
 
 
