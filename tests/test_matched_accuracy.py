@@ -89,9 +89,9 @@ def test_a_cheaper_but_less_accurate_side_is_a_trade_off_not_a_winner():
     assert (short[0].energy_decision, short[0].decision) == ("ANN", "trade-off")
     data = S.ReportData.model_construct(verdict=[short[0]], verdict_matrix=[], networks=[], anns=[])
     from slt_deploy.report.render import deciding_figure
-    # tolerance sqrt(0.97 x 0.03 / 500 + 0.80 x 0.20 / 500) = 1.945 points
-    assert deciding_figure(data, short[0]) == ("the ANN costs less (1 nJ vs 26.22 - 41.35 nJ), the SNN is 17.00 "
-                                               "points more accurate (tolerance 1.94)")
+    # 17 points > the tolerance sqrt(0.97 x 0.03 / 500 + 0.80 x 0.20 / 500) = 1.945 points
+    assert short[0].best_ann.tolerance == pytest.approx(0.019447, abs=1e-6)
+    assert deciding_figure(data, short[0]) == "the ANN is cheaper (1 nJ vs 26.22 - 41.35 nJ) but 17.00 points less accurate"
 
 
 def test_every_ann_less_accurate_sets_the_snn_against_the_most_accurate():

@@ -492,10 +492,9 @@ def deciding_figure(data: ReportData, r: VerdictRow) -> str:
         return "no ANN target to compare with"
     snn, ann = r.snn_interval_at_scope_j or r.snn_interval_j, best.ann_interval_j
     if r.decision == "trade-off":
-        cheaper, dearer = ("SNN", "ANN") if r.energy_decision == "SNN" else ("ANN", "SNN")
-        return (f"the {cheaper} costs less ({fmt_interval(snn if cheaper == 'SNN' else ann)} vs "
-                f"{fmt_interval(ann if cheaper == 'SNN' else snn)}), the {dearer} is "
-                f"{100 * abs(best.accuracy_gap):.2f} points more accurate (tolerance {100 * best.tolerance:.2f})")
+        cheaper, mine, other = ("SNN", snn, ann) if r.energy_decision == "SNN" else ("ANN", ann, snn)
+        return (f"the {cheaper} is cheaper ({fmt_interval(mine)} vs {fmt_interval(other)}) but "
+                f"{100 * abs(best.accuracy_gap):.2f} points less accurate")
     if r.decision == "ANN":
         return f"the ANN's {fmt_joules(ann[1])} is below the SNN's lowest {fmt_joules(snn[0])}"
     if r.decision == "SNN":
