@@ -1,7 +1,7 @@
 """The verdict for the demo networks on every shipped profile: like for like, by intervals, with break-even.
 
-The demo's IMP search (LeNet-300-100 spiking MLP, 8,000/2,000 offline MNIST split, T = 5, 4 rounds) is run (or
-reused from --runs-dir); the dense SNN (round 0) and the 68.4 % ticket (round 4) are reported on every shipped
+The demo's IMP search (LeNet-300-100 spiking MLP, 8,000/2,000 offline MNIST split, the demo's settings) is run
+(or reused from --runs-dir); the dense SNN (round 0) and the search's ticket are reported on every shipped
 profile under the effective rule, against the dense ANN twin and the ANN pruned to the ticket's sparsity, both
 trained with the same recipe (cached in the same runs folder). Writes <out>/verdict_demo/ (report.md/.html/.json,
 plots) and <out>/verdict_demo.json (the verdict rows, with command, machine and date).
@@ -25,7 +25,7 @@ from slt_deploy.cost.profiles import profile_names  # noqa: E402
 from slt_deploy.demo import demo_config  # noqa: E402
 from slt_deploy.paths import RunPaths  # noqa: E402
 from slt_deploy.report import build_report  # noqa: E402
-from slt_deploy.report.render import break_even_cell, fmt_interval, fmt_ratio  # noqa: E402
+from slt_deploy.report.render import break_even_cell, fmt_interval, fmt_ratio, match_note  # noqa: E402
 from slt_deploy.report.schema import to_json  # noqa: E402
 from slt_deploy.search import search  # noqa: E402
 
@@ -49,11 +49,15 @@ def main() -> None:
                "verdict": [to_json(r) for r in d.verdict], "verdict_matrix": [to_json(r) for r in d.verdict_matrix]}
     path = out / "verdict_demo.json"
     path.write_text(json.dumps(summary, indent=1, default=str))
+    print("| network | chip | fits | scope | SNN energy | SNN accuracy | best ANN instead | ANN accuracy | ANN energy "
+          "| SNN / ANN | decision | break-even |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in d.verdict:
         best = r.best_ann
         print(f"| {r.network} | {r.profile} | {'-' if r.fits is None else 'yes' if r.fits else 'no'} "
               f"| {r.scope} | {fmt_interval(r.snn_interval_at_scope_j or r.snn_interval_j)} "
-              f"| {best.ann if best else '-'} on {best.ann_profile if best else '-'} "
+              f"| {100 * r.accuracy:.2f} % | {best.ann if best else '-'} on {best.ann_profile if best else '-'} "
+              f"| {f'{100 * best.ann_accuracy:.2f} %' + match_note(best) if best else '-'} "
               f"| {fmt_interval(best.ann_interval_j) if best else '-'} "
               f"| {fmt_ratio(r.ratio_interval) if best else '-'} | {r.decision} | {break_even_cell(r)} |")
     print(f"wrote {path}")
