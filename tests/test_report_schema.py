@@ -34,16 +34,10 @@ def test_shipped_schema_is_package_data():
 
 
 def _demo_shaped_report(tmp_path: Path) -> Path:
-    """The demo's report (benchmarks/verdict_demo: every shipped chip, the ANN targets, NeuroBench, SANA-FE) as
-    this version writes it: the stored file predates the versioned schema, so its two renamed fields are moved."""
-    data = json.loads(DEMO_REPORT.read_text())
-    data.pop("format")
-    data["schema_version"] = S.REPORT_VERSION
-    for n in data["networks"]:
-        for m in n["mapping"].values():
-            m["fit_summary"] = m.pop("verdict")
+    """The demo's report (benchmarks/verdict_demo: every shipped chip, the ANN targets, NeuroBench, SANA-FE), as
+    the benchmark last wrote it with this version, copied so that a test may change it."""
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(data))
+    path.write_text(DEMO_REPORT.read_text())
     return path
 
 
@@ -68,11 +62,21 @@ def test_demo_report_validates_against_the_shipped_json_schema(tmp_path):
         jsonschema.validate(data, schema)
 
 
-def test_an_old_report_is_refused_in_one_line_naming_the_field():
+@pytest.mark.parametrize("version", [None, "slt-deploy.report/2"])
+def test_an_old_report_is_refused_in_one_line_naming_the_field(tmp_path, version):
+    # None: a file written before schema_version existed (it had "format"); /2: before trade-off rows (issue 30)
+    data = json.loads(DEMO_REPORT.read_text())
+    if version is None:
+        data.pop("schema_version")
+        data["format"] = "slt-deploy.report/1"
+    else:
+        data["schema_version"] = version
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
     with pytest.raises(S.ReportFileError) as exc:
-        S.load_report(DEMO_REPORT)   # written before schema_version existed
+        S.load_report(path)
     message = str(exc.value)
-    assert "\n" not in message and str(DEMO_REPORT) in message and "schema_version" in message
+    assert "\n" not in message and str(path) in message and "schema_version" in message
 
 
 @pytest.mark.parametrize("change, field", [

@@ -30,6 +30,7 @@ from pydantic import ConfigDict, Field, JsonValue
 
 from ..errors import SltError
 from ..records import FileRecord, Record, load_record, schema_text
+from ..run_files import LayerCounts
 from ..utils import write_json_atomic
 
 REPORT_VERSION = "slt-deploy.report/3"
@@ -162,27 +163,6 @@ class EnergyRecord(ReportRecord):
 
 # ------------------------------------------------------------------------------------------- activity
 
-class LayerActivityRecord(ReportRecord):
-    """:class:`slt_deploy.cost.activity.LayerActivity`: one synapse layer's counts per sample."""
-
-    name: str
-    kind: str
-    population: str
-    input_events: Num
-    effective_synops: Num
-    dense_ops: Num
-    input_binary: bool
-    neuron_updates: Num
-    output_spikes: Num
-    weights: int
-    nonzero_weights: int
-    neurons: int
-    fan_in: int
-    fan_out: int
-    computed_once: bool = False
-    from_input: bool = False
-
-
 class ActivityTotals(ReportRecord):
     """Per sample, summed over timesteps and layers."""
 
@@ -200,7 +180,7 @@ class ActivityEntry(ReportRecord):
     samples: int
     timesteps: int
     per_sample: ActivityTotals
-    layers: List[LayerActivityRecord]
+    layers: List[LayerCounts]   # one record for a layer's counts, in run files and here
 
     @property
     def spike_activity(self) -> Optional[float]:
