@@ -132,6 +132,7 @@ def deploy(target, *, profile: str, out, backend: Optional[str] = None, model: O
     from .exporters.nir_format import ticket_to_nir, write_nir
     from .report import build_report
     from .simulate import BACKENDS, simulate
+    from .simulate.backends import check_network
     from .report.schema import write_record
     from .simulate.run import loihi_backend
     from .utils import write_json_atomic, write_text_atomic
@@ -164,7 +165,7 @@ def deploy(target, *, profile: str, out, backend: Optional[str] = None, model: O
             lower(graph, target, first_layer=first_layer)
     vendor = hw.simulator  # the vendor's own simulator (the profile file's ``simulator``): deploy ends with a run in it
     if vendor is not None:  # a network the vendor's chip cannot take is refused in one line, before writing
-        _check_vendor(vendor, graph, hw, eval_data, source)
+        check_network(vendor, graph, eval_data.encoding, hw.limit, f"deploy {source} on {hw.name}")
     # the cost report compares with the ANN twin: a layer it cannot express is refused now, not after writing
     from .exporters.onnx_format import ann_twin
 
@@ -246,24 +247,6 @@ def _evaluated(ticket: Ticket, source: str, data: Optional[DataConfig], allow_ov
         ticket = Ticket(dataclasses.replace(ticket.record, extra=dict(ticket.record.extra, overlap=overlap.label())),
                         ticket.state, ticket.mask, ticket.train_hashes)
     return ticket, eval_data, overlap
-
-
-def _check_vendor(vendor: str, graph, hw, eval_data: DataConfig, where: str) -> None:
-    """Refuse, in one line naming the limit, a network the vendor's simulator (and chip) cannot take."""
-    if vendor == "xylosim":
-        from .simulate.xylo import LIMIT_KEYS, xylo_spec
-
-        if eval_data.encoding not in ("rate", "latency", "events"):
-            raise ConfigError(f"deploy {where} on {hw.name}: the input is {eval_data.encoding}-encoded (real values); "
-                              f"Xylo's input channels take spike events: search with --encoding rate (or events)")
-        xylo_spec(graph, {k: hw.limit(k) for k in LIMIT_KEYS}, hw.name, where=f"deploy {where} on {hw.name}")
-    elif vendor == "sinabs":
-        from .simulate.speck import sinabs_model
-
-        if eval_data.encoding != "events":
-            raise ConfigError(f"deploy {where} on {hw.name}: the input is {eval_data.encoding}-encoded; DYNAP-CNN "
-                              f"takes events (--dataset event-mnist, nmnist, ...)")
-        sinabs_model(graph, 1, where=f"deploy {where} on {hw.name}")
 
 
 def _vendor_data(run) -> dict:

@@ -278,3 +278,21 @@ def test_xylo_sizes_are_checked_one_way():
              "output_neurons": (9, "readout: 9 outputs")}
     assert size_failures(sizes, {"input_channels": 16, "hidden_neurons": 1000, "output_neurons": None}) == (
         ["layer fc1: 17 inputs, input_channels = 16"], ["output_neurons"])
+
+
+def test_each_vendor_backend_checks_its_input_before_anything_is_written():
+    """The chip checks live with their backends (simulate/backends.py's registry), not in deploy: real-valued
+    input is refused for both vendor chips in one line, a backend without a check takes anything."""
+    from slt_deploy.errors import ConfigError
+    from slt_deploy.simulate.backends import check_network
+
+    def no_limit(key):
+        raise AssertionError("the encoding is refused before any limit is read")
+
+    with pytest.raises(ConfigError, match=r"^deploy t on xylo: the input is direct-encoded \(real values\); Xylo"):
+        check_network("xylosim", None, "direct", no_limit, "deploy t on xylo")
+    with pytest.raises(ConfigError, match=r"^deploy t on speck: the input is rate-encoded; DYNAP-CNN takes events"):
+        check_network("sinabs", None, "rate", no_limit, "deploy t on speck")
+    assert check_network("fast-fixed", None, "direct", no_limit, "deploy t on loihi") is None
+    with pytest.raises(ConfigError, match="unknown backend 'nosuch'"):
+        check_network("nosuch", None, "direct", no_limit, "deploy t")

@@ -4,7 +4,9 @@ A backend is ``run(graph, x, first_layer="host", **options) -> BackendRun`` on (
 project's own backends register in :mod:`.run`; the vendors' simulators (:mod:`.xylo`, :mod:`.speck`) register in
 their own modules, which import their vendor library only inside the run, so registering costs no heavy import.
 A backend registered ``whole_chip`` runs every layer on the vendor's chip, the first one included (the chip
-takes its input itself): its first layer is never computed on a host.
+takes its input itself): its first layer is never computed on a host. A backend may register a ``check``, run
+before anything is written (``deploy``): ``check(graph, encoding, limit, where)`` raises a one-line ConfigError
+for a network or input its chip cannot take (``limit(key)``: the profile's limit of that name).
 """
 
 from __future__ import annotations
@@ -31,22 +33,35 @@ class BackendRun:
 
 
 Backend = Callable[..., BackendRun]
+Check = Callable[[object, str, Callable[[str], object], str], None]
 
 #: name -> run function, in registration order
 BACKENDS: Dict[str, Backend] = {}
 _WHOLE_CHIP: set = set()
+_CHECKS: Dict[str, Check] = {}
 
 
-def register_backend(name: str, whole_chip: bool = False) -> Callable[[Backend], Backend]:
-    """Decorator: register ``run`` as backend ``name`` (a name registered twice is an error)."""
+def register_backend(name: str, whole_chip: bool = False,
+                     check: Optional[Check] = None) -> Callable[[Backend], Backend]:
+    """Decorator: register ``run`` as backend ``name`` (a name registered twice is an error), with its chip's
+    ``check`` if it has one."""
     def add(run: Backend) -> Backend:
         if name in BACKENDS:
             raise ValueError(f"backend {name!r} is registered twice")
         BACKENDS[name] = run
         if whole_chip:
             _WHOLE_CHIP.add(name)
+        if check is not None:
+            _CHECKS[name] = check
         return run
     return add
+
+
+def check_network(name: str, graph, encoding: str, limit: Callable[[str], object], where: str) -> None:
+    """Backend ``name``'s check of a network and its input encoding (nothing for a backend without one)."""
+    backend(name)
+    if name in _CHECKS:
+        _CHECKS[name](graph, encoding, limit, where)
 
 
 def backend(name: str) -> Backend:

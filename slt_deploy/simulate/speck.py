@@ -147,7 +147,15 @@ def explain(layer: str, step: int, actual: float, expected: float) -> str:
     return "the membranes differ by float rounding (same inputs, different order of additions)"
 
 
-@register_backend("sinabs", whole_chip=True)
+def check_speck(graph, encoding: str, limit, where: str) -> None:
+    """What DYNAP-CNN cannot take, in one line: input other than events, layers sinabs cannot map."""
+    if encoding != "events":
+        raise ConfigError(f"{where}: the input is {encoding}-encoded; DYNAP-CNN takes events (--dataset "
+                          f"event-mnist, nmnist, ...)")
+    sinabs_model(graph, 1, where=where)
+
+
+@register_backend("sinabs", whole_chip=True, check=check_speck)
 def run_sinabs(graph, x: np.ndarray, first_layer: str = "chip"):
     """The ``sinabs`` backend: (N, T, C, H, W) events through the graph's sinabs layers."""
     start = time.perf_counter()

@@ -263,7 +263,15 @@ def explain(layer: str, step: int, actual: float, expected: float) -> str:
             "(Xylo fires at V >= threshold), or quantisation rounded it up")
 
 
-@register_backend("xylosim", whole_chip=True)
+def check_xylo(graph, encoding: str, limit, where: str) -> None:
+    """What Xylo cannot take, in one line: real-valued input (its channels take events), sizes over its limits."""
+    if encoding not in ("rate", "latency", "events"):
+        raise ConfigError(f"{where}: the input is {encoding}-encoded (real values); Xylo's input channels take "
+                          f"spike events: search with --encoding rate (or events)")
+    xylo_spec(graph, {k: limit(k) for k in LIMIT_KEYS}, where=where)
+
+
+@register_backend("xylosim", whole_chip=True, check=check_xylo)
 def run_xylosim(graph, x: np.ndarray, first_layer: str = "chip", limits: Optional[Dict[str, object]] = None):
     """The ``xylosim`` backend: (N, T, *input) spike counts through the quantised graph in xylosim."""
     start = time.perf_counter()
