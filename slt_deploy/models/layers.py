@@ -166,6 +166,10 @@ class SpikingNet(nn.Module):
             for module in list(body)[:once]:
                 head = module(head)
             body = self._after(once)
+            if not (self.layerwise and layerwise_supported(body)):
+                # the one tensor fed to every step: autograd adds the T steps' gradients into it (an expanded
+                # view iterated step by step would stack them into a (T, ...) tensor first, then sum it)
+                return torch.stack([self.step(head, body) for _ in range(x_seq.shape[0])])
             x_seq = head.unsqueeze(0).expand(x_seq.shape[0], *head.shape)
         if self.layerwise and layerwise_supported(body):
             return run_layerwise(body, x_seq)
