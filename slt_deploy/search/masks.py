@@ -15,8 +15,9 @@ from ..errors import ConfigError
 from ..ticket import Mask  # the container is part of the ticket artifact
 
 
-def apply_mask(layers: Mapping[str, nn.Module], mask: Mask) -> None:
-    """Zero the pruned weights in place (and their gradients, so momentum never revives them)."""
+def apply_mask(layers: Mapping[str, nn.Module], mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned weights in place (and their gradients, so momentum never revives them). ``mask``: a
+    :class:`Mask`, or its :func:`mask_multipliers` (what training applies after every step)."""
     with torch.no_grad():
         for name, keep in mask.items():
             w = layers[name].weight
