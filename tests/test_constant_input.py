@@ -14,7 +14,7 @@ from slt_deploy.config import ModelConfig
 from slt_deploy.cost.activity import count_snntorch
 from slt_deploy.data import encode
 from slt_deploy.models import build_model
-from slt_deploy.models.layers import constant_prefix
+from slt_deploy.models.layers import constant_prefix, is_constant_in_time
 
 T = 5
 
@@ -61,6 +61,34 @@ def test_mlp_first_layer_runs_once_with_the_same_logits_and_gradients(layerwise)
     for name, grad in grads_every.items():  # the fc1 gradient sums the T steps in another order
         assert torch.allclose(grads_once[name], grad, atol=1e-6, rtol=1e-5), name
     assert grads_once["body.fc1.weight"].abs().sum() > 0
+
+
+def test_direct_encoding_is_a_view_known_constant_in_time():
+    x = torch.rand(6, 1, 12, 12)
+    seq = encode(x, "direct", T)
+    assert seq.shape == (T, 6, 1, 12, 12) and seq.stride(0) == 0  # no T copies
+    assert torch.equal(seq, x.unsqueeze(0).repeat(T, 1, 1, 1, 1)) and seq.data_ptr() == x.data_ptr()
+    assert is_constant_in_time(seq)
+    copied = seq.contiguous()  # the same values without the broadcast: the steps are compared
+    assert is_constant_in_time(copied)
+    copied[3, 2, 0, 5, 5] += 1e-6
+    assert not is_constant_in_time(copied)
+    assert not is_constant_in_time(seq[:1])  # one step: nothing to compute once
+
+
+def test_the_layers_after_the_prefix_follow_the_body_and_stay_out_of_the_state_dict():
+    once = _net("mlp", (40, 20))
+    every = copy.deepcopy(once)
+    every.compute_once = False
+    keys = list(once.state_dict())
+    x = _direct()
+    once(x)
+    once(x)
+    assert list(once.state_dict()) == keys  # the built-once layers are not a submodule
+    torch.manual_seed(3)
+    once.body.fc2 = nn.Linear(40, 20)  # a layer swapped after the first forward is the one that runs
+    every.body.fc2 = copy.deepcopy(once.body.fc2)
+    assert torch.allclose(once(x), every(x), atol=1e-6)
 
 
 def test_rate_coded_input_runs_every_step():

@@ -15,7 +15,7 @@ from torch import nn
 from slt_deploy.config import DataConfig, ModelConfig, TrainConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import ConfigError
-from slt_deploy.search.masks import Mask, apply_mask, hamming_distance, mask_at_sparsity, prune_magnitude, random_mask
+from slt_deploy.search.masks import Mask, apply_mask, hamming_distance, mask_multipliers, mask_at_sparsity, prune_magnitude, random_mask
 from slt_deploy.models import build_model, prunable_layers, resolve_config
 from slt_deploy.search.train import make_optimizer, train_epoch
 
@@ -211,6 +211,19 @@ def test_apply_mask_zeroes_weights_and_gradients():
     assert torch.equal(layers["a"].weight.detach(), torch.tensor([[3.0, 0.0, 2.0], [0.0, 0.5, 1.0]]))
     assert torch.equal(layers["a"].weight.grad, mask["a"].float())
     assert torch.equal(layers["b"].weight.detach(), torch.tensor([[0.0, 1.0], [2.0, 0.25]]))
+
+
+def test_mask_multipliers_convert_once_and_leave_out_layers_with_nothing_pruned():
+    layers = two_layers()
+    mask = Mask(a=b([[1, 0, 1], [0, 1, 1]]), b=b([[1, 1], [1, 1]]))
+    multipliers = mask_multipliers(layers, mask)
+    assert list(multipliers) == ["a"]  # b keeps every weight: multiplying it by one is skipped
+    assert multipliers["a"].dtype == layers["a"].weight.dtype
+    assert torch.equal(multipliers["a"], torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+    before_b = layers["b"].weight.detach().clone()
+    apply_mask(layers, multipliers)
+    assert torch.equal(layers["a"].weight.detach(), torch.tensor([[3.0, 0.0, 2.0], [0.0, 0.5, 1.0]]))
+    assert torch.equal(layers["b"].weight.detach(), before_b)
 
 
 # -------------------------------------------------------------- pruned weights stay zero while training

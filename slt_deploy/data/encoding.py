@@ -50,7 +50,8 @@ def encode(x: torch.Tensor, encoding: str, timesteps: int,
       returned as (T, B, C, H, W). Its bins are fixed when the dataset is loaded (``data.timesteps``); a
       smaller ``timesteps`` takes the first bins (the start of the recording: what Early-Time's outputs
       "accumulated over steps 1..t" see), a larger one is an error.
-    * ``direct``: x itself at every step (real-valued input to the first layer, as in Kim et al.).
+    * ``direct``: x itself at every step (real-valued input to the first layer, as in Kim et al.), as a view
+      that shares x's memory at every step: read it, or copy it (``.contiguous()``) before writing to it.
     * ``rate``: Bernoulli spikes with probability x per step, from ``torch.rand(generator=generator)``;
       the draws are made on the generator's device so a seed gives the same spikes on CPU and GPU.
     * ``latency``: one spike per nonzero pixel at step round((T - 1) * (1 - x)) (brighter = earlier,
@@ -72,8 +73,8 @@ def encode(x: torch.Tensor, encoding: str, timesteps: int,
     if x.dim() == 5:
         raise DataError(f"data.encoding={encoding} is for images, but the batch is event frames "
                         f"{tuple(x.shape)} (B, T, C, H, W): set data.encoding=events")
-    if encoding == "direct":
-        return x.unsqueeze(0).repeat(timesteps, *([1] * x.dim()))
+    if encoding == "direct":  # a view of x broadcast over time (stride 0): no copy, and known constant in time
+        return x.unsqueeze(0).expand(timesteps, *x.shape)
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"{encoding} encoding needs inputs in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
     if encoding == "rate":

@@ -100,8 +100,12 @@ def constant_prefix(body: nn.Module) -> int:
 
 
 def is_constant_in_time(x_seq: torch.Tensor) -> bool:
-    """Whether every step of a (T, B, ...) input equals the first (direct encoding)."""
-    return x_seq.shape[0] > 1 and bool((x_seq[1:] == x_seq[:1]).all())
+    """Whether every step of a (T, B, ...) input equals the first (direct encoding). A time axis of stride 0 (the
+    input broadcast over time, as :func:`~slt_deploy.data.encode` gives a direct-encoded batch) is constant
+    without looking; otherwise the steps are compared (``torch.equal``: half the time of ``==`` then ``all``)."""
+    if x_seq.shape[0] <= 1:
+        return False
+    return x_seq.stride(0) == 0 or torch.equal(x_seq[1:], x_seq[:1].expand_as(x_seq[1:]))
 
 
 def run_layerwise(module: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
@@ -161,11 +165,24 @@ class SpikingNet(nn.Module):
             head = x_seq[0]
             for module in list(body)[:once]:
                 head = module(head)
-            body = nn.Sequential(OrderedDict(list(body.named_children())[once:]))
+            body = self._after(once)
+            if not (self.layerwise and layerwise_supported(body)):
+                # the one tensor fed to every step: autograd adds the T steps' gradients into it (an expanded
+                # view iterated step by step would stack them into a (T, ...) tensor first, then sum it)
+                return torch.stack([self.step(head, body) for _ in range(x_seq.shape[0])])
             x_seq = head.unsqueeze(0).expand(x_seq.shape[0], *head.shape)
         if self.layerwise and layerwise_supported(body):
             return run_layerwise(body, x_seq)
         return torch.stack([self.step(x_t, body) for x_t in x_seq])
+
+    def _after(self, once: int) -> nn.Sequential:
+        """The body's layers after its first ``once``, as one ``nn.Sequential`` built once (not at every
+        forward: building one costs about as much as a small layer), rebuilt when the body's layers change."""
+        key = (once, tuple(map(id, self.body)))
+        memo = getattr(self, "_after_memo", None)  # a (key, layers) tuple: not a submodule, not in the state dict
+        if memo is None or memo[0] != key:
+            memo = self._after_memo = (key, nn.Sequential(OrderedDict(list(self.body.named_children())[once:])))
+        return memo[1]
 
     def step(self, x_t: torch.Tensor, body: Optional[nn.Module] = None) -> torch.Tensor:
         """One time step (of ``body``, default the whole network). A spiking output neuron built with

@@ -15,14 +15,27 @@ from ..errors import ConfigError
 from ..ticket import Mask  # the container is part of the ticket artifact
 
 
-def apply_mask(layers: Mapping[str, nn.Module], mask: Mask) -> None:
-    """Zero the pruned weights in place (and their gradients, so momentum never revives them)."""
+def apply_mask(layers: Mapping[str, nn.Module], mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned weights in place (and their gradients, so momentum never revives them). ``mask``: a
+    :class:`Mask`, or its :func:`mask_multipliers` (what training applies after every step)."""
     with torch.no_grad():
         for name, keep in mask.items():
             w = layers[name].weight
             w.mul_(keep.to(w.device, w.dtype))
             if w.grad is not None:
                 w.grad.mul_(keep.to(w.device, w.dtype))
+
+
+def mask_multipliers(layers: Mapping[str, nn.Module], mask: Mask) -> Dict[str, torch.Tensor]:
+    """The mask as training applies it after every step: each layer's keep mask as 0/1 in its weight's dtype and
+    device, converted once (not twice per step); a layer with nothing pruned is left out, as multiplying by one
+    changes nothing and costs two passes over the weight and its gradient per step (dense training: every layer)."""
+    out = {}
+    for name, keep in mask.items():
+        if not bool(keep.all()):
+            w = layers[name].weight
+            out[name] = keep.to(w.device, w.dtype)
+    return out
 
 
 def _scores(layers: Mapping[str, nn.Module], mask: Mask) -> Dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..config import DataConfig, TrainConfig
 from ..data import ArrayDataset, batches, encode
-from .masks import Mask, apply_mask
+from .masks import Mask, apply_mask, mask_multipliers
 from ..utils import generator
 
 
@@ -118,6 +118,7 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
     spikes = SpikeRates(model) if weight > 0 else None
     rate_sums: Dict[str, torch.Tensor] = {}  # summed on the device too
     penalty_sum = torch.zeros((), dtype=torch.float64, device=device)
+    pruned = mask_multipliers(layers, mask)
     try:
         for i, (x, y) in enumerate(bar):
             # encoded on the CPU (the same random draws whatever the device), moved to the device a batch at a time
@@ -135,9 +136,9 @@ def train_epoch(model: nn.Module, data: ArrayDataset, data_cfg: DataConfig, trai
                     rate_sums[name] = rate_sums.get(name, 0.0) + rate.detach() * len(y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            apply_mask(layers, mask)  # zero the gradients of pruned weights (momentum stays zero there)
+            apply_mask(layers, pruned)  # zero the gradients of pruned weights (momentum stays zero there)
             optimizer.step()
-            apply_mask(layers, mask)  # weight decay / Adam could otherwise move them off zero
+            apply_mask(layers, pruned)  # weight decay / Adam could otherwise move them off zero
             total_loss += loss.detach() * len(y)
             correct += (logits.detach().sum(0).argmax(1) == y).sum()
             seen += len(y)

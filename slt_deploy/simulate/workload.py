@@ -220,7 +220,7 @@ def array_workload(x, y=None, *, shape: Tuple[int, ...], encoding: Optional[str]
             raise DataError(f"{where}: encoding {how!r} needs a sequence (N, T, {shape}), got {x.shape}")
         try:
             seq = encode(torch.from_numpy(x.astype(np.float32)), how, int(timesteps),
-                         generator(seed, "workload", "encode")).transpose(0, 1).numpy()
+                         generator(seed, "workload", "encode")).transpose(0, 1).contiguous().numpy()
         except ValueError as exc:
             raise DataError(f"{where}: {exc}") from None
     else:
