@@ -80,7 +80,8 @@ import scipy.sparse as sp
 from ..compile.errors import CompileError
 from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
     Population, Projection
-from ..compile.stream import as_array, check_input, input_stream, readout_values, to_nir_order
+from ..compile.stream import NOT_FINITE, as_array, check_input, check_shape, input_stream, readout_values, \
+    to_nir_order
 from ..errors import SltError
 
 
@@ -149,25 +150,54 @@ class _Synapse:
     blocks: List[Tuple[Optional[np.ndarray], object]]  # (source columns or None for all, W_eff[:, cols].T)
     exp: int
     col_nnz: np.ndarray                                  # nonzero effective weights per source neuron
+    peak: float = np.inf                                 # bound on |output| (fixed point): sum |W_eff| of a row
 
-    def current(self, spikes: np.ndarray, fixed: bool) -> np.ndarray:
-        """(M, n_source) bool spikes -> (M, n_target) synaptic output (int64 shifted sums in fixed point).
+    def current(self, spikes: np.ndarray, fixed: bool, per_input: bool = False):
+        """(M, n_source) bool spikes -> ((M, n_target) synaptic output, spikes per source neuron or None).
 
         Integer weights times 0/1 spikes are summed in floating point: every partial sum is an integer below
         2**24 (float32, chosen only when 256 * fan-in < 2**24) or 2**53 (float64), so the result is exact
-        whatever order BLAS or scipy sum in. The int32 wrap of Lava's channel is applied by the caller.
+        whatever order BLAS or scipy sum in; fixed point's shift by ``exp`` is a multiplication by 2**exp (then
+        a floor when exp < 0), exact on these integers. The output is float32 or float64 holding integers; the
+        int32 wrap of Lava's channel is applied by the caller. ``per_input`` also counts each source neuron's
+        spikes (float64), from the same cast of the spikes where the weights are one dense block.
         """
-        total = None
+        total, counts = None, None
         for cols, w in self.blocks:
             s = spikes if cols is None else spikes[:, cols]
             if sp.issparse(w):
                 acc = (_spike_matrix(s) @ w).toarray()
             else:
-                acc = s.astype(w.dtype) @ w
-            if fixed:
-                acc = _shift(acc.astype(np.int64), self.exp)
+                acc, counts = _dense_product(s, w, per_input and cols is None)
+            if fixed and self.exp:
+                acc = acc.astype(np.float64) * 2.0 ** self.exp
+                if self.exp < 0:
+                    np.floor(acc, out=acc)
             total = acc if total is None else total + acc
-        return total
+        if per_input and counts is None:
+            counts = np.count_nonzero(spikes, axis=0).astype(np.float64)
+        return total, counts
+
+
+def _dense_product(spikes: np.ndarray, w: np.ndarray, count: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(M, n_source) bool spikes @ w (n_source, n_target), and each source's spike count (float64) if ``count``.
+
+    The spikes are cast to w's dtype a block of rows at a time into one small buffer (a cast of all of them
+    would be a large array, fresh pages each run); each block's counts are below 2**24, exact in float32.
+    """
+    m, n_src = spikes.shape
+    out = np.empty((m, w.shape[1]), w.dtype)
+    rows = max(1, SCRATCH_ELEMENTS // max(n_src, 1))
+    buf = np.empty((min(rows, m), n_src), w.dtype)
+    ones = np.ones(buf.shape[0], w.dtype)
+    counts = np.zeros(n_src) if count else None
+    for i in range(0, m, rows):
+        part = buf[:min(rows, m - i)]
+        np.copyto(part, spikes[i:i + rows])
+        np.matmul(part, w, out=out[i:i + rows])
+        if count:
+            counts += ones[:part.shape[0]] @ part
+    return out, counts
 
 
 def _spike_matrix(s: np.ndarray) -> sp.csr_matrix:
@@ -186,28 +216,51 @@ def _groups(net: LoweredNetwork, name: str, size: int) -> List[np.ndarray]:
     return [np.arange(size)]
 
 
-def _effective_matrix(proj: Projection, src_groups, tgt_groups):
+class _Entries(NamedTuple):
+    """The nonzero entries of a (n_target, n_source) matrix: row, column and value of each."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    data: np.ndarray
+    shape: Tuple[int, int]
+
+    @classmethod
+    def of(cls, weight, dtype: type) -> "_Entries":
+        """A dense array's or a sparse matrix's stored entries (duplicates summed), as ``dtype``; read from its
+        own arrays where it is dense or already a canonical csr matrix (no scipy conversion on the way)."""
+        if not sp.issparse(weight):
+            weight = np.asarray(weight)
+            rows, cols = np.nonzero(weight)
+            return cls(rows, cols, weight[rows, cols].astype(dtype), weight.shape)
+        if not (sp.isspmatrix_csr(weight) and weight.has_canonical_format):
+            weight = sp.csr_matrix(weight, copy=True)
+            weight.sum_duplicates()
+        rows = np.repeat(np.arange(weight.shape[0]), np.diff(weight.indptr))
+        return cls(rows, weight.indices, weight.data.astype(dtype), weight.shape)
+
+    def nonzero(self) -> "_Entries":
+        keep = self.data != 0
+        return self if keep.all() else _Entries(self.rows[keep], self.cols[keep], self.data[keep], self.shape)
+
+
+def _effective_entries(proj: Projection, src_groups, tgt_groups) -> _Entries:
     """The weights Lava really uses: clip/truncate per (target group, source group) block, as the backend
     builds one Dense/Sparse process per block."""
-    csr = sp.csr_matrix(proj.weight, dtype=np.int64)
-    coo = csr.tocoo()
-    data = coo.data.copy()
+    w = _Entries.of(proj.weight, np.int64)
     if len(src_groups) == 1 and len(tgt_groups) == 1:
-        data = lava_weights(data)
-    else:
-        tgt_of = np.empty(csr.shape[0], np.int64)
-        src_of = np.empty(csr.shape[1], np.int64)
-        for g, idx in enumerate(tgt_groups):
-            tgt_of[idx] = g
-        for g, idx in enumerate(src_groups):
-            src_of[idx] = g
-        block = tgt_of[coo.row] * len(src_groups) + src_of[coo.col]
-        for b in np.unique(block):
-            sel = block == b
-            data[sel] = lava_weights(data[sel])
-    out = sp.csr_matrix((data, (coo.row, coo.col)), shape=csr.shape)
-    out.eliminate_zeros()
-    return out
+        return w._replace(data=lava_weights(w.data)).nonzero()
+    tgt_of = np.empty(w.shape[0], np.int64)
+    src_of = np.empty(w.shape[1], np.int64)
+    for g, idx in enumerate(tgt_groups):
+        tgt_of[idx] = g
+    for g, idx in enumerate(src_groups):
+        src_of[idx] = g
+    block = tgt_of[w.rows] * len(src_groups) + src_of[w.cols]
+    data = w.data
+    for b in np.unique(block):
+        sel = block == b
+        data[sel] = lava_weights(data[sel])
+    return w._replace(data=data).nonzero()
 
 
 DENSE_MIN_DENSITY = 1 / 50     # below it, a sparse product beats BLAS on binary spikes (measured, 2 cores)
@@ -215,42 +268,53 @@ DENSE_MAX_ENTRIES = 2 ** 24     # and dense weights stay below 64 MB (float32)
 FLOAT32_EXACT = 2 ** 24         # float32 represents every integer up to this exactly
 
 
-def _layout(csr: sp.csr_matrix, fixed: bool) -> Tuple[bool, type]:
+def _layout(w: _Entries, fixed: bool) -> Tuple[bool, type]:
     """(dense, dtype) for the blocks of a (n_target, n_source) matrix, chosen by speed only (both are exact).
 
     Fixed point uses float32 when every partial sum of spikes times weights is an integer below 2**24
     (|mantissa| <= 256, so 256 * fan-in < 2**24).
     """
-    n_tgt, n_src = csr.shape
+    n_tgt, n_src = w.shape
     size = n_tgt * n_src
-    dense = size <= DENSE_MAX_ENTRIES and csr.nnz >= DENSE_MIN_DENSITY * size
+    dense = size <= DENSE_MAX_ENTRIES and w.data.size >= DENSE_MIN_DENSITY * size
     return dense, np.float32 if fixed and 256 * n_src < FLOAT32_EXACT else np.float64
 
 
-def _stored(block: sp.csr_matrix, dense: bool, dtype: type):
-    """A block transposed to (n_source, n_target), so ``spikes (M, n_source) @ stored`` needs no conversion."""
+def _stored(w: _Entries, dense: bool, dtype: type, cols: Optional[np.ndarray] = None):
+    """The matrix (or its source columns ``cols``) transposed to (n_source, n_target), so ``spikes (M, n_source)
+    @ stored`` needs no conversion."""
+    if cols is not None:  # one source group's columns: renumbered 0..len(cols)-1
+        position = np.full(w.shape[1], -1)
+        position[cols] = np.arange(cols.size)
+        sel = position[w.cols] >= 0
+        w = _Entries(w.rows[sel], position[w.cols[sel]], w.data[sel], (w.shape[0], cols.size))
     if dense:
-        return np.ascontiguousarray(block.T.toarray(), dtype=dtype)
-    return sp.csr_matrix(block.T, dtype=np.float64)
+        out = np.zeros(w.shape[::-1], dtype=dtype)
+        out[w.cols, w.rows] = w.data
+        return out
+    return sp.csr_matrix((w.data.astype(np.float64), (w.cols, w.rows)), shape=w.shape[::-1])
 
 
 def _synapse(net: LoweredNetwork, proj: Projection, fixed: bool) -> _Synapse:
     n_tgt, n_src = proj.weight.shape
     src_groups = _groups(net, proj.source, n_src)
     if fixed:
-        csr = _effective_matrix(proj, src_groups, _groups(net, proj.target, n_tgt))
+        w = _effective_entries(proj, src_groups, _groups(net, proj.target, n_tgt))
         exp = int(proj.weight_exp)
     else:
-        csr, exp = sp.csr_matrix(proj.weight, dtype=np.float64), 0
-        csr.eliminate_zeros()
-    col_nnz = np.diff(csr.tocsc().indptr).astype(np.float64)
-    dense, dtype = _layout(csr, fixed)
+        w, exp = _Entries.of(proj.weight, np.float64).nonzero(), 0
+    col_nnz = np.bincount(w.cols, minlength=n_src).astype(np.float64)
+    peak = np.inf
+    if fixed:  # |output| <= a row's sum of |weights|, shifted (each floor of a group's sum adds at most 1)
+        row_abs = np.bincount(w.rows, weights=np.abs(w.data), minlength=n_tgt)
+        peak = float(np.ceil(row_abs.max(initial=0) * 2.0 ** exp)) + len(src_groups)
+    dense, dtype = _layout(w, fixed)
     if fixed and exp < 0 and len(src_groups) > 1:
         # the floor shift is applied to each Lava process's sum, so each source group is summed on its own
-        blocks = [(idx, _stored(csr[:, idx], dense, dtype)) for idx in src_groups]
+        blocks = [(idx, _stored(w, dense, dtype, idx)) for idx in src_groups]
     else:
-        blocks = [(None, _stored(csr, dense, dtype))]
-    return _Synapse(proj, blocks, exp, col_nnz)
+        blocks = [(None, _stored(w, dense, dtype))]
+    return _Synapse(proj, blocks, exp, col_nnz, peak)
 
 
 @dataclass
@@ -288,29 +352,31 @@ class _Neurons:
             return a_in
         a_in = a_in + self.current_bias
         if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
-            a_in = _wrap32(a_in)
+            a_in = _wrap32(a_in.astype(np.int64))
         return a_in
 
     def run(self, a_in: np.ndarray, steps: int, events: Dict[str, int]) -> np.ndarray:
         """(N, T, n) input currents -> (N, T, n) bool spikes; state starts at zero (Lava's per-sample reset).
 
-        ``a_in`` may be (N, 1, n): the same input at every one of the ``steps`` (a direct-encoded host layer).
+        ``a_in`` may be (N, 1, n): the same input at every one of the ``steps`` (a direct-encoded host layer);
+        it is scratch: the run may overwrite it.
         ``events`` (fixed_pt) accumulates how often the 24-bit limits acted: ``u_wraps``, ``v_clips``, and the
         largest ``|a_in|`` seen (``a_in_peak``).
         """
         if not self.fixed:
             return self._run_float(a_in, steps)
+        # a_in holds integers, as int64 or (from the products) float32/float64: exact either way
+        peak = int(max(a_in.max(), -a_in.min())) if a_in.size else 0
         # above 2**17, a_in << 6 no longer fits 24 bits and Lava's int32 sums can wrap: emulate them
-        peak = int(np.abs(a_in).max()) if a_in.size else 0
         wide = peak > A_IN_LIMIT
         u_decays = bool((self.keep_u != 0).any())  # du = 4095 (snnTorch Leaky) keeps no current
-        shifted = a_in << ACT_SHIFT
-        if wide:
-            shifted = _wrap32(shifted)
         if u_decays or wide:
+            shifted = a_in.astype(np.int64) << ACT_SHIFT
+            if wide:
+                shifted = _wrap32(shifted)
             out, wraps, clips = self._run_general(shifted, steps, u_decays, wide)
         else:  # a subtracted threshold can push v below the bound _may_clip assumes: always clip then
-            out, wraps, clips = self._run_plain(shifted, steps, self.subtract or self._may_clip(peak, steps))
+            out, wraps, clips = self._run_plain(a_in, steps, self.subtract or self._may_clip(peak, steps))
         events["u_wraps"] = events.get("u_wraps", 0) + wraps
         events["v_clips"] = events.get("v_clips", 0) + clips
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
@@ -327,6 +393,7 @@ class _Neurons:
         a_in (current bias included); the spikes go into ``out`` (N, n) bool and ``state["prev"]``."""
         u, v, prev = state["u"], state["v"], state["prev"]
         if self.fixed:
+            a = a.astype(np.int64)
             state["peak"] = max(state["peak"], int(np.abs(a).max()) if a.size else 0)
             x = _wrap32(_wrap32(a) << ACT_SHIFT)
             x = _wrap32(x + _decay(u, self.keep_u))
@@ -355,35 +422,50 @@ class _Neurons:
             events["v_clips"] = events.get("v_clips", 0) + state["clips"]
             events["a_in_peak"] = max(events.get("a_in_peak", 0), state["peak"])
 
-    def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
+    def _run_plain(self, a_in: np.ndarray, steps: int, clipping: bool):
         """No current memory and |a_in| <= 2**17: u = a_in << 6 needs no wrap, so v = decay(v) + (u + bias).
 
         The hot loop of snnTorch-style networks, run in float64 because every value is an integer far below
         2**53: ``v * (keep / 4096)`` is the exact dyadic ``v * keep / 2**12`` (|v * keep| < 2**35), ``trunc``
         of it is Lava's trunc0, and sums, the clip and the comparison are exact too. Reset multiplies by
-        the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used).
+        the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used). v starts at 0, so the
+        first step's v is the drive ``u + bias`` itself; the last step's v is never read again, so not reset.
+        A contiguous float64 ``a_in`` of one step becomes the drive in place (a_in is the caller's scratch).
         """
-        n_samples, t_in, n = shifted.shape
-        drive = (shifted + self.bias).astype(np.float64)
+        n_samples, t_in, n = a_in.shape
+        bias = self.bias.astype(np.float64)
+        in_place = t_in == 1 and a_in.dtype == np.float64 and a_in.flags.c_contiguous
+        drive = a_in[:, 0] if in_place else np.empty((n_samples, n))
+        if t_in == 1:
+            np.multiply(a_in[:, 0], float(1 << ACT_SHIFT), out=drive)
+            np.add(drive, bias, out=drive)
         keep = self.keep_v / float(DECAY_UNITY)
         vth = self.vth.astype(np.float64)
-        v = np.zeros((n_samples, n))
+        v = np.empty((n_samples, n))
         below = np.empty((n_samples, n), dtype=bool)
         out = np.empty((n_samples, steps, n), dtype=bool)
         clips = 0
         for t in range(steps):
-            np.multiply(v, keep, out=v)
-            np.trunc(v, out=v)
-            np.add(v, drive[:, t if t_in > 1 else 0], out=v)
-            if self.subtract and t:  # the threshold, undecayed, for the previous step's spike
-                v -= vth * out[:, t - 1]
+            if t_in > 1:
+                np.multiply(a_in[:, t], float(1 << ACT_SHIFT), out=drive)
+                np.add(drive, bias, out=drive)
+            if t == 0:
+                np.copyto(v, drive)
+            else:
+                np.multiply(v, keep, out=v)
+                np.trunc(v, out=v)
+                np.add(v, drive, out=v)
+                if self.subtract:  # the threshold, undecayed, for the previous step's spike
+                    v -= np.multiply(out[:, t - 1], vth)
             if clipping:
                 clips += int(np.count_nonzero(v > V_LIMIT)) + int(np.count_nonzero(v < -V_LIMIT))
                 np.clip(v, -V_LIMIT, V_LIMIT, out=v)
-            np.less_equal(v, vth, out=below)
-            if not self.subtract:
+            if self.subtract or t == steps - 1:
+                np.greater(v, vth, out=out[:, t])
+            else:
+                np.less_equal(v, vth, out=below)
                 np.multiply(v, below, out=v)
-            np.logical_not(below, out=out[:, t])
+                np.logical_not(below, out=out[:, t])
         return out, 0, clips
 
     def _run_general(self, shifted: np.ndarray, steps: int, u_decays: bool, wide: bool):
@@ -521,6 +603,36 @@ class _Totals(NamedTuple):
         return _Totals(self.events * repeat, self.synops * repeat, self.binary, self.synops if once else None)
 
 
+def _nonzero_per_input(inputs_t: np.ndarray) -> np.ndarray:
+    """(n_input, M) values -> how many are nonzero, per input (int64)."""
+    return np.add.reduce((inputs_t != 0).view(np.uint8), axis=1, dtype=np.int64)
+
+
+def _all_binary(inputs_t: np.ndarray) -> bool:
+    """Whether every nonzero value of (n_input, M) is +-1; one sample first, which decides most real inputs."""
+    return all(np.isin(np.abs(part), (0.0, 1.0)).all() for part in (inputs_t[:, :1], inputs_t))
+
+
+SCRATCH_ELEMENTS = 2 ** 16  # entries of a scratch array reused block by block (small: no fresh pages each run)
+
+
+def _same_every_step(x: np.ndarray) -> bool:
+    """Whether every step of every sample of ``x`` (N, T, ...) equals the sample's first (floats: NaN never does),
+    compared a block of samples at a time into one small buffer."""
+    n, steps = x.shape[:2]
+    if steps < 2 or x.strides[1] == 0:  # a broadcast step axis repeats one step by construction
+        return True
+    flat = x.reshape(n, steps, -1)
+    block = max(1, SCRATCH_ELEMENTS // ((steps - 1) * flat.shape[2]))
+    equal = np.empty((min(block, n), steps - 1, flat.shape[2]), dtype=bool)
+    for i in range(0, n, block):
+        part = flat[i:i + block]
+        out = equal[:part.shape[0]]
+        if not np.equal(part[:, 1:], part[:, :1], out=out).all():
+            return False
+    return True
+
+
 def _layer_totals(inputs: np.ndarray, col_nnz: np.ndarray) -> _Totals:
     """Input events, effective synops and whether the input is binary, over all rows of ``inputs`` (M, n)."""
     active = inputs if inputs.dtype == bool else inputs != 0
@@ -552,7 +664,7 @@ class FastSim:
         self.host_weight = None
         if host is not None:
             self.host_nnz = np.empty(lowered.input.size)
-            self.host_nnz[lowered.input.nir_index] = np.diff(host.weight.tocsc().indptr)
+            self.host_nnz[lowered.input.nir_index] = np.bincount(host.weight.indices, minlength=host.weight.shape[1])
             # the same matrix with its column indices renamed from Lava to NIR input order: every row keeps its
             # entries in their stored order, so each current is summed exactly as input_stream sums it
             w = host.weight
@@ -617,8 +729,14 @@ class FastSim:
     chunk_elements = CHUNK_ELEMENTS  # default chunk: (sample, step, neuron) entries per layer array
 
     def _checked_input(self, x):
-        """The input as the chunks take it (here a float64 numpy array), checked as the Lava backend checks it."""
-        return check_input(self.net, x)
+        """The input as the chunks take it (here a float64 numpy array), checked as the Lava backend checks it.
+        With a host layer, each chunk checks its own values (:meth:`_host_layer`), in the pass that finds its
+        repeated steps."""
+        if self.net.host is None:
+            return check_input(self.net, x)
+        x = as_array(x)
+        check_shape(self.net, x.shape)
+        return x
 
     # one chunk of samples --------------------------------------------------------------------------
 
@@ -627,18 +745,15 @@ class FastSim:
         net = self.net
         n, steps = x.shape[:2]
         m = n * steps
-        stream, once = self._stream(x)          # (N, T or 1, n): host currents or input spikes, Lava order
         rows: Dict[str, np.ndarray] = {}        # layer -> (N*T, n) bool spikes, Lava order
         totals: Dict[str, _Totals] = {}
         host = None
         if net.host is None:
-            rows[net.input.name] = stream.reshape(m, -1) != 0
+            rows[net.input.name] = input_stream(net, x)[:, :m].T != 0
         else:
-            host = stream
-            if count:  # counted on the distinct steps only, then scaled: same numbers, less work
-                distinct = x[:, :1] if once else x
-                one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
-                totals[net.host.name] = one.repeated(steps, once)
+            host, host_totals = self._host_layer(x, count)  # (N, T or 1, n) host currents
+            if count:
+                totals[net.host.name] = host_totals
         spikes: Dict[str, np.ndarray] = {}
         for stage in self.stages:
             a_ins = {}
@@ -666,42 +781,65 @@ class FastSim:
             shape = (n, steps, int(np.prod(net.readout.nir_shape)))
             current = self._input_current(net.readout.name, shape, rows, None, totals if count else None)
             current = current.astype(np.float64)
-            outputs = readout_values(net, current.copy())
+            outputs = readout_values(net, current)  # it reads current, writes a new array
         else:
             current = np.zeros((n, steps, 0))
             outputs = spikes[net.readout.source].astype(np.float64)
         fired = {name: float(np.count_nonzero(r)) for name, r in rows.items()}
         return outputs, current, spikes, (totals, fired)
 
-    def _stream(self, x: np.ndarray) -> Tuple[np.ndarray, bool]:
-        """(input_stream of the chunk as (N, T, n), or (N, 1, n) when computed once per sample; which one).
+    def _host_layer(self, x: np.ndarray, count: bool) -> Tuple[np.ndarray, Optional[_Totals]]:
+        """(input_stream's host currents of the chunk ``x`` as (N, T or 1, n), the host layer's counts if
+        ``count``), with the backend's checks: NaN and infinities, and currents beyond Loihi's a_in range (the
+        backend's error, naming the sample and step).
 
         Direct encoding repeats each sample at every step. Every (sample, step) current is computed on its own
-        (same operations, same order), so computing one step per sample gives the same values for every step.
+        (same operations, same order), so computing one step per sample gives the same values for every step,
+        and the counts of one step, scaled, are those of all. Steps equal to the first are finite where the
+        first is (NaN never equals itself), so only the distinct inputs are checked. They are taken a block of
+        samples at a time, each block transposed into one small buffer (scipy's product wants each input's
+        values contiguous): a transposed copy of the whole input would be fresh pages at every run.
         """
         net = self.net
         n, steps = x.shape[:2]
-        if net.host is None:
-            return input_stream(net, x)[:, :n * steps].T.reshape(n, steps, -1), False
-        once = steps > 1 and bool((x == x[:, :1]).all())
-        distinct = x[:, :1] if once else x
-        cur = self._host_currents(distinct.reshape(-1, net.input.size))
-        if self.fixed:
-            if bool((np.abs(cur) > net.host.limit).any()):
-                input_stream(net, x)  # raises the backend's error (naming the sample and step)
-            cur = cur.astype(np.int64)
-        return cur.T.reshape(n, 1 if once else steps, -1), once
+        once = steps > 1 and _same_every_step(x)
+        flat = (x[:, :1] if once else x).reshape(-1, net.input.size)  # (M, n_input) distinct inputs
+        m, n_input = flat.shape
+        cur = np.empty((m, net.host.weight.shape[0]))
+        rows = max(1, SCRATCH_ELEMENTS // n_input)
+        scratch = np.empty(min(rows, m) * n_input)
+        per_input, binary = np.zeros(n_input), True
+        for i in range(0, m, rows):
+            part = flat[i:i + rows]
+            part_t = scratch[:part.size].reshape(n_input, part.shape[0])
+            np.copyto(part_t, part.T)
+            if not np.isfinite(part_t.sum()) and not np.isfinite(part_t).all():  # a finite sum: all finite
+                raise CompileError(NOT_FINITE)
+            np.copyto(cur[i:i + rows], self._host_currents_of(part_t).T)
+            if count:
+                per_input += _nonzero_per_input(part_t)
+                binary = binary and _all_binary(part_t)
+        if self.fixed and cur.size and (cur.max() > net.host.limit or -cur.min() > net.host.limit):
+            input_stream(net, x)
+        totals = None
+        if count:  # counted on the distinct steps only, then scaled: same numbers, less work
+            totals = _Totals(float(per_input.sum()), float(per_input @ self.host_nnz), binary).repeated(steps, once)
+        return cur.reshape(n, 1 if once else steps, -1), totals
 
     def _host_currents(self, flat: np.ndarray) -> np.ndarray:
-        """(M, n_input) inputs in NIR order -> (n_host, M) host currents, input_stream's arithmetic op for op.
+        """(M, n_input) inputs in NIR order -> (n_host, M) host currents, input_stream's arithmetic op for op."""
+        return self._host_currents_of(np.ascontiguousarray(flat.T))
+
+    def _host_currents_of(self, flat_t: np.ndarray) -> np.ndarray:
+        """(n_input, M) inputs in NIR order, each input's values contiguous -> (n_host, M) host currents.
 
         ``W x + b`` (floating_pt), then ``round_half_even(scale * .)`` (fixed_pt), with the same scipy product
         (columns are independent and each is summed in W's stored order) and the same elementwise operations,
         so the values are identical (tests compare them); done in place and without input_stream's reordering
-        copies of x, it takes a third of the time.
+        copies of x, it takes a third of the time. Fixed point's values are integers, kept in float64.
         """
         host = self.net.host
-        cur = self.host_weight @ np.ascontiguousarray(flat.T)  # scipy wants each input's values contiguous
+        cur = self.host_weight @ flat_t
         np.add(cur, host.bias[:, None], out=cur)
         if self.fixed:
             np.multiply(cur, host.scale[:, None], out=cur)
@@ -724,16 +862,23 @@ class FastSim:
                 shifted = np.zeros((shape[0], shape[1], n_src), dtype=bool)
                 shifted[:, 1:] = src.reshape(shape[0], shape[1], n_src)[:, :-1]
                 src = shifted.reshape(-1, n_src)
+            cur, per_input = syn.current(src, self.fixed, per_input=totals is not None)
             if totals is not None:
-                totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)
-            cur = syn.current(src, self.fixed).reshape(shape)
-            a_in = cur if a_in is None else a_in + cur
+                totals[syn.proj.name] = _Totals(float(per_input.sum()), float(per_input @ syn.col_nnz), True)
+            cur = cur.reshape(shape)
+            a_in = cur if a_in is None else np.add(a_in, cur, dtype=np.float64)  # float32 sums may pass 2**24
         if a_in is None:  # no synapse at all: only the bias drives the layer
             return np.zeros(shape, np.int64 if self.fixed else np.float64)
-        if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
+        if self.fixed and a_in.size and self._may_pass_int32(target, host is not None) and \
+                (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
             # Lava's channels and its a_in array are int32: values beyond it wrap (sums of wraps = wrap of sums)
-            a_in = _wrap32(a_in)
+            a_in = _wrap32(a_in.astype(np.int64))
         return a_in
+
+    def _may_pass_int32(self, target: str, fed_by_host: bool) -> bool:
+        """Whether ``target``'s summed input could leave int32 (the sum of its synapses' bounds and the host's)."""
+        bound = sum(syn.peak for syn in self.synapses.get(target, []))
+        return bound + (self.net.host.limit if fed_by_host else 0) >= 2 ** 31
 
     def _run_cycle(self, stage: Tuple[str, ...], a_ins: Dict[str, np.ndarray], cycle: List[_Synapse], steps: int,
                    limits: Dict[str, Dict[str, int]]) -> Dict[str, np.ndarray]:
@@ -747,10 +892,10 @@ class FastSim:
             previous = {name: states[name]["prev"] for name in stage}
             for name in stage:
                 a_in = a_ins[name]
-                a = a_in[:, t if a_in.shape[1] > 1 else 0]
+                a = a_in[:, t if a_in.shape[1] > 1 else 0].astype(np.int64 if self.fixed else np.float64)
                 for syn in cycle:
                     if syn.proj.target == name:
-                        a = a + syn.current(previous[syn.proj.source], self.fixed).astype(a.dtype)
+                        a = a + syn.current(previous[syn.proj.source], self.fixed)[0].astype(a.dtype)
                 self.neurons[name].advance(states[name], a, out[name][:, t])
         for name in stage:
             self.neurons[name].finish(states[name], limits[name])
