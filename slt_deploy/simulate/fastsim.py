@@ -156,53 +156,51 @@ class _Synapse:
     exp: int
     col_nnz: np.ndarray                                  # nonzero effective weights per source neuron
     peak: float = np.inf                                 # bound on |output| (fixed point)
+    counted: Optional[np.ndarray] = None                 # one dense block with col_nnz as one more column
 
-    def current(self, spikes: np.ndarray, fixed: bool, per_input: bool = False):
-        """(M, n_source) bool spikes -> ((M, n_target) synaptic output, spikes per source neuron or None).
+    def current(self, spikes: np.ndarray, fixed: bool, count: bool = False) -> Tuple[np.ndarray, Optional[_Totals]]:
+        """(M, n_source) bool spikes -> ((M, n_target) synaptic output, the layer's counts if ``count``).
 
         Integer weights times 0/1 spikes are summed in floating point: every partial sum is an integer below
         2**24 (float32, chosen only when 256 * fan-in < 2**24) or 2**53 (float64), so the result is exact
         whatever order BLAS or scipy sum in; fixed point's shift by ``exp`` is a multiplication by 2**exp (then
         a floor when exp < 0), exact on these integers. The output is float32 or float64 holding integers; the
-        int32 wrap of Lava's channel is applied by the caller. ``per_input`` also counts each source neuron's
-        spikes (float64), from the same cast of the spikes where the weights are one dense block.
+        int32 wrap of Lava's channel is applied by the caller. The effective synops, ``sum_rows s @ col_nnz``,
+        come out of the same product as one more output column where the weights are one dense block (an exact
+        integer sum too: n_source * n_target < 2**24 in float32).
         """
-        total, counts = None, None
+        if count and self.counted is not None:
+            both = _dense_product(spikes, self.counted)
+            synops = float(both[:, -1].sum(dtype=np.float64))
+            return self._shifted(both[:, :-1], fixed), _Totals(float(np.count_nonzero(spikes)), synops, True)
+        total = None
         for cols, w in self.blocks:
             s = spikes if cols is None else spikes[:, cols]
-            if sp.issparse(w):
-                acc = (_spike_matrix(s) @ w).toarray()
-            else:
-                acc, counts = _dense_product(s, w, per_input and cols is None)
-            if fixed and self.exp:
-                acc = acc.astype(np.float64) * 2.0 ** self.exp
-                if self.exp < 0:
-                    np.floor(acc, out=acc)
+            acc = (_spike_matrix(s) @ w).toarray() if sp.issparse(w) else _dense_product(s, w)
+            acc = self._shifted(acc, fixed)
             total = acc if total is None else total + acc
-        if per_input and counts is None:
-            counts = np.count_nonzero(spikes, axis=0).astype(np.float64)
-        return total, counts
+        return total, (_layer_totals(spikes, self.col_nnz) if count else None)
+
+    def _shifted(self, acc: np.ndarray, fixed: bool) -> np.ndarray:
+        if fixed and self.exp:
+            acc = acc.astype(np.float64) * 2.0 ** self.exp
+            if self.exp < 0:
+                np.floor(acc, out=acc)
+        return acc
 
 
-def _dense_product(spikes: np.ndarray, w: np.ndarray, count: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(M, n_source) bool spikes @ w (n_source, n_target), and each source's spike count (float64) if ``count``.
-
-    The spikes are cast to w's dtype a block of rows at a time into one small buffer (a cast of all of them
-    would be a large array, fresh pages each run); each block's counts are below 2**24, exact in float32.
-    """
+def _dense_product(spikes: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(M, n_source) bool spikes @ w (n_source, n_target), the spikes cast to w's dtype a block of rows at a time
+    into one small buffer (a cast of all of them would be a large array, fresh pages each run)."""
     m, n_src = spikes.shape
     out = np.empty((m, w.shape[1]), w.dtype)
     rows = max(1, SCRATCH_BYTES // (w.itemsize * max(n_src, 1)))
     buf = np.empty((min(rows, m), n_src), w.dtype)
-    ones = np.ones(buf.shape[0], w.dtype)
-    counts = np.zeros(n_src) if count else None
     for i in range(0, m, rows):
         part = buf[:min(rows, m - i)]
         np.copyto(part, spikes[i:i + rows])
         np.matmul(part, w, out=out[i:i + rows])
-        if count:
-            counts += ones[:part.shape[0]] @ part
-    return out, counts
+    return out
 
 
 def _spike_matrix(s: np.ndarray) -> sp.csr_matrix:
@@ -316,7 +314,10 @@ def _synapse(proj: Projection, fixed: bool, groups: Dict[str, List[np.ndarray]])
         blocks = [(idx, _stored(w, dense, dtype, idx)) for idx in src_groups]
     else:
         blocks = [(None, _stored(w, dense, dtype))]
-    return _Synapse(proj, blocks, exp, col_nnz, peak)
+    counted = None
+    if len(blocks) == 1 and dense and (dtype == np.float64 or n_src * (n_tgt + 1) < FLOAT32_EXACT):
+        counted = np.concatenate([blocks[0][1], col_nnz[:, None].astype(dtype)], axis=1)
+    return _Synapse(proj, blocks, exp, col_nnz, peak, counted)
 
 
 @dataclass
@@ -330,15 +331,29 @@ class _Neurons:
     bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
     vth: np.ndarray      # fixed: vth << 6;        float: vth
     current_bias: Optional[np.ndarray] = None  # added to a_in (int64 in fixed point); None: none
-    keep_odd_bits: int = field(init=False, default=0)  # fixed: bits of the largest odd part of keep_v
-    vth_single: bool = field(init=False, default=False)  # fixed: every vth is a float32 value
+    # fixed point, derived once: for the bounds of _v_bound and _float32_exact, and the plain loop's constants
+    max_bias: int = field(init=False, default=0)        # max |bias|
+    min_dv: int = field(init=False, default=0)          # smallest voltage decay
+    keep_odd_bits: int = field(init=False, default=0)   # bits of the largest odd part of keep_v
+    vth_single: bool = field(init=False, default=False)  # every vth is a float32 value
+    _plain: Dict[type, tuple] = field(init=False, default_factory=dict)  # dtype -> (bias, keep / 4096, vth)
 
     def __post_init__(self):
-        if self.fixed and self.keep_v.size:
-            keep = np.unique(self.keep_v)
-            odd = [int(k) // (int(k) & -int(k)) if k else 0 for k in keep]  # keep = odd * 2**k
-            self.keep_odd_bits = max(k.bit_length() for k in odd)
-            self.vth_single = bool((self.vth.astype(np.float32) == self.vth).all())
+        if not (self.fixed and self.keep_v.size):
+            return
+        self.max_bias = int(np.abs(self.bias).max())
+        self.min_dv = int((DECAY_UNITY - self.keep_v).min())
+        keep = np.unique(self.keep_v)
+        odd = [int(k) // (int(k) & -int(k)) if k else 0 for k in keep]  # keep = odd * 2**k
+        self.keep_odd_bits = max(k.bit_length() for k in odd)
+        self.vth_single = bool((self.vth.astype(np.float32) == self.vth).all())
+
+    def plain_constants(self, dtype: type) -> tuple:
+        """(bias, keep / 4096, vth) as ``dtype`` (float32 only where exact), each a scalar where uniform."""
+        if dtype not in self._plain:
+            self._plain[dtype] = tuple(_uniform(c.astype(dtype)) for c in (self.bias, self.keep_v / float(DECAY_UNITY),
+                                                                             self.vth))
+        return self._plain[dtype]
 
     @property
     def subtract(self) -> bool:
@@ -444,32 +459,34 @@ class _Neurons:
         the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used). v starts at 0, so the
         first step's v is the drive ``u + bias`` itself; the last step's v is never read again, so not reset.
         ``single``: in float32, where :meth:`_float32_exact` proves it exact (no clip then).
-        A contiguous ``a_in`` of one step and the loop's dtype becomes the drive in place (it is scratch);
+        A contiguous ``a_in`` of the loop's dtype becomes the drive in place (it is scratch);
         a constant shared by every neuron is applied as a scalar (numpy's faster loop), and each step's
         comparison goes to a contiguous mask first (a comparison written into a strided slice is slow).
         """
         n_samples, t_in, n = a_in.shape
         dtype = np.float32 if single else np.float64
-        bias, keep, vth = (_uniform(c.astype(dtype)) for c in (self.bias, self.keep_v / float(DECAY_UNITY), self.vth))
-        in_place = t_in == 1 and a_in.dtype == dtype and a_in.flags.c_contiguous
-        drive = a_in[:, 0] if in_place else np.empty((n_samples, n), dtype)
-        if t_in == 1:
-            np.multiply(a_in[:, 0], 1 << ACT_SHIFT, out=drive)
+        bias, keep, vth = self.plain_constants(dtype)
+        in_place = a_in.dtype == dtype  # every step's drive at once, in a_in
+        per_step = t_in > 1 and not in_place  # else each step's drive into one buffer
+        drive = a_in if in_place else np.empty((n_samples, 1, n), dtype)
+        if not per_step:
+            np.multiply(a_in, 1 << ACT_SHIFT, out=drive)
             np.add(drive, bias, out=drive)
         v = np.empty((n_samples, n), dtype)
         below = np.empty((n_samples, n), dtype=bool)
         out = np.empty((n_samples, steps, n), dtype=bool)
         clips = 0
         for t in range(steps):
-            if t_in > 1:
-                np.multiply(a_in[:, t], 1 << ACT_SHIFT, out=drive)
+            if per_step:
+                np.multiply(a_in[:, t], 1 << ACT_SHIFT, out=drive[:, 0])
                 np.add(drive, bias, out=drive)
+            step_drive = drive[:, t if t_in > 1 and not per_step else 0]
             if t == 0:
-                np.copyto(v, drive)
+                np.copyto(v, step_drive)
             else:
                 np.multiply(v, keep, out=v)
                 np.trunc(v, out=v)
-                np.add(v, drive, out=v)
+                np.add(v, step_drive, out=v)
                 if self.subtract:  # the threshold, undecayed, for the previous step's spike
                     v -= np.multiply(out[:, t - 1], vth)
             if clipping:
@@ -518,8 +535,8 @@ class _Neurons:
         trunc0 never grows |v|, so |v_t| <= B * min(t, 4096 / dv) with B = (peak << 6) + max|bias|; below
         2**23 - 1 the clip cannot act and skipping it is exact.
         """
-        drive = (peak << ACT_SHIFT) + int(np.abs(self.bias).max(initial=0))
-        dv = int((DECAY_UNITY - self.keep_v).min(initial=0))
+        drive = (peak << ACT_SHIFT) + self.max_bias
+        dv = self.min_dv
         horizon = steps if dv <= 0 else min(steps, -(-DECAY_UNITY // dv))
         return drive * horizon
 
@@ -634,7 +651,11 @@ class _Totals(NamedTuple):
 
 def _all_binary(inputs: np.ndarray) -> bool:
     """Whether every nonzero value of (M, n_input) is +-1; one sample first (it decides most real inputs)."""
-    return all(np.isin(np.abs(part), (0.0, 1.0)).all() for part in (inputs[:1], inputs))
+    for part in (inputs[:1], inputs):
+        size = np.abs(part)
+        if not ((size == 0) | (size == 1)).all():
+            return False
+    return True
 
 
 def _steps_equal(part: np.ndarray, scratch: np.ndarray) -> bool:
@@ -847,23 +868,29 @@ class FastSim:
         m = flat.shape[0]
         rows = max(1, SCRATCH_BYTES // (8 * n_input))
         scratch = np.empty(min(rows, m) * n_input)
+        rows_scratch = np.empty(min(rows, m) * n_input)
         equal = np.empty(min(rows, m) * n_input * steps, dtype=bool) if once else None
-        cur = np.empty((m, net.host.weight.shape[0]))
+        # fixed point's currents within Loihi's range (checked below) are integers below 2**24: float32 holds them
+        # exactly (and anything beyond the range stays beyond it), at half the bytes for the neurons to read
+        single = self.fixed and net.host.limit < FLOAT32_EXACT
+        cur = np.empty((m, net.host.weight.shape[0]), np.float32 if single else np.float64)
         per_input, binary = np.zeros(n_input, np.int64), True
         small = np.uint8 if rows < 2 ** 8 else np.uint16 if rows < 2 ** 16 else np.int64  # holds a block's counts
         for i in range(0, m, rows):
-            part = flat[i:i + rows]
+            part = rows_scratch[:flat[i:i + rows].size].reshape(-1, n_input)
+            np.copyto(part, flat[i:i + rows])  # contiguous: numpy's loops over strided rows are 3x slower
             part_t = scratch[:part.size].reshape(n_input, part.shape[0])
             np.copyto(part_t, part.T)
-            if not np.isfinite(part_t.sum()) and not np.isfinite(part_t).all():  # a finite sum: all finite
+            if not np.isfinite(part.sum()) and not np.isfinite(part).all():  # a finite sum: all finite
                 raise CompileError(NOT_FINITE)
             if count:  # the mask's rows added up: numpy's fast reduction
                 per_input += np.add.reduce((part != 0).view(np.uint8), axis=0, dtype=small)
                 binary = binary and _all_binary(part)
             if once and not _steps_equal(x[i:i + rows], equal):  # after the work on the first step: still cached
                 return None
-            np.copyto(cur[i:i + rows], (self.host_weight @ part_t).T)
-        self._host_arithmetic(cur, 1)
+            block = self.host_weight @ part_t
+            self._host_arithmetic(block, 0)  # on the block while it is in cache
+            np.copyto(cur[i:i + rows], block.T)
         if self.fixed and cur.size and (cur.max() > net.host.limit or -cur.min() > net.host.limit):
             input_stream(net, x)
         totals = None
@@ -909,9 +936,9 @@ class FastSim:
                 shifted = np.zeros((shape[0], shape[1], n_src), dtype=bool)
                 shifted[:, 1:] = src.reshape(shape[0], shape[1], n_src)[:, :-1]
                 src = shifted.reshape(-1, n_src)
-            cur, per_input = syn.current(src, self.fixed, per_input=totals is not None)
+            cur, layer = syn.current(src, self.fixed, count=totals is not None)
             if totals is not None:
-                totals[syn.proj.name] = _Totals(float(per_input.sum()), float(per_input @ syn.col_nnz), True)
+                totals[syn.proj.name] = layer
             cur = cur.reshape(shape)
             a_in = cur if a_in is None else np.add(a_in, cur, dtype=np.float64)  # float32 sums may pass 2**24
         if a_in is None:  # no synapse at all: only the bias drives the layer
@@ -1041,4 +1068,7 @@ def _blas_limit(threads: Optional[int]):
         return contextlib.nullcontext()
     if _BLAS_CONTROLLER is None:
         _BLAS_CONTROLLER = ThreadpoolController()
+    libraries = [lib for lib in _BLAS_CONTROLLER.lib_controllers if lib.user_api == "blas"]
+    if all(lib.num_threads <= threads for lib in libraries):  # already within the cap: nothing to set and reset
+        return contextlib.nullcontext()
     return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
