@@ -130,8 +130,12 @@ def _shift(x: np.ndarray, exp: int) -> np.ndarray:
 
 def _sign_mode(values: np.ndarray) -> str:
     """lava.utils.weightutils.determine_sign_mode; an all-zero block counts as excitatory there too."""
-    neg, pos = bool((values < 0).any()), bool((values > 0).any())
+    neg, pos = (bool(values.min() < 0), bool(values.max() > 0)) if values.size else (False, False)
     return "mixed" if neg and pos else "inhibitory" if neg else "excitatory"
+
+
+def _clip(w: np.ndarray, low: int, high: int) -> np.ndarray:
+    return np.minimum(np.maximum(w, low), high)  # np.clip, without its Python wrappers
 
 
 def lava_weights(values: np.ndarray) -> np.ndarray:
@@ -139,10 +143,10 @@ def lava_weights(values: np.ndarray) -> np.ndarray:
     w = np.asarray(values, dtype=np.int64)
     mode = _sign_mode(w)
     if mode == "mixed":
-        return (np.clip(w, *MIXED_RANGE) >> 1) << 1
+        return (_clip(w, *MIXED_RANGE) >> 1) << 1
     if mode == "inhibitory":
-        return -np.clip(-w, 0, SINGLE_SIGN_MAX)
-    return np.clip(w, 0, SINGLE_SIGN_MAX)
+        return -_clip(-w, 0, SINGLE_SIGN_MAX)
+    return _clip(w, 0, SINGLE_SIGN_MAX)
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -343,8 +347,7 @@ class _Neurons:
             return
         self.max_bias = int(np.abs(self.bias).max())
         self.min_dv = int((DECAY_UNITY - self.keep_v).min())
-        keep = np.unique(self.keep_v)
-        odd = [int(k) // (int(k) & -int(k)) if k else 0 for k in keep]  # keep = odd * 2**k
+        odd = [k // (k & -k) if k else 0 for k in set(self.keep_v.tolist())]  # keep = odd * 2**k
         self.keep_odd_bits = max(k.bit_length() for k in odd)
         self.vth_single = bool((self.vth.astype(np.float32) == self.vth).all())
 
