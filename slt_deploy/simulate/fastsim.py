@@ -39,7 +39,11 @@ with ``trunc0`` rounding toward zero. While ``|a_in| <= 2**17`` (the compiler's 
 24 bits; above it, the int32 products and sums Lava computes are wrapped as Lava wraps them (``a_in << 6``,
 ``decayed u + that``, and the three-term voltage sum), in int64. The common case (``du = 4095``, no current
 memory, and ``|a_in| <= 2**17``) has no wrap at all and runs in float64, which is exact because every value is
-an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only where a bound proves it idle.
+an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only where a bound proves it idle, and
+the loop runs in float32 where that bound also proves every value an integer float32 holds exactly
+(``_Neurons._float32_exact``: |v| and ``v * keep`` within 24 bits, e.g. dv = 2048 with the demo's currents).
+Synaptic currents are exact integers in float32 or float64 (see ``_Synapse.current``); int64 is used only where
+Lava's wraps must be emulated.
 
 Neurons, floating_pt (``PyLifResetModelFloat``), in float64 and in Lava's operation order::
 
@@ -53,8 +57,12 @@ recurrent projection from a layer computed earlier (off the cycle) is its spikes
 Host layer and readout: the host currents (``round_half_even(scale * (W x + b))`` in fixed_pt) are computed
 with the very operations of :func:`slt_deploy.compile.stream.input_stream`, the function whose output the Lava
 backend feeds to Lava (identical values, tested), once per sample for a direct-encoded input (the same at every
-step); the logits come from :func:`slt_deploy.compile.stream.readout_values` (``a / scale + bias``, then the
-optional LI filter).
+step, which is tested on the input itself); the logits come from
+:func:`slt_deploy.compile.stream.readout_values` (``a / scale + bias``, then the optional LI filter).
+
+Speed: temporaries that scale with the input (the input's transpose, the spikes cast for BLAS, the repeated-step
+test) are made a block of samples at a time in small reused buffers (``SCRATCH_BYTES``): on this project's VM a
+fresh page costs ~3 us, and whole-input temporaries cost more in page faults than in arithmetic.
 
 floating_pt is exact against Lava only up to float64 summation order (numpy BLAS here, Lava sums the columns of
 the spiking inputs); a spike can differ only where a membrane lies within ~1e-15 of its threshold.
@@ -122,10 +130,6 @@ def _decay(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def _wrap24(x: np.ndarray) -> np.ndarray:
     """Lava's current wrap: one subtraction or addition of 2**24, not a full modulo (see the module doc)."""
     return np.where(x > U_HALF, x - U_WRAP, np.where(x <= -U_HALF, x + U_WRAP, x))
-
-
-def _shift(x: np.ndarray, exp: int) -> np.ndarray:
-    return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
 
 
 def _sign_mode(values: np.ndarray) -> str:
