@@ -225,6 +225,13 @@ def _groups(groups: Dict[str, List[np.ndarray]], name: str, size: int) -> List[n
     return groups[name] if name in groups else [np.arange(size)]
 
 
+def _population_groups(pop: Population) -> List[np.ndarray]:
+    """``pop.groups()``, answered at once for the usual population whose neurons all share (du, dv, vth)."""
+    if all(bool((a == a[0]).all()) for a in (pop.du, pop.dv, pop.vth)) if pop.size else True:
+        return [np.arange(pop.size)]
+    return pop.groups()
+
+
 class _Entries(NamedTuple):
     """The nonzero entries of a (n_target, n_source) matrix: row, column and value of each."""
 
@@ -712,7 +719,7 @@ class FastSim:
         self.stages = _stages(lowered)
         self.neurons = {p.name: _Neurons.of(p, self.fixed) for p in lowered.populations}
         self.synapses = {p.target: [] for p in lowered.projections}
-        groups = {p.name: p.groups() for p in lowered.populations}
+        groups = {p.name: _population_groups(p) for p in lowered.populations}
         for proj in lowered.projections:
             self.synapses[proj.target].append(_synapse(proj, self.fixed, groups))
         host = lowered.host
