@@ -324,14 +324,16 @@ def _synapse(proj: Projection, fixed: bool, groups: Dict[str, List[np.ndarray]])
     # |output| <= fan-in x the largest |weight| (256), shifted; each floor of a group's sum adds at most 1
     peak = float(256 * n_src * 2.0 ** exp + len(src_groups)) if fixed else np.inf
     dense, dtype = _layout(w, fixed)
+    counted = None
     if fixed and exp < 0 and len(src_groups) > 1:
         # the floor shift is applied to each Lava process's sum, so each source group is summed on its own
         blocks = [(idx, _stored(w, dense, dtype, idx)) for idx in src_groups]
+    elif dense and (dtype == np.float64 or n_src * (n_tgt + 1) < FLOAT32_EXACT):
+        counted = _stored(w._replace(shape=(n_tgt + 1, n_src)), dense, dtype)  # one more column: col_nnz
+        counted[:, -1] = col_nnz
+        blocks = [(None, counted[:, :-1])]  # a view: BLAS takes its row stride as it is
     else:
         blocks = [(None, _stored(w, dense, dtype))]
-    counted = None
-    if len(blocks) == 1 and dense and (dtype == np.float64 or n_src * (n_tgt + 1) < FLOAT32_EXACT):
-        counted = np.concatenate([blocks[0][1], col_nnz[:, None].astype(dtype)], axis=1)
     return _Synapse(proj, blocks, exp, col_nnz, peak, counted)
 
 
@@ -880,7 +882,7 @@ class FastSim:
         n_input = net.input.size
         flat = (x[:, :1] if once else x).reshape(-1, n_input)  # (M, n_input) distinct inputs
         m = flat.shape[0]
-        rows = max(1, SCRATCH_BYTES // (8 * n_input))
+        rows = max(1, 2 * SCRATCH_BYTES // (8 * n_input))  # two scratches' worth: fewer scipy calls
         scratch = np.empty(min(rows, m) * n_input)
         rows_scratch = np.empty(min(rows, m) * n_input)
         equal = np.empty(min(rows, m) * n_input * steps, dtype=bool) if once else None
