@@ -22,6 +22,7 @@ from slt_deploy.config import DataConfig, ModelConfig, NeuronConfig
 from slt_deploy.data import load_dataset
 from slt_deploy.exporters.nir_format import network_to_nir
 from slt_deploy.cost.activity import count_simulation
+from slt_deploy.simulate import fastsim
 from slt_deploy.simulate.fastsim import FastSim, SimError, lava_weights, simulate
 from slt_deploy.search.masks import apply_mask, mask_at_sparsity
 from slt_deploy.models import build_model, prunable_layers, resolve_config
@@ -341,6 +342,53 @@ def test_direct_input_computed_once_per_sample_is_identical():
     nudged = x.copy()
     nudged[:, -1] += 1e-300  # defeats the shortcut, not the values (W x + 1e-300 rounds to W x)
     assert_same(simulate(net, x), simulate(net, nudged))
+
+
+def test_repeated_steps_found_block_by_block(monkeypatch):
+    """The host layer compares each block of samples' steps before using one step for all: a sample whose steps
+    differ, in the last block, sends the chunk back to every step; a broadcast step axis needs no comparison; a
+    NaN anywhere is the backend's error. Every path gives the streamed transcription's bits, and the counts say
+    which path ran. Tiny scratch buffers make every blocked loop (input, spikes cast for BLAS) take many blocks."""
+    net, _ = case_network(CASE["lif-host"])
+    monkeypatch.setattr(fastsim, "SCRATCH_BYTES", 8 * net.input.size * 2)  # two samples per block
+    frame = np.random.default_rng(11).random((7, 1, net.input.size))
+    x = np.repeat(frame, 4, axis=1)
+    late = x.copy()
+    late[6, 2, 5] += 0.5  # the last sample, alone in its block, differs at step 2
+    for data, once in ((x, True), (np.broadcast_to(frame, x.shape), True), (late, False),
+                       (np.asfortranarray(late), False), (np.asfortranarray(x), True)):
+        sim = simulate(net, data)
+        assert sim.layer_counts(net.host.name).computed_once is once
+        spikes, current = streamed_lava(net, np.ascontiguousarray(data))
+        assert first_mismatch(sim.spikes, spikes) is None
+        np.testing.assert_array_equal(sim.readout_current, current)
+    x[6, 3, 0] = np.nan
+    with pytest.raises(CompileError, match="NaN"):
+        simulate(net, x)
+
+
+def test_float32_neuron_loop_only_where_exact(monkeypatch):
+    """The plain loop runs in float32 where the bound proves every value an integer float32 holds: with
+    dv = 2048 (beta 1/2, keep = 2**11, one bit) for this network's currents, and forced back to float64 it
+    gives the same bits. keep = 4096 - 410 = 2 * 1843 has an 11-bit odd part: float32 only for tiny currents."""
+    net, x = case_network(CASE["lif-host"])
+    exact = fastsim._Neurons._float32_exact
+    chosen = []
+    monkeypatch.setattr(fastsim._Neurons, "_float32_exact",
+                        lambda self, *a: chosen.append(exact(self, *a)) or chosen[-1])
+    single = FastSim(net).run(x)
+    assert chosen and all(chosen)
+    monkeypatch.setattr(fastsim._Neurons, "_float32_exact", lambda self, *a: False)
+    double = FastSim(net).run(x)
+    assert_same(single, double)
+    assert single.counts == double.counts and single.limits == double.limits
+    pop = replace(net.populations[0], dv=np.full(net.populations[0].size, 410))
+    slow = fastsim._Neurons.of(pop, True)
+    assert slow.keep_odd_bits == 11
+    bias = slow.max_bias
+    # |v| <= (peak * 64 + max|bias|) * min(T, ceil(4096 / 410) = 10): 11 bits of keep leave 13 for v
+    assert exact(slow, 1, 8) is ((64 + bias) * 8 < 2 ** 13)
+    assert not exact(slow, 1000, 8)
 
 
 def test_input_errors_are_the_backends():

@@ -39,7 +39,11 @@ with ``trunc0`` rounding toward zero. While ``|a_in| <= 2**17`` (the compiler's 
 24 bits; above it, the int32 products and sums Lava computes are wrapped as Lava wraps them (``a_in << 6``,
 ``decayed u + that``, and the three-term voltage sum), in int64. The common case (``du = 4095``, no current
 memory, and ``|a_in| <= 2**17``) has no wrap at all and runs in float64, which is exact because every value is
-an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only where a bound proves it idle.
+an integer below 2**35 (see ``_Neurons._run_plain``); the clip is skipped only where a bound proves it idle, and
+the loop runs in float32 where that bound also proves every value an integer float32 holds exactly
+(``_Neurons._float32_exact``: |v| and ``v * keep`` within 24 bits, e.g. dv = 2048 with the demo's currents).
+Synaptic currents are exact integers in float32 or float64 (see ``_Synapse.current``); int64 is used only where
+Lava's wraps must be emulated.
 
 Neurons, floating_pt (``PyLifResetModelFloat``), in float64 and in Lava's operation order::
 
@@ -53,8 +57,12 @@ recurrent projection from a layer computed earlier (off the cycle) is its spikes
 Host layer and readout: the host currents (``round_half_even(scale * (W x + b))`` in fixed_pt) are computed
 with the very operations of :func:`slt_deploy.compile.stream.input_stream`, the function whose output the Lava
 backend feeds to Lava (identical values, tested), once per sample for a direct-encoded input (the same at every
-step); the logits come from :func:`slt_deploy.compile.stream.readout_values` (``a / scale + bias``, then the
-optional LI filter).
+step, which is tested on the input itself); the logits come from
+:func:`slt_deploy.compile.stream.readout_values` (``a / scale + bias``, then the optional LI filter).
+
+Speed: temporaries that scale with the input (the input's transpose, the spikes cast for BLAS, the repeated-step
+test) are made a block of samples at a time in small reused buffers (``SCRATCH_BYTES``): on this project's VM a
+fresh page costs ~3 us, and whole-input temporaries cost more in page faults than in arithmetic.
 
 floating_pt is exact against Lava only up to float64 summation order (numpy BLAS here, Lava sums the columns of
 the spiking inputs); a spike can differ only where a membrane lies within ~1e-15 of its threshold.
@@ -80,7 +88,8 @@ import scipy.sparse as sp
 from ..compile.errors import CompileError
 from ..compile.ir import A_IN_LIMIT, ACT_SHIFT, DECAY_UNITY, STATE_BITS, TARGETS, V_LIMIT, LoweredNetwork, \
     Population, Projection
-from ..compile.stream import as_array, check_input, input_stream, readout_values, to_nir_order
+from ..compile.stream import NOT_FINITE, as_array, check_input, check_shape, input_stream, readout_values, \
+    to_nir_order
 from ..errors import SltError
 
 
@@ -101,6 +110,11 @@ class SimError(SltError):
 
 # --------------------------------------------------------------------------------------- integer helpers
 
+def _uniform(values: np.ndarray):
+    """A per-neuron constant as one Python float when every neuron has the same value, else the array."""
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else values
+
+
 def _wrap32(x: np.ndarray) -> np.ndarray:
     """int64 -> the value an int32 would hold (two's complement wrap), as Lava's int32 arrays and channels do."""
     return ((x + 2 ** 31) & (2 ** 32 - 1)) - 2 ** 31
@@ -118,14 +132,14 @@ def _wrap24(x: np.ndarray) -> np.ndarray:
     return np.where(x > U_HALF, x - U_WRAP, np.where(x <= -U_HALF, x + U_WRAP, x))
 
 
-def _shift(x: np.ndarray, exp: int) -> np.ndarray:
-    return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
-
-
 def _sign_mode(values: np.ndarray) -> str:
     """lava.utils.weightutils.determine_sign_mode; an all-zero block counts as excitatory there too."""
-    neg, pos = bool((values < 0).any()), bool((values > 0).any())
+    neg, pos = (bool(values.min() < 0), bool(values.max() > 0)) if values.size else (False, False)
     return "mixed" if neg and pos else "inhibitory" if neg else "excitatory"
+
+
+def _clip(w: np.ndarray, low: int, high: int) -> np.ndarray:
+    return np.minimum(np.maximum(w, low), high)  # np.clip, without its Python wrappers
 
 
 def lava_weights(values: np.ndarray) -> np.ndarray:
@@ -133,10 +147,10 @@ def lava_weights(values: np.ndarray) -> np.ndarray:
     w = np.asarray(values, dtype=np.int64)
     mode = _sign_mode(w)
     if mode == "mixed":
-        return (np.clip(w, *MIXED_RANGE) >> 1) << 1
+        return (_clip(w, *MIXED_RANGE) >> 1) << 1
     if mode == "inhibitory":
-        return -np.clip(-w, 0, SINGLE_SIGN_MAX)
-    return np.clip(w, 0, SINGLE_SIGN_MAX)
+        return -_clip(-w, 0, SINGLE_SIGN_MAX)
+    return _clip(w, 0, SINGLE_SIGN_MAX)
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -149,25 +163,52 @@ class _Synapse:
     blocks: List[Tuple[Optional[np.ndarray], object]]  # (source columns or None for all, W_eff[:, cols].T)
     exp: int
     col_nnz: np.ndarray                                  # nonzero effective weights per source neuron
+    peak: float = np.inf                                 # bound on |output| (fixed point)
+    counted: Optional[np.ndarray] = None                 # one dense block with col_nnz as one more column
 
-    def current(self, spikes: np.ndarray, fixed: bool) -> np.ndarray:
-        """(M, n_source) bool spikes -> (M, n_target) synaptic output (int64 shifted sums in fixed point).
+    def current(self, spikes: np.ndarray, fixed: bool, count: bool = False) -> Tuple[np.ndarray, Optional[_Totals]]:
+        """(M, n_source) bool spikes -> ((M, n_target) synaptic output, the layer's counts if ``count``).
 
         Integer weights times 0/1 spikes are summed in floating point: every partial sum is an integer below
         2**24 (float32, chosen only when 256 * fan-in < 2**24) or 2**53 (float64), so the result is exact
-        whatever order BLAS or scipy sum in. The int32 wrap of Lava's channel is applied by the caller.
+        whatever order BLAS or scipy sum in; fixed point's shift by ``exp`` is a multiplication by 2**exp (then
+        a floor when exp < 0), exact on these integers. The output is float32 or float64 holding integers; the
+        int32 wrap of Lava's channel is applied by the caller. The effective synops, ``sum_rows s @ col_nnz``,
+        come out of the same product as one more output column where the weights are one dense block (an exact
+        integer sum too: n_source * n_target < 2**24 in float32).
         """
+        if count and self.counted is not None:
+            both = _dense_product(spikes, self.counted)
+            synops = float(both[:, -1].sum(dtype=np.float64))
+            return self._shifted(both[:, :-1], fixed), _Totals(float(np.count_nonzero(spikes)), synops, True)
         total = None
         for cols, w in self.blocks:
             s = spikes if cols is None else spikes[:, cols]
-            if sp.issparse(w):
-                acc = (_spike_matrix(s) @ w).toarray()
-            else:
-                acc = s.astype(w.dtype) @ w
-            if fixed:
-                acc = _shift(acc.astype(np.int64), self.exp)
+            acc = (_spike_matrix(s) @ w).toarray() if sp.issparse(w) else _dense_product(s, w)
+            acc = self._shifted(acc, fixed)
             total = acc if total is None else total + acc
-        return total
+        return total, (_layer_totals(spikes, self.col_nnz) if count else None)
+
+    def _shifted(self, acc: np.ndarray, fixed: bool) -> np.ndarray:
+        if fixed and self.exp:
+            acc = acc.astype(np.float64) * 2.0 ** self.exp
+            if self.exp < 0:
+                np.floor(acc, out=acc)
+        return acc
+
+
+def _dense_product(spikes: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(M, n_source) bool spikes @ w (n_source, n_target), the spikes cast to w's dtype a block of rows at a time
+    into one small buffer (a cast of all of them would be a large array, fresh pages each run)."""
+    m, n_src = spikes.shape
+    out = np.empty((m, w.shape[1]), w.dtype)
+    rows = max(1, SCRATCH_BYTES // (w.itemsize * max(n_src, 1)))
+    buf = np.empty((min(rows, m), n_src), w.dtype)
+    for i in range(0, m, rows):
+        part = buf[:min(rows, m - i)]
+        np.copyto(part, spikes[i:i + rows])
+        np.matmul(part, w, out=out[i:i + rows])
+    return out
 
 
 def _spike_matrix(s: np.ndarray) -> sp.csr_matrix:
@@ -178,79 +219,122 @@ def _spike_matrix(s: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(flat.size), flat % s.shape[1], indptr), shape=s.shape)
 
 
-def _groups(net: LoweredNetwork, name: str, size: int) -> List[np.ndarray]:
-    """Lava processes of a population (by (du, dv, vth)); the input and the readout are one process each."""
-    for pop in net.populations:
-        if pop.name == name:
-            return pop.groups()
-    return [np.arange(size)]
+def _groups(groups: Dict[str, List[np.ndarray]], name: str, size: int) -> List[np.ndarray]:
+    """Lava processes of a layer (``groups``: each population's, by (du, dv, vth)); the input and the readout
+    are one process each."""
+    return groups[name] if name in groups else [np.arange(size)]
 
 
-def _effective_matrix(proj: Projection, src_groups, tgt_groups):
+def _population_groups(pop: Population) -> List[np.ndarray]:
+    """``pop.groups()``, answered at once for the usual population whose neurons all share (du, dv, vth)."""
+    if all(bool((a == a[0]).all()) for a in (pop.du, pop.dv, pop.vth)) if pop.size else True:
+        return [np.arange(pop.size)]
+    return pop.groups()
+
+
+class _Entries(NamedTuple):
+    """The nonzero entries of a (n_target, n_source) matrix: row, column and value of each."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    data: np.ndarray
+    shape: Tuple[int, int]
+
+    @classmethod
+    def of(cls, weight, dtype: type) -> "_Entries":
+        """A dense array's or a sparse matrix's stored entries (duplicates summed), as ``dtype``; read from its
+        own arrays where it is dense or already a canonical csr matrix (no scipy conversion on the way)."""
+        if not sp.issparse(weight):
+            weight = np.asarray(weight)
+            rows, cols = np.nonzero(weight)
+            return cls(rows, cols, weight[rows, cols].astype(dtype), weight.shape)
+        if not (sp.isspmatrix_csr(weight) and weight.has_canonical_format):
+            weight = sp.csr_matrix(weight, copy=True)
+            weight.sum_duplicates()
+        rows = np.repeat(np.arange(weight.shape[0]), np.diff(weight.indptr))
+        return cls(rows, weight.indices, weight.data.astype(dtype), weight.shape)
+
+    def nonzero(self) -> "_Entries":
+        keep = self.data != 0
+        return self if keep.all() else _Entries(self.rows[keep], self.cols[keep], self.data[keep], self.shape)
+
+
+def _effective_entries(proj: Projection, src_groups, tgt_groups) -> _Entries:
     """The weights Lava really uses: clip/truncate per (target group, source group) block, as the backend
     builds one Dense/Sparse process per block."""
-    csr = sp.csr_matrix(proj.weight, dtype=np.int64)
-    coo = csr.tocoo()
-    data = coo.data.copy()
+    w = _Entries.of(proj.weight, np.int64)
     if len(src_groups) == 1 and len(tgt_groups) == 1:
-        data = lava_weights(data)
-    else:
-        tgt_of = np.empty(csr.shape[0], np.int64)
-        src_of = np.empty(csr.shape[1], np.int64)
-        for g, idx in enumerate(tgt_groups):
-            tgt_of[idx] = g
-        for g, idx in enumerate(src_groups):
-            src_of[idx] = g
-        block = tgt_of[coo.row] * len(src_groups) + src_of[coo.col]
-        for b in np.unique(block):
-            sel = block == b
-            data[sel] = lava_weights(data[sel])
-    out = sp.csr_matrix((data, (coo.row, coo.col)), shape=csr.shape)
-    out.eliminate_zeros()
-    return out
+        return w._replace(data=lava_weights(w.data)).nonzero()
+    tgt_of = np.empty(w.shape[0], np.int64)
+    src_of = np.empty(w.shape[1], np.int64)
+    for g, idx in enumerate(tgt_groups):
+        tgt_of[idx] = g
+    for g, idx in enumerate(src_groups):
+        src_of[idx] = g
+    block = tgt_of[w.rows] * len(src_groups) + src_of[w.cols]
+    data = w.data
+    for b in np.unique(block):
+        sel = block == b
+        data[sel] = lava_weights(data[sel])
+    return w._replace(data=data).nonzero()
 
 
 DENSE_MIN_DENSITY = 1 / 50     # below it, a sparse product beats BLAS on binary spikes (measured, 2 cores)
 DENSE_MAX_ENTRIES = 2 ** 24     # and dense weights stay below 64 MB (float32)
 FLOAT32_EXACT = 2 ** 24         # float32 represents every integer up to this exactly
+SCRATCH_BYTES = 2 ** 18         # a scratch array reused block by block: small, so no fresh pages at each run
 
 
-def _layout(csr: sp.csr_matrix, fixed: bool) -> Tuple[bool, type]:
+def _layout(w: _Entries, fixed: bool) -> Tuple[bool, type]:
     """(dense, dtype) for the blocks of a (n_target, n_source) matrix, chosen by speed only (both are exact).
 
     Fixed point uses float32 when every partial sum of spikes times weights is an integer below 2**24
     (|mantissa| <= 256, so 256 * fan-in < 2**24).
     """
-    n_tgt, n_src = csr.shape
+    n_tgt, n_src = w.shape
     size = n_tgt * n_src
-    dense = size <= DENSE_MAX_ENTRIES and csr.nnz >= DENSE_MIN_DENSITY * size
+    dense = size <= DENSE_MAX_ENTRIES and w.data.size >= DENSE_MIN_DENSITY * size
     return dense, np.float32 if fixed and 256 * n_src < FLOAT32_EXACT else np.float64
 
 
-def _stored(block: sp.csr_matrix, dense: bool, dtype: type):
-    """A block transposed to (n_source, n_target), so ``spikes (M, n_source) @ stored`` needs no conversion."""
+def _stored(w: _Entries, dense: bool, dtype: type, cols: Optional[np.ndarray] = None):
+    """The matrix (or its source columns ``cols``) transposed to (n_source, n_target), so ``spikes (M, n_source)
+    @ stored`` needs no conversion."""
+    if cols is not None:  # one source group's columns: renumbered 0..len(cols)-1
+        position = np.full(w.shape[1], -1)
+        position[cols] = np.arange(cols.size)
+        sel = position[w.cols] >= 0
+        w = _Entries(w.rows[sel], position[w.cols[sel]], w.data[sel], (w.shape[0], cols.size))
     if dense:
-        return np.ascontiguousarray(block.T.toarray(), dtype=dtype)
-    return sp.csr_matrix(block.T, dtype=np.float64)
+        out = np.zeros(w.shape[::-1], dtype=dtype)
+        out[w.cols, w.rows] = w.data
+        return out
+    return sp.csr_matrix((w.data.astype(np.float64), (w.cols, w.rows)), shape=w.shape[::-1])
 
 
-def _synapse(net: LoweredNetwork, proj: Projection, fixed: bool) -> _Synapse:
+def _synapse(proj: Projection, fixed: bool, groups: Dict[str, List[np.ndarray]]) -> _Synapse:
     n_tgt, n_src = proj.weight.shape
-    src_groups = _groups(net, proj.source, n_src)
+    src_groups = _groups(groups, proj.source, n_src)
     if fixed:
-        csr = _effective_matrix(proj, src_groups, _groups(net, proj.target, n_tgt))
+        w = _effective_entries(proj, src_groups, _groups(groups, proj.target, n_tgt))
         exp = int(proj.weight_exp)
     else:
-        csr, exp = sp.csr_matrix(proj.weight, dtype=np.float64), 0
-        csr.eliminate_zeros()
-    col_nnz = np.diff(csr.tocsc().indptr).astype(np.float64)
-    dense, dtype = _layout(csr, fixed)
+        w, exp = _Entries.of(proj.weight, np.float64).nonzero(), 0
+    col_nnz = np.bincount(w.cols, minlength=n_src).astype(np.float64)
+    # |output| <= fan-in x the largest |weight| (256), shifted; each floor of a group's sum adds at most 1
+    peak = float(256 * n_src * 2.0 ** exp + len(src_groups)) if fixed else np.inf
+    dense, dtype = _layout(w, fixed)
+    counted = None
     if fixed and exp < 0 and len(src_groups) > 1:
         # the floor shift is applied to each Lava process's sum, so each source group is summed on its own
-        blocks = [(idx, _stored(csr[:, idx], dense, dtype)) for idx in src_groups]
+        blocks = [(idx, _stored(w, dense, dtype, idx)) for idx in src_groups]
+    elif dense and (dtype == np.float64 or n_src * (n_tgt + 1) < FLOAT32_EXACT):
+        counted = _stored(w._replace(shape=(n_tgt + 1, n_src)), dense, dtype)  # one more column: col_nnz
+        counted[:, -1] = col_nnz
+        blocks = [(None, counted[:, :-1])]  # a view: BLAS takes its row stride as it is
     else:
-        blocks = [(None, _stored(csr, dense, dtype))]
-    return _Synapse(proj, blocks, exp, col_nnz)
+        blocks = [(None, _stored(w, dense, dtype))]
+    return _Synapse(proj, blocks, exp, col_nnz, peak, counted)
 
 
 @dataclass
@@ -264,6 +348,28 @@ class _Neurons:
     bias: np.ndarray     # fixed: bias_mant << bias_exp; float: bias_mant
     vth: np.ndarray      # fixed: vth << 6;        float: vth
     current_bias: Optional[np.ndarray] = None  # added to a_in (int64 in fixed point); None: none
+    # fixed point, derived once: for the bounds of _v_bound and _float32_exact, and the plain loop's constants
+    max_bias: int = field(init=False, default=0)        # max |bias|
+    min_dv: int = field(init=False, default=0)          # smallest voltage decay
+    keep_odd_bits: int = field(init=False, default=0)   # bits of the largest odd part of keep_v
+    vth_single: bool = field(init=False, default=False)  # every vth is a float32 value
+    _plain: Dict[type, tuple] = field(init=False, default_factory=dict)  # dtype -> (bias, keep / 4096, vth)
+
+    def __post_init__(self):
+        if not (self.fixed and self.keep_v.size):
+            return
+        self.max_bias = int(np.abs(self.bias).max())
+        self.min_dv = int((DECAY_UNITY - self.keep_v).min())
+        odd = [k // (k & -k) if k else 0 for k in set(self.keep_v.tolist())]  # keep = odd * 2**k
+        self.keep_odd_bits = max(k.bit_length() for k in odd)
+        self.vth_single = bool((self.vth.astype(np.float32) == self.vth).all())
+
+    def plain_constants(self, dtype: type) -> tuple:
+        """(bias, keep / 4096, vth) as ``dtype`` (float32 only where exact), each a scalar where uniform."""
+        if dtype not in self._plain:
+            self._plain[dtype] = tuple(_uniform(c.astype(dtype)) for c in (self.bias, self.keep_v / float(DECAY_UNITY),
+                                                                             self.vth))
+        return self._plain[dtype]
 
     @property
     def subtract(self) -> bool:
@@ -288,29 +394,33 @@ class _Neurons:
             return a_in
         a_in = a_in + self.current_bias
         if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
-            a_in = _wrap32(a_in)
+            a_in = _wrap32(a_in.astype(np.int64))
         return a_in
 
     def run(self, a_in: np.ndarray, steps: int, events: Dict[str, int]) -> np.ndarray:
         """(N, T, n) input currents -> (N, T, n) bool spikes; state starts at zero (Lava's per-sample reset).
 
-        ``a_in`` may be (N, 1, n): the same input at every one of the ``steps`` (a direct-encoded host layer).
+        ``a_in`` may be (N, 1, n): the same input at every one of the ``steps`` (a direct-encoded host layer);
+        it is scratch: the run may overwrite it.
         ``events`` (fixed_pt) accumulates how often the 24-bit limits acted: ``u_wraps``, ``v_clips``, and the
         largest ``|a_in|`` seen (``a_in_peak``).
         """
         if not self.fixed:
             return self._run_float(a_in, steps)
+        # a_in holds integers, as int64 or (from the products) float32/float64: exact either way
+        peak = int(max(a_in.max(), -a_in.min())) if a_in.size else 0
         # above 2**17, a_in << 6 no longer fits 24 bits and Lava's int32 sums can wrap: emulate them
-        peak = int(np.abs(a_in).max()) if a_in.size else 0
         wide = peak > A_IN_LIMIT
         u_decays = bool((self.keep_u != 0).any())  # du = 4095 (snnTorch Leaky) keeps no current
-        shifted = a_in << ACT_SHIFT
-        if wide:
-            shifted = _wrap32(shifted)
         if u_decays or wide:
+            shifted = a_in.astype(np.int64) << ACT_SHIFT
+            if wide:
+                shifted = _wrap32(shifted)
             out, wraps, clips = self._run_general(shifted, steps, u_decays, wide)
         else:  # a subtracted threshold can push v below the bound _may_clip assumes: always clip then
-            out, wraps, clips = self._run_plain(shifted, steps, self.subtract or self._may_clip(peak, steps))
+            clipping = self.subtract or self._may_clip(peak, steps)
+            single = not clipping and self._float32_exact(peak, steps)
+            out, wraps, clips = self._run_plain(a_in, steps, clipping, single)
         events["u_wraps"] = events.get("u_wraps", 0) + wraps
         events["v_clips"] = events.get("v_clips", 0) + clips
         events["a_in_peak"] = max(events.get("a_in_peak", 0), peak)
@@ -327,6 +437,7 @@ class _Neurons:
         a_in (current bias included); the spikes go into ``out`` (N, n) bool and ``state["prev"]``."""
         u, v, prev = state["u"], state["v"], state["prev"]
         if self.fixed:
+            a = a.astype(np.int64)
             state["peak"] = max(state["peak"], int(np.abs(a).max()) if a.size else 0)
             x = _wrap32(_wrap32(a) << ACT_SHIFT)
             x = _wrap32(x + _decay(u, self.keep_u))
@@ -355,33 +466,50 @@ class _Neurons:
             events["v_clips"] = events.get("v_clips", 0) + state["clips"]
             events["a_in_peak"] = max(events.get("a_in_peak", 0), state["peak"])
 
-    def _run_plain(self, shifted: np.ndarray, steps: int, clipping: bool):
+    def _run_plain(self, a_in: np.ndarray, steps: int, clipping: bool, single: bool = False):
         """No current memory and |a_in| <= 2**17: u = a_in << 6 needs no wrap, so v = decay(v) + (u + bias).
 
         The hot loop of snnTorch-style networks, run in float64 because every value is an integer far below
         2**53: ``v * (keep / 4096)`` is the exact dyadic ``v * keep / 2**12`` (|v * keep| < 2**35), ``trunc``
         of it is Lava's trunc0, and sums, the clip and the comparison are exact too. Reset multiplies by
-        the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used).
+        the not-spiked mask (0 * v may be -0.0, which equals 0 everywhere it is used). v starts at 0, so the
+        first step's v is the drive ``u + bias`` itself; the last step's v is never read again, so not reset.
+        ``single``: in float32, where :meth:`_float32_exact` proves it exact (no clip then).
+        A contiguous ``a_in`` of the loop's dtype becomes the drive in place (it is scratch);
+        a constant shared by every neuron is applied as a scalar (numpy's faster loop), and each step's
+        comparison goes to a contiguous mask first (a comparison written into a strided slice is slow).
         """
-        n_samples, t_in, n = shifted.shape
-        drive = (shifted + self.bias).astype(np.float64)
-        keep = self.keep_v / float(DECAY_UNITY)
-        vth = self.vth.astype(np.float64)
-        v = np.zeros((n_samples, n))
+        n_samples, t_in, n = a_in.shape
+        dtype = np.float32 if single else np.float64
+        bias, keep, vth = self.plain_constants(dtype)
+        in_place = a_in.dtype == dtype  # every step's drive at once, in a_in
+        per_step = t_in > 1 and not in_place  # else each step's drive into one buffer
+        drive = a_in if in_place else np.empty((n_samples, 1, n), dtype)
+        if not per_step:
+            np.multiply(a_in, 1 << ACT_SHIFT, out=drive)
+            np.add(drive, bias, out=drive)
+        v = np.empty((n_samples, n), dtype)
         below = np.empty((n_samples, n), dtype=bool)
         out = np.empty((n_samples, steps, n), dtype=bool)
         clips = 0
         for t in range(steps):
-            np.multiply(v, keep, out=v)
-            np.trunc(v, out=v)
-            np.add(v, drive[:, t if t_in > 1 else 0], out=v)
-            if self.subtract and t:  # the threshold, undecayed, for the previous step's spike
-                v -= vth * out[:, t - 1]
+            if per_step:
+                np.multiply(a_in[:, t], 1 << ACT_SHIFT, out=drive[:, 0])
+                np.add(drive, bias, out=drive)
+            step_drive = drive[:, t if t_in > 1 and not per_step else 0]
+            if t == 0:
+                np.copyto(v, step_drive)
+            else:
+                np.multiply(v, keep, out=v)
+                np.trunc(v, out=v)
+                np.add(v, step_drive, out=v)
+                if self.subtract:  # the threshold, undecayed, for the previous step's spike
+                    v -= np.multiply(out[:, t - 1], vth)
             if clipping:
                 clips += int(np.count_nonzero(v > V_LIMIT)) + int(np.count_nonzero(v < -V_LIMIT))
                 np.clip(v, -V_LIMIT, V_LIMIT, out=v)
             np.less_equal(v, vth, out=below)
-            if not self.subtract:
+            if not self.subtract and t < steps - 1:
                 np.multiply(v, below, out=v)
             np.logical_not(below, out=out[:, t])
         return out, 0, clips
@@ -414,15 +542,31 @@ class _Neurons:
         return out, wraps, clips
 
     def _may_clip(self, peak: int, steps: int) -> bool:
-        """Whether v can reach +-(2**23 - 1) when u = a_in << 6 with |a_in| <= peak (saves the clip when not).
+        """Whether v can reach +-(2**23 - 1) when u = a_in << 6 with |a_in| <= peak (saves the clip when not)."""
+        return self._v_bound(peak, steps) > V_LIMIT
+
+    def _v_bound(self, peak: int, steps: int) -> int:
+        """A bound on |v| when u = a_in << 6 with |a_in| <= peak (no subtracted threshold, no clip).
 
         trunc0 never grows |v|, so |v_t| <= B * min(t, 4096 / dv) with B = (peak << 6) + max|bias|; below
         2**23 - 1 the clip cannot act and skipping it is exact.
         """
-        drive = (peak << ACT_SHIFT) + int(np.abs(self.bias).max(initial=0))
-        dv = int((DECAY_UNITY - self.keep_v).min(initial=0))
+        drive = (peak << ACT_SHIFT) + self.max_bias
+        dv = self.min_dv
         horizon = steps if dv <= 0 else min(steps, -(-DECAY_UNITY // dv))
-        return drive * horizon > V_LIMIT
+        return drive * horizon
+
+    def _float32_exact(self, peak: int, steps: int) -> bool:
+        """Whether the plain loop's every value is an integer that float32 holds exactly, so it may run there.
+
+        Every v, drive and sum lies within the bound of :meth:`_v_bound`, so below 2**24 they are exact
+        integers in float32; ``v * keep / 4096`` is exact where ``v * keep`` fits 24 bits: the bound's bits plus
+        those of keep's odd part (keep = odd * 2**k; a power of two such as dv = 2048, beta = 1/2, adds one).
+        The thresholds must be float32 values too. Half the bytes per step of float64's loop.
+        """
+        if self.subtract or not self.vth_single:
+            return False
+        return self._v_bound(peak, steps).bit_length() + self.keep_odd_bits <= 24
 
     def _run_float(self, a_in: np.ndarray, steps: int) -> np.ndarray:
         n_samples, t_in, n = a_in.shape
@@ -521,6 +665,38 @@ class _Totals(NamedTuple):
         return _Totals(self.events * repeat, self.synops * repeat, self.binary, self.synops if once else None)
 
 
+def _all_binary(inputs: np.ndarray) -> bool:
+    """Whether every nonzero value of (M, n_input) is +-1; one sample first (it decides most real inputs)."""
+    for part in (inputs[:1], inputs):
+        size = np.abs(part)
+        if not ((size == 0) | (size == 1)).all():
+            return False
+    return True
+
+
+def _steps_equal(part: np.ndarray, scratch: np.ndarray) -> bool:
+    """Whether every step of every sample of ``part`` (b, T, ...) equals the sample's first (floats: NaN never
+    does), compared into ``scratch`` (at least part.size bools).
+
+    In a contiguous ``part`` each step is compared with the one before it as one flat run of memory, the array
+    against itself shifted by one step (three times faster in numpy than a step-by-step broadcast); the
+    comparisons that straddle two samples are then set aside (marked equal).
+    """
+    b, steps = part.shape[:2]
+    if steps < 2 or part.strides[1] == 0:  # a broadcast step axis repeats one step by construction
+        return True
+    part = part.reshape(b, steps, -1)
+    size, cells = part.shape[2], part.size
+    if part.flags.c_contiguous:
+        run = part.reshape(-1)
+        np.equal(run[size:], run[:-size], out=scratch[:cells - size])
+        by_step = scratch[:cells].reshape(part.shape)
+        by_step[:, -1] = True  # the last step of each sample against the next sample's first: not a test
+        return bool(by_step.all())
+    equal = scratch[:cells - b * size].reshape(b, steps - 1, size)
+    return bool(np.equal(part[:, 1:], part[:, :1], out=equal).all())
+
+
 def _layer_totals(inputs: np.ndarray, col_nnz: np.ndarray) -> _Totals:
     """Input events, effective synops and whether the input is binary, over all rows of ``inputs`` (M, n)."""
     active = inputs if inputs.dtype == bool else inputs != 0
@@ -545,14 +721,15 @@ class FastSim:
         self.stages = _stages(lowered)
         self.neurons = {p.name: _Neurons.of(p, self.fixed) for p in lowered.populations}
         self.synapses = {p.target: [] for p in lowered.projections}
+        groups = {p.name: _population_groups(p) for p in lowered.populations}
         for proj in lowered.projections:
-            self.synapses[proj.target].append(_synapse(lowered, proj, self.fixed))
+            self.synapses[proj.target].append(_synapse(proj, self.fixed, groups))
         host = lowered.host
         self.host_nnz = None  # nonzero host weights per input, in NIR order (the caller's x needs no permutation)
         self.host_weight = None
         if host is not None:
             self.host_nnz = np.empty(lowered.input.size)
-            self.host_nnz[lowered.input.nir_index] = np.diff(host.weight.tocsc().indptr)
+            self.host_nnz[lowered.input.nir_index] = np.bincount(host.weight.indices, minlength=host.weight.shape[1])
             # the same matrix with its column indices renamed from Lava to NIR input order: every row keeps its
             # entries in their stored order, so each current is summed exactly as input_stream sums it
             w = host.weight
@@ -617,8 +794,14 @@ class FastSim:
     chunk_elements = CHUNK_ELEMENTS  # default chunk: (sample, step, neuron) entries per layer array
 
     def _checked_input(self, x):
-        """The input as the chunks take it (here a float64 numpy array), checked as the Lava backend checks it."""
-        return check_input(self.net, x)
+        """The input as the chunks take it (here a float64 numpy array), checked as the Lava backend checks it.
+        With a host layer, each chunk checks its own values (:meth:`_host_layer`), in the pass that finds its
+        repeated steps."""
+        if self.net.host is None:
+            return check_input(self.net, x)
+        x = as_array(x)
+        check_shape(self.net, x.shape)
+        return x
 
     # one chunk of samples --------------------------------------------------------------------------
 
@@ -627,18 +810,15 @@ class FastSim:
         net = self.net
         n, steps = x.shape[:2]
         m = n * steps
-        stream, once = self._stream(x)          # (N, T or 1, n): host currents or input spikes, Lava order
         rows: Dict[str, np.ndarray] = {}        # layer -> (N*T, n) bool spikes, Lava order
         totals: Dict[str, _Totals] = {}
         host = None
         if net.host is None:
-            rows[net.input.name] = stream.reshape(m, -1) != 0
+            rows[net.input.name] = input_stream(net, x)[:, :m].T != 0
         else:
-            host = stream
-            if count:  # counted on the distinct steps only, then scaled: same numbers, less work
-                distinct = x[:, :1] if once else x
-                one = _layer_totals(distinct.reshape(-1, net.input.size), self.host_nnz)
-                totals[net.host.name] = one.repeated(steps, once)
+            host, host_totals = self._host_layer(x, count)  # (N, T or 1, n) host currents
+            if count:
+                totals[net.host.name] = host_totals
         spikes: Dict[str, np.ndarray] = {}
         for stage in self.stages:
             a_ins = {}
@@ -666,31 +846,74 @@ class FastSim:
             shape = (n, steps, int(np.prod(net.readout.nir_shape)))
             current = self._input_current(net.readout.name, shape, rows, None, totals if count else None)
             current = current.astype(np.float64)
-            outputs = readout_values(net, current.copy())
+            outputs = readout_values(net, current)  # it reads current, writes a new array
         else:
             current = np.zeros((n, steps, 0))
             outputs = spikes[net.readout.source].astype(np.float64)
         fired = {name: float(np.count_nonzero(r)) for name, r in rows.items()}
         return outputs, current, spikes, (totals, fired)
 
-    def _stream(self, x: np.ndarray) -> Tuple[np.ndarray, bool]:
-        """(input_stream of the chunk as (N, T, n), or (N, 1, n) when computed once per sample; which one).
+    def _host_layer(self, x: np.ndarray, count: bool) -> Tuple[np.ndarray, Optional[_Totals]]:
+        """(input_stream's host currents of the chunk ``x`` as (N, T or 1, n), the host layer's counts if
+        ``count``), with the backend's checks: NaN and infinities, and currents beyond Loihi's a_in range (the
+        backend's error, naming the sample and step).
 
         Direct encoding repeats each sample at every step. Every (sample, step) current is computed on its own
-        (same operations, same order), so computing one step per sample gives the same values for every step.
+        (same operations, same order), so computing one step per sample gives the same values for every step,
+        and the counts of one step, scaled, are those of all: tried first, given up at the first block of
+        samples whose steps differ.
+        """
+        if x.shape[1] > 1:
+            layer = self._host_pass(x, True, count)
+            if layer is not None:
+                return layer
+        return self._host_pass(x, False, count)
+
+    def _host_pass(self, x: np.ndarray, once: bool, count: bool) -> Optional[Tuple[np.ndarray, Optional[_Totals]]]:
+        """:meth:`_host_layer` on every step, or on the first only (``once``; None as soon as a sample's steps
+        differ), in one pass over the input a block of samples at a time: each block's steps compared, its
+        distinct inputs checked for NaN and infinities (steps equal to the first are finite where the first
+        is: NaN never equals itself), counted, and transposed into one small buffer for scipy's product (which
+        wants each input's values contiguous; a transposed copy of the whole input would be fresh pages at
+        every run), while the block is in cache.
         """
         net = self.net
         n, steps = x.shape[:2]
-        if net.host is None:
-            return input_stream(net, x)[:, :n * steps].T.reshape(n, steps, -1), False
-        once = steps > 1 and bool((x == x[:, :1]).all())
-        distinct = x[:, :1] if once else x
-        cur = self._host_currents(distinct.reshape(-1, net.input.size))
-        if self.fixed:
-            if bool((np.abs(cur) > net.host.limit).any()):
-                input_stream(net, x)  # raises the backend's error (naming the sample and step)
-            cur = cur.astype(np.int64)
-        return cur.T.reshape(n, 1 if once else steps, -1), once
+        n_input = net.input.size
+        flat = (x[:, :1] if once else x).reshape(-1, n_input)  # (M, n_input) distinct inputs
+        m = flat.shape[0]
+        rows = max(1, 2 * SCRATCH_BYTES // (8 * n_input))  # two scratches' worth: fewer scipy calls
+        scratch = np.empty(min(rows, m) * n_input)
+        rows_scratch = np.empty(min(rows, m) * n_input)
+        equal = np.empty(min(rows, m) * n_input * steps, dtype=bool) if once else None
+        # fixed point's currents within Loihi's range (checked below) are integers below 2**24: float32 holds them
+        # exactly (and anything beyond the range stays beyond it), at half the bytes for the neurons to read
+        single = self.fixed and net.host.limit < FLOAT32_EXACT
+        cur = np.empty((m, net.host.weight.shape[0]), np.float32 if single else np.float64)
+        per_input, binary = np.zeros(n_input, np.int64), True
+        small = np.uint8 if rows < 2 ** 8 else np.uint16 if rows < 2 ** 16 else np.int64  # holds a block's counts
+        for i in range(0, m, rows):
+            part = rows_scratch[:flat[i:i + rows].size].reshape(-1, n_input)
+            np.copyto(part, flat[i:i + rows])  # contiguous: numpy's loops over strided rows are 3x slower
+            part_t = scratch[:part.size].reshape(n_input, part.shape[0])
+            np.copyto(part_t, part.T)
+            if not np.isfinite(part.sum()) and not np.isfinite(part).all():  # a finite sum: all finite
+                raise CompileError(NOT_FINITE)
+            if count:  # the mask's rows added up: numpy's fast reduction
+                per_input += np.add.reduce((part != 0).view(np.uint8), axis=0, dtype=small)
+                binary = binary and _all_binary(part)
+            if once and not _steps_equal(x[i:i + rows], equal):  # after the work on the first step: still cached
+                return None
+            block = self.host_weight @ part_t
+            self._host_arithmetic(block, 0)  # on the block while it is in cache
+            np.copyto(cur[i:i + rows], block.T)
+        if self.fixed and cur.size and (cur.max() > net.host.limit or -cur.min() > net.host.limit):
+            input_stream(net, x)
+        totals = None
+        if count:  # counted on the distinct steps only, then scaled: same numbers, less work
+            totals = _Totals(float(per_input.sum()), float(per_input.astype(np.float64) @ self.host_nnz),
+                             binary).repeated(steps, once)
+        return cur.reshape(n, 1 if once else steps, -1), totals
 
     def _host_currents(self, flat: np.ndarray) -> np.ndarray:
         """(M, n_input) inputs in NIR order -> (n_host, M) host currents, input_stream's arithmetic op for op.
@@ -698,15 +921,20 @@ class FastSim:
         ``W x + b`` (floating_pt), then ``round_half_even(scale * .)`` (fixed_pt), with the same scipy product
         (columns are independent and each is summed in W's stored order) and the same elementwise operations,
         so the values are identical (tests compare them); done in place and without input_stream's reordering
-        copies of x, it takes a third of the time.
+        copies of x, it takes a third of the time. Fixed point's values are integers, kept in float64.
         """
-        host = self.net.host
         cur = self.host_weight @ np.ascontiguousarray(flat.T)  # scipy wants each input's values contiguous
-        np.add(cur, host.bias[:, None], out=cur)
-        if self.fixed:
-            np.multiply(cur, host.scale[:, None], out=cur)
-            np.round(cur, out=cur)
+        self._host_arithmetic(cur, 0)
         return cur
+
+    def _host_arithmetic(self, cur: np.ndarray, axis: int) -> None:
+        """input_stream's elementwise steps on the products ``W x``, in place; host neurons along ``axis``."""
+        host = self.net.host
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        np.add(cur, host.bias.reshape(shape), out=cur)
+        if self.fixed:
+            np.multiply(cur, host.scale.reshape(shape), out=cur)
+            np.round(cur, out=cur)
 
     def _input_current(self, target: str, shape: Tuple[int, int, int], rows, host: Optional[np.ndarray], totals,
                        stage: Tuple[str, ...] = ()):
@@ -724,16 +952,23 @@ class FastSim:
                 shifted = np.zeros((shape[0], shape[1], n_src), dtype=bool)
                 shifted[:, 1:] = src.reshape(shape[0], shape[1], n_src)[:, :-1]
                 src = shifted.reshape(-1, n_src)
+            cur, layer = syn.current(src, self.fixed, count=totals is not None)
             if totals is not None:
-                totals[syn.proj.name] = _layer_totals(src, syn.col_nnz)
-            cur = syn.current(src, self.fixed).reshape(shape)
-            a_in = cur if a_in is None else a_in + cur
+                totals[syn.proj.name] = layer
+            cur = cur.reshape(shape)
+            a_in = cur if a_in is None else np.add(a_in, cur, dtype=np.float64)  # float32 sums may pass 2**24
         if a_in is None:  # no synapse at all: only the bias drives the layer
             return np.zeros(shape, np.int64 if self.fixed else np.float64)
-        if self.fixed and a_in.size and (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
+        if self.fixed and a_in.size and self._may_pass_int32(target, host is not None) and \
+                (a_in.min() < -2 ** 31 or a_in.max() >= 2 ** 31):
             # Lava's channels and its a_in array are int32: values beyond it wrap (sums of wraps = wrap of sums)
-            a_in = _wrap32(a_in)
+            a_in = _wrap32(a_in.astype(np.int64))
         return a_in
+
+    def _may_pass_int32(self, target: str, fed_by_host: bool) -> bool:
+        """Whether ``target``'s summed input could leave int32 (the sum of its synapses' bounds and the host's)."""
+        bound = sum(syn.peak for syn in self.synapses.get(target, []))
+        return bound + (self.net.host.limit if fed_by_host else 0) >= 2 ** 31
 
     def _run_cycle(self, stage: Tuple[str, ...], a_ins: Dict[str, np.ndarray], cycle: List[_Synapse], steps: int,
                    limits: Dict[str, Dict[str, int]]) -> Dict[str, np.ndarray]:
@@ -747,10 +982,10 @@ class FastSim:
             previous = {name: states[name]["prev"] for name in stage}
             for name in stage:
                 a_in = a_ins[name]
-                a = a_in[:, t if a_in.shape[1] > 1 else 0]
+                a = a_in[:, t if a_in.shape[1] > 1 else 0].astype(np.int64 if self.fixed else np.float64)
                 for syn in cycle:
                     if syn.proj.target == name:
-                        a = a + syn.current(previous[syn.proj.source], self.fixed).astype(a.dtype)
+                        a = a + syn.current(previous[syn.proj.source], self.fixed)[0].astype(a.dtype)
                 self.neurons[name].advance(states[name], a, out[name][:, t])
         for name in stage:
             self.neurons[name].finish(states[name], limits[name])
@@ -849,4 +1084,7 @@ def _blas_limit(threads: Optional[int]):
         return contextlib.nullcontext()
     if _BLAS_CONTROLLER is None:
         _BLAS_CONTROLLER = ThreadpoolController()
+    libraries = [lib for lib in _BLAS_CONTROLLER.lib_controllers if lib.user_api == "blas"]
+    if all(lib.num_threads <= threads for lib in libraries):  # already within the cap: nothing to set and reset
+        return contextlib.nullcontext()
     return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")

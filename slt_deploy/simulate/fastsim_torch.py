@@ -259,7 +259,7 @@ class TorchFastSim(FastSim):
         return s.cpu().numpy().view(np.int8).reshape(tuple(s.shape[:2]) + tuple(pop.nir_shape))
 
     def _host_stream(self, x: torch.Tensor) -> Tuple[torch.Tensor, bool, torch.Tensor]:
-        """FastSim._stream for a host layer, computed on the device: int64 (N, T or 1, n), ``once``, and the
+        """FastSim._host_layer for a host layer, computed on the device: int64 (N, T or 1, n), ``once``, and the
         distinct inputs (N * (1 or T), n_input) on the device."""
         net = self.net
         n, steps = x.shape[:2]
@@ -267,7 +267,7 @@ class TorchFastSim(FastSim):
         flat = (x[:, :1] if once else x).reshape(-1, net.input.size)
         cur = self._host_currents_on_device(flat)
         if bool((cur.abs() > net.host.limit).any()):
-            FastSim._stream(self, x.cpu().numpy())  # raises the backend's error (naming the sample and step)
+            input_stream(net, x.cpu().numpy())  # raises the backend's error (naming the sample and step)
         return cur.to(torch.int64).reshape(n, 1 if once else steps, -1), once, flat
 
     def _host_currents_on_device(self, flat: torch.Tensor) -> torch.Tensor:
