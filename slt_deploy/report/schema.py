@@ -525,7 +525,7 @@ class ReportData(FileRecord):
     SCHEMA_VERSION = REPORT_VERSION
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
-    schema_version: Literal["slt-deploy.report/3"]
+    schema_version: Literal[REPORT_VERSION]
     samples_requested: int
     counting_rule: CountingRule
     host_profile: ProfileDump
@@ -612,7 +612,7 @@ class DeployData(FileRecord):
     SCHEMA_VERSION = DEPLOY_VERSION
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
-    schema_version: Literal["slt-deploy.deploy/3"]
+    schema_version: Literal[DEPLOY_VERSION]
     profile: str
     backend: str
     model: str
