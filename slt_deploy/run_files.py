@@ -46,6 +46,7 @@ Count = Annotated[int, Field(ge=0)]
 Steps = Annotated[int, Field(ge=1)]
 Round = Annotated[int, Field(ge=0, le=100_000)]  # the ticket record's range
 EnergyKind = Literal["exact", "lower bound", "upper bound", "estimate", "unknown"]
+RUN_FILE_VERSION = "1"  # of cost.json and front.json
 
 
 # ------------------------------------------------------------------------------------ energy objective
@@ -72,13 +73,10 @@ class LayerCounts(Record):
     from_input: bool = False
 
 
-class CostFile(FileRecord):
-    """``rounds/round_KK_TT.cost.json``: one round's network measured at one T on the held-out samples
-    (:func:`slt_deploy.cost.objective.cost_entry` plus the run's accuracy and time; round 0 at T adds
-    Early-Time's ``t_early``)."""
+class Measured(Record):
+    """A network measured at one T on the held-out samples: its counts per sample and its energy on the run's
+    profile. A round's cost file holds them, and its point on the front repeats them."""
 
-    SCHEMA_VERSION = "1"
-    schema_version: Literal["1"] = "1"
     timesteps: Steps
     spikes: NonNegative
     synops: NonNegative
@@ -87,6 +85,15 @@ class CostFile(FileRecord):
     neuron_updates: NonNegative
     energy_j: NonNegative
     energy_kind: EnergyKind
+
+
+class CostFile(Measured, FileRecord):
+    """``rounds/round_KK_TT.cost.json``: one round's network measured at one T on the held-out samples
+    (:func:`slt_deploy.cost.objective.cost_entry` plus the run's accuracy and time; round 0 at T adds
+    Early-Time's ``t_early``)."""
+
+    SCHEMA_VERSION = RUN_FILE_VERSION
+    schema_version: Literal[RUN_FILE_VERSION] = RUN_FILE_VERSION
     energy_components: Dict[str, NonNegative]
     profile: str
     host: str
@@ -110,25 +117,17 @@ class CostFile(FileRecord):
         return self.model_dump(exclude={"schema_version"})
 
 
-class Point(Record):
+class Point(Measured):
     """One ticket at one T on the front: its measured held-out accuracy and energy (``cost``) and its file."""
 
     round: Round
     label: str
-    timesteps: Steps
     trained_at: Steps
     ticket: RunPath
     cost: RunPath
     sparsity: Fraction
     accuracy: Fraction
     test_accuracy: Optional[Fraction]
-    spikes: NonNegative
-    synops: NonNegative
-    acs: NonNegative
-    macs: NonNegative
-    neuron_updates: NonNegative
-    energy_j: NonNegative
-    energy_kind: EnergyKind
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -139,8 +138,8 @@ class FrontFile(FileRecord):
     """``front.json``: every round's point, the non-dominated ones (``front``) and the chosen one (the search's
     ticket); see :mod:`slt_deploy.search.energy`."""
 
-    SCHEMA_VERSION = "1"
-    schema_version: Literal["1"] = "1"
+    SCHEMA_VERSION = RUN_FILE_VERSION
+    schema_version: Literal[RUN_FILE_VERSION] = RUN_FILE_VERSION
     objective: Literal["energy"]
     profile: str
     host: str
@@ -390,6 +389,6 @@ def check_run_dir(paths: RunPaths, config: RunConfig) -> None:
             read_meta(state)
 
 
-__all__ = ["CheckpointMeta", "CostFile", "EpochLog", "FrontFile", "LayerCounts", "LogLine", "PhaseDone", "Point",
-           "RewindMeta", "RunDirError", "check_run_dir", "load_cost", "load_front", "load_log",
+__all__ = ["CheckpointMeta", "CostFile", "EpochLog", "FrontFile", "LayerCounts", "LogLine", "Measured", "PhaseDone",
+           "Point", "RewindMeta", "RunDirError", "check_run_dir", "load_cost", "load_front", "load_log",
            "load_run_config", "parse_meta", "read_meta", "write_cost", "write_front", "write_log"]

@@ -37,7 +37,7 @@ from typing import List, Optional, Sequence
 from ..data import ArrayDataset, DatasetSplit, batches, encode
 from ..data.encoding import first_layer_on_host
 from ..errors import ConfigError
-from ..run_files import CostFile, load_cost, write_cost, write_front
+from ..run_files import CostFile, Measured, load_cost, write_cost, write_front
 from ..ticket import Ticket
 from ..utils import generator
 from .early_time import accumulated_kl, choose_t_early
@@ -180,12 +180,11 @@ class EnergyRounds(RoundHook):
             variants.append((t, other, e, path))
         penalty = [h["spike_penalty"] for h in r.history if "spike_penalty" in h]
         for i, (t, tk, e, path) in enumerate(variants):
-            point = {"round": k, "label": label if i == 0 else f"{label} at T={t}", "timesteps": t,
+            point = {"round": k, "label": label if i == 0 else f"{label} at T={t}",
                      "trained_at": trained_at, "ticket": str(path.relative_to(self.ctx.paths.root)),
                      "cost": str(self.ctx.paths.round_cost(k, t).relative_to(self.ctx.paths.root)),
                      "sparsity": tk.record.sparsity, "accuracy": e.accuracy, "test_accuracy": tk.record.accuracy,
-                     "spikes": e.spikes, "synops": e.synops, "acs": e.acs, "macs": e.macs,
-                     "neuron_updates": e.neuron_updates, "energy_j": e.energy_j, "energy_kind": e.energy_kind}
+                     **e.model_dump(include=set(Measured.model_fields))}  # the cost file's counts, at T = t
             self.points.append(point)
             facts = {"holdout_accuracy": round(e.accuracy, 6), "energy_j": e.energy_j,
                      "energy_kind": e.energy_kind, "spikes": round(e.spikes, 3), "synops": round(e.synops, 1),
