@@ -288,7 +288,7 @@ def _summary_data(ticket: Ticket, profile: str, backend: str, float_backend: str
         # it chose from
         energy_scope=None if energy is None else energy.scope,
         energy_interval_j=None if energy is None else energy.interval,
-        decisions={r.scope: r.decision for r in verdict}, verdict_rows=verdict, verdict_matrix=matrix,
+        verdict_rows=verdict, verdict_matrix=matrix,
         latency_per_inference_s=None if latency is None else latency.latency_s,
         ann={"accuracy": report.ann.accuracy_measured,
              "origin": "ANN twin of the ticket: its architecture and masked weights with ReLU for LIF, one pass "

@@ -636,7 +636,6 @@ class DeployData(FileRecord):
     energy_unknown: List[str]
     energy_scope: Optional[str]
     energy_interval_j: Optional[Interval]
-    decisions: Dict[str, str]          # the verdict's decision for this chip, per scope (chip-dynamic, chip)
     verdict_rows: List[VerdictRow]     # the report's verdict rows for this chip, one per scope, narrowest first
     verdict_matrix: List[MatrixRow]
     latency_per_inference_s: Optional[float]
@@ -644,6 +643,11 @@ class DeployData(FileRecord):
     netx: Optional[str] = None
     vendor: Optional[VendorRun] = None
     front_choice: Optional[FrontChoice] = None
+
+    @property
+    def decisions(self) -> Dict[str, str]:
+        """The verdict's decision for this chip per scope (chip-dynamic, chip), from its rows."""
+        return {r.scope: r.decision for r in self.verdict_rows}
 
 
 # ------------------------------------------------------------------------------------------ one loader
