@@ -70,11 +70,11 @@ def plot_energy_breakdown(data: ReportData, path: Path) -> Path:
             if vals.any():
                 ax.bar(range(len(entries)), vals, bottom=bottom, color=colors[comp], label=comp)
             bottom += vals
-        for i, (_, b) in enumerate(entries):
-            if b.kind == "unknown":
-                ax.text(i, 0, "unknown:\nneeds " + ",\n".join(b.unknown[:3]) + ("..." if len(b.unknown) > 3
-                                                                                    else ""),
-                        ha="center", va="bottom", fontsize=6)
+        unknown = [b for _, b in entries if b.kind == "unknown"]
+        if unknown:  # said once per panel (one note per bar overlapped its neighbours); '?' marks which bars
+            missing = list(dict.fromkeys(f for b in unknown for f in b.unknown))
+            ax.text(0.5, 0.5, f"? unknown for {len(unknown)} of {len(entries)}: needs\n" + ", ".join(missing),
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8, wrap=True)
         ax.set_xticks(range(len(entries)))
         ax.set_xticklabels([{"exact": "", "lower bound": ">= ", "upper bound": "<= ", "estimate": "~",
                              "unknown": "? "}.get(b.kind, "") + l for l, b in entries],
